@@ -1,0 +1,211 @@
+package lakebase
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// conn is the driver.Conn handed to database/sql. It answers the virtual OAuth
+// procedures itself and delegates everything else to a pgx stdlib connection, which
+// it opens on the first statement that needs the database.
+type conn struct {
+	connector *Connector
+	pg        *stdlib.Conn // nil until the session is opened
+	tx        *lazyTx      // the open transaction, if any
+	closed    bool
+}
+
+// Compile-time checks: every optional interface pgx's connection implements.
+var (
+	_ driver.Conn               = (*conn)(nil)
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+	_ driver.NamedValueChecker  = (*conn)(nil)
+	_ driver.SessionResetter    = (*conn)(nil)
+	_ driver.Validator          = (*conn)(nil)
+)
+
+// session returns the Postgres session, opening it (and any transaction begun
+// before it) when needed.
+func (c *conn) session(ctx context.Context) (*stdlib.Conn, error) {
+	if c.pg != nil {
+		return c.pg, nil
+	}
+	if c.closed {
+		return nil, driver.ErrBadConn
+	}
+	pg, err := c.connector.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.pg = pg
+	if c.tx != nil && c.tx.tx == nil {
+		tx, err := pg.BeginTx(ctx, c.tx.opts)
+		if err != nil {
+			return nil, err
+		}
+		c.tx.tx = tx
+	}
+	return pg, nil
+}
+
+// Conn returns the underlying *pgx.Conn, opening the session if needed (bounded by
+// Timeout). It returns nil when the session cannot be opened; use RawConn to see why.
+// It is what sql.Conn.Raw exposes, as with pgx's own driver.
+func (c *conn) Conn() *pgx.Conn {
+	pc, _ := c.RawConn(context.Background())
+	return pc
+}
+
+// RawConn is Conn with a context and an error.
+func (c *conn) RawConn(ctx context.Context) (*pgx.Conn, error) {
+	pg, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pg.Conn(), nil
+}
+
+func (c *conn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if st, ok, err := c.connector.prepareVirtual(query); ok || err != nil {
+		return st, err
+	}
+	pg, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pg.PrepareContext(ctx, query)
+}
+
+func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if rows, ok, err := c.connector.execVirtual(ctx, query, args); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		rows.Close()
+		return driver.RowsAffected(0), nil
+	}
+	pg, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pg.ExecContext(ctx, query, args)
+}
+
+func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if rows, ok, err := c.connector.execVirtual(ctx, query, args); ok || err != nil {
+		return rows, err
+	}
+	pg, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pg.QueryContext(ctx, query, args)
+}
+
+func (c *conn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+// BeginTx starts a transaction. When the session is not open yet, BEGIN is sent
+// with the first statement that needs the database; a transaction that only runs
+// virtual procedures never reaches Postgres.
+func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if c.tx != nil {
+		return nil, errors.New("lakebase: a transaction is already open on this connection")
+	}
+	switch sql.IsolationLevel(opts.Isolation) {
+	case sql.LevelDefault, sql.LevelReadUncommitted, sql.LevelReadCommitted,
+		sql.LevelRepeatableRead, sql.LevelSnapshot, sql.LevelSerializable:
+	default:
+		return nil, fmt.Errorf("lakebase: unsupported isolation level %v", sql.IsolationLevel(opts.Isolation))
+	}
+	t := &lazyTx{c: c, opts: opts}
+	if c.pg != nil {
+		tx, err := c.pg.BeginTx(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		t.tx = tx
+	}
+	c.tx = t
+	return t, nil
+}
+
+func (c *conn) Ping(ctx context.Context) error {
+	pg, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	return pg.Ping(ctx)
+}
+
+func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	// pgx takes sql.Scanner, driver.Valuer and its own types natively; so do the procedures.
+	return nil
+}
+
+func (c *conn) ResetSession(ctx context.Context) error {
+	if c.pg == nil {
+		if c.closed {
+			return driver.ErrBadConn
+		}
+		return nil
+	}
+	return c.pg.ResetSession(ctx)
+}
+
+// IsValid reports whether the connection may go back to the pool.
+func (c *conn) IsValid() bool {
+	if c.closed {
+		return false
+	}
+	return c.pg == nil || !c.pg.Conn().IsClosed()
+}
+
+func (c *conn) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.pg != nil {
+		return c.pg.Close()
+	}
+	return nil
+}
+
+// lazyTx is a transaction whose BEGIN may wait for the session to open.
+type lazyTx struct {
+	c    *conn
+	opts driver.TxOptions
+	tx   driver.Tx // nil until BEGIN was sent
+}
+
+func (t *lazyTx) Commit() error {
+	t.c.tx = nil
+	if t.tx == nil {
+		return nil
+	}
+	return t.tx.Commit()
+}
+
+func (t *lazyTx) Rollback() error {
+	t.c.tx = nil
+	if t.tx == nil {
+		return nil
+	}
+	return t.tx.Rollback()
+}

@@ -1,0 +1,99 @@
+package lakebase
+
+import (
+	"context"
+	"database/sql/driver"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// TestConn_InterfaceParityWithPgx fails when pgx's connection gains a method or an
+// optional database/sql/driver interface that the lakebase connection lacks.
+func TestConn_InterfaceParityWithPgx(t *testing.T) {
+	pgxT := reflect.TypeOf((*stdlib.Conn)(nil))
+	ourT := reflect.TypeOf((*conn)(nil))
+
+	ifaces := []reflect.Type{
+		reflect.TypeOf((*driver.Conn)(nil)).Elem(),
+		reflect.TypeOf((*driver.ConnBeginTx)(nil)).Elem(),
+		reflect.TypeOf((*driver.ConnPrepareContext)(nil)).Elem(),
+		reflect.TypeOf((*driver.Execer)(nil)).Elem(),
+		reflect.TypeOf((*driver.ExecerContext)(nil)).Elem(),
+		reflect.TypeOf((*driver.Queryer)(nil)).Elem(),
+		reflect.TypeOf((*driver.QueryerContext)(nil)).Elem(),
+		reflect.TypeOf((*driver.Pinger)(nil)).Elem(),
+		reflect.TypeOf((*driver.NamedValueChecker)(nil)).Elem(),
+		reflect.TypeOf((*driver.SessionResetter)(nil)).Elem(),
+		reflect.TypeOf((*driver.Validator)(nil)).Elem(),
+	}
+	for _, it := range ifaces {
+		if pgxT.Implements(it) && !ourT.Implements(it) {
+			t.Errorf("pgx's connection implements %v but the lakebase connection does not", it)
+		}
+	}
+	// Every exported method of pgx's connection, with the same signature: this catches
+	// interfaces this test does not know by name yet.
+	for i := 0; i < pgxT.NumMethod(); i++ {
+		m := pgxT.Method(i)
+		ours, ok := ourT.MethodByName(m.Name)
+		if !ok {
+			t.Errorf("pgx's connection has method %s%v; the lakebase connection does not", m.Name, m.Type)
+			continue
+		}
+		if ours.Type.NumIn() != m.Type.NumIn() || ours.Type.NumOut() != m.Type.NumOut() {
+			t.Errorf("method %s: signature %v, pgx has %v", m.Name, ours.Type, m.Type)
+			continue
+		}
+		for j := 1; j < m.Type.NumIn(); j++ {
+			if ours.Type.In(j) != m.Type.In(j) {
+				t.Errorf("method %s: parameter %d is %v, pgx has %v", m.Name, j, ours.Type.In(j), m.Type.In(j))
+			}
+		}
+		for j := 0; j < m.Type.NumOut(); j++ {
+			if ours.Type.Out(j) != m.Type.Out(j) {
+				t.Errorf("method %s: result %d is %v, pgx has %v", m.Name, j, ours.Type.Out(j), m.Type.Out(j))
+			}
+		}
+	}
+}
+
+// TestConn_LazySession shows that a connection needs no database until a statement
+// needs one: Connect, ResetSession, IsValid, Begin and Commit of an empty transaction
+// and Close all work against an address where nothing listens.
+func TestConn_LazySession(t *testing.T) {
+	c, err := NewConnector("AuthScheme=Password;Server=127.0.0.1;Port=1;User=u;Password=p;SSLMode=disable;Timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	dc, err := c.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := dc.(*conn)
+	if err := cn.ResetSession(ctx); err != nil || !cn.IsValid() {
+		t.Fatalf("ResetSession=%v IsValid=%v", err, cn.IsValid())
+	}
+	tx, err := cn.BeginTx(ctx, driver.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if cn.pg != nil {
+		t.Fatal("a session was opened without a statement")
+	}
+	if _, err := cn.QueryContext(ctx, "SELECT 1", nil); err == nil {
+		t.Fatal("SELECT 1 succeeded with no server")
+	}
+	if cn.Conn() != nil {
+		t.Fatal("Conn() returned a pgx connection with no server")
+	}
+	if err := cn.Close(); err != nil || cn.IsValid() {
+		t.Fatalf("Close=%v IsValid after close=%v", err, cn.IsValid())
+	}
+}

@@ -1,0 +1,71 @@
+package lakebase
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrConfig is matched by every configuration error: errors.Is(err, lakebase.ErrConfig).
+var ErrConfig = errors.New("lakebase: invalid configuration")
+
+// ConfigError reports a connection-string property that is missing, unknown or malformed.
+// Its message names the property and never holds the value of a secret property.
+type ConfigError struct {
+	Property string // canonical name, or the name as written when unknown
+	Value    string // the offending value; empty for secrets
+	Secret   bool
+	Err      error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("lakebase: connection string: ")
+	if e.Property != "" {
+		b.WriteString(e.Property)
+		if e.Value != "" && !e.Secret {
+			v := e.Value
+			if len(v) > 80 {
+				v = v[:80] + "..."
+			}
+			fmt.Fprintf(&b, "=%q", v)
+		}
+		b.WriteByte(' ')
+	}
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+// ErrLoginRefused is matched by a LoginError: errors.Is(err, lakebase.ErrLoginRefused).
+var ErrLoginRefused = errors.New("lakebase: login refused")
+
+// LoginError reports that Postgres refused the login even after a fresh credential
+// was minted and the login retried once.
+type LoginError struct {
+	SQLState string // 28P01 or 28000
+	User     string // the Postgres role the driver logged in as
+	Host     string
+	Err      error
+}
+
+func (e *LoginError) Error() string {
+	hint := "check that the role exists on the database (a Lakebase role is needed for every identity) and that User names it"
+	if strings.Contains(e.User, "@") {
+		hint = "check that a Postgres role for this user exists on the database"
+	}
+	return fmt.Sprintf("lakebase: login as %q to %s refused (SQLSTATE %s): %s: %v", e.User, e.Host, e.SQLState, hint, e.Err)
+}
+
+// Unwrap returns the cause (a *pgconn.PgError).
+func (e *LoginError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrLoginRefused) true.
+func (e *LoginError) Is(target error) bool { return target == ErrLoginRefused }

@@ -1,0 +1,423 @@
+// Package pgcluster starts an ephemeral PostgreSQL cluster for tests and the local
+// emulator: a temporary directory, loopback only, a free port, TLS with a freshly
+// made CA, and, when the process runs as root, the server run as an unprivileged
+// user. It can instead use an existing server named by LAKEBASE_TEST_POSTGRES.
+package pgcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lakebase-go/lakebase/internal/testca"
+)
+
+// EnvServer names an existing PostgreSQL server to use instead of starting one: a
+// postgres:// URL of a superuser. The emulator's front door logs in to it as each
+// identity without a password, so it must trust loopback logins (pg_hba "trust").
+// EnvServerCA optionally names the server's CA certificate file.
+const (
+	EnvServer   = "LAKEBASE_TEST_POSTGRES"
+	EnvServerCA = "LAKEBASE_TEST_POSTGRES_CA"
+)
+
+// ErrNoBinaries is returned when no PostgreSQL server binaries can be found.
+var ErrNoBinaries = errors.New("pgcluster: no PostgreSQL server binaries found (install them, e.g. `apt-get install -y postgresql` on Debian, or set " + EnvServer + " to a server URL)")
+
+// Cluster is a running PostgreSQL server.
+type Cluster struct {
+	Host      string // loopback TCP host
+	Port      int
+	CAFile    string // PEM of the CA that signed the server certificate ("" if unknown)
+	CAPEM     []byte
+	SocketDir string // Unix socket directory, where logins are trusted ("" for an external server)
+
+	admin    string // admin connection string
+	dir      string
+	cmd      *exec.Cmd
+	waitErr  chan error
+	stopOnce sync.Once
+}
+
+// Start starts a new cluster, or attaches to the server named by EnvServer.
+func Start(ctx context.Context) (*Cluster, error) {
+	if u := os.Getenv(EnvServer); u != "" {
+		return external(u)
+	}
+	bin, err := FindBinDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Host: "127.0.0.1", waitErr: make(chan error, 1)}
+	if err := c.start(ctx, bin); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func external(raw string) (*Cluster, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %s is not a URL", EnvServer)
+	}
+	port := 5432
+	if p := u.Port(); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	c := &Cluster{Host: u.Hostname(), Port: port, admin: raw}
+	if f := os.Getenv(EnvServerCA); f != "" {
+		if c.CAPEM, err = os.ReadFile(f); err != nil {
+			return nil, fmt.Errorf("pgcluster: %s: %w", EnvServerCA, err)
+		}
+		c.CAFile = f
+	}
+	return c, nil
+}
+
+// FindBinDir finds a directory holding initdb and postgres: on PATH, through
+// pg_config --bindir, or under the usual install directories (newest version first).
+func FindBinDir() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(p), "postgres")); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		d := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	var cands []string
+	for _, pat := range []string{"/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"} {
+		m, _ := filepath.Glob(pat)
+		cands = append(cands, m...)
+	}
+	sort.Slice(cands, func(i, j int) bool { return versionOf(cands[i]) > versionOf(cands[j]) })
+	for _, d := range cands {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", ErrNoBinaries
+}
+
+func versionOf(path string) int {
+	for _, part := range strings.Split(path, "/") {
+		part = strings.TrimPrefix(strings.TrimPrefix(part, "pgsql-"), "postgresql@")
+		if n, err := strconv.Atoi(part); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+func (c *Cluster) start(ctx context.Context, bin string) error {
+	dir, err := os.MkdirTemp("", "lakebase-pg-")
+	if err != nil {
+		return err
+	}
+	c.dir = dir
+	c.SocketDir = dir
+	cred, err := runAs()
+	if err != nil {
+		return err
+	}
+
+	ca, err := testca.New("lakebase test PostgreSQL CA")
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := ca.Issue("localhost", "127.0.0.1", "::1")
+	if err != nil {
+		return err
+	}
+	c.CAPEM = ca.CertPEM
+	c.CAFile = filepath.Join(dir, "ca.crt")
+	files := map[string][]byte{"ca.crt": ca.CertPEM, "server.crt": certPEM, "server.key": keyPEM}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "ca.crt"), 0o644); err != nil {
+		return err
+	}
+	if err := chownTree(dir, cred); err != nil {
+		return err
+	}
+	// The CA file must be readable by other users too (the test process may not be root).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+
+	data := filepath.Join(dir, "data")
+	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
+		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fmt.Errorf("pgcluster: initdb: %v\n%s", err, out)
+	}
+	hba := "local all all trust\n" +
+		"hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n" +
+		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+		return err
+	}
+	if err := chownTree(filepath.Join(data, "pg_hba.conf"), cred); err != nil {
+		return err
+	}
+
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		c.Port = port
+		if lastErr = c.launch(ctx, bin, data, cred); lastErr == nil {
+			return nil
+		}
+		if !strings.Contains(lastErr.Error(), "in use") {
+			return lastErr
+		}
+	}
+	return lastErr
+}
+
+func (c *Cluster) launch(ctx context.Context, bin, data string, cred *syscall.Credential) error {
+	logPath := filepath.Join(c.dir, "postgres.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := []string{"-D", data, "-p", strconv.Itoa(c.Port), "-k", c.dir,
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "ssl=on",
+		"-c", "ssl_cert_file=" + filepath.Join(c.dir, "server.crt"),
+		"-c", "ssl_key_file=" + filepath.Join(c.dir, "server.key"),
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=32MB",
+		"-c", "password_encryption=scram-sha-256",
+	}
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr(cred)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgcluster: starting postgres: %w", err)
+	}
+	c.cmd = cmd
+	c.waitErr = make(chan error, 1)
+	go func() { c.waitErr <- cmd.Wait() }()
+	c.admin = fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", c.dir, c.Port)
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-c.waitErr:
+			c.waitErr <- err
+			c.cmd = nil
+			log, _ := os.ReadFile(logPath)
+			return fmt.Errorf("pgcluster: postgres exited (%v):\n%s", err, tail(log))
+		default:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pc, err := pgconn.Connect(pctx, c.admin)
+		cancel()
+		if err == nil {
+			pc.Close(context.Background())
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			log, _ := os.ReadFile(logPath)
+			return fmt.Errorf("pgcluster: postgres did not become ready: %v\n%s", err, tail(log))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(b []byte) string {
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// runAs returns the credential to run PostgreSQL with: nil unless this process is
+// root, when it is the "postgres" user (or "nobody" when there is none).
+func runAs() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("pgcluster: running as root, and no unprivileged user (postgres or nobody) exists to run PostgreSQL as")
+}
+
+func chownTree(root string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(cred.Uid), int(cred.Gid))
+	})
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// AdminConnString returns a pgx/libpq connection string for a superuser session on db.
+func (c *Cluster) AdminConnString(db string) string {
+	if c.SocketDir == "" {
+		u, _ := url.Parse(c.admin)
+		if db != "" {
+			u.Path = "/" + db
+		}
+		return u.String()
+	}
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", c.SocketDir, c.Port, quoteKV(db))
+}
+
+// TrustedConnString returns a connection string that logs in as user on db with no
+// password (the Unix socket is trusted). It is what the emulator's front door relays to.
+func (c *Cluster) TrustedConnString(user, db string) string {
+	if c.SocketDir == "" {
+		u, _ := url.Parse(c.admin)
+		u.User = url.User(user)
+		u.Path = "/" + db
+		return u.String()
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", c.SocketDir, c.Port, quoteKV(user), quoteKV(db))
+}
+
+// RelayAddr returns where a raw Postgres session for a trusted login can be opened:
+// the Unix socket, or the external server's TCP address.
+func (c *Cluster) RelayAddr() (network, address string) {
+	if c.SocketDir != "" {
+		return "unix", filepath.Join(c.SocketDir, ".s.PGSQL."+strconv.Itoa(c.Port))
+	}
+	return "tcp", net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+}
+
+func quoteKV(s string) string {
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `'`, `\'`) + "'"
+}
+
+// Exec runs sql as the superuser on db ("" = postgres).
+func (c *Cluster) Exec(ctx context.Context, db, sql string) error {
+	if db == "" {
+		db = "postgres"
+	}
+	pc, err := pgconn.Connect(ctx, c.AdminConnString(db))
+	if err != nil {
+		return err
+	}
+	defer pc.Close(context.Background())
+	_, err = pc.Exec(ctx, sql).ReadAll()
+	return err
+}
+
+// QuoteIdent quotes a Postgres identifier.
+func QuoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// QuoteLiteral quotes a Postgres string literal.
+func QuoteLiteral(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }
+
+// CreateDatabase creates db if it does not exist.
+func (c *Cluster) CreateDatabase(ctx context.Context, db string) error {
+	err := c.Exec(ctx, "", "CREATE DATABASE "+QuoteIdent(db))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P04" {
+		return nil
+	}
+	return err
+}
+
+// CreateRole creates a login role (with a password when password is not empty) that
+// may create objects in the public schema of db, or updates the password of an
+// existing role.
+func (c *Cluster) CreateRole(ctx context.Context, role, password, db string) error {
+	pw := ""
+	if password != "" {
+		pw = " PASSWORD " + QuoteLiteral(password)
+	}
+	q := fmt.Sprintf(`DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %s) THEN
+    CREATE ROLE %s LOGIN%s;
+  ELSE
+    ALTER ROLE %s LOGIN%s;
+  END IF;
+END $$`, QuoteLiteral(role), QuoteIdent(role), pw, QuoteIdent(role), pw)
+	if err := c.Exec(ctx, "", q); err != nil {
+		return err
+	}
+	if db == "" {
+		return nil
+	}
+	return c.Exec(ctx, db, fmt.Sprintf("GRANT ALL ON DATABASE %s TO %s; GRANT ALL ON SCHEMA public TO %s",
+		QuoteIdent(db), QuoteIdent(role), QuoteIdent(role)))
+}
+
+// Stop shuts the server down (fast shutdown, then kill) and removes its directory.
+func (c *Cluster) Stop() error {
+	var err error
+	c.stopOnce.Do(func() {
+		if c.cmd != nil && c.cmd.Process != nil {
+			_ = c.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-c.waitErr:
+			case <-time.After(15 * time.Second):
+				_ = c.cmd.Process.Kill()
+				<-c.waitErr
+			}
+		}
+		if c.dir != "" {
+			err = os.RemoveAll(c.dir)
+		}
+	})
+	return err
+}
+
+// Pid returns the postmaster's process id, or 0.
+func (c *Cluster) Pid() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// Dir returns the cluster's temporary directory ("" for an external server).
+func (c *Cluster) Dir() string { return c.dir }

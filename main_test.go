@@ -1,0 +1,51 @@
+package lakebase_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
+)
+
+// pg is the real PostgreSQL server shared by this package's tests.
+var pg *pgcluster.Cluster
+
+const (
+	testDB       = "lakebase_test"
+	testRole     = "app_user"
+	testPassword = "pw-Secret;with'quote"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var err error
+	pg, err = pgcluster.Start(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL:", err)
+		return 1
+	}
+	defer pg.Stop()
+	if err := pg.CreateDatabase(ctx, testDB); err != nil {
+		fmt.Fprintln(os.Stderr, "creating database:", err)
+		return 1
+	}
+	if err := pg.CreateRole(ctx, testRole, testPassword, testDB); err != nil {
+		fmt.Fprintln(os.Stderr, "creating role:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// passwordDSN returns an AuthScheme=Password connection string to the test server.
+func passwordDSN(extra string) string {
+	return fmt.Sprintf("AuthScheme=Password;Server=localhost;Port=%d;Database=%s;User=%s;Password='pw-Secret;with''quote';SSLMode=verify-full;SSLServerCert=%s;%s",
+		pg.Port, testDB, testRole, pg.CAFile, extra)
+}
