@@ -87,8 +87,8 @@ type Config struct {
 	Scope                 string
 	InitiateOAuth         InitiateOAuth
 	OAuthSettingsLocation string
-	OAuthAccessToken      string // secret
-	OAuthRefreshToken     string // secret
+	OAuthAccessToken      string        // secret
+	OAuthRefreshToken     string        // secret
 	OAuthExpiresIn        time.Duration // lifetime of OAuthAccessToken; 0 = unknown, negative = never expires
 	OAuthTokenTimestamp   time.Time     // when OAuthAccessToken was issued; zero = unknown
 	OAuthVerifier         string        // secret: an authorization code
@@ -96,7 +96,7 @@ type Config struct {
 	OAuthAuthorizationURL string
 	OAuthAccessTokenURL   string
 	SSLMode               SSLMode
-	SSLServerCert         string // PEM file path or inline PEM
+	SSLServerCert         string        // PEM file path or inline PEM
 	Timeout               time.Duration // 0 = DefaultTimeout, NoTimeout = no limit ("Timeout=0")
 	ApplicationName       string
 	Verbosity             int // 0 (off) .. 5
