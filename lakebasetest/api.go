@@ -1,0 +1,328 @@
+package lakebasetest
+
+import (
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func (s *Server) apiRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/2.0/postgres/credentials", s.handleAutoscalingCredential)
+	mux.HandleFunc("POST /api/2.0/database/credentials", s.handleProvisionedCredential)
+	mux.HandleFunc("GET /api/2.0/database/instances", s.handleListInstances)
+	mux.HandleFunc("GET /api/2.0/database/instances/{name}", s.handleGetInstance)
+	mux.HandleFunc("GET /api/2.0/postgres/projects", s.handleListProjects)
+	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches", s.handleListBranches)
+	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/endpoints", s.handleListEndpoints)
+	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/endpoints/{e}", s.handleGetEndpoint)
+	mux.HandleFunc("GET /api/2.0/preview/scim/v2/Me", s.handleMe)
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err := dec.Decode(v); err != nil {
+		writeAPIError(w, http.StatusBadRequest, "MALFORMED_REQUEST", "the request body is not valid JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// issueCredential mints a database credential for subject with lifetime ttl (capped
+// by the credential-lifetime knob).
+func (s *Server) issueCredential(subject string, ttl time.Duration) (string, time.Time, error) {
+	s.mu.Lock()
+	if s.credTTL > 0 && s.credTTL < ttl {
+		ttl = s.credTTL
+	}
+	s.mu.Unlock()
+	tok, err := s.sign(tokenClaims{Kind: "db"}, subject, ttl)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return tok, time.Now().Add(ttl).UTC(), nil
+}
+
+func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPCredAutoscaling, w, r) {
+		return
+	}
+	sub, ok := s.bearer(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Endpoint string `json:"endpoint"`
+		TTL      string `json:"ttl"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.Endpoint == "" {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "endpoint is required")
+		return
+	}
+	if body.Endpoint != s.Endpoint {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Endpoint %s does not exist", body.Endpoint))
+		return
+	}
+	ttl := time.Hour
+	if body.TTL != "" {
+		d, err := time.ParseDuration(body.TTL)
+		if err != nil || !strings.HasSuffix(body.TTL, "s") || d < 300*time.Second || d > 3600*time.Second {
+			writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "ttl must be a duration in seconds from 300s to 3600s, e.g. \"3600s\"")
+			return
+		}
+		ttl = d
+	}
+	tok, exp, err := s.issueCredential(sub, ttl)
+	if err != nil {
+		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expire_time": exp.Format(time.RFC3339Nano)})
+}
+
+func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPCredProvisioned, w, r) {
+		return
+	}
+	sub, ok := s.bearer(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		RequestID     string   `json:"request_id"`
+		InstanceNames []string `json:"instance_names"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.RequestID == "" {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "request_id is required")
+		return
+	}
+	if len(body.InstanceNames) == 0 {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "instance_names is required")
+		return
+	}
+	for _, n := range body.InstanceNames {
+		if n != s.Instance {
+			writeAPIError(w, http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST", fmt.Sprintf("Database instance '%s' does not exist.", n))
+			return
+		}
+	}
+	tok, exp, err := s.issueCredential(sub, time.Hour)
+	if err != nil {
+		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expiration_time": exp.Format(time.RFC3339Nano)})
+}
+
+func (s *Server) instanceJSON() map[string]any {
+	return map[string]any{
+		"name":                  s.Instance,
+		"uid":                   "7c1f0e4a-2b3d-4c5e-8f9a-0b1c2d3e4f5a",
+		"state":                 "AVAILABLE",
+		"capacity":              "CU_1",
+		"pg_version":            "PG_VERSION_15",
+		"read_write_dns":        s.Host,
+		"read_only_dns":         s.Host,
+		"read_write_pooled_dns": "instance-pooler.invalid",
+		"creator":               s.User.Email,
+	}
+}
+
+func (s *Server) handleListInstances(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPInstances, w, r) {
+		return
+	}
+	if _, ok := s.bearer(w, r); !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"database_instances": []any{s.instanceJSON()}})
+}
+
+func (s *Server) handleGetInstance(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPInstances, w, r) {
+		return
+	}
+	if _, ok := s.bearer(w, r); !ok {
+		return
+	}
+	if name := r.PathValue("name"); name != s.Instance {
+		writeAPIError(w, http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST", fmt.Sprintf("Database instance '%s' does not exist.", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.instanceJSON())
+}
+
+func (s *Server) endpointJSON() map[string]any {
+	return map[string]any{
+		"name": s.Endpoint,
+		"uid":  "ep-0a1b2c3d",
+		"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"},
+		"status": map[string]any{
+			"current_state": "ACTIVE",
+			"hosts": map[string]any{
+				"host":           s.Host,
+				"read_only_host": s.Host,
+				"pooled_host":    "ep-pooler.invalid",
+			},
+		},
+	}
+}
+
+func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPEndpoints, w, r) {
+		return
+	}
+	if _, ok := s.bearer(w, r); !ok {
+		return
+	}
+	p := strings.Split(s.Endpoint, "/")
+	writeJSON(w, http.StatusOK, map[string]any{"projects": []any{map[string]any{"name": strings.Join(p[:2], "/")}}})
+}
+
+func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPEndpoints, w, r) {
+		return
+	}
+	if _, ok := s.bearer(w, r); !ok {
+		return
+	}
+	p := strings.Split(s.Endpoint, "/")
+	if r.PathValue("p") != p[1] {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project does not exist")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"branches": []any{map[string]any{"name": strings.Join(p[:4], "/")}}})
+}
+
+func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPEndpoints, w, r) {
+		return
+	}
+	if _, ok := s.bearer(w, r); !ok {
+		return
+	}
+	p := strings.Split(s.Endpoint, "/")
+	if r.PathValue("p") != p[1] || r.PathValue("b") != p[3] {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "branch does not exist")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{s.endpointJSON()}})
+}
+
+func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPEndpoints, w, r) {
+		return
+	}
+	if _, ok := s.bearer(w, r); !ok {
+		return
+	}
+	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b") + "/endpoints/" + r.PathValue("e")
+	if name != s.Endpoint {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Endpoint %s does not exist", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.endpointJSON())
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPSCIMMe, w, r) {
+		return
+	}
+	sub, ok := s.bearer(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	_, isSP := s.clients[sub]
+	s.mu.Unlock()
+	body := map[string]any{
+		"schemas":  []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
+		"id":       strconv.FormatUint(uint64(len(sub))*7919, 10),
+		"userName": sub,
+		"active":   true,
+	}
+	if !isSP {
+		body["displayName"] = strings.Split(sub, "@")[0]
+		body["emails"] = []map[string]any{{"value": sub, "primary": true, "type": "work"}}
+	} else {
+		body["applicationId"] = sub
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// --- workload identity federation ---
+
+type trustedIssuer struct {
+	key      crypto.PublicKey
+	audience string
+	clientID string // the service principal federated tokens of this issuer act as
+}
+
+// TrustIssuer makes the token endpoint accept, in a token exchange
+// (grant_type=urn:ietf:params:oauth:grant-type:token-exchange), JWTs from issuer
+// signed by key (RS256 or ES256) with the given audience, and issue workspace tokens
+// for the service principal clientID.
+func (s *Server) TrustIssuer(issuer string, key crypto.PublicKey, audience, clientID string) {
+	s.mu.Lock()
+	s.trusted[issuer] = trustedIssuer{key: key, audience: audience, clientID: clientID}
+	s.mu.Unlock()
+}
+
+func (s *Server) grantTokenExchange(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	if f.Get("subject_token_type") != "urn:ietf:params:oauth:token-type:jwt" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "subject_token_type must be urn:ietf:params:oauth:token-type:jwt")
+		return
+	}
+	var claims jwt.RegisteredClaims
+	var ti trustedIssuer
+	_, err := jwt.ParseWithClaims(f.Get("subject_token"), &claims, func(t *jwt.Token) (any, error) {
+		iss, _ := t.Claims.GetIssuer()
+		s.mu.Lock()
+		var ok bool
+		ti, ok = s.trusted[iss]
+		s.mu.Unlock()
+		if !ok {
+			return nil, errors.New("untrusted issuer")
+		}
+		return ti.key, nil
+	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithExpirationRequired())
+	if err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the subject token is not valid: "+err.Error())
+		return
+	}
+	if ti.audience != "" && !containsAud(claims.Audience, ti.audience) {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the subject token's audience is not accepted")
+		return
+	}
+	if cid := f.Get("client_id"); cid != "" && cid != ti.clientID {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "no federation policy for this client_id and issuer")
+		return
+	}
+	scope := f.Get("scope")
+	if scope == "" {
+		scope = "all-apis"
+	}
+	s.writeTokens(w, ti.clientID, scope, "", "")
+}
+
+func containsAud(auds jwt.ClaimStrings, want string) bool {
+	for _, a := range auds {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,340 @@
+package lakebasetest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Postgres wire-protocol codes of the startup packets.
+const (
+	codeProtocol3 = 196608
+	codeSSL       = 80877103
+	codeGSSENC    = 80877104
+	codeCancel    = 80877102
+)
+
+// frontDoor is the emulator's Postgres listener: TLS only, a cleartext password that
+// must be a live database credential for the user (or a native password), then a raw
+// relay to the real PostgreSQL.
+type frontDoor struct {
+	s  *Server
+	ln net.Listener
+	wg sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closed   bool
+}
+
+type session struct{ client, backend net.Conn }
+
+func (s *session) close() {
+	s.client.Close()
+	if s.backend != nil {
+		s.backend.Close()
+	}
+}
+
+func newFrontDoor(s *Server) (*frontDoor, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	fd := &frontDoor{s: s, ln: ln, sessions: map[*session]struct{}{}}
+	fd.wg.Add(1)
+	go fd.serve()
+	return fd, nil
+}
+
+func (fd *frontDoor) port() int { return fd.ln.Addr().(*net.TCPAddr).Port }
+
+func (fd *frontDoor) serve() {
+	defer fd.wg.Done()
+	for {
+		c, err := fd.ln.Accept()
+		if err != nil {
+			return
+		}
+		ss := &session{client: c}
+		if !fd.track(ss) {
+			c.Close()
+			return
+		}
+		fd.wg.Add(1)
+		go func() {
+			defer fd.wg.Done()
+			defer fd.untrack(ss)
+			defer ss.close()
+			fd.handle(ss)
+		}()
+	}
+}
+
+func (fd *frontDoor) track(ss *session) bool {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	if fd.closed {
+		return false
+	}
+	fd.sessions[ss] = struct{}{}
+	return true
+}
+
+func (fd *frontDoor) untrack(ss *session) {
+	fd.mu.Lock()
+	delete(fd.sessions, ss)
+	fd.mu.Unlock()
+}
+
+func (fd *frontDoor) dropAll() {
+	fd.mu.Lock()
+	for ss := range fd.sessions {
+		ss.close()
+	}
+	fd.mu.Unlock()
+}
+
+func (fd *frontDoor) close() {
+	fd.mu.Lock()
+	fd.closed = true
+	fd.mu.Unlock()
+	fd.ln.Close()
+	fd.dropAll()
+	fd.wg.Wait()
+}
+
+// readStartup reads one startup packet: its code and the bytes after the code.
+func readStartup(r io.Reader) (uint32, []byte, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n < 8 || n > 10000 {
+		return 0, nil, fmt.Errorf("bad startup packet length %d", n)
+	}
+	body := make([]byte, n-8)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return binary.BigEndian.Uint32(hdr[4:]), body, nil
+}
+
+func parseParams(body []byte) map[string]string {
+	out := map[string]string{}
+	parts := bytes.Split(body, []byte{0})
+	for i := 0; i+1 < len(parts); i += 2 {
+		if len(parts[i]) == 0 {
+			break
+		}
+		out[string(parts[i])] = string(parts[i+1])
+	}
+	return out
+}
+
+func writeError(w io.Writer, code, msg string) {
+	var b bytes.Buffer
+	for _, f := range []struct {
+		t byte
+		v string
+	}{{'S', "FATAL"}, {'V', "FATAL"}, {'C', code}, {'M', msg}} {
+		b.WriteByte(f.t)
+		b.WriteString(f.v)
+		b.WriteByte(0)
+	}
+	b.WriteByte(0)
+	msgb := make([]byte, 5, 5+b.Len())
+	msgb[0] = 'E'
+	binary.BigEndian.PutUint32(msgb[1:], uint32(4+b.Len()))
+	w.Write(append(msgb, b.Bytes()...))
+}
+
+func (fd *frontDoor) handle(ss *session) {
+	var conn net.Conn = ss.client
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	code, body, err := readStartup(conn)
+	if err != nil {
+		return
+	}
+	if code == codeCancel {
+		fd.relayCancel(code, body)
+		return
+	}
+	if code == codeGSSENC {
+		conn.Write([]byte{'N'})
+		if code, body, err = readStartup(conn); err != nil {
+			return
+		}
+	}
+	if code != codeSSL {
+		if code == codeProtocol3 {
+			p := parseParams(body)
+			writeError(conn, "28000", fmt.Sprintf("pg_hba.conf rejects connection for host %q, user %q, database %q, no encryption",
+				hostOf(conn.RemoteAddr()), p["user"], p["database"]))
+		}
+		fd.s.count(EPLoginRefused)
+		return
+	}
+	conn.Write([]byte{'S'})
+	tc := tls.Server(conn, fd.s.tlsConf)
+	if err := tc.Handshake(); err != nil {
+		return
+	}
+	ss.client = tc
+	conn = tc
+	code, body, err = readStartup(conn)
+	if err == nil && code == codeCancel {
+		fd.relayCancel(code, body) // pgx encrypts cancel requests like the session
+		return
+	}
+	if err != nil || code != codeProtocol3 {
+		if err == nil {
+			writeError(conn, "08P01", "unsupported frontend protocol")
+		}
+		return
+	}
+	params := parseParams(body)
+	user := params["user"]
+	// Ask for the password in clear text (inside TLS), as Lakebase does.
+	conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3})
+	br := bufio.NewReader(conn)
+	pw, err := readPassword(br)
+	if err != nil {
+		return
+	}
+	if reason := fd.s.checkLogin(user, pw); reason != "" {
+		fd.s.count(EPLoginRefused)
+		fd.s.logf("frontdoor: refused %s: %s", user, reason)
+		writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user %q", user))
+		return
+	}
+	if fd.s.opts.AutoCreateRoles {
+		fd.s.mu.Lock()
+		has := fd.s.roles[user]
+		fd.s.mu.Unlock()
+		if !has {
+			if err := fd.s.CreateRole(user); err != nil {
+				writeError(conn, "XX000", "could not create role")
+				return
+			}
+		}
+	}
+	network, addr := fd.s.pg.RelayAddr()
+	backend, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		writeError(conn, "57P03", "the database is not available")
+		return
+	}
+	fd.mu.Lock()
+	ss.backend = backend
+	closed := fd.closed
+	fd.mu.Unlock()
+	if closed {
+		return
+	}
+	var sb bytes.Buffer
+	sb.Write([]byte{0, 0, 0, 0, 0, 3, 0, 0})
+	for k, v := range params {
+		sb.WriteString(k)
+		sb.WriteByte(0)
+		sb.WriteString(v)
+		sb.WriteByte(0)
+	}
+	sb.WriteByte(0)
+	startup := sb.Bytes()
+	binary.BigEndian.PutUint32(startup, uint32(len(startup)))
+	if _, err := backend.Write(startup); err != nil {
+		return
+	}
+	fd.s.count(EPLogin)
+	conn.SetDeadline(time.Time{})
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(backend, br); backend.Close(); done <- struct{}{} }()
+	go func() { io.Copy(conn, backend); conn.Close(); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
+func hostOf(a net.Addr) string {
+	h, _, _ := net.SplitHostPort(a.String())
+	return h
+}
+
+func readPassword(r *bufio.Reader) (string, error) {
+	t, err := r.ReadByte()
+	if err != nil {
+		return "", err
+	}
+	var lb [4]byte
+	if _, err := io.ReadFull(r, lb[:]); err != nil {
+		return "", err
+	}
+	n := binary.BigEndian.Uint32(lb[:])
+	if t != 'p' || n < 5 || n > 64*1024 {
+		return "", errors.New("expected a password message")
+	}
+	b := make([]byte, n-4)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimRight(b, "\x00")), nil
+}
+
+// relayCancel forwards a cancel request to PostgreSQL, which matches it to the
+// session by the backend key it handed out through the relay.
+func (fd *frontDoor) relayCancel(code uint32, body []byte) {
+	network, addr := fd.s.pg.RelayAddr()
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	pkt := make([]byte, 8+len(body))
+	binary.BigEndian.PutUint32(pkt, uint32(len(pkt)))
+	binary.BigEndian.PutUint32(pkt[4:], code)
+	copy(pkt[8:], body)
+	c.Write(pkt)
+	// Wait for the server to close the cancel connection, as libpq does.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c)
+}
+
+// checkLogin returns "" when password may log in as user, else the reason.
+func (s *Server) checkLogin(user, password string) string {
+	s.mu.Lock()
+	native, hasNative := s.passwords[user]
+	s.mu.Unlock()
+	if hasNative {
+		if native == password {
+			return ""
+		}
+		return "wrong native password"
+	}
+	c, err := s.parseJWT(password)
+	if err != nil {
+		return "not a valid credential: " + err.Error()
+	}
+	if c.Kind != "db" {
+		return "not a database credential (a workspace token is not a password)"
+	}
+	if c.Subject != user {
+		return "the credential was issued to another identity"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revoked[c.ID] {
+		return "the credential was revoked"
+	}
+	if !s.revokeCreds.IsZero() && c.IssuedNano <= s.revokeCreds.UnixNano() {
+		return "the credential was revoked"
+	}
+	return ""
+}

@@ -1,0 +1,518 @@
+// Package lakebasetest runs a local Lakebase emulator for tests, in the spirit of
+// net/http/httptest: a Databricks workspace (OIDC server, credential APIs, instance
+// and endpoint lookup, SCIM Me) plus a Postgres front door that, like Lakebase,
+// demands TLS and a database credential as the password, and relays each session to a
+// real, ephemeral PostgreSQL.
+//
+//	srv := lakebasetest.Start(t)                       // stops at the end of the test
+//	db, _ := sql.Open("lakebase", srv.OAuthClientDSN())
+//
+// Knobs on the Server shorten lifetimes, add latency and errors, cut the IdP off,
+// revoke tokens, drop sessions and count calls per endpoint.
+package lakebasetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
+	"github.com/lakebase-go/lakebase/internal/testca"
+)
+
+// Endpoint names, for the per-endpoint knobs and counters.
+const (
+	EPDiscovery       = "discovery"
+	EPAuthorize       = "authorize"
+	EPToken           = "token"
+	EPJWKS            = "jwks"
+	EPCredAutoscaling = "credentials.autoscaling"
+	EPCredProvisioned = "credentials.provisioned"
+	EPInstances       = "instances"
+	EPEndpoints       = "endpoints"
+	EPSCIMMe          = "scim.me"
+	EPLogin           = "frontdoor.login"   // a login accepted by the front door
+	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
+)
+
+// ServicePrincipal is an OAuth client of the emulated workspace.
+type ServicePrincipal struct {
+	ClientID     string // the application id; also its Postgres role
+	ClientSecret string
+}
+
+// User is a person of the emulated workspace.
+type User struct {
+	Email string // SCIM userName; also the Postgres role
+}
+
+// Options configure a Server. The zero value is usable.
+type Options struct {
+	// AutoApprove makes the authorize endpoint redirect at once, as if the user had
+	// clicked Approve, instead of showing the consent page.
+	AutoApprove bool
+	// TokenLifetime is the lifetime of workspace access tokens (default 1h).
+	TokenLifetime time.Duration
+	// CredentialLifetime caps the lifetime of database credentials (default: the
+	// requested ttl, 1h at most).
+	CredentialLifetime time.Duration
+	// NoRefreshRotation makes refresh tokens reusable instead of single-use.
+	NoRefreshRotation bool
+	// NoReuseDetection stops a reused rotated refresh token from revoking its family.
+	NoReuseDetection bool
+	// AutoCreateRoles creates a Postgres role on an identity's first login instead of
+	// refusing it, as Lakebase does, until a role exists.
+	AutoCreateRoles bool
+	// Database is the database created for the identities (default databricks_postgres).
+	Database string
+	// Logf, if set, receives one line per notable event.
+	Logf func(format string, args ...any)
+}
+
+// Server is a running emulator.
+type Server struct {
+	// URL is the workspace URL, http://127.0.0.1:<port>; use it as DatabricksInstance.
+	URL string
+	// Host and Port are the Postgres front door's address; Host is the name the
+	// instance and endpoint APIs return (and the TLS certificate holds).
+	Host string
+	Port int
+	// CACertPEM is the PEM of the CA that signed the front door's certificate;
+	// CAFile is a file holding it, for SSLServerCert or psql's sslrootcert.
+	CACertPEM []byte
+	CAFile    string
+	// Database is the Postgres database the identities can use.
+	Database string
+	// Endpoint is the Autoscaling endpoint path; Instance the Provisioned instance name.
+	Endpoint string
+	Instance string
+	// ServicePrincipal and User are ready-made identities, with Postgres roles.
+	ServicePrincipal ServicePrincipal
+	User             User
+
+	opts     Options
+	pg       *pgcluster.Cluster
+	ownPG    bool
+	dir      string
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	fd       *frontDoor
+	key      *rsa.PrivateKey
+	keyID    string
+	ca       *testca.CA
+	tlsConf  *tls.Config
+	autoApp  atomic.Bool
+	outage   atomic.Bool
+	rotation atomic.Bool
+	reuseDet atomic.Bool
+
+	mu          sync.Mutex
+	tokenTTL    time.Duration
+	credTTL     time.Duration
+	clients     map[string]string // client id -> secret ("" for public clients)
+	users       map[string]bool
+	counts      map[string]int64
+	latency     map[string]time.Duration
+	errRate     map[string]float64
+	revoked     map[string]bool // jti of access tokens and credentials, refresh tokens
+	codes       map[string]*authCode
+	pending     map[string]*authRequest
+	refresh     map[string]*refreshToken
+	families    map[string]bool // revoked families
+	passwords   map[string]string
+	roles       map[string]bool
+	revokeCreds time.Time // credentials issued before this are refused
+	trusted     map[string]trustedIssuer
+}
+
+// NewServer starts an emulator. Close it when done.
+func NewServer(opts Options) (*Server, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if opts.Database == "" {
+		opts.Database = "databricks_postgres"
+	}
+	s := &Server{
+		opts:      opts,
+		Database:  opts.Database,
+		Endpoint:  "projects/lakebase/branches/main/endpoints/primary",
+		Instance:  "lakebase-instance",
+		Host:      "localhost",
+		clients:   map[string]string{"databricks-cli": ""},
+		users:     map[string]bool{},
+		counts:    map[string]int64{},
+		latency:   map[string]time.Duration{},
+		errRate:   map[string]float64{},
+		revoked:   map[string]bool{},
+		codes:     map[string]*authCode{},
+		pending:   map[string]*authRequest{},
+		refresh:   map[string]*refreshToken{},
+		families:  map[string]bool{},
+		passwords: map[string]string{},
+		roles:     map[string]bool{},
+		trusted:   map[string]trustedIssuer{},
+		tokenTTL:  opts.TokenLifetime,
+		credTTL:   opts.CredentialLifetime,
+	}
+	if s.tokenTTL <= 0 {
+		s.tokenTTL = time.Hour
+	}
+	s.autoApp.Store(opts.AutoApprove)
+	s.rotation.Store(!opts.NoRefreshRotation)
+	s.reuseDet.Store(!opts.NoReuseDetection)
+	s.ServicePrincipal = ServicePrincipal{ClientID: "6a1e3b2c-0d4f-4e5a-9b8c-7d6e5f4a3b2c", ClientSecret: "dose" + randHex(16)}
+	s.User = User{Email: "ada@example.com"}
+	s.clients[s.ServicePrincipal.ClientID] = s.ServicePrincipal.ClientSecret
+	s.users[s.User.Email] = true
+
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start starts an emulator for a test and closes it when the test ends. It fails the
+// test if the emulator cannot start.
+func Start(tb testing.TB, opts ...Options) *Server {
+	tb.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	s, err := NewServer(o)
+	if err != nil {
+		tb.Fatalf("lakebasetest: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func (s *Server) start(ctx context.Context) error {
+	var err error
+	if s.key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return err
+	}
+	s.keyID = randHex(8)
+	if s.ca, err = testca.New("lakebase emulator CA"); err != nil {
+		return err
+	}
+	s.CACertPEM = s.ca.CertPEM
+	if s.tlsConf, err = s.ca.TLSConfig("localhost", "127.0.0.1", "::1"); err != nil {
+		return err
+	}
+	if s.dir, err = os.MkdirTemp("", "lakebase-emulator-"); err != nil {
+		return err
+	}
+	s.CAFile = filepath.Join(s.dir, "ca.crt")
+	if err := os.WriteFile(s.CAFile, s.CACertPEM, 0o644); err != nil {
+		return err
+	}
+
+	if s.pg, err = pgcluster.Start(ctx); err != nil {
+		return err
+	}
+	s.ownPG = true
+	if err := s.pg.CreateDatabase(ctx, s.Database); err != nil {
+		return fmt.Errorf("creating database %s: %w", s.Database, err)
+	}
+	for _, role := range []string{s.ServicePrincipal.ClientID, s.User.Email} {
+		if err := s.CreateRole(role); err != nil {
+			return err
+		}
+	}
+
+	if s.httpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return err
+	}
+	s.URL = "http://" + s.httpLn.Addr().String()
+	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go s.httpSrv.Serve(s.httpLn)
+
+	if s.fd, err = newFrontDoor(s); err != nil {
+		return err
+	}
+	s.Port = s.fd.port()
+	return nil
+}
+
+// Close stops the front door (closing every session), the HTTP server and
+// PostgreSQL, and removes the emulator's temporary files.
+func (s *Server) Close() error {
+	var errs []error
+	if s.fd != nil {
+		s.fd.close()
+	}
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			s.httpSrv.Close()
+		}
+		cancel()
+	}
+	if s.pg != nil && s.ownPG {
+		errs = append(errs, s.pg.Stop())
+	}
+	if s.dir != "" {
+		errs = append(errs, os.RemoveAll(s.dir))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+// --- identities and roles ---
+
+// AddServicePrincipal registers an OAuth client with a secret and creates its role.
+func (s *Server) AddServicePrincipal(clientID, secret string) error {
+	s.mu.Lock()
+	s.clients[clientID] = secret
+	s.mu.Unlock()
+	return s.CreateRole(clientID)
+}
+
+// AddUser registers a person (an e-mail) and creates their role.
+func (s *Server) AddUser(email string) error {
+	s.mu.Lock()
+	s.users[email] = true
+	s.mu.Unlock()
+	return s.CreateRole(email)
+}
+
+// AddPublicClient registers a public OAuth client (no secret), for OAuthPKCE.
+func (s *Server) AddPublicClient(clientID string) {
+	s.mu.Lock()
+	s.clients[clientID] = ""
+	s.mu.Unlock()
+}
+
+// CreateRole creates a Postgres role (no password) for an identity, with rights on
+// the database, as a Lakebase admin would.
+func (s *Server) CreateRole(role string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.pg.CreateRole(ctx, role, "", s.Database); err != nil {
+		return fmt.Errorf("creating role %q: %w", role, err)
+	}
+	s.mu.Lock()
+	s.roles[role] = true
+	s.mu.Unlock()
+	return nil
+}
+
+// DropRole drops an identity's Postgres role (its logins are then refused).
+func (s *Server) DropRole(role string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := fmt.Sprintf("REASSIGN OWNED BY %[1]s TO postgres; DROP OWNED BY %[1]s", pgcluster.QuoteIdent(role))
+	if err := s.pg.Exec(ctx, s.Database, q); err != nil {
+		return err
+	}
+	if err := s.pg.Exec(ctx, "", "DROP ROLE "+pgcluster.QuoteIdent(role)); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.roles, role)
+	s.mu.Unlock()
+	return nil
+}
+
+// AddPasswordRole creates a native Postgres role that logs in with a password.
+func (s *Server) AddPasswordRole(role, password string) error {
+	if err := s.CreateRole(role); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.passwords[role] = password
+	s.mu.Unlock()
+	return nil
+}
+
+// --- knobs ---
+
+// SetAutoApprove switches the consent page off (true) or on.
+func (s *Server) SetAutoApprove(on bool) { s.autoApp.Store(on) }
+
+// SetTokenLifetime sets the lifetime of access tokens issued from now on.
+func (s *Server) SetTokenLifetime(d time.Duration) { s.mu.Lock(); s.tokenTTL = d; s.mu.Unlock() }
+
+// SetCredentialLifetime caps the lifetime of database credentials issued from now on
+// (0 = the requested ttl).
+func (s *Server) SetCredentialLifetime(d time.Duration) { s.mu.Lock(); s.credTTL = d; s.mu.Unlock() }
+
+// SetRefreshRotation makes refresh tokens single-use (true, the default) or reusable.
+func (s *Server) SetRefreshRotation(on bool) { s.rotation.Store(on) }
+
+// SetReuseDetection makes a reused rotated refresh token revoke its family (true, the default).
+func (s *Server) SetReuseDetection(on bool) { s.reuseDet.Store(on) }
+
+// SetLatency delays every request to endpoint (one of the EP constants) by d.
+func (s *Server) SetLatency(endpoint string, d time.Duration) {
+	s.mu.Lock()
+	s.latency[endpoint] = d
+	s.mu.Unlock()
+}
+
+// SetErrorRate makes a fraction (0..1) of requests to endpoint fail with 503.
+func (s *Server) SetErrorRate(endpoint string, rate float64) {
+	s.mu.Lock()
+	s.errRate[endpoint] = math.Max(0, math.Min(1, rate))
+	s.mu.Unlock()
+}
+
+// SetOutage makes every HTTP endpoint of the workspace answer 503 (true) or recover.
+func (s *Server) SetOutage(on bool) { s.outage.Store(on) }
+
+// Revoke revokes a token: an access token, a refresh token (and its family), or a
+// database credential.
+func (s *Server) Revoke(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt, ok := s.refresh[token]; ok {
+		s.families[rt.family] = true
+		return
+	}
+	if c, err := s.parseJWT(token); err == nil {
+		s.revoked[c.ID] = true
+	}
+}
+
+// RevokeAllCredentials refuses every database credential issued until now.
+func (s *Server) RevokeAllCredentials() {
+	s.mu.Lock()
+	s.revokeCreds = time.Now()
+	s.mu.Unlock()
+}
+
+// DropSessions closes every open Postgres session of the front door.
+func (s *Server) DropSessions() { s.fd.dropAll() }
+
+// Count returns how many requests reached endpoint (one of the EP constants). Token
+// requests are also counted per grant, as "token:<grant_type>".
+func (s *Server) Count(endpoint string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[endpoint]
+}
+
+// Counts returns a copy of all counters.
+func (s *Server) Counts() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// ResetCounts sets every counter to zero.
+func (s *Server) ResetCounts() {
+	s.mu.Lock()
+	s.counts = map[string]int64{}
+	s.mu.Unlock()
+}
+
+func (s *Server) count(endpoint string) {
+	s.mu.Lock()
+	s.counts[endpoint]++
+	s.mu.Unlock()
+}
+
+// PostgresPID returns the process id of the PostgreSQL server behind the front door
+// (0 for an external server).
+func (s *Server) PostgresPID() int { return s.pg.Pid() }
+
+// StopPostgres stops the PostgreSQL server behind the front door; the workspace APIs
+// keep answering. It cannot be restarted.
+func (s *Server) StopPostgres() error { return s.pg.Stop() }
+
+// --- connection strings ---
+
+// OAuthClientDSN returns an AuthScheme=OAuthClient connection string for the
+// ready-made service principal and the Autoscaling endpoint, trusting the emulator's
+// CA with verify-full. extra pairs ("Name=Value") are appended and win.
+func (s *Server) OAuthClientDSN(extra ...string) string {
+	return s.dsn("AuthScheme=OAuthClient", "OAuthClientId="+s.ServicePrincipal.ClientID,
+		"OAuthClientSecret="+s.ServicePrincipal.ClientSecret, "Endpoint="+s.Endpoint).with(extra)
+}
+
+// OAuthPKCEDSN returns an AuthScheme=OAuthPKCE connection string for the ready-made
+// user and the Provisioned instance.
+func (s *Server) OAuthPKCEDSN(extra ...string) string {
+	return s.dsn("AuthScheme=OAuthPKCE", "Instance="+s.Instance).with(extra)
+}
+
+// PasswordDSN returns an AuthScheme=Password connection string for a native role.
+func (s *Server) PasswordDSN(role, password string, extra ...string) string {
+	return dsnParts{"AuthScheme=Password", "Server=" + s.Host, "Port=" + strconv.Itoa(s.Port),
+		"Database=" + s.Database, "User=" + quoteDSN(role), "Password=" + quoteDSN(password),
+		"SSLMode=verify-full", "SSLServerCert=" + quoteDSN(s.CAFile)}.with(extra)
+}
+
+type dsnParts []string
+
+func (d dsnParts) with(extra []string) string {
+	return strings.Join(append(append([]string(nil), d...), extra...), ";")
+}
+
+func (s *Server) dsn(parts ...string) dsnParts {
+	return append(dsnParts{"DatabricksInstance=" + s.URL, "Port=" + strconv.Itoa(s.Port),
+		"Database=" + s.Database, "SSLMode=verify-full", "SSLServerCert=" + quoteDSN(s.CAFile)}, parts...)
+}
+
+func quoteDSN(v string) string {
+	if !strings.ContainsAny(v, ";'\" ") {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+}
+
+// --- HTTP plumbing ---
+
+// gate applies the outage switch, latency and error rate of endpoint, and counts the
+// request. It reports whether the handler should go on.
+func (s *Server) gate(endpoint string, w http.ResponseWriter, r *http.Request) bool {
+	s.count(endpoint)
+	s.mu.Lock()
+	lat, rate := s.latency[endpoint], s.errRate[endpoint]
+	s.mu.Unlock()
+	if lat > 0 {
+		select {
+		case <-time.After(lat):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	if s.outage.Load() || (rate > 0 && mrand.Float64() < rate) {
+		writeAPIError(w, http.StatusServiceUnavailable, "TEMPORARILY_UNAVAILABLE", "the service is temporarily unavailable")
+		return false
+	}
+	return true
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
