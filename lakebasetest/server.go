@@ -443,6 +443,15 @@ func (s *Server) count(endpoint string) {
 // (0 for an external server).
 func (s *Server) PostgresPID() int { return s.pg.Pid() }
 
+// TempDirs returns the temporary directories the emulator made (and Close removes).
+func (s *Server) TempDirs() []string {
+	out := []string{s.dir}
+	if d := s.pg.Dir(); d != "" {
+		out = append(out, d)
+	}
+	return out
+}
+
 // StopPostgres stops the PostgreSQL server behind the front door; the workspace APIs
 // keep answering. It cannot be restarted.
 func (s *Server) StopPostgres() error { return s.pg.Stop() }

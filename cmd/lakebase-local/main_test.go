@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type info struct {
+	Workspace    string   `json:"workspace"`
+	Server       string   `json:"server"`
+	Port         int      `json:"port"`
+	Database     string   `json:"database"`
+	CAFile       string   `json:"ca_file"`
+	Endpoint     string   `json:"endpoint"`
+	Instance     string   `json:"instance"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	User         string   `json:"user"`
+	PostgresPID  int      `json:"postgres_pid"`
+	TempDirs     []string `json:"temp_dirs"`
+}
+
+// TestLakebaseLocal_PsqlThroughItThenCleanStop runs the command, mints a credential
+// the way the README's curl lines do, logs in with psql, and stops it with SIGTERM.
+func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
+	}
+	bin := filepath.Join(t.TempDir(), "lakebase-local")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-credential-lifetime", "10m")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var in info
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			t.Fatalf("no JSON line; stderr:\n%s", stderr.String())
+		}
+		if err := json.Unmarshal([]byte(line), &in); err != nil {
+			t.Fatalf("first line is not JSON: %q", line)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("lakebase-local did not print its JSON line")
+	}
+	for name, v := range map[string]string{"workspace": in.Workspace, "server": in.Server, "database": in.Database,
+		"ca_file": in.CAFile, "endpoint": in.Endpoint, "instance": in.Instance, "client_id": in.ClientID,
+		"client_secret": in.ClientSecret, "user": in.User} {
+		if v == "" {
+			t.Fatalf("JSON field %s is empty", name)
+		}
+	}
+
+	// curl -u "$client_id:$client_secret" -d grant_type=client_credentials -d scope=all-apis $workspace/oidc/v1/token
+	req, _ := http.NewRequest("POST", in.Workspace+"/oidc/v1/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(in.ClientID, in.ClientSecret)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	mustDo(t, req, &tok)
+	// curl -H "Authorization: Bearer $token" -d '{"endpoint":"..."}' $workspace/api/2.0/postgres/credentials
+	body, _ := json.Marshal(map[string]string{"endpoint": in.Endpoint})
+	req, _ = http.NewRequest("POST", in.Workspace+"/api/2.0/postgres/credentials", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	var cred struct {
+		Token string `json:"token"`
+	}
+	mustDo(t, req, &cred)
+
+	conn := "host=" + in.Server + " port=" + strconv.Itoa(in.Port) + " dbname=" + in.Database +
+		" user=" + in.ClientID + " sslmode=verify-full sslrootcert=" + in.CAFile
+	ps := exec.Command(psql, conn, "-XAtc", "SELECT current_user")
+	ps.Env = append(os.Environ(), "PGPASSWORD="+cred.Token)
+	out, err := ps.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != in.ClientID {
+		t.Fatalf("psql: %v: %s", err, out)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("lakebase-local did not stop on SIGTERM")
+	}
+	if in.PostgresPID != 0 {
+		if err := syscall.Kill(in.PostgresPID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("PostgreSQL (pid %d) still runs after stop: %v", in.PostgresPID, err)
+		}
+	}
+	for _, d := range in.TempDirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("temp dir %s left behind (%v)", d, err)
+		}
+	}
+}
+
+func mustDo(t *testing.T, req *http.Request, out any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: status %d", req.URL.Path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
