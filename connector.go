@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -58,9 +59,9 @@ type Connector struct {
 
 // authenticator supplies the login of each new Postgres session.
 type authenticator interface {
-	// login returns where and as whom to log in, and the password. With fresh set, a
-	// cached credential must not be reused (the previous one was refused).
-	login(ctx context.Context, fresh bool) (loginInfo, error)
+	// login returns where and as whom to log in, and the password. refused, when
+	// set, is a password the server just refused: it must not be handed out again.
+	login(ctx context.Context, refused string) (loginInfo, error)
 	// retryable reports whether a refused login is worth one retry with a fresh credential.
 	retryable() bool
 	close()
@@ -171,7 +172,7 @@ func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
 	}
-	li, err := c.auth.login(ctx, false)
+	li, err := c.auth.login(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +187,7 @@ func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
 	if c.auth.retryable() {
 		c.logger.Info("lakebase: login refused; minting a fresh credential and retrying once",
 			slog.String("user", li.user), slog.String("sqlstate", state))
-		if li, err = c.auth.login(ctx, true); err != nil {
+		if li, err = c.auth.login(ctx, li.password); err != nil {
 			return nil, err
 		}
 		if sc, err = c.connectPgx(ctx, li); err == nil {
@@ -236,7 +237,7 @@ func authFailureState(err error) string {
 // passwordAuth is AuthScheme=Password: a native Postgres password.
 type passwordAuth struct{ cfg *Config }
 
-func (a *passwordAuth) login(context.Context, bool) (loginInfo, error) {
+func (a *passwordAuth) login(context.Context, string) (loginInfo, error) {
 	return loginInfo{host: a.cfg.Server, port: a.cfg.Port, user: a.cfg.User, password: a.cfg.Password}, nil
 }
 func (a *passwordAuth) retryable() bool { return false }
@@ -278,3 +279,7 @@ func verbosityLevel(v int) slog.Level {
 		return slog.LevelDebug - 4
 	}
 }
+
+// DefaultConnMaxLifetime is the pooled connection lifetime Databricks recommends for
+// Lakebase: at most 45 minutes.
+const DefaultConnMaxLifetime = 45 * time.Minute

@@ -8,10 +8,15 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
+	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
-// pg is the real PostgreSQL server shared by this package's tests.
-var pg *pgcluster.Cluster
+// pg is the real PostgreSQL server shared by this package's tests; emu is the
+// Lakebase emulator (with its own PostgreSQL behind its front door).
+var (
+	pg  *pgcluster.Cluster
+	emu *lakebasetest.Server
+)
 
 const (
 	testDB       = "lakebase_test"
@@ -20,6 +25,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("LAKEBASE_HELPER") == "refresh-loop" {
+		os.Exit(helperRefreshLoop())
+	}
 	os.Exit(runMain(m))
 }
 
@@ -41,6 +49,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "creating role:", err)
 		return 1
 	}
+	emu, err = lakebasetest.NewServer(lakebasetest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the emulator:", err)
+		return 1
+	}
+	defer emu.Close()
 	return m.Run()
 }
 

@@ -1,0 +1,193 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ErrStateMismatch is returned when a callback's state is not the one sent.
+var ErrStateMismatch = errors.New("oauth: the callback's state does not match the authorization request (possible CSRF); the login was refused")
+
+// DesktopLogin is the browser login of a person on this machine: it serves the
+// redirect URI on a private loopback server, opens the authorization URL in the
+// browser (and prints it), checks state, exchanges the code with the PKCE verifier,
+// and shows a small success page.
+type DesktopLogin struct {
+	AuthorizationURL string
+	Client           *TokenClient
+	CallbackURL      string // http://localhost:8020 by default; loopback hosts only
+	Scope            string
+	// OpenBrowser opens a URL; nil uses the system's opener.
+	OpenBrowser func(url string) error
+	// Out receives a line with the URL, in case no browser opens.
+	Out io.Writer
+	// Listen, if set, replaces net.Listen (for tests).
+	Listen func(network, address string) (net.Listener, error)
+}
+
+// Run performs the login. It ends when the callback arrives or ctx ends.
+func (d *DesktopLogin) Run(ctx context.Context) (*Token, error) {
+	ln, redirect, err := d.listen()
+	if err != nil {
+		return nil, err
+	}
+	state, verifier := NewState(), NewVerifier()
+	authURL := AuthCodeURL(d.AuthorizationURL, d.Client.ClientID, redirect, d.Scope, state, verifier)
+
+	type result struct {
+		code string
+		err  error
+	}
+	results := make(chan result, 1)
+	var once sync.Once
+	cbPath := "/"
+	if u, _ := url.Parse(redirect); u != nil && u.Path != "" {
+		cbPath = u.Path
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(cbPath, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var res result
+		switch {
+		case q.Get("state") != state:
+			res.err = ErrStateMismatch
+		case q.Get("error") != "":
+			res.err = &TokenError{Op: "authorize", Code: q.Get("error"), Description: q.Get("error_description")}
+		case q.Get("code") == "":
+			res.err = &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback has no code"}
+		default:
+			res.code = q.Get("code")
+		}
+		handled := false
+		once.Do(func() { handled = true; results <- res })
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !handled {
+			w.WriteHeader(http.StatusGone)
+			io.WriteString(w, page("Already handled", "This login callback was already used."))
+			return
+		}
+		if res.err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, page("Login failed", res.err.Error()))
+			return
+		}
+		io.WriteString(w, page("Login complete", "You are logged in to Lakebase. You can close this window."))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+	}()
+
+	if d.Out != nil {
+		fmt.Fprintf(d.Out, "lakebase: to log in, open this URL in a browser:\n  %s\n", authURL)
+	}
+	open := d.OpenBrowser
+	if open == nil {
+		open = OpenBrowser
+	}
+	if err := open(authURL); err != nil && d.Out != nil {
+		fmt.Fprintf(d.Out, "lakebase: could not open a browser (%v); open the URL above by hand\n", err)
+	}
+
+	select {
+	case res := <-results:
+		if res.err != nil {
+			return nil, res.err
+		}
+		return d.Client.Exchange(ctx, res.code, verifier, redirect)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("oauth: the browser login did not complete in time: %w", ctx.Err())
+	}
+}
+
+// listen binds the loopback address of CallbackURL. For the default port 8020, when
+// it is taken, it falls back through 8021..8040 as the Databricks tools do.
+func (d *DesktopLogin) listen() (net.Listener, string, error) {
+	raw := d.CallbackURL
+	if raw == "" {
+		raw = "http://localhost:8020"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return nil, "", fmt.Errorf("oauth: CallbackURL %q must be an http:// loopback URL for the desktop login", raw)
+	}
+	host := u.Hostname()
+	bind := host
+	switch host {
+	case "localhost":
+		bind = "127.0.0.1"
+	case "127.0.0.1", "::1":
+	default:
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			return nil, "", fmt.Errorf("oauth: CallbackURL host %q is not a loopback address; the desktop login serves the callback on this machine only", host)
+		}
+	}
+	port := 80
+	if p := u.Port(); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	last := port
+	if port == 8020 {
+		last = 8040
+	}
+	listen := d.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	var lerr error
+	for p := port; p <= last; p++ {
+		ln, err := listen("tcp", net.JoinHostPort(bind, strconv.Itoa(p)))
+		if err != nil {
+			lerr = err
+			continue
+		}
+		actual := ln.Addr().(*net.TCPAddr).Port
+		r := *u
+		r.Host = net.JoinHostPort(host, strconv.Itoa(actual))
+		if u.Port() == "" && actual == 80 {
+			r.Host = u.Host
+		}
+		return ln, r.String(), nil
+	}
+	return nil, "", fmt.Errorf("oauth: cannot listen for the login callback on %s: %w", raw, lerr)
+}
+
+func page(title, msg string) string {
+	return "<!doctype html><html><head><meta charset=utf-8><title>" + html.EscapeString(title) +
+		"</title></head><body style=\"font-family:system-ui,sans-serif;margin:4rem auto;max-width:30rem\"><h1 id=title>" +
+		html.EscapeString(title) + "</h1><p id=msg>" + html.EscapeString(msg) + "</p></body></html>"
+}
+
+// OpenBrowser opens url with the system's browser.
+func OpenBrowser(url string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		cmd = exec.Command("xdg-open", url)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go cmd.Wait()
+	return nil
+}

@@ -1,0 +1,297 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// SettingsVersion is the version of the settings file format.
+const SettingsVersion = 1
+
+// Settings is the content of a token store: tokens keyed by workspace, client id
+// and scheme, and the PKCE verifiers of pending authorizations keyed by state.
+type Settings struct {
+	Version int                     `json:"version"`
+	Tokens  map[string]*StoredToken `json:"tokens"`
+	Pending map[string]*Pending     `json:"pending,omitempty"`
+}
+
+// StoredToken is a stored workspace token.
+type StoredToken struct {
+	Token
+	// Seed fingerprints the tokens given in the connection string that this entry
+	// started from; a different seed means the user gave new tokens, which win.
+	Seed    string    `json:"seed,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Pending is an authorization waiting for its code.
+type Pending struct {
+	Verifier    string    `json:"verifier"`
+	CallbackURL string    `json:"callback_url"`
+	Scope       string    `json:"scope"`
+	Key         string    `json:"key"` // the token key the authorization is for
+	Created     time.Time `json:"created"`
+}
+
+// PendingTTL is how long a pending authorization's verifier is kept.
+const PendingTTL = 10 * time.Minute
+
+// Key is the store key of a workspace, client id and scheme.
+func Key(workspace, clientID, scheme string) string {
+	return strings.TrimRight(workspace, "/") + "|" + clientID + "|" + scheme
+}
+
+// Store holds Settings. Update is the only way in: it runs fn on the current
+// settings under the store's lock (across processes for a file), and writes them
+// back when fn reports a change.
+type Store interface {
+	Update(ctx context.Context, fn func(s *Settings) (changed bool, err error)) error
+	// Location names the store for messages: a file path or memory://id.
+	Location() string
+}
+
+// OpenStore opens the store at location: "memory://<id>" (shared within the
+// process by id) or a file path.
+func OpenStore(location string) (Store, error) {
+	if id, ok := strings.CutPrefix(location, "memory://"); ok {
+		return MemoryStore(id), nil
+	}
+	if location == "" {
+		return nil, errors.New("oauth: empty settings location")
+	}
+	abs, err := filepath.Abs(location)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: settings location %s: %w", location, err)
+	}
+	return &FileStore{Path: abs}, nil
+}
+
+// --- memory ---
+
+type memStore struct {
+	id string
+	mu sync.Mutex
+	s  Settings
+}
+
+var (
+	memMu     sync.Mutex
+	memStores = map[string]*memStore{}
+)
+
+// MemoryStore returns the in-process store named id (created on first use).
+// Connectors using the same id share tokens.
+func MemoryStore(id string) Store {
+	memMu.Lock()
+	defer memMu.Unlock()
+	if m, ok := memStores[id]; ok {
+		return m
+	}
+	m := &memStore{id: id, s: Settings{Version: SettingsVersion, Tokens: map[string]*StoredToken{}}}
+	memStores[id] = m
+	return m
+}
+
+// NewPrivateMemoryStore returns an in-memory store shared with nobody.
+func NewPrivateMemoryStore() Store {
+	return &memStore{id: "private", s: Settings{Version: SettingsVersion, Tokens: map[string]*StoredToken{}}}
+}
+
+func (m *memStore) Location() string { return "memory://" + m.id }
+
+func (m *memStore) Update(ctx context.Context, fn func(*Settings) (bool, error)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pruneExpiredPending(&m.s, time.Now())
+	_, err := fn(&m.s)
+	return err
+}
+
+// --- file ---
+
+// ErrSettingsFile is matched by every error about a settings file.
+var ErrSettingsFile = errors.New("oauth: settings file")
+
+// SettingsFileError reports a settings file that cannot be used. The file is left as
+// it was.
+type SettingsFileError struct {
+	Path string
+	Msg  string
+	Err  error
+	// Unwritable is set when the file or its directory cannot be created, locked or
+	// written (as opposed to a file that exists and is corrupt or unsafe).
+	Unwritable bool
+}
+
+func (e *SettingsFileError) Error() string {
+	s := "oauth: settings file " + e.Path + ": " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *SettingsFileError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrSettingsFile) true.
+func (e *SettingsFileError) Is(t error) bool { return t == ErrSettingsFile }
+
+// FileStore keeps Settings in a JSON file: directory 0700, file 0600, written to a
+// temporary file and renamed, with an advisory lock on a sibling ".lock" file held
+// around every read-modify-write, so processes sharing the file never race.
+type FileStore struct {
+	Path string
+}
+
+var (
+	fileMuMu sync.Mutex
+	fileMus  = map[string]*sync.Mutex{}
+)
+
+// processLock serializes this process's users of one path (flock alone would make
+// them poll).
+func processLock(path string) *sync.Mutex {
+	fileMuMu.Lock()
+	defer fileMuMu.Unlock()
+	m, ok := fileMus[path]
+	if !ok {
+		m = &sync.Mutex{}
+		fileMus[path] = m
+	}
+	return m
+}
+
+func (f *FileStore) Location() string { return f.Path }
+
+func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)) error {
+	pm := processLock(f.Path)
+	pm.Lock()
+	defer pm.Unlock()
+
+	dir := filepath.Dir(f.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return &SettingsFileError{Path: f.Path, Msg: "cannot create its directory", Err: err, Unwritable: true}
+	}
+	lk := flock.New(f.Path + ".lock")
+	ok, err := lk.TryLockContext(ctx, 5*time.Millisecond)
+	if err != nil || !ok {
+		if err == nil {
+			err = ctx.Err()
+		}
+		return &SettingsFileError{Path: f.Path, Msg: "cannot take the lock " + f.Path + ".lock", Err: err, Unwritable: ctx.Err() == nil}
+	}
+	defer lk.Unlock()
+
+	s, err := f.read()
+	if err != nil {
+		return err
+	}
+	before, _ := json.Marshal(s)
+	pruneExpiredPending(s, time.Now())
+	if _, err := fn(s); err != nil {
+		return err
+	}
+	after, _ := json.Marshal(s)
+	if string(before) == string(after) {
+		return nil
+	}
+	return f.write(s)
+}
+
+func (f *FileStore) read() (*Settings, error) {
+	fi, err := os.Stat(f.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &Settings{Version: SettingsVersion, Tokens: map[string]*StoredToken{}}, nil
+	}
+	if err != nil {
+		return nil, &SettingsFileError{Path: f.Path, Msg: "cannot be read", Err: err}
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, &SettingsFileError{Path: f.Path, Msg: fmt.Sprintf("is group- or world-writable (mode %#o); it holds tokens: run chmod 600 on it", fi.Mode().Perm())}
+	}
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		return nil, &SettingsFileError{Path: f.Path, Msg: "cannot be read", Err: err}
+	}
+	var s Settings
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, &SettingsFileError{Path: f.Path, Msg: "is corrupt (not the JSON this driver writes); it was left as it is: move it away or fix it", Err: jsonErr(err)}
+	}
+	if s.Version != SettingsVersion {
+		return nil, &SettingsFileError{Path: f.Path, Msg: fmt.Sprintf("has version %d, this driver reads version %d; it was left as it is", s.Version, SettingsVersion)}
+	}
+	if s.Tokens == nil {
+		s.Tokens = map[string]*StoredToken{}
+	}
+	return &s, nil
+}
+
+// jsonErr keeps a JSON error's position but never the file's content.
+func jsonErr(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("invalid JSON at byte %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("unexpected JSON %s for field %q at byte %d", te.Value, te.Field, te.Offset)
+	}
+	return errors.New("invalid JSON")
+}
+
+func (f *FileStore) write(s *Settings) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return &SettingsFileError{Path: f.Path, Msg: "cannot be encoded", Err: err}
+	}
+	dir := filepath.Dir(f.Path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".tmp-*")
+	if err != nil {
+		return &SettingsFileError{Path: f.Path, Msg: "cannot be written", Err: err, Unwritable: true}
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = tmp.Write(data)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), f.Path)
+		}
+		if err != nil {
+			return &SettingsFileError{Path: f.Path, Msg: "cannot be written", Err: err, Unwritable: true}
+		}
+	} else {
+		tmp.Close()
+		return &SettingsFileError{Path: f.Path, Msg: "cannot be written", Err: err, Unwritable: true}
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func pruneExpiredPending(s *Settings, now time.Time) {
+	for st, p := range s.Pending {
+		if now.Sub(p.Created) > PendingTTL {
+			delete(s.Pending, st)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package lakebase
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lakebase-go/lakebase/oauth"
+)
+
+// BeforeConnect is a hook for pgx's BeforeConnect (pgxpool.Config.BeforeConnect,
+// or stdlib.OptionBeforeConnect): it runs the connector's token pipeline and sets the
+// host, port, user, password and TLS policy of the connection about to be opened.
+//
+// Unlike the database/sql path, a pgx pool cannot retry a refused login within one
+// connect: when a connect fails with SQLSTATE 28P01 or 28000, call ForgetCredential
+// and the pool's next connect mints a fresh credential.
+func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
+	if c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	li, err := c.auth.login(ctx, "")
+	if err != nil {
+		return err
+	}
+	cc.Host, cc.Port, cc.User, cc.Password = li.host, uint16(li.port), li.user, li.password
+	return c.cfg.applyTLS(&cc.Config, li.host, c.roots)
+}
+
+// ForgetCredential drops the cached database credential, so the next connect mints a
+// fresh one. pgxpool users call it when a connect fails with SQLSTATE 28P01/28000;
+// database/sql users never need it (the driver retries by itself).
+func (c *Connector) ForgetCredential() {
+	if a, ok := c.auth.(*oauthAuth); ok {
+		a.cred.Invalidate(nil)
+	}
+}
+
+// PoolConfig returns a pgxpool configuration whose connections log in through this
+// connector (BeforeConnect), with the same database, TLS policy and application name,
+// and a max connection lifetime of 45 minutes as Databricks recommends. Close the
+// pool before the connector.
+func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("lakebase: building the pool configuration: %w", err)
+	}
+	base := c.base.Copy()
+	pc.ConnConfig = base
+	pc.BeforeConnect = c.BeforeConnect
+	pc.MaxConnLifetime = DefaultConnMaxLifetime
+	return pc, nil
+}
+
+// TokenStats counts what the token pipeline did.
+type TokenStats struct {
+	WorkspaceToken oauth.CacheStats
+	Credential     oauth.CacheStats
+}
+
+// TokenStats returns the token pipeline's counters (zero for AuthScheme=Password).
+func (c *Connector) TokenStats() TokenStats {
+	a, ok := c.auth.(*oauthAuth)
+	if !ok {
+		return TokenStats{}
+	}
+	return TokenStats{WorkspaceToken: a.ws.Stats(), Credential: a.cred.Stats()}
+}
