@@ -45,8 +45,8 @@ func currentUser(t *testing.T, db *sql.DB) string {
 
 func TestOAuthClient_AutoscalingAndProvisioned(t *testing.T) {
 	for name, dsn := range map[string]string{
-		"autoscaling endpoint": emu.OAuthClientDSN(),
-		"provisioned instance": emu.OAuthClientDSN("Endpoint=", "Instance="+emu.Instance),
+		"autoscaling endpoint":          emu.OAuthClientDSN(),
+		"provisioned instance":          emu.OAuthClientDSN("Endpoint=", "Instance="+emu.Instance),
 		"server only, found by listing": emu.OAuthClientDSN("Endpoint=", "Server="+emu.Host),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -183,4 +183,3 @@ func tokenRows(p *storedproc.Procedure, t *oauth.Token) driver.Rows {
 	}
 	return storedproc.NewRows(p.Columns, []driver.Value{t.AccessToken, refresh, t.ExpiresIn(time.Now())})
 }
-

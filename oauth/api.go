@@ -21,7 +21,9 @@ type Credential struct {
 }
 
 // String redacts the credential.
-func (c Credential) String() string { return "oauth.Credential{expiry: " + c.Expiry.Format(time.RFC3339) + "}" }
+func (c Credential) String() string {
+	return "oauth.Credential{expiry: " + c.Expiry.Format(time.RFC3339) + "}"
+}
 
 // Format redacts the credential for every fmt verb.
 func (c Credential) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }

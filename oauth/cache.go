@@ -204,6 +204,7 @@ func (c *Cache[T]) run(f *flight[T], background bool) {
 	case err == nil:
 		if !c.closed {
 			c.installLocked(v, exp)
+			c.used = !background // a caller asked for this value: it is in use
 		}
 		f.val, f.exp = v, exp
 		ev = CacheEvent{Name: c.Name, Kind: "fetched", Expiry: exp, Background: background}

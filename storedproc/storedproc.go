@@ -133,8 +133,10 @@ func (e *Error) Error() string {
 	if e.Input != "" {
 		b.WriteString(": input ")
 		b.WriteString(e.Input)
+		b.WriteString(" ")
+	} else {
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	b.WriteString(e.Msg)
 	return b.String()
 }

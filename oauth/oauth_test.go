@@ -1,0 +1,160 @@
+package oauth
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestS256Challenge_RFC7636Vector(t *testing.T) {
+	if got := S256Challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"); got != "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM" {
+		t.Fatalf("challenge = %s", got)
+	}
+	v := NewVerifier()
+	if len(v) < 43 || len(v) > 128 || v == NewVerifier() {
+		t.Fatalf("verifier %d chars", len(v))
+	}
+}
+
+func TestAuthCodeURL_CarriesPKCEAndState(t *testing.T) {
+	u := AuthCodeURL("https://w.example/oidc/v1/authorize", "databricks-cli", "http://localhost:8020", "all-apis offline_access", "st", "ver")
+	for _, want := range []string{"response_type=code", "client_id=databricks-cli", "redirect_uri=http%3A%2F%2Flocalhost%3A8020",
+		"scope=all-apis+offline_access", "state=st", "code_challenge_method=S256", "code_challenge=" + S256Challenge("ver")} {
+		if !strings.Contains(u, want) {
+			t.Fatalf("%s lacks %s", u, want)
+		}
+	}
+	if strings.Contains(u, "ver&") || strings.HasSuffix(u, "=ver") {
+		t.Fatal("the URL holds the verifier")
+	}
+}
+
+func TestJWTExpiry(t *testing.T) {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"exp": 1900000000, "sub": "x"}`))
+	if got := JWTExpiry("h." + payload + ".s"); !got.Equal(time.Unix(1900000000, 0)) {
+		t.Fatalf("exp = %v", got)
+	}
+	for _, bad := range []string{"", "opaque", "a.b.c", "h." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":1}`)) + ".s"} {
+		if !JWTExpiry(bad).IsZero() {
+			t.Fatalf("JWTExpiry(%q) not zero", bad)
+		}
+	}
+}
+
+func TestRetry_TransientRetriedPermanentNot(t *testing.T) {
+	r := Retry{MaxAttempts: 4, Base: time.Millisecond, Max: 2 * time.Millisecond}
+	n := 0
+	err := r.Do(context.Background(), func(context.Context) error {
+		n++
+		return &TokenError{Op: "x", StatusCode: 503}
+	}, nil)
+	if n != 4 || err == nil {
+		t.Fatalf("503: %d attempts, %v", n, err)
+	}
+	for _, perm := range []error{
+		&TokenError{Op: "x", StatusCode: 400, Code: "invalid_grant"},
+		&TokenError{Op: "x", StatusCode: 401, Code: "invalid_client"},
+		&APIError{Op: "x", StatusCode: 404},
+		errors.New("plain"),
+	} {
+		n = 0
+		r.Do(context.Background(), func(context.Context) error { n++; return perm }, nil)
+		if n != 1 {
+			t.Fatalf("%v was retried %d times", perm, n-1)
+		}
+	}
+	n = 0
+	var waited time.Duration
+	r.Do(context.Background(), func(context.Context) error {
+		n++
+		if n == 1 {
+			return &APIError{Op: "x", StatusCode: 429, wait: 20 * time.Millisecond}
+		}
+		return nil
+	}, func(_ int, wait time.Duration, _ error) { waited = wait })
+	if n != 2 || waited != 20*time.Millisecond {
+		t.Fatalf("429 with Retry-After: %d attempts, waited %v", n, waited)
+	}
+	h := http.Header{"Retry-After": {"3"}}
+	if parseRetryAfter(h) != 3*time.Second {
+		t.Fatal("Retry-After seconds")
+	}
+}
+
+func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sub")
+	path := filepath.Join(dir, "settings.json")
+	st, _ := OpenStore(path)
+	err := st.Update(context.Background(), func(s *Settings) (bool, error) {
+		s.Tokens["k"] = &StoredToken{Token: Token{AccessToken: "a", RefreshToken: "r"}}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	di, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o600 || di.Mode().Perm() != 0o700 {
+		t.Fatalf("modes file %v dir %v", fi.Mode().Perm(), di.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Fatalf("temp file left: %s", e.Name())
+		}
+	}
+	var got string
+	st.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["k"].RefreshToken; return false, nil })
+	if got != "r" {
+		t.Fatalf("read back %q", got)
+	}
+
+	for name, content := range map[string]string{
+		"not JSON":      "{{{",
+		"wrong version": `{"version": 7, "tokens": {}}`,
+		"wrong types":   `{"version": 1, "tokens": []}`,
+	} {
+		os.WriteFile(path, []byte(content), 0o600)
+		err := st.Update(context.Background(), func(s *Settings) (bool, error) { return true, nil })
+		var se *SettingsFileError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("%s: err = %v", name, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != content {
+			t.Fatalf("%s: the file was changed", name)
+		}
+		if strings.Contains(err.Error(), content) && len(content) > 3 {
+			t.Fatalf("%s: the error shows the file content", name)
+		}
+	}
+}
+
+func TestMemoryStore_SharedByID(t *testing.T) {
+	a, b := MemoryStore("shared-test"), MemoryStore("shared-test")
+	a.Update(context.Background(), func(s *Settings) (bool, error) {
+		s.Tokens["k"] = &StoredToken{Token: Token{AccessToken: "x"}}
+		return true, nil
+	})
+	var got string
+	b.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["k"].AccessToken; return false, nil })
+	if got != "x" || NewPrivateMemoryStore() == NewPrivateMemoryStore() {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestToken_StringRedacts(t *testing.T) {
+	tok := &Token{AccessToken: "SECRET-A", RefreshToken: "SECRET-R", Expiry: time.Now()}
+	cred := Credential{Token: "SECRET-C", Expiry: time.Now()}
+	for _, s := range []string{tok.String(), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprintf("%v %+v %#v", cred, cred, cred)} {
+		if strings.Contains(s, "SECRET") {
+			t.Fatalf("leak: %s", s)
+		}
+	}
+}
