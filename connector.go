@@ -42,6 +42,10 @@ func WithBrowserOpener(open func(url string) error) Option {
 	return func(o *options) { o.openBrowser = open }
 }
 
+// WithStderr sets where the desktop OAuthPKCE flow prints the login URL (default
+// os.Stderr), in case no browser opens.
+func WithStderr(w io.Writer) Option { return func(o *options) { o.stderr = w } }
+
 // Connector is a driver.Connector for Lakebase. It owns the token pipeline of one
 // configuration; share one Connector (through one *sql.DB) per configuration, and
 // Close it when done. sql.DB.Close closes it.
@@ -167,11 +171,20 @@ func (c *Connector) Close() error {
 // dial opens a Postgres session: it obtains the login, connects through pgx, and
 // after a 28P01/28000 refusal retries once with a fresh credential.
 func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
+	parent := ctx
 	if c.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
 	}
+	sc, err := c.dialOnce(ctx)
+	if err != nil && ctx.Err() != nil && parent.Err() == nil {
+		return nil, fmt.Errorf("lakebase: connecting (token work included) did not finish within Timeout=%v: %w", c.cfg.Timeout, err)
+	}
+	return sc, err
+}
+
+func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	li, err := c.auth.login(ctx, "")
 	if err != nil {
 		return nil, err
