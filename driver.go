@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"time"
 )
 
 // DriverName is the name the driver is registered under with database/sql.
@@ -26,6 +27,20 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 		return nil, err
 	}
 	return c.Connect(context.Background())
+}
+
+// OpenDB returns a *sql.DB on c with pool settings suited to Lakebase: connections
+// live at most 45 minutes (DefaultConnMaxLifetime, as Databricks recommends, well
+// inside Autoscaling's session limits), idle ones are closed after 10 minutes, and up
+// to 5 stay idle. Database credentials are checked only at login, so the lifetime is
+// not about expiry: it spreads reconnects out and follows endpoint changes.
+// db.Close closes c.
+func OpenDB(c *Connector) *sql.DB {
+	db := sql.OpenDB(c)
+	db.SetConnMaxLifetime(DefaultConnMaxLifetime)
+	db.SetConnMaxIdleTime(10 * time.Minute)
+	db.SetMaxIdleConns(5)
+	return db
 }
 
 // OpenConnector parses dsn and returns a *Connector.

@@ -3,6 +3,7 @@ package lakebase
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -69,4 +70,46 @@ func (c *Connector) TokenStats() TokenStats {
 		return TokenStats{}
 	}
 	return TokenStats{WorkspaceToken: a.ws.Stats(), Credential: a.cred.Stats()}
+}
+
+// Status describes the login the connector would make now. It holds no secret.
+type Status struct {
+	AuthScheme       AuthScheme
+	Workspace        string
+	User             string // the Postgres role
+	Host             string
+	Port             int
+	Database         string
+	Endpoint         string    // Autoscaling endpoint, if any
+	Instance         string    // Provisioned instance, if any
+	TokenExpiry      time.Time // of the workspace token (zero: never, or Password)
+	CredentialExpiry time.Time // of the database credential (zero for Password)
+}
+
+// Status runs the token pipeline (fetching what is not cached) and reports who the
+// connector logs in as, where, and until when its token and credential are valid.
+func (c *Connector) Status(ctx context.Context) (Status, error) {
+	if c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	li, err := c.auth.login(ctx, "")
+	if err != nil {
+		return Status{}, err
+	}
+	s := Status{AuthScheme: c.cfg.AuthScheme, Workspace: c.cfg.DatabricksInstance, User: li.user, Host: li.host,
+		Port: li.port, Database: c.cfg.Database}
+	if a, ok := c.auth.(*oauthAuth); ok {
+		if t, _, ok := a.ws.Peek(); ok {
+			s.TokenExpiry = t.Expiry
+		}
+		if _, exp, ok := a.cred.Peek(); ok {
+			s.CredentialExpiry = exp
+		}
+		if t, err := a.resolveTarget(ctx); err == nil {
+			s.Endpoint, s.Instance = t.endpoint, t.instance
+		}
+	}
+	return s, nil
 }

@@ -51,6 +51,10 @@ const (
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
 )
 
+// ErrNoPostgres is returned by NewServer when no PostgreSQL server binaries are
+// installed (on Debian: apt-get install -y postgresql).
+var ErrNoPostgres = pgcluster.ErrNoBinaries
+
 // ServicePrincipal is an OAuth client of the emulated workspace.
 type ServicePrincipal struct {
 	ClientID     string // the application id; also its Postgres role
