@@ -161,4 +161,3 @@ func teeURL(f *os.File, urls chan<- string) *os.File {
 	}()
 	return w
 }
-
