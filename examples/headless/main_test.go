@@ -34,7 +34,7 @@ func TestHeadless_CodeFromAnotherMachine(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			io.WriteString(inW, resp.Header.Get("Location")+"\n")
+			go io.WriteString(inW, resp.Header.Get("Location")+"\n") // io.Pipe writes wait for the reader
 		}
 	}
 	if err := <-done; err != nil {
