@@ -1,0 +1,1 @@
+DROP TABLE migrate_example_accounts;
