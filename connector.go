@@ -116,6 +116,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if c.opts.stderr == nil {
 		c.opts.stderr = os.Stderr
 	}
+	c.logger.Debug("lakebase: connector created", slog.Any("config", *c.cfg))
 	switch c.cfg.AuthScheme {
 	case AuthPassword:
 		c.auth = &passwordAuth{cfg: c.cfg}

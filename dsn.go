@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +102,7 @@ type Config struct {
 	ApplicationName       string
 	Verbosity             int // 0 (off) .. 5
 	Logfile               string
+	Profile               string // ~/.databrickscfg profile to take workspace settings from
 
 	// Ignored holds CData properties that were accepted but have no effect here,
 	// keyed by their canonical name.
@@ -269,6 +271,7 @@ var properties = []property{
 		get: func(c *Config) string { return strconv.Itoa(c.Verbosity) },
 	},
 	strProp("Logfile", false, func(c *Config) *string { return &c.Logfile }),
+	strProp("Profile", false, func(c *Config) *string { return &c.Profile }),
 }
 
 // ignoredProperties are CData properties that are accepted for compatibility and have no effect.
@@ -324,9 +327,20 @@ var dsnPrefixes = []string{"jdbc:cdata:lakebase:", "jdbc:lakebase:"}
 
 // ParseDSN parses a CData-style connection string ("Name=Value;Name=Value"), or the
 // lakebase:// URL form, applies defaults and validates the result.
+//
+// Properties the string leaves out are taken from the environment where Databricks
+// and Postgres conventions say so (PGHOST, DATABRICKS_HOST, ~/.databrickscfg, ...;
+// see the README); the connection string always wins.
 func ParseDSN(dsn string) (*Config, error) {
-	c, err := parseDSNNoValidate(dsn)
+	return parseDSN(dsn, os.Getenv)
+}
+
+func parseDSN(dsn string, getenv func(string) string) (*Config, error) {
+	c, given, err := parseDSNNoValidate(dsn)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.applyEnvironment(given, getenv); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -335,41 +349,47 @@ func ParseDSN(dsn string) (*Config, error) {
 	return c, nil
 }
 
-func parseDSNNoValidate(dsn string) (*Config, error) {
+// parseDSNNoValidate parses dsn; given holds the canonical names it set.
+func parseDSNNoValidate(dsn string) (c *Config, given map[string]bool, err error) {
 	trimmed := strings.TrimSpace(dsn)
+	var pairs [][2]string
 	if len(trimmed) >= len(urlScheme) && strings.EqualFold(trimmed[:len(urlScheme)], urlScheme) {
-		return parseURL(trimmed)
+		pairs, err = urlPairs(trimmed)
+	} else {
+		pairs, err = splitPairs(trimmed)
 	}
-	pairs, err := splitPairs(trimmed)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	c := &Config{}
+	c, given = &Config{}, map[string]bool{}
 	for _, kv := range pairs {
-		if err := c.setProperty(kv[0], kv[1]); err != nil {
-			return nil, err
+		name, err := c.setProperty(kv[0], kv[1])
+		if err != nil {
+			return nil, nil, err
 		}
+		given[name] = true
 	}
-	return c, nil
+	return c, given, nil
 }
 
 // setProperty sets one named property. Errors name the property and, for a secret, never the value.
-func (c *Config) setProperty(name, value string) error {
+// It returns the property's canonical name.
+func (c *Config) setProperty(name, value string) (string, error) {
 	key := normalizeKey(name)
 	if p, ok := propByKey[key]; ok {
 		if err := p.set(c, value); err != nil {
-			return &ConfigError{Property: p.name, Value: value, Secret: p.secret, Err: err}
+			return "", &ConfigError{Property: p.name, Value: value, Secret: p.secret, Err: err}
 		}
-		return nil
+		return p.name, nil
 	}
 	if canon, ok := ignoredByKey[key]; ok {
 		if c.Ignored == nil {
 			c.Ignored = map[string]string{}
 		}
 		c.Ignored[canon] = value
-		return nil
+		return canon, nil
 	}
-	return &ConfigError{Property: name, Err: fmt.Errorf("unknown property%s", suggest(key))}
+	return "", &ConfigError{Property: name, Err: fmt.Errorf("unknown property%s", suggest(key))}
 }
 
 // splitPairs splits a CData connection string into name/value pairs.

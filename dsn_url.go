@@ -9,48 +9,38 @@ import (
 
 const urlScheme = "lakebase://"
 
-// parseURL reads the URL form of a connection string, for tools that only take URLs:
+// urlPairs reads the URL form of a connection string into name/value pairs, for
+// tools that only take URLs:
 //
 //	lakebase://[user[:password]@][host][:port][/database][?Property=Value&...]
 //
 // The user, password, host, port and path set User, Password, Server, Port and
 // Database; every query parameter is a connection property with the same names,
-// aliases and rules as the CData form. A property given both ways takes the query
-// parameter's value.
-func parseURL(s string) (*Config, error) {
+// aliases and rules as the CData form, and wins over the URL parts.
+func urlPairs(s string) ([][2]string, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		// url.Parse errors quote the whole URL, which may hold a password.
 		return nil, &ConfigError{Err: fmt.Errorf("the lakebase:// URL is malformed (percent-encode reserved characters in the user, password and values)")}
 	}
-	c := &Config{}
+	var pairs [][2]string
 	if u.User != nil {
-		if err := c.setProperty("User", u.User.Username()); err != nil {
-			return nil, err
-		}
+		pairs = append(pairs, [2]string{"User", u.User.Username()})
 		if pw, ok := u.User.Password(); ok {
-			if err := c.setProperty("Password", pw); err != nil {
-				return nil, err
-			}
+			pairs = append(pairs, [2]string{"Password", pw})
 		}
 	}
 	if h := u.Hostname(); h != "" {
-		if err := c.setProperty("Server", h); err != nil {
-			return nil, err
-		}
+		pairs = append(pairs, [2]string{"Server", h})
 	}
 	if p := u.Port(); p != "" {
-		if err := c.setProperty("Port", p); err != nil {
-			return nil, err
-		}
+		pairs = append(pairs, [2]string{"Port", p})
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		if strings.Contains(db, "/") {
 			return nil, &ConfigError{Property: "Database", Value: db, Err: fmt.Errorf("the URL path must be a single database name")}
 		}
-		if err := c.setProperty("Database", db); err != nil {
-			return nil, err
-		}
+		pairs = append(pairs, [2]string{"Database", db})
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
@@ -66,9 +56,7 @@ func parseURL(s string) (*Config, error) {
 		if name == "" {
 			return nil, &ConfigError{Err: fmt.Errorf("the lakebase:// URL query has a parameter with an empty name")}
 		}
-		if err := c.setProperty(name, vals[len(vals)-1]); err != nil {
-			return nil, err
-		}
+		pairs = append(pairs, [2]string{name, vals[len(vals)-1]})
 	}
-	return c, nil
+	return pairs, nil
 }

@@ -147,6 +147,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, req *authRequest) {
 	code := randHex(20)
+	s.remember(code)
 	s.mu.Lock()
 	s.codes[code] = &authCode{authRequest: *req, subject: s.User.Email, expires: time.Now().Add(5 * time.Minute)}
 	s.mu.Unlock()
@@ -364,6 +365,7 @@ func (s *Server) writeTokens(w http.ResponseWriter, subject, scope, family, clie
 	body := map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": int(ttl / time.Second), "scope": scope}
 	if family != "" {
 		rtok := "doau" + randHex(24)
+		s.remember(rtok)
 		s.mu.Lock()
 		s.refresh[rtok] = &refreshToken{family: family, clientID: clientID, subject: subject, scope: scope}
 		s.mu.Unlock()
@@ -406,7 +408,11 @@ func (s *Server) sign(c tokenClaims, subject string, ttl time.Duration) (string,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
 	t.Header["kid"] = s.keyID
-	return t.SignedString(s.key)
+	signed, err := t.SignedString(s.key)
+	if err == nil {
+		s.remember(signed)
+	}
+	return signed, err
 }
 
 // parseJWT checks the signature and expiry of a token this server issued. The caller

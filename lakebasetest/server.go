@@ -142,6 +142,7 @@ type Server struct {
 	passwords   map[string]string
 	roles       map[string]bool
 	revokeCreds time.Time // credentials issued before this are refused
+	issued      []string  // every token, credential and code handed out
 	trusted     map[string]trustedIssuer
 }
 
@@ -405,6 +406,30 @@ func (s *Server) Revoke(token string) {
 func (s *Server) RevokeAllCredentials() {
 	s.mu.Lock()
 	s.revokeCreds = time.Now()
+	s.mu.Unlock()
+}
+
+// IssuedSecrets returns every secret the emulator has handed out: access and refresh
+// tokens, database credentials, authorization codes, and the client secrets it knows.
+// Tests use it to check that none of them leaks into logs or errors.
+func (s *Server) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]string(nil), s.issued...)
+	for _, sec := range s.clients {
+		if sec != "" {
+			out = append(out, sec)
+		}
+	}
+	for _, pw := range s.passwords {
+		out = append(out, pw)
+	}
+	return out
+}
+
+func (s *Server) remember(secret string) {
+	s.mu.Lock()
+	s.issued = append(s.issued, secret)
 	s.mu.Unlock()
 }
 
