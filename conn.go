@@ -17,7 +17,8 @@ import (
 type conn struct {
 	connector *Connector
 	pg        *stdlib.Conn // nil until the session is opened
-	tx        *lazyTx      // the open transaction, if any
+	tx        *lazyTx      // the open transaction, if any (points at txState)
+	txState   lazyTx       // reused by every transaction: BeginTx does not allocate
 	closed    bool
 }
 
@@ -133,7 +134,8 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	default:
 		return nil, fmt.Errorf("lakebase: unsupported isolation level %v", sql.IsolationLevel(opts.Isolation))
 	}
-	t := &lazyTx{c: c, opts: opts}
+	c.txState = lazyTx{c: c, opts: opts}
+	t := &c.txState
 	if c.pg != nil {
 		tx, err := c.pg.BeginTx(ctx, opts)
 		if err != nil {

@@ -1,0 +1,331 @@
+package lakebase_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/oauth"
+)
+
+// Overhead benchmarks: the same PostgreSQL, the same TLS, the same run; plain pgx
+// stdlib is the baseline. Compare pgx/... with lakebase/... (benchstat, or the
+// ratios in BENCHMARKS.md).
+
+func pgxStdlibDB(b *testing.B) *sql.DB {
+	cs := fmt.Sprintf("host=localhost port=%d user=%s password='%s' dbname=%s sslmode=verify-full sslrootcert=%s",
+		pg.Port, testRole, strings.ReplaceAll(testPassword, "'", `\'`), testDB, pg.CAFile)
+	cc, err := pgx.ParseConfig(cs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return stdlib.OpenDB(*cc)
+}
+
+func benchDBs(b *testing.B) map[string]*sql.DB {
+	lb, err := sql.Open("lakebase", passwordDSN(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dbs := map[string]*sql.DB{"pgx": pgxStdlibDB(b), "lakebase": lb}
+	for _, db := range dbs {
+		db.SetMaxIdleConns(4)
+		if err := db.Ping(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Cleanup(func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	})
+	return dbs
+}
+
+func forEachDriver(b *testing.B, fn func(b *testing.B, db *sql.DB)) {
+	dbs := benchDBs(b)
+	for _, name := range []string{"pgx", "lakebase"} {
+		b.Run(name, func(b *testing.B) { fn(b, dbs[name]) })
+	}
+}
+
+func BenchmarkSelect1(b *testing.B) {
+	forEachDriver(b, func(b *testing.B, db *sql.DB) {
+		ctx := context.Background()
+		var v int
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkScan1000Rows(b *testing.B) {
+	forEachDriver(b, func(b *testing.B, db *sql.DB) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			rows, err := db.QueryContext(ctx, "SELECT g, 'row ' || g FROM generate_series(1, 1000) g")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var id int
+			var s string
+			n := 0
+			for rows.Next() {
+				rows.Scan(&id, &s)
+				n++
+			}
+			rows.Close()
+			if n != 1000 {
+				b.Fatalf("%d rows", n)
+			}
+		}
+	})
+}
+
+func BenchmarkPreparedInsert(b *testing.B) {
+	forEachDriver(b, func(b *testing.B, db *sql.DB) {
+		ctx := context.Background()
+		if _, err := db.Exec(`CREATE TEMP TABLE IF NOT EXISTS bench_ins (id int, v text)`); err != nil {
+			b.Fatal(err)
+		}
+		conn, err := db.Conn(ctx) // temp table: one session
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		conn.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS bench_ins (id int, v text)`)
+		st, err := conn.PrepareContext(ctx, `INSERT INTO bench_ins VALUES ($1, $2)`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := st.ExecContext(ctx, i, "value"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkTransaction(b *testing.B) {
+	forEachDriver(b, func(b *testing.B, db *sql.DB) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		var v int
+		for b.Loop() {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// --- connection storm ---
+
+const (
+	stormSize    = 64
+	stormLatency = 50 * time.Millisecond
+)
+
+// storm opens stormSize physical connections at once with open and returns each
+// connect's latency.
+func storm(b *testing.B, open func(ctx context.Context) (func(), error)) []time.Duration {
+	var wg sync.WaitGroup
+	lat := make([]time.Duration, stormSize)
+	errs := make(chan error, stormSize)
+	start := make(chan struct{})
+	closers := make([]func(), stormSize)
+	for i := 0; i < stormSize; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			c, err := open(context.Background())
+			lat[i] = time.Since(t0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			closers[i] = c
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	for _, c := range closers {
+		c()
+	}
+	return lat
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// stormResult accumulates storms and reports requests per storm and latencies.
+type stormResult struct {
+	lat              []time.Duration
+	tokens, creds    int64
+	storms           int
+	tokBase, credBas int64
+}
+
+func (r *stormResult) begin() {
+	r.tokBase, r.credBas = emu.Count(lakebasetest.EPToken), emu.Count(lakebasetest.EPCredAutoscaling)
+}
+
+func (r *stormResult) end(lat []time.Duration) {
+	r.lat = append(r.lat, lat...)
+	r.tokens += emu.Count(lakebasetest.EPToken) - r.tokBase
+	r.creds += emu.Count(lakebasetest.EPCredAutoscaling) - r.credBas
+	r.storms++
+}
+
+func (r *stormResult) report(b *testing.B) {
+	b.ReportMetric(float64(r.tokens)/float64(r.storms), "token-req/storm")
+	b.ReportMetric(float64(r.creds)/float64(r.storms), "cred-req/storm")
+	b.ReportMetric(float64(percentile(r.lat, 0.50))/1e6, "p50-ms")
+	b.ReportMetric(float64(percentile(r.lat, 0.99))/1e6, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkConnectStorm: 64 goroutines each open a fresh physical connection, with
+// 50 ms of latency on the token and credential endpoints.
+//
+//   - floor: plain pgx with a fixed (native) password through the same TLS front door;
+//   - handrolled: a pgx BeforeConnect that mints a workspace token and a credential on
+//     every connect, the pattern users write by hand today;
+//   - lakebase/cold: a new connector per storm (its first storm);
+//   - lakebase/warm: one connector, storms after the first.
+func BenchmarkConnectStorm(b *testing.B) {
+	emu.SetLatency(lakebasetest.EPToken, stormLatency)
+	emu.SetLatency(lakebasetest.EPCredAutoscaling, stormLatency)
+	b.Cleanup(func() {
+		emu.SetLatency(lakebasetest.EPToken, 0)
+		emu.SetLatency(lakebasetest.EPCredAutoscaling, 0)
+	})
+	if err := emu.AddPasswordRole("bench_native", "bench-pw"); err != nil {
+		b.Fatal(err)
+	}
+	pgxConnect := func(cc *pgx.ConnConfig) func(ctx context.Context) (func(), error) {
+		return func(ctx context.Context) (func(), error) {
+			c, err := pgx.ConnectConfig(ctx, cc)
+			if err != nil {
+				return nil, err
+			}
+			return func() { c.Close(context.Background()) }, nil
+		}
+	}
+
+	b.Run("floor", func(b *testing.B) {
+		cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=bench_native password=bench-pw sslmode=verify-full sslrootcert=%s",
+			emu.Host, emu.Port, emu.Database, emu.CAFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var r stormResult
+		for b.Loop() {
+			r.begin()
+			r.end(storm(b, pgxConnect(cc)))
+		}
+		r.report(b)
+	})
+
+	b.Run("handrolled", func(b *testing.B) {
+		cc, _ := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
+			emu.Host, emu.Port, emu.Database, emu.ServicePrincipal.ClientID, emu.CAFile))
+		tc := &oauth.TokenClient{TokenURL: emu.URL + "/oidc/v1/token", ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
+		api := &oauth.API{Workspace: emu.URL}
+		open := func(ctx context.Context) (func(), error) {
+			c := cc.Copy()
+			tok, err := tc.ClientCredentials(ctx, "all-apis")
+			if err != nil {
+				return nil, err
+			}
+			cred, err := api.MintAutoscaling(ctx, tok.AccessToken, emu.Endpoint, time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			c.Password = cred.Token
+			return pgxConnect(c)(ctx)
+		}
+		var r stormResult
+		for b.Loop() {
+			r.begin()
+			r.end(storm(b, open))
+		}
+		r.report(b)
+	})
+
+	lakebaseOpen := func(c *lakebase.Connector) func(ctx context.Context) (func(), error) {
+		return func(ctx context.Context) (func(), error) {
+			dc, err := c.Connect(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := dc.(interface{ Ping(context.Context) error }).Ping(ctx); err != nil {
+				return nil, err
+			}
+			return func() { dc.Close() }, nil
+		}
+	}
+
+	b.Run("lakebase/cold", func(b *testing.B) {
+		var r stormResult
+		for b.Loop() {
+			c, err := lakebase.NewConnector(emu.OAuthClientDSN())
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.begin()
+			r.end(storm(b, lakebaseOpen(c)))
+			c.Close()
+		}
+		r.report(b)
+	})
+
+	b.Run("lakebase/warm", func(b *testing.B) {
+		c, err := lakebase.NewConnector(emu.OAuthClientDSN())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		storm(b, lakebaseOpen(c)) // warm up: the first storm fetches
+		var r stormResult
+		for b.Loop() {
+			r.begin()
+			r.end(storm(b, lakebaseOpen(c)))
+		}
+		r.report(b)
+	})
+}
