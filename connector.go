@@ -58,6 +58,8 @@ type Connector struct {
 	auth   authenticator
 	logf   io.Closer // the Logfile, when the connector opened it
 
+	ownTransport *http.Transport // closed by Close when the connector made it
+
 	closeOnce sync.Once
 }
 
@@ -111,7 +113,11 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		return nil, err
 	}
 	if c.opts.httpClient == nil {
-		c.opts.httpClient = &http.Client{}
+		// A transport of its own, so Close can close its idle connections: no
+		// goroutine of the connector outlives Close.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		c.ownTransport = tr
+		c.opts.httpClient = &http.Client{Transport: tr}
 	}
 	if c.opts.stderr == nil {
 		c.opts.stderr = os.Stderr
@@ -162,6 +168,9 @@ func (c *Connector) Driver() driver.Driver { return &Driver{} }
 func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
 		c.auth.close()
+		if c.ownTransport != nil {
+			c.ownTransport.CloseIdleConnections()
+		}
 		if c.logf != nil {
 			c.logf.Close()
 		}

@@ -25,8 +25,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("LAKEBASE_HELPER") == "refresh-loop" {
+	switch os.Getenv("LAKEBASE_HELPER") {
+	case "refresh-loop":
 		os.Exit(helperRefreshLoop())
+	case "write-loop":
+		os.Exit(helperWriteLoop())
 	}
 	os.Exit(runMain(m))
 }

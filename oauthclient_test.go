@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -230,8 +229,8 @@ func TestOAuthClient_TransientFailuresAreRetried(t *testing.T) {
 	if !errors.As(err, &te) || te.StatusCode != 503 {
 		t.Fatalf("err = %v, want TokenError 503", err)
 	}
-	if n := emu.Count(lakebasetest.EPToken); n != 5 {
-		t.Fatalf("token requests = %d, want 5 attempts", n)
+	if n := emu.Count(lakebasetest.EPToken); n != 6 {
+		t.Fatalf("token requests = %d, want 6 attempts", n)
 	}
 	// With the IdP back, the same connector recovers.
 	if err := db.Ping(); err != nil {
@@ -386,42 +385,7 @@ func TestSettingsFile_GroupWritableIsRefused(t *testing.T) {
 // each refresh the same stored login many times; with rotation and reuse detection
 // on, not one refresh token may be redeemed twice.
 func TestSettingsFile_TwoProcessesShareRotatingRefreshTokens(t *testing.T) {
-	emu.SetTokenLifetime(time.Second) // every use needs a refresh
-	t.Cleanup(func() { emu.SetTokenLifetime(time.Hour) })
-	file := filepath.Join(t.TempDir(), "shared.json")
-	rt := userRefreshToken(t)
-	seed, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthRefreshToken="+rt, "OAuthSettingsLocation="+file))
-	currentUser(t, seed)
-	emu.ResetCounts()
-
-	const perProcess = 15
-	dsn := emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation="+file)
-	var wg sync.WaitGroup
-	outs := make([]string, 2)
-	errs := make([]error, 2)
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "LAKEBASE_HELPER=refresh-loop", "LAKEBASE_HELPER_DSN="+dsn, fmt.Sprintf("LAKEBASE_HELPER_N=%d", perProcess))
-			out, err := cmd.CombinedOutput()
-			outs[i], errs[i] = string(out), err
-		}()
-	}
-	wg.Wait()
-	for i := range 2 {
-		if errs[i] != nil || !strings.Contains(outs[i], "helper ok") {
-			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
-		}
-	}
-	if n := emu.Count("refresh.reuse_detected"); n != 0 {
-		t.Fatalf("reuse detection tripped %d times", n)
-	}
-	if n := emu.Count("token:refresh_token"); n < perProcess {
-		t.Fatalf("only %d refreshes happened; the test did not exercise rotation", n)
-	}
-	t.Logf("%d refreshes across 2 processes, no reuse", emu.Count("token:refresh_token"))
+	sharedRefreshRun(t, 2, 15)
 }
 
 // helperRefreshLoop runs in a child process (TestMain dispatches to it): it opens a

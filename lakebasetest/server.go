@@ -133,6 +133,7 @@ type Server struct {
 	users       map[string]bool
 	counts      map[string]int64
 	latency     map[string]time.Duration
+	jitter      map[string]time.Duration
 	errRate     map[string]float64
 	revoked     map[string]bool // jti of access tokens and credentials, refresh tokens
 	codes       map[string]*authCode
@@ -163,6 +164,7 @@ func NewServer(opts Options) (*Server, error) {
 		users:     map[string]bool{},
 		counts:    map[string]int64{},
 		latency:   map[string]time.Duration{},
+		jitter:    map[string]time.Duration{},
 		errRate:   map[string]float64{},
 		revoked:   map[string]bool{},
 		codes:     map[string]*authCode{},
@@ -378,6 +380,14 @@ func (s *Server) SetLatency(endpoint string, d time.Duration) {
 	s.mu.Unlock()
 }
 
+// SetRandomLatency delays every request to endpoint by a random time up to max, on
+// top of SetLatency.
+func (s *Server) SetRandomLatency(endpoint string, max time.Duration) {
+	s.mu.Lock()
+	s.jitter[endpoint] = max
+	s.mu.Unlock()
+}
+
 // SetErrorRate makes a fraction (0..1) of requests to endpoint fail with 503.
 func (s *Server) SetErrorRate(endpoint string, rate float64) {
 	s.mu.Lock()
@@ -534,6 +544,9 @@ func (s *Server) gate(endpoint string, w http.ResponseWriter, r *http.Request) b
 	s.count(endpoint)
 	s.mu.Lock()
 	lat, rate := s.latency[endpoint], s.errRate[endpoint]
+	if j := s.jitter[endpoint]; j > 0 {
+		lat += time.Duration(mrand.Int64N(int64(j)))
+	}
 	s.mu.Unlock()
 	if lat > 0 {
 		select {

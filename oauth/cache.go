@@ -54,7 +54,8 @@ type Cache[T any] struct {
 	closed    bool
 	wg        sync.WaitGroup
 
-	everHad bool
+	everHad   bool
+	fetchTook time.Duration // how long the last successful fetch took
 
 	fetches, ahead, waits, stalls, hits, failures atomic.Int64
 }
@@ -75,9 +76,11 @@ func safety(lifetime time.Duration) time.Duration {
 	return min(lifetime/10, 30*time.Second)
 }
 
-// aheadBy is how long before expiry a background refresh starts.
-func aheadBy(lifetime time.Duration) time.Duration {
-	return min(lifetime/4, 15*time.Minute)
+// aheadBy is how long before expiry a background refresh starts: a quarter of the
+// lifetime (at most 15 minutes), or twice as long as fetches have been taking when
+// that is more, but never more than half the lifetime.
+func aheadBy(lifetime, fetchTook time.Duration) time.Duration {
+	return min(max(min(lifetime/4, 15*time.Minute), 2*fetchTook), lifetime/2)
 }
 
 // Get returns the value, fetching it when there is none or it is about to expire.
@@ -195,10 +198,15 @@ func (c *Cache[T]) run(f *flight[T], background bool) {
 		timeout = 30 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(c.base, timeout)
+	began := time.Now()
 	v, exp, err := c.Fetch(ctx)
+	took := time.Since(began)
 	cancel()
 
 	c.mu.Lock()
+	if err == nil {
+		c.fetchTook = took
+	}
 	var ev CacheEvent
 	switch {
 	case err == nil:
@@ -243,7 +251,7 @@ func (c *Cache[T]) installLocked(v T, exp time.Time) {
 		return
 	}
 	life := time.Until(exp)
-	c.scheduleLocked(life - aheadBy(life))
+	c.scheduleLocked(life - aheadBy(life, c.fetchTook))
 }
 
 func (c *Cache[T]) scheduleLocked(d time.Duration) {
