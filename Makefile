@@ -4,7 +4,7 @@ MODULES := . examples/integrations
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
-.PHONY: test vet unit fuzz-short fuzz bench
+.PHONY: test vet unit fuzz-short fuzz bench soak
 
 test: vet unit fuzz-short
 
@@ -25,5 +25,11 @@ fuzz-short:
 fuzz:
 	@$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)
 
+# Overhead benchmarks against plain pgx, then the connection storm (see BENCHMARKS.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench 'Select1|Scan1000Rows|PreparedInsert|Transaction' -benchmem -count 5 -benchtime 2s .
+	$(GO) test -run '^$$' -bench 'ConnectStorm' -benchtime 20x .
+
+# The long soak and fault variants (60 s runs, 8 processes x 50 refreshes).
+soak:
+	LAKEBASE_LONG=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Fault' -v .

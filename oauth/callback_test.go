@@ -1,0 +1,91 @@
+package oauth_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/oauth"
+)
+
+func desktop(emu *lakebasetest.Server, callback string, open func(string) error) *oauth.DesktopLogin {
+	return &oauth.DesktopLogin{
+		AuthorizationURL: emu.URL + "/oidc/v1/authorize",
+		Client:           &oauth.TokenClient{TokenURL: emu.URL + "/oidc/v1/token", ClientID: "databricks-cli"},
+		CallbackURL:      callback,
+		Scope:            "all-apis offline_access",
+		OpenBrowser:      open,
+	}
+}
+
+// TestDesktopLogin_LoopbackOnlyAndSingleUse: the callback server binds a loopback
+// address only, takes one callback, and is gone after it.
+func TestDesktopLogin_LoopbackOnlyAndSingleUse(t *testing.T) {
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	for _, cb := range []string{"http://example.com:8020", "http://0.0.0.0:8020", "http://192.168.1.10:8020", "https://localhost:8020"} {
+		if _, err := desktop(emu, cb, nil).Run(context.Background()); err == nil {
+			t.Fatalf("CallbackURL %s was accepted", cb)
+		}
+	}
+
+	var bound net.Addr
+	var callbackURL string
+	d := desktop(emu, "http://localhost:0/cb", func(u string) error {
+		go func() {
+			resp, err := http.Get(u) // the browser: follows the redirect to the callback
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return nil
+	})
+	d.Listen = func(network, addr string) (net.Listener, error) {
+		l, err := net.Listen(network, addr)
+		if err == nil {
+			bound = l.Addr()
+			callbackURL = "http://" + l.Addr().String() + "/cb"
+		}
+		return l, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tok, err := d.Run(ctx)
+	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
+		t.Fatalf("login: %v", err)
+	}
+	if ip := bound.(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Fatalf("the callback server bound %v", bound)
+	}
+	// The server is gone: a second callback cannot land.
+	resp, err := http.Get(callbackURL + "?code=again&state=x")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a second callback got HTTP %d", resp.StatusCode)
+	}
+}
+
+func TestDesktopLogin_WrongStateRefused(t *testing.T) {
+	emu := lakebasetest.Start(t)
+	hit := func(query string) func(string) error {
+		return func(u string) error {
+			cb := strings.SplitN(strings.SplitN(u, "redirect_uri=", 2)[1], "&", 2)[0]
+			cb = strings.ReplaceAll(strings.ReplaceAll(cb, "%3A", ":"), "%2F", "/")
+			go func() {
+				resp, err := http.Get(cb + "?" + query)
+				if err == nil {
+					resp.Body.Close()
+				}
+			}()
+			return nil
+		}
+	}
+	_, err := desktop(emu, "http://127.0.0.1:0", hit("code=x&state=forged")).Run(context.Background())
+	if !errors.Is(err, oauth.ErrStateMismatch) {
+		t.Fatalf("forged state: %v", err)
+	}
+}
