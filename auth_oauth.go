@@ -129,7 +129,7 @@ func newOAuthAuth(c *Connector) (*oauthAuth, error) {
 	}
 	a.ws = &oauth.Cache[*oauth.Token]{Name: "workspace token", Timeout: timeout, OnEvent: a.event,
 		Fetch: func(ctx context.Context) (*oauth.Token, time.Time, error) {
-			t, err := a.src.Token(ctx)
+			t, err := a.fetchWorkspaceToken(ctx)
 			if err != nil {
 				return nil, time.Time{}, err
 			}
@@ -137,6 +137,34 @@ func newOAuthAuth(c *Connector) (*oauthAuth, error) {
 		}}
 	a.cred = &oauth.Cache[oauth.Credential]{Name: "database credential", Timeout: timeout, OnEvent: a.event, Fetch: a.mint}
 	return a, nil
+}
+
+// fetchWorkspaceToken gets a workspace token the way the AuthScheme says.
+func (a *oauthAuth) fetchWorkspaceToken(ctx context.Context) (*oauth.Token, error) {
+	switch a.cfg.AuthScheme {
+	case AuthDatabricksCLI:
+		t, err := oauth.CLIToken(ctx, "", a.cfg.DatabricksInstance, a.cfg.Profile)
+		if err == nil {
+			a.log.Debug("lakebase: workspace token", slog.String("origin", "databricks auth token"), slog.Time("expiry", t.Expiry))
+		}
+		return t, err
+	case AuthOIDCFederation:
+		env := a.cfg.OIDCTokenEnv
+		subject, err := oauth.ReadSubjectToken(a.cfg.OIDCTokenFile, env)
+		if err != nil {
+			return nil, err
+		}
+		tc, err := a.tokenClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t, err := tc.TokenExchange(ctx, subject, a.cfg.Scope)
+		if err == nil {
+			a.log.Debug("lakebase: workspace token", slog.String("origin", "token exchange"), slog.Time("expiry", t.Expiry))
+		}
+		return t, err
+	}
+	return a.src.Token(ctx)
 }
 
 // givenExpiry is the expiry of OAuthAccessToken from OAuthExpiresIn and
@@ -304,7 +332,13 @@ func (a *oauthAuth) resolveTarget(ctx context.Context) (*target, error) {
 			if err != nil {
 				return err
 			}
-			if t.host = ep.Status.Hosts.Host; t.host == "" {
+			t.host = ep.Status.Hosts.Host
+			if cfg.ReadOnly {
+				if t.host = ep.Status.Hosts.ReadOnlyHost; t.host == "" {
+					return fmt.Errorf("lakebase: endpoint %s has no read-only host (ReadOnly=true needs a read replica)", t.endpoint)
+				}
+			}
+			if t.host == "" {
 				return fmt.Errorf("lakebase: endpoint %s has no host yet (state %q)", t.endpoint, ep.Status.CurrentState)
 			}
 		case t.instance != "" && t.host == "":
@@ -312,7 +346,13 @@ func (a *oauthAuth) resolveTarget(ctx context.Context) (*target, error) {
 			if err != nil {
 				return err
 			}
-			if t.host = inst.ReadWriteDNS; t.host == "" {
+			t.host = inst.ReadWriteDNS
+			if cfg.ReadOnly {
+				if t.host = inst.ReadOnlyDNS; t.host == "" {
+					return fmt.Errorf("lakebase: instance %s has no read_only_dns (ReadOnly=true needs readable secondaries)", t.instance)
+				}
+			}
+			if t.host == "" {
 				return fmt.Errorf("lakebase: instance %s has no read_write_dns yet (state %q)", t.instance, inst.State)
 			}
 		case t.endpoint == "" && t.instance == "" && t.host != "":

@@ -24,6 +24,12 @@ const (
 	AuthOAuthPKCE AuthScheme = "OAuthPKCE"
 	// AuthPassword uses a native Postgres password (the Password property).
 	AuthPassword AuthScheme = "Password"
+	// AuthDatabricksCLI reuses the login of the Databricks CLI (databricks auth login):
+	// it runs "databricks auth token" and uses the token it prints.
+	AuthDatabricksCLI AuthScheme = "DatabricksCLI"
+	// AuthOIDCFederation exchanges a workload identity token (a JWT from a file or an
+	// environment variable: GitHub Actions, Kubernetes) for a workspace token.
+	AuthOIDCFederation AuthScheme = "OIDCFederation"
 )
 
 // InitiateOAuth says how much of the OAuth work the driver does by itself.
@@ -103,6 +109,9 @@ type Config struct {
 	Verbosity             int // 0 (off) .. 5
 	Logfile               string
 	Profile               string // ~/.databrickscfg profile to take workspace settings from
+	ReadOnly              bool   // connect to the read-only host of the instance or endpoint
+	OIDCTokenFile         string // OIDCFederation: file holding the workload identity JWT
+	OIDCTokenEnv          string // OIDCFederation: environment variable holding it
 
 	// Ignored holds CData properties that were accepted but have no effect here,
 	// keyed by their canonical name.
@@ -130,13 +139,13 @@ var properties = []property{
 	{
 		name: "AuthScheme",
 		set: func(c *Config, v string) error {
-			for _, s := range []AuthScheme{AuthOAuthClient, AuthOAuthPKCE, AuthPassword} {
+			for _, s := range []AuthScheme{AuthOAuthClient, AuthOAuthPKCE, AuthPassword, AuthDatabricksCLI, AuthOIDCFederation} {
 				if strings.EqualFold(v, string(s)) {
 					c.AuthScheme = s
 					return nil
 				}
 			}
-			return fmt.Errorf("must be one of OAuthClient, OAuthPKCE, Password")
+			return fmt.Errorf("must be one of OAuthClient, OAuthPKCE, Password, DatabricksCLI, OIDCFederation")
 		},
 		get: func(c *Config) string { return string(c.AuthScheme) },
 	},
@@ -272,6 +281,32 @@ var properties = []property{
 	},
 	strProp("Logfile", false, func(c *Config) *string { return &c.Logfile }),
 	strProp("Profile", false, func(c *Config) *string { return &c.Profile }),
+	{
+		name: "ReadOnly",
+		set: func(c *Config, v string) error {
+			b, err := parseBool(v)
+			c.ReadOnly = b
+			return err
+		},
+		get: func(c *Config) string {
+			if c.ReadOnly {
+				return "true"
+			}
+			return ""
+		},
+	},
+	strProp("OIDCTokenFile", false, func(c *Config) *string { return &c.OIDCTokenFile }),
+	strProp("OIDCTokenEnv", false, func(c *Config) *string { return &c.OIDCTokenEnv }),
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true":
+		return true, nil
+	case "false", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("must be true or false")
 }
 
 // ignoredProperties are CData properties that are accepted for compatibility and have no effect.
@@ -583,6 +618,26 @@ func (c *Config) Validate() error {
 		}
 		if c.InitiateOAuth == "" {
 			c.InitiateOAuth = InitiateOff
+		}
+	case AuthDatabricksCLI, AuthOIDCFederation:
+		switch c.SSLMode {
+		case SSLDisable, SSLAllow, SSLPrefer:
+			return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
+		}
+		if c.DatabricksInstance == "" {
+			return &ConfigError{Property: "DatabricksInstance", Err: fmt.Errorf("is required with AuthScheme=%s", c.AuthScheme)}
+		}
+		if c.Instance != "" && c.Endpoint != "" {
+			return &ConfigError{Property: "Endpoint", Err: fmt.Errorf("cannot be set together with Instance")}
+		}
+		if c.InitiateOAuth == "" {
+			c.InitiateOAuth = InitiateGetAndRefresh
+		}
+		if c.Scope == "" {
+			c.Scope = DefaultM2MScope
+		}
+		if c.AuthScheme == AuthOIDCFederation && c.OIDCTokenFile == "" && c.OIDCTokenEnv == "" {
+			return &ConfigError{Property: "OIDCTokenFile", Err: fmt.Errorf("or OIDCTokenEnv is required with AuthScheme=OIDCFederation (where the workload identity JWT is)")}
 		}
 	case AuthOAuthClient, AuthOAuthPKCE:
 		switch c.SSLMode {

@@ -17,7 +17,8 @@ import (
 //     PGDATABASE (Database), PGUSER (User), PGSSLMODE (SSLMode), PGAPPNAME
 //     (ApplicationName);
 //  3. DATABRICKS_HOST (DatabricksInstance), DATABRICKS_CLIENT_ID (OAuthClientId),
-//     DATABRICKS_CLIENT_SECRET (OAuthClientSecret);
+//     DATABRICKS_CLIENT_SECRET (OAuthClientSecret), DATABRICKS_OIDC_TOKEN_FILEPATH
+//     (OIDCTokenFile), DATABRICKS_OIDC_TOKEN_ENV (OIDCTokenEnv);
 //  4. a profile of ~/.databrickscfg (or DATABRICKS_CONFIG_FILE): the one named by the
 //     Profile property or DATABRICKS_CONFIG_PROFILE, else [__settings__]
 //     default_profile, else DEFAULT when it exists. Its host, client_id and
@@ -36,6 +37,7 @@ var pgEnv = []struct{ env, prop string }{
 var databricksEnv = []struct{ env, prop string }{
 	{"DATABRICKS_HOST", "DatabricksInstance"}, {"DATABRICKS_CLIENT_ID", "OAuthClientId"},
 	{"DATABRICKS_CLIENT_SECRET", "OAuthClientSecret"},
+	{"DATABRICKS_OIDC_TOKEN_FILEPATH", "OIDCTokenFile"}, {"DATABRICKS_OIDC_TOKEN_ENV", "OIDCTokenEnv"},
 }
 
 var profileKeys = []struct{ key, prop string }{
@@ -120,7 +122,7 @@ func (c *Config) loadProfile(given map[string]bool, getenv func(string) string) 
 	}
 	sections, err := readINI(file)
 	if errors.Is(err, os.ErrNotExist) {
-		if explicit {
+		if explicit && c.AuthScheme != AuthDatabricksCLI { // the CLI resolves its own profiles
 			return nil, &ConfigError{Property: "Profile", Value: name, Err: fmt.Errorf("cannot be used: %s does not exist", file)}
 		}
 		return nil, nil
@@ -138,6 +140,9 @@ func (c *Config) loadProfile(given map[string]bool, getenv func(string) string) 
 		}
 	}
 	vals, ok := sections[name]
+	if !ok && c.AuthScheme == AuthDatabricksCLI {
+		return nil, nil
+	}
 	if !ok || name == "__settings__" {
 		return nil, &ConfigError{Property: "Profile", Value: name, Err: fmt.Errorf("is not a profile of %s", file)}
 	}

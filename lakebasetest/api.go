@@ -134,7 +134,7 @@ func (s *Server) instanceJSON() map[string]any {
 		"capacity":              "CU_1",
 		"pg_version":            "PG_VERSION_15",
 		"read_write_dns":        s.Host,
-		"read_only_dns":         s.Host,
+		"read_only_dns":         s.ReadOnlyHost,
 		"read_write_pooled_dns": "instance-pooler.invalid",
 		"creator":               s.User.Email,
 	}
@@ -173,7 +173,7 @@ func (s *Server) endpointJSON() map[string]any {
 			"current_state": "ACTIVE",
 			"hosts": map[string]any{
 				"host":           s.Host,
-				"read_only_host": s.Host,
+				"read_only_host": s.ReadOnlyHost,
 				"pooled_host":    "ep-pooler.invalid",
 			},
 		},

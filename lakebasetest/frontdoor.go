@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -203,6 +204,10 @@ func (fd *frontDoor) handle(ss *session) {
 	}
 	params := parseParams(body)
 	user := params["user"]
+	if tc.ConnectionState().ServerName == "" {
+		// Reached through the read-only host (an IP address, so no SNI): a replica.
+		params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")
+	}
 	// Ask for the password in clear text (inside TLS), as Lakebase does.
 	conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3})
 	br := bufio.NewReader(conn)

@@ -97,6 +97,10 @@ type Server struct {
 	// instance and endpoint APIs return (and the TLS certificate holds).
 	Host string
 	Port int
+	// ReadOnlyHost is the read-only host (read_only_dns, read_only_host) of the
+	// instance and endpoint: 127.0.0.1, the same front door. Sessions that arrive
+	// without a TLS server name (as connections to an IP address do) are read-only.
+	ReadOnlyHost string
 	// CACertPEM is the PEM of the CA that signed the front door's certificate;
 	// CAFile is a file holding it, for SSLServerCert or psql's sslrootcert.
 	CACertPEM []byte
@@ -155,27 +159,28 @@ func NewServer(opts Options) (*Server, error) {
 		opts.Database = "databricks_postgres"
 	}
 	s := &Server{
-		opts:      opts,
-		Database:  opts.Database,
-		Endpoint:  "projects/lakebase/branches/main/endpoints/primary",
-		Instance:  "lakebase-instance",
-		Host:      "localhost",
-		clients:   map[string]string{"databricks-cli": ""},
-		users:     map[string]bool{},
-		counts:    map[string]int64{},
-		latency:   map[string]time.Duration{},
-		jitter:    map[string]time.Duration{},
-		errRate:   map[string]float64{},
-		revoked:   map[string]bool{},
-		codes:     map[string]*authCode{},
-		pending:   map[string]*authRequest{},
-		refresh:   map[string]*refreshToken{},
-		families:  map[string]bool{},
-		passwords: map[string]string{},
-		roles:     map[string]bool{},
-		trusted:   map[string]trustedIssuer{},
-		tokenTTL:  opts.TokenLifetime,
-		credTTL:   opts.CredentialLifetime,
+		opts:         opts,
+		Database:     opts.Database,
+		Endpoint:     "projects/lakebase/branches/main/endpoints/primary",
+		Instance:     "lakebase-instance",
+		Host:         "localhost",
+		ReadOnlyHost: "127.0.0.1",
+		clients:      map[string]string{"databricks-cli": ""},
+		users:        map[string]bool{},
+		counts:       map[string]int64{},
+		latency:      map[string]time.Duration{},
+		jitter:       map[string]time.Duration{},
+		errRate:      map[string]float64{},
+		revoked:      map[string]bool{},
+		codes:        map[string]*authCode{},
+		pending:      map[string]*authRequest{},
+		refresh:      map[string]*refreshToken{},
+		families:     map[string]bool{},
+		passwords:    map[string]string{},
+		roles:        map[string]bool{},
+		trusted:      map[string]trustedIssuer{},
+		tokenTTL:     opts.TokenLifetime,
+		credTTL:      opts.CredentialLifetime,
 	}
 	if s.tokenTTL <= 0 {
 		s.tokenTTL = time.Hour
