@@ -149,4 +149,3 @@ func TestOIDCFederation_ExchangesAWorkloadToken(t *testing.T) {
 		t.Fatalf("no token source: %v", err)
 	}
 }
-

@@ -113,3 +113,66 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 	}
 	return s, nil
 }
+
+// Credential is a database login, as psql and other tools need it. Its String and
+// fmt forms hide the password.
+type Credential struct {
+	Host     string
+	Port     int
+	Database string
+	User     string
+	Password string    // the database credential (or the native password)
+	Expiry   time.Time // zero for a native password
+}
+
+// String hides the password.
+func (c Credential) String() string {
+	return fmt.Sprintf("lakebase.Credential{%s@%s:%d/%s, expiry %s}", c.User, c.Host, c.Port, c.Database, c.Expiry.Format(time.RFC3339))
+}
+
+// Format hides the password for every fmt verb.
+func (c Credential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
+
+// Credential runs the token pipeline and returns a login for another tool (psql,
+// a migration runner in another language). Treat Password as a secret.
+func (c *Connector) Credential(ctx context.Context) (Credential, error) {
+	if c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	li, err := c.auth.login(ctx, "")
+	if err != nil {
+		return Credential{}, err
+	}
+	cr := Credential{Host: li.host, Port: li.port, Database: c.cfg.Database, User: li.user, Password: li.password}
+	if a, ok := c.auth.(*oauthAuth); ok {
+		if _, exp, ok := a.cred.Peek(); ok {
+			cr.Expiry = exp
+		}
+	}
+	return cr, nil
+}
+
+// Logout removes the connector's stored tokens (from OAuthSettingsLocation) and
+// drops its cached token and credential.
+func (c *Connector) Logout(ctx context.Context) error {
+	a, ok := c.auth.(*oauthAuth)
+	if !ok {
+		return nil
+	}
+	a.ws.Invalidate(nil)
+	a.cred.Invalidate(nil)
+	if c.cfg.InitiateOAuth == InitiateOff {
+		return nil
+	}
+	return a.src.Forget(ctx)
+}
+
+// SettingsLocation returns where the connector stores tokens ("" when nowhere).
+func (c *Connector) SettingsLocation() string {
+	if a, ok := c.auth.(*oauthAuth); ok && c.cfg.InitiateOAuth != InitiateOff {
+		return a.src.Store.Location()
+	}
+	return ""
+}

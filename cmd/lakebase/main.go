@@ -1,0 +1,325 @@
+// Command lakebase logs in to Databricks Lakebase and hands database credentials to
+// other tools. It reads the same connection strings as the driver (the CData form or
+// the lakebase:// URL form), from -dsn or LAKEBASE_DSN, and fills what they leave out
+// from PG* and DATABRICKS_* variables and ~/.databrickscfg profiles.
+//
+//	lakebase login [-headless]    log in as a person (OAuthPKCE) and store the tokens
+//	lakebase token [-bare]        print a fresh database credential (JSON, or just the password)
+//	lakebase status [-show-token] who you are, which database, until when
+//	lakebase logout               remove the stored tokens
+//	lakebase psql [psql args]     run psql logged in with a fresh credential
+//
+// Install: go install github.com/lakebase-go/lakebase/cmd/lakebase@latest
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lakebase-go/lakebase"
+)
+
+const usage = `usage: lakebase [-dsn CONNECTION_STRING] <command> [flags]
+
+commands:
+  login [-headless] [-no-browser]
+                        log in (OAuthPKCE: browser, or a code pasted on a headless machine)
+                        and store the tokens in OAuthSettingsLocation
+  token [-bare]         print a fresh database credential as JSON, or only the password
+  status [-show-token]  show who you are, which database, and when the token and
+                        credential expire (the credential itself only with -show-token)
+  logout                remove the stored tokens
+  psql [args...]        run psql with a fresh credential in PGPASSWORD
+
+The connection string comes from -dsn or LAKEBASE_DSN (CData form or lakebase:// URL),
+completed from PG*/DATABRICKS_* variables and ~/.databrickscfg profiles.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lakebase", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("dsn", os.Getenv("LAKEBASE_DSN"), "connection string (default $LAKEBASE_DSN)")
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	cfg, err := lakebase.ParseDSN(*dsn)
+	if err != nil {
+		fmt.Fprintln(stderr, "lakebase:", err)
+		return 2
+	}
+	var fn func(context.Context, *lakebase.Config, []string, io.Reader, io.Writer, io.Writer) error
+	switch cmd {
+	case "login":
+		fn = login
+	case "token":
+		fn = token
+	case "status":
+		fn = status
+	case "logout":
+		fn = logout
+	case "psql":
+		fn = psql
+	default:
+		fmt.Fprintf(stderr, "lakebase: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err := fn(ctx, cfg, rest, stdin, stdout, stderr); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(stderr, "lakebase:", err)
+		return 1
+	}
+	return 0
+}
+
+func connector(cfg *lakebase.Config, stderr io.Writer) (*lakebase.Connector, error) {
+	return lakebase.NewConnectorFromConfig(cfg, lakebase.WithStderr(stderr))
+}
+
+// progress prints a line while waiting for something, until stop is called.
+func progress(w io.Writer, what string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprintf(w, "\r%s... done (%s)\n", what, time.Since(start).Round(time.Second))
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "\r%s... %ds", what, int(time.Since(start)/time.Second))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	headless := fs.Bool("headless", false, "print the login URL and read the code (or the URL the browser ends on) from standard input")
+	noBrowser := fs.Bool("no-browser", false, "do not open a browser; only print the login URL (the callback is still served here)")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.AuthScheme != lakebase.AuthOAuthPKCE {
+		// Nothing to store for a person: check that the login works.
+		return status(ctx, cfg, nil, stdin, stdout, stderr)
+	}
+	if cfg.Timeout > 0 && cfg.Timeout < 5*time.Minute {
+		cfg.Timeout = 5 * time.Minute // a person needs time to log in
+	}
+	if *headless {
+		cfg.InitiateOAuth = lakebase.InitiateRefresh
+		c, err := connector(cfg, stderr)
+		if err != nil {
+			return err
+		}
+		db := lakebase.OpenDB(c)
+		defer db.Close()
+		var authURL, state, verifier string
+		if err := db.QueryRowContext(ctx, "EXEC GetOAuthAuthorizationURL").Scan(&authURL, &state, &verifier); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Open this URL in a browser on any machine and log in:\n\n  %s\n\nThen paste the code, or the URL the browser ends on: ", authURL)
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return fmt.Errorf("reading the code: %w", err)
+		}
+		code := strings.TrimSpace(line)
+		if u, err := url.Parse(code); err == nil && u.Query().Get("code") != "" {
+			if u.Query().Get("state") != state {
+				return errors.New("that URL belongs to another login (its state does not match)")
+			}
+			code = u.Query().Get("code")
+		}
+		cfg.OAuthVerifier = code
+	} else {
+		cfg.InitiateOAuth = lakebase.InitiateGetAndRefresh
+	}
+	opts := []lakebase.Option{lakebase.WithStderr(stderr)}
+	if *noBrowser {
+		opts = append(opts, lakebase.WithBrowserOpener(func(string) error { return nil }))
+	}
+	c, err := lakebase.NewConnectorFromConfig(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var stop func()
+	if !*headless {
+		stop = progress(stderr, "waiting for the browser login")
+	}
+	st, err := c.Status(ctx)
+	if stop != nil {
+		stop()
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Logged in as %s to %s; tokens stored in %s\n", st.User, st.Workspace, c.SettingsLocation())
+	return nil
+}
+
+func token(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	bare := fs.Bool("bare", false, "print only the password")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := connector(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cr, err := c.Credential(ctx)
+	if err != nil {
+		return err
+	}
+	if *bare {
+		fmt.Fprintln(stdout, cr.Password)
+		return nil
+	}
+	out := map[string]any{"token": cr.Password, "user": cr.User, "host": cr.Host, "port": cr.Port, "database": cr.Database}
+	if !cr.Expiry.IsZero() {
+		out["expiry"] = cr.Expiry.Format(time.RFC3339)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	show := fs.Bool("show-token", false, "also print the database credential")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := connector(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(stdout, "%-18s %s\n", k+":", v)
+		}
+	}
+	line("auth scheme", string(st.AuthScheme))
+	line("workspace", st.Workspace)
+	line("user", st.User)
+	line("database", fmt.Sprintf("%s:%d/%s", st.Host, st.Port, st.Database))
+	line("endpoint", st.Endpoint)
+	line("instance", st.Instance)
+	expiry := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Format(time.RFC3339) + " (in " + time.Until(t).Round(time.Second).String() + ")"
+	}
+	line("token expires", expiry(st.TokenExpiry))
+	line("credential expires", expiry(st.CredentialExpiry))
+	line("tokens stored in", c.SettingsLocation())
+	if *show {
+		cr, err := c.Credential(ctx)
+		if err != nil {
+			return err
+		}
+		line("credential", cr.Password)
+	}
+	return nil
+}
+
+func logout(ctx context.Context, cfg *lakebase.Config, _ []string, _ io.Reader, stdout, stderr io.Writer) error {
+	c, err := connector(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Logout(ctx); err != nil {
+		return err
+	}
+	if loc := c.SettingsLocation(); loc != "" {
+		fmt.Fprintf(stdout, "Removed the stored login for %s from %s\n", cfg.DatabricksInstance, loc)
+	} else {
+		fmt.Fprintln(stdout, "Nothing is stored for this connection string (InitiateOAuth=OFF)")
+	}
+	return nil
+}
+
+func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	bin := os.Getenv("PSQL")
+	if bin == "" {
+		bin = "psql"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("psql was not found on PATH (install the PostgreSQL client, or set PSQL): %w", err)
+	}
+	c, err := connector(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cr, err := c.Credential(ctx)
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(),
+		"PGHOST="+cr.Host, "PGPORT="+strconv.Itoa(cr.Port), "PGUSER="+cr.User, "PGDATABASE="+cr.Database,
+		"PGPASSWORD="+cr.Password, "PGSSLMODE="+string(cfg.SSLMode), "PGAPPNAME="+cfg.ApplicationName)
+	if cert := cfg.SSLServerCert; cert != "" {
+		if strings.HasPrefix(strings.TrimSpace(cert), "-----BEGIN") {
+			f, err := os.CreateTemp("", "lakebase-ca-*.pem")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(f.Name())
+			f.WriteString(cert)
+			f.Close()
+			cert = f.Name()
+		}
+		env = append(env, "PGSSLROOTCERT="+cert)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	return cmd.Run()
+}

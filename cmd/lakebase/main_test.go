@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lakebase-go/lakebase/lakebasetest"
+)
+
+func lakebaseCmd(t *testing.T, dsn string, stdin io.Reader, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	code := run(context.Background(), append([]string{"-dsn", dsn}, args...), stdin, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestCommand_StatusTokenPsql(t *testing.T) {
+	emu := lakebasetest.Start(t)
+	dsn := emu.OAuthClientDSN()
+
+	out, errOut, code := lakebaseCmd(t, dsn, nil, "status")
+	if code != 0 || !strings.Contains(out, "user:              "+emu.ServicePrincipal.ClientID) ||
+		!strings.Contains(out, "credential expires:") || !strings.Contains(out, emu.Endpoint) {
+		t.Fatalf("status (%d): %s %s", code, out, errOut)
+	}
+	if strings.Contains(out, "eyJ") {
+		t.Fatal("status shows a token without -show-token")
+	}
+
+	out, _, code = lakebaseCmd(t, dsn, nil, "token")
+	var tok struct {
+		Token, User, Host, Database, Expiry string
+		Port                                int
+	}
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || code != 0 || tok.Token == "" || tok.Expiry == "" {
+		t.Fatalf("token (%d): %s", code, out)
+	}
+	pc, err := pgconn.Connect(context.Background(), fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=verify-full sslrootcert=%s",
+		tok.Host, tok.Port, tok.Database, tok.User, tok.Token, emu.CAFile))
+	if err != nil {
+		t.Fatalf("logging in with the printed credential: %v", err)
+	}
+	pc.Close(context.Background())
+	bare, _, _ := lakebaseCmd(t, dsn, nil, "token", "-bare")
+	if strings.TrimSpace(bare) == "" || strings.Contains(bare, "{") {
+		t.Fatalf("token -bare: %q", bare)
+	}
+
+	out, errOut, code = lakebaseCmd(t, dsn, nil, "psql", "-XAtc", "SELECT current_user")
+	if code != 0 || strings.TrimSpace(out) != emu.ServicePrincipal.ClientID {
+		t.Fatalf("psql (%d): %q %s", code, out, errOut)
+	}
+	_, _, code = lakebaseCmd(t, dsn, nil, "psql", "-XAtc", "SELECT broken syntax")
+	if code == 0 {
+		t.Fatal("psql's failure did not become the exit code")
+	}
+	if _, errOut, code := lakebaseCmd(t, dsn, nil, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown command: %d %s", code, errOut)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// followURL plays the browser in auto-approve mode: it follows the authorization URL
+// to the callback and returns the callback URL.
+func followURL(t *testing.T, u string, toCallback bool) string {
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+		if toCallback {
+			return nil
+		}
+		return http.ErrUseLastResponse
+	}}
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	resp.Body.Close()
+	return resp.Header.Get("Location")
+}
+
+func TestCommand_LoginDesktopAndHeadlessThenLogout(t *testing.T) {
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	settings := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+	dsn := emu.OAuthPKCEDSN(fmt.Sprintf("CallbackURL=http://localhost:%d", freePort(t)), "OAuthSettingsLocation="+settings)
+
+	// Desktop: the URL goes to stderr; the "browser" follows it to the callback.
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- run(context.Background(), []string{"-dsn", dsn, "login", "-no-browser"}, strings.NewReader(""), &out, pw)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var stderr strings.Builder
+	for sc.Scan() {
+		line := sc.Text()
+		stderr.WriteString(line + "\n")
+		if u := strings.TrimSpace(line); strings.HasPrefix(u, emu.URL+"/oidc/v1/authorize?") {
+			go followURL(t, u, true)
+		}
+	}
+	if code := <-done; code != 0 || !strings.Contains(out.String(), "Logged in as "+emu.User.Email) {
+		t.Fatalf("login (%d): %s\n%s", code, out.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "waiting for the browser login") {
+		t.Fatalf("no progress line: %s", stderr.String())
+	}
+	refresh := dsn + ";InitiateOAuth=REFRESH"
+	if o, e, code := lakebaseCmd(t, refresh, nil, "status"); code != 0 || !strings.Contains(o, emu.User.Email) {
+		t.Fatalf("status after login (%d): %s %s", code, o, e)
+	}
+
+	// Logout: the stored login is gone.
+	if o, _, code := lakebaseCmd(t, refresh, nil, "logout"); code != 0 || !strings.Contains(o, "Removed the stored login") {
+		t.Fatalf("logout (%d): %s", code, o)
+	}
+	if _, e, code := lakebaseCmd(t, refresh, nil, "status"); code == 0 || !strings.Contains(e, "no stored login") {
+		t.Fatalf("status after logout (%d): %s", code, e)
+	}
+
+	// Headless: paste the URL the browser ended on.
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	go func() {
+		done <- run(context.Background(), []string{"-dsn", dsn, "login", "-headless"}, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	var transcript strings.Builder
+	rd := bufio.NewReader(outR)
+	for {
+		line, err := rd.ReadString('\n')
+		transcript.WriteString(line)
+		if u := strings.TrimSpace(line); strings.HasPrefix(u, emu.URL+"/oidc/v1/authorize?") {
+			cb := followURL(t, u, false)
+			go io.WriteString(inW, cb+"\n")
+		}
+		if err != nil {
+			break
+		}
+	}
+	if code := <-done; code != 0 || !strings.Contains(transcript.String(), "Logged in as "+emu.User.Email) {
+		t.Fatalf("headless login (%d): %s", code, transcript.String())
+	}
+	if o, e, code := lakebaseCmd(t, refresh, nil, "psql", "-XAtc", "SELECT current_user"); code != 0 || strings.TrimSpace(o) != emu.User.Email {
+		t.Fatalf("psql as the person (%d): %s %s", code, o, e)
+	}
+}
