@@ -148,6 +148,12 @@ func (a *oauthAuth) fetchWorkspaceToken(ctx context.Context) (*oauth.Token, erro
 			a.log.Debug("lakebase: workspace token", slog.String("origin", "databricks auth token"), slog.Time("expiry", t.Expiry))
 		}
 		return t, err
+	case AuthAzureAD:
+		return oauth.EntraClientCredentials(ctx, a.c.opts.httpClient, a.cfg.AzureAuthorityHost, a.cfg.AzureTenant,
+			a.cfg.OAuthClientID, a.cfg.OAuthClientSecret, AzureDatabricksResource, oauth.Retry{})
+	case AuthAzureMSI:
+		return oauth.ManagedIdentityToken(ctx, a.c.opts.httpClient, a.cfg.AzureMSIEndpoint, a.cfg.OAuthClientID,
+			AzureDatabricksResource, oauth.Retry{})
 	case AuthOIDCFederation:
 		env := a.cfg.OIDCTokenEnv
 		subject, err := oauth.ReadSubjectToken(a.cfg.OIDCTokenFile, env)
@@ -410,7 +416,7 @@ func (a *oauthAuth) resolveUser(ctx context.Context) (string, error) {
 	if a.cfg.User != "" {
 		return a.cfg.User, nil
 	}
-	if a.cfg.AuthScheme == AuthOAuthClient && a.cfg.OAuthClientID != "" {
+	if (a.cfg.AuthScheme == AuthOAuthClient || a.cfg.AuthScheme == AuthAzureAD) && a.cfg.OAuthClientID != "" {
 		return a.cfg.OAuthClientID, nil
 	}
 	a.mu.Lock()

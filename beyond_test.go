@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
 	"github.com/lakebase-go/lakebase/oauth"
 )
 
@@ -147,5 +148,47 @@ func TestOIDCFederation_ExchangesAWorkloadToken(t *testing.T) {
 	}
 	if _, err := lakebase.ParseDSN(emu.OAuthClientDSN("AuthScheme=OIDCFederation")); err == nil || !strings.Contains(err.Error(), "OIDCTokenFile") {
 		t.Fatalf("no token source: %v", err)
+	}
+}
+
+func TestAzureAD_EntraTokenMintsTheCredential(t *testing.T) {
+	emu.ResetCounts()
+	db, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=AzureAD", "AzureTenant="+emu.AzureTenant, "AzureAuthorityHost="+emu.URL))
+	if u := currentUser(t, db); u != emu.ServicePrincipal.ClientID {
+		t.Fatalf("current_user = %q", u)
+	}
+	if emu.Count("entra.token") != 1 || emu.Count(lakebasetest.EPToken) != 0 {
+		t.Fatalf("entra %d, workspace token endpoint %d", emu.Count("entra.token"), emu.Count(lakebasetest.EPToken))
+	}
+	bad, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=AzureAD", "AzureTenant="+emu.AzureTenant, "AzureAuthorityHost="+emu.URL, "OAuthClientSecret=nope-nope"))
+	var te *lakebase.TokenError
+	if err := bad.Ping(); !errors.As(err, &te) || te.Code != "invalid_client" || strings.Contains(err.Error(), "nope-nope") {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if _, err := lakebase.ParseDSN(emu.OAuthClientDSN("AuthScheme=AzureAD")); err == nil || !strings.Contains(err.Error(), "AzureTenant") {
+		t.Fatalf("no tenant: %v", err)
+	}
+}
+
+func TestAzureMSI_ManagedIdentityFromTheMetadataEndpoint(t *testing.T) {
+	const msi = "5b7e2c1d-aaaa-4bbb-8ccc-0123456789ab"
+	if err := emu.SetManagedIdentity(msi); err != nil {
+		t.Fatal(err)
+	}
+	imds := emu.URL + "/metadata/identity/oauth2/token"
+	db, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=AzureMSI", "OAuthClientId=", "OAuthClientSecret=", "AzureMSIEndpoint="+imds))
+	if u := currentUser(t, db); u != msi {
+		t.Fatalf("system-assigned: current_user = %q", u)
+	}
+	db2, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=AzureMSI", "OAuthClientId="+msi, "OAuthClientSecret=", "AzureMSIEndpoint="+imds))
+	if u := currentUser(t, db2); u != msi {
+		t.Fatalf("user-assigned: current_user = %q", u)
+	}
+	db3, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=AzureMSI", "OAuthClientId=not-this-identity", "OAuthClientSecret=", "AzureMSIEndpoint="+imds))
+	if err := db3.Ping(); err == nil || !strings.Contains(err.Error(), "managed identity") {
+		t.Fatalf("unknown identity: %v", err)
+	}
+	if _, err := lakebase.ParseDSN(emu.OAuthClientDSN("AuthScheme=AzureMSI", "AzureMSIEndpoint=http://imds.example.com/token")); err == nil {
+		t.Fatal("a plain-http metadata endpoint off the machine was accepted")
 	}
 }

@@ -30,6 +30,21 @@ const (
 	// AuthOIDCFederation exchanges a workload identity token (a JWT from a file or an
 	// environment variable: GitHub Actions, Kubernetes) for a workspace token.
 	AuthOIDCFederation AuthScheme = "OIDCFederation"
+	// AuthAzureAD (Azure Databricks) uses a Microsoft Entra ID client-credentials token
+	// of an app registration (AzureTenant, OAuthClientId, OAuthClientSecret).
+	AuthAzureAD AuthScheme = "AzureAD"
+	// AuthAzureMSI (Azure Databricks) uses a managed identity's token from the
+	// instance metadata endpoint.
+	AuthAzureMSI AuthScheme = "AzureMSI"
+)
+
+// Azure defaults.
+const (
+	// AzureDatabricksResource is the Entra ID application id of Azure Databricks:
+	// the resource (audience) of Entra tokens for Databricks.
+	AzureDatabricksResource   = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
+	DefaultAzureAuthorityHost = "https://login.microsoftonline.com"
+	DefaultAzureMSIEndpoint   = "http://169.254.169.254/metadata/identity/oauth2/token"
 )
 
 // InitiateOAuth says how much of the OAuth work the driver does by itself.
@@ -112,6 +127,9 @@ type Config struct {
 	ReadOnly              bool   // connect to the read-only host of the instance or endpoint
 	OIDCTokenFile         string // OIDCFederation: file holding the workload identity JWT
 	OIDCTokenEnv          string // OIDCFederation: environment variable holding it
+	AzureTenant           string // AzureAD: the Entra ID tenant (directory) id
+	AzureAuthorityHost    string // AzureAD: the Entra ID authority (DefaultAzureAuthorityHost)
+	AzureMSIEndpoint      string // AzureMSI: the managed identity endpoint (DefaultAzureMSIEndpoint)
 
 	// Ignored holds CData properties that were accepted but have no effect here,
 	// keyed by their canonical name.
@@ -139,13 +157,13 @@ var properties = []property{
 	{
 		name: "AuthScheme",
 		set: func(c *Config, v string) error {
-			for _, s := range []AuthScheme{AuthOAuthClient, AuthOAuthPKCE, AuthPassword, AuthDatabricksCLI, AuthOIDCFederation} {
+			for _, s := range []AuthScheme{AuthOAuthClient, AuthOAuthPKCE, AuthPassword, AuthDatabricksCLI, AuthOIDCFederation, AuthAzureAD, AuthAzureMSI} {
 				if strings.EqualFold(v, string(s)) {
 					c.AuthScheme = s
 					return nil
 				}
 			}
-			return fmt.Errorf("must be one of OAuthClient, OAuthPKCE, Password, DatabricksCLI, OIDCFederation")
+			return fmt.Errorf("must be one of OAuthClient, OAuthPKCE, Password, DatabricksCLI, OIDCFederation, AzureAD, AzureMSI")
 		},
 		get: func(c *Config) string { return string(c.AuthScheme) },
 	},
@@ -297,6 +315,9 @@ var properties = []property{
 	},
 	strProp("OIDCTokenFile", false, func(c *Config) *string { return &c.OIDCTokenFile }),
 	strProp("OIDCTokenEnv", false, func(c *Config) *string { return &c.OIDCTokenEnv }),
+	strProp("AzureTenant", false, func(c *Config) *string { return &c.AzureTenant }),
+	strProp("AzureAuthorityHost", false, func(c *Config) *string { return &c.AzureAuthorityHost }),
+	strProp("AzureMSIEndpoint", false, func(c *Config) *string { return &c.AzureMSIEndpoint }),
 }
 
 func parseBool(v string) (bool, error) {
@@ -619,7 +640,7 @@ func (c *Config) Validate() error {
 		if c.InitiateOAuth == "" {
 			c.InitiateOAuth = InitiateOff
 		}
-	case AuthDatabricksCLI, AuthOIDCFederation:
+	case AuthDatabricksCLI, AuthOIDCFederation, AuthAzureAD, AuthAzureMSI:
 		switch c.SSLMode {
 		case SSLDisable, SSLAllow, SSLPrefer:
 			return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
@@ -635,6 +656,28 @@ func (c *Config) Validate() error {
 		}
 		if c.Scope == "" {
 			c.Scope = DefaultM2MScope
+		}
+		if c.AuthScheme == AuthAzureAD {
+			if c.AzureTenant == "" {
+				return &ConfigError{Property: "AzureTenant", Err: fmt.Errorf("is required with AuthScheme=AzureAD (the Entra ID tenant id)")}
+			}
+			if c.OAuthClientID == "" || c.OAuthClientSecret == "" {
+				return &ConfigError{Property: "OAuthClientSecret", Err: fmt.Errorf("and OAuthClientId are required with AuthScheme=AzureAD (the app registration's client id and secret)")}
+			}
+			if c.AzureAuthorityHost == "" {
+				c.AzureAuthorityHost = DefaultAzureAuthorityHost
+			}
+			if err := checkHTTPS("AzureAuthorityHost", c.AzureAuthorityHost, false); err != nil {
+				return err
+			}
+		}
+		if c.AuthScheme == AuthAzureMSI {
+			if c.AzureMSIEndpoint == "" {
+				c.AzureMSIEndpoint = DefaultAzureMSIEndpoint
+			}
+			if err := checkHTTPS("AzureMSIEndpoint", c.AzureMSIEndpoint, true); err != nil {
+				return err
+			}
 		}
 		if c.AuthScheme == AuthOIDCFederation && c.OIDCTokenFile == "" && c.OIDCTokenEnv == "" {
 			return &ConfigError{Property: "OIDCTokenFile", Err: fmt.Errorf("or OIDCTokenEnv is required with AuthScheme=OIDCFederation (where the workload identity JWT is)")}
@@ -684,6 +727,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Server != "" && strings.ContainsAny(c.Server, "/ \t") {
 		return &ConfigError{Property: "Server", Value: c.Server, Err: fmt.Errorf("must be a host name or IP address")}
+	}
+	return nil
+}
+
+// checkHTTPS accepts an https URL, or http for loopback hosts (and for the link-local
+// instance metadata address when imds is set).
+func checkHTTPS(prop, v string, imds bool) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an absolute http(s) URL")}
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) && !(imds && u.Hostname() == "169.254.169.254") {
+		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must use https (http only for loopback hosts)")}
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ import (
 //     (ApplicationName);
 //  3. DATABRICKS_HOST (DatabricksInstance), DATABRICKS_CLIENT_ID (OAuthClientId),
 //     DATABRICKS_CLIENT_SECRET (OAuthClientSecret), DATABRICKS_OIDC_TOKEN_FILEPATH
-//     (OIDCTokenFile), DATABRICKS_OIDC_TOKEN_ENV (OIDCTokenEnv);
+//     (OIDCTokenFile), DATABRICKS_OIDC_TOKEN_ENV (OIDCTokenEnv), ARM_TENANT_ID
+//     (AzureTenant);
 //  4. a profile of ~/.databrickscfg (or DATABRICKS_CONFIG_FILE): the one named by the
 //     Profile property or DATABRICKS_CONFIG_PROFILE, else [__settings__]
 //     default_profile, else DEFAULT when it exists. Its host, client_id and
@@ -38,6 +39,7 @@ var databricksEnv = []struct{ env, prop string }{
 	{"DATABRICKS_HOST", "DatabricksInstance"}, {"DATABRICKS_CLIENT_ID", "OAuthClientId"},
 	{"DATABRICKS_CLIENT_SECRET", "OAuthClientSecret"},
 	{"DATABRICKS_OIDC_TOKEN_FILEPATH", "OIDCTokenFile"}, {"DATABRICKS_OIDC_TOKEN_ENV", "OIDCTokenEnv"},
+	{"ARM_TENANT_ID", "AzureTenant"},
 }
 
 var profileKeys = []struct{ key, prop string }{

@@ -23,6 +23,98 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/endpoints", s.handleListEndpoints)
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/endpoints/{e}", s.handleGetEndpoint)
 	mux.HandleFunc("GET /api/2.0/preview/scim/v2/Me", s.handleMe)
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.handleEntraToken)
+	mux.HandleFunc("GET /metadata/identity/oauth2/token", s.handleIMDS)
+}
+
+// AzureDatabricksResource is the Entra ID application id of Azure Databricks.
+const AzureDatabricksResource = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
+
+// EntraIssuer is the issuer of the emulated Entra ID tokens of tenant.
+func EntraIssuer(tenant string) string { return "https://sts.windows.net/" + tenant + "/" }
+
+// SetManagedIdentity makes the emulated instance metadata endpoint
+// (/metadata/identity/oauth2/token) hand out tokens of the managed identity with
+// this client id, and creates its Postgres role.
+func (s *Server) SetManagedIdentity(clientID string) error {
+	s.mu.Lock()
+	s.msi = clientID
+	s.mu.Unlock()
+	return s.CreateRole(clientID)
+}
+
+func (s *Server) issueEntra(appID string) (string, int, error) {
+	s.mu.Lock()
+	ttl := s.tokenTTL
+	s.mu.Unlock()
+	tok, err := s.sign(tokenClaims{Kind: "entra", AppID: appID}, appID, ttl)
+	return tok, int(ttl / time.Second), err
+}
+
+// handleEntraToken emulates Microsoft Entra ID's v2 token endpoint for the
+// client-credentials grant of an app registration (a service principal here).
+func (s *Server) handleEntraToken(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPEntraToken, w, r) {
+		return
+	}
+	if r.PathValue("tenant") != s.AzureTenant {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "AADSTS90002: Tenant not found.")
+		return
+	}
+	r.ParseForm()
+	f := r.PostForm
+	if f.Get("grant_type") != "client_credentials" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
+		return
+	}
+	s.mu.Lock()
+	want, ok := s.clients[f.Get("client_id")]
+	s.mu.Unlock()
+	if !ok || want == "" || want != f.Get("client_secret") {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+		return
+	}
+	if f.Get("scope") != AzureDatabricksResource+"/.default" {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: the scope must be "+AzureDatabricksResource+"/.default")
+		return
+	}
+	tok, secs, err := s.issueEntra(f.Get("client_id"))
+	if err != nil {
+		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": tok})
+}
+
+// handleIMDS emulates the Azure instance metadata endpoint for managed identities.
+func (s *Server) handleIMDS(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPIMDS, w, r) {
+		return
+	}
+	if r.Header.Get("Metadata") != "true" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "Required metadata header not specified"})
+		return
+	}
+	q := r.URL.Query()
+	s.mu.Lock()
+	msi := s.msi
+	s.mu.Unlock()
+	if msi == "" || (q.Get("client_id") != "" && q.Get("client_id") != msi) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "Identity not found"})
+		return
+	}
+	if q.Get("resource") != AzureDatabricksResource {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_resource", "error_description": "the resource must be " + AzureDatabricksResource})
+		return
+	}
+	tok, secs, err := s.issueEntra(msi)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"access_token": tok, "client_id": msi, "expires_in": strconv.Itoa(secs),
+		"expires_on": strconv.FormatInt(time.Now().Add(time.Duration(secs)*time.Second).Unix(), 10),
+		"resource":   AzureDatabricksResource, "token_type": "Bearer"})
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {

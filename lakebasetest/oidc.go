@@ -37,7 +37,8 @@ type refreshToken struct {
 
 type tokenClaims struct {
 	Scope string `json:"scope,omitempty"`
-	Kind  string `json:"kind,omitempty"` // "access" or "db"
+	Kind  string `json:"kind,omitempty"`  // "access" or "db"
+	AppID string `json:"appid,omitempty"` // Entra tokens
 	// IssuedNano is the issue time in nanoseconds (iat has only seconds).
 	IssuedNano int64 `json:"iat_ns,omitempty"`
 	jwt.RegisteredClaims
@@ -397,10 +398,14 @@ func (s *Server) issueAccess(subject, scope string) (string, time.Duration, erro
 func (s *Server) sign(c tokenClaims, subject string, ttl time.Duration) (string, error) {
 	now := time.Now()
 	c.IssuedNano = now.UnixNano()
+	iss, aud := s.URL+"/oidc", s.URL
+	if c.Kind == "entra" {
+		iss, aud = EntraIssuer(s.AzureTenant), AzureDatabricksResource
+	}
 	c.RegisteredClaims = jwt.RegisteredClaims{
-		Issuer:    s.URL + "/oidc",
+		Issuer:    iss,
 		Subject:   subject,
-		Audience:  jwt.ClaimStrings{s.URL},
+		Audience:  jwt.ClaimStrings{aud},
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now.Add(-time.Minute)),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
@@ -420,9 +425,15 @@ func (s *Server) sign(c tokenClaims, subject string, ttl time.Duration) (string,
 func (s *Server) parseJWT(tok string) (*tokenClaims, error) {
 	c := &tokenClaims{}
 	_, err := jwt.ParseWithClaims(tok, c, func(t *jwt.Token) (any, error) { return &s.key.PublicKey, nil },
-		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(s.URL+"/oidc"))
+		jwt.WithValidMethods([]string{"RS256"}))
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case c.Issuer == s.URL+"/oidc":
+	case c.Kind == "entra" && c.Issuer == EntraIssuer(s.AzureTenant):
+	default:
+		return nil, errors.New("the token was issued by another issuer")
 	}
 	return c, nil
 }
@@ -435,7 +446,7 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	c, err := s.parseJWT(strings.TrimPrefix(h, "Bearer "))
-	if err != nil || c.Kind != "access" {
+	if err != nil || (c.Kind != "access" && c.Kind != "entra") {
 		msg := "invalid access token"
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			msg = "the access token expired"
@@ -451,7 +462,7 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return "", false
 	}
 	sc := " " + c.Scope + " "
-	if !strings.Contains(sc, " all-apis ") && !strings.Contains(sc, " postgres ") {
+	if c.Kind != "entra" && !strings.Contains(sc, " all-apis ") && !strings.Contains(sc, " postgres ") {
 		writeAPIError(w, http.StatusForbidden, "PERMISSION_DENIED", "the token's scope does not allow this API (needs all-apis or postgres)")
 		return "", false
 	}

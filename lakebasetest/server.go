@@ -47,6 +47,8 @@ const (
 	EPInstances       = "instances"
 	EPEndpoints       = "endpoints"
 	EPSCIMMe          = "scim.me"
+	EPEntraToken      = "entra.token"       // the emulated Microsoft Entra ID token endpoint
+	EPIMDS            = "imds"              // the emulated Azure instance metadata endpoint
 	EPLogin           = "frontdoor.login"   // a login accepted by the front door
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
 )
@@ -110,6 +112,9 @@ type Server struct {
 	// Endpoint is the Autoscaling endpoint path; Instance the Provisioned instance name.
 	Endpoint string
 	Instance string
+	// AzureTenant is the tenant of the emulated Entra ID token endpoint,
+	// <URL>/<AzureTenant>/oauth2/v2.0/token (use URL as AzureAuthorityHost).
+	AzureTenant string
 	// ServicePrincipal and User are ready-made identities, with Postgres roles.
 	ServicePrincipal ServicePrincipal
 	User             User
@@ -149,6 +154,7 @@ type Server struct {
 	revokeCreds time.Time // credentials issued before this are refused
 	issued      []string  // every token, credential and code handed out
 	trusted     map[string]trustedIssuer
+	msi         string // client id of the managed identity IMDS hands out
 }
 
 // NewServer starts an emulator. Close it when done.
@@ -185,6 +191,7 @@ func NewServer(opts Options) (*Server, error) {
 	if s.tokenTTL <= 0 {
 		s.tokenTTL = time.Hour
 	}
+	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
 	s.autoApp.Store(opts.AutoApprove)
 	s.rotation.Store(!opts.NoRefreshRotation)
 	s.reuseDet.Store(!opts.NoReuseDetection)
