@@ -97,4 +97,3 @@ func firstLine(s string) string {
 	}
 	return s
 }
-
