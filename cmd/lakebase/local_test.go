@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCommand_AgainstLakebaseLocal builds lakebase and lakebase-local, starts the
+// emulator as a process, and runs the subcommands as processes against it.
+func TestCommand_AgainstLakebaseLocal(t *testing.T) {
+	dir := t.TempDir()
+	for _, pkg := range []string{".", "../lakebase-local"} {
+		out := filepath.Join(dir, filepath.Base(filepath.Clean(pkg)))
+		if pkg == "." {
+			out = filepath.Join(dir, "lakebase")
+		}
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	local := exec.Command(filepath.Join(dir, "lakebase-local"))
+	stdout, _ := local.StdoutPipe()
+	if err := local.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		local.Process.Signal(syscall.SIGTERM)
+		local.Wait()
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var info struct {
+		DSN      string `json:"dsn_oauthclient"`
+		ClientID string `json:"client_id"`
+	}
+	select {
+	case line := <-lines:
+		if err := json.Unmarshal([]byte(line), &info); err != nil || info.DSN == "" {
+			t.Fatalf("lakebase-local printed %q", line)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("lakebase-local did not start")
+	}
+
+	lakebase := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(dir, "lakebase"), args...)
+		cmd.Env = append(os.Environ(), "LAKEBASE_DSN="+info.DSN)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := lakebase("status"); err != nil || !strings.Contains(out, info.ClientID) {
+		t.Fatalf("lakebase status: %v\n%s", err, out)
+	}
+	if out, err := lakebase("token", "-bare"); err != nil || len(strings.TrimSpace(out)) < 20 {
+		t.Fatalf("lakebase token: %v", err)
+	}
+	if out, err := lakebase("psql", "-XAtc", "SELECT current_user"); err != nil || strings.TrimSpace(out) != info.ClientID {
+		t.Fatalf("lakebase psql: %v\n%s", err, out)
+	}
+}
