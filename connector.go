@@ -182,11 +182,8 @@ func (c *Connector) Close() error {
 // after a 28P01/28000 refusal retries once with a fresh credential.
 func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
 	parent := ctx
-	if c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	sc, err := c.dialOnce(ctx)
 	if err != nil && ctx.Err() != nil && parent.Err() == nil {
 		return nil, fmt.Errorf("lakebase: connecting (token work included) did not finish within Timeout=%v: %w", c.cfg.Timeout, err)
@@ -301,6 +298,14 @@ func verbosityLevel(v int) slog.Level {
 	default:
 		return slog.LevelDebug - 4
 	}
+}
+
+// bounded returns ctx limited by Timeout (unlimited for Timeout=0).
+func (c *Connector) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.cfg.Timeout > 0 {
+		return context.WithTimeout(ctx, c.cfg.Timeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 // DefaultConnMaxLifetime is the pooled connection lifetime Databricks recommends for

@@ -641,9 +641,8 @@ func (c *Config) Validate() error {
 			c.InitiateOAuth = InitiateOff
 		}
 	case AuthDatabricksCLI, AuthOIDCFederation, AuthAzureAD, AuthAzureMSI:
-		switch c.SSLMode {
-		case SSLDisable, SSLAllow, SSLPrefer:
-			return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
+		if err := c.refuseInsecureSSL(); err != nil {
+			return err
 		}
 		if c.DatabricksInstance == "" {
 			return &ConfigError{Property: "DatabricksInstance", Err: fmt.Errorf("is required with AuthScheme=%s", c.AuthScheme)}
@@ -683,9 +682,8 @@ func (c *Config) Validate() error {
 			return &ConfigError{Property: "OIDCTokenFile", Err: fmt.Errorf("or OIDCTokenEnv is required with AuthScheme=OIDCFederation (where the workload identity JWT is)")}
 		}
 	case AuthOAuthClient, AuthOAuthPKCE:
-		switch c.SSLMode {
-		case SSLDisable, SSLAllow, SSLPrefer:
-			return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
+		if err := c.refuseInsecureSSL(); err != nil {
+			return err
 		}
 		if c.DatabricksInstance == "" {
 			return &ConfigError{Property: "DatabricksInstance", Err: fmt.Errorf("is required with AuthScheme=%s (the workspace host, e.g. dbc-1234.cloud.databricks.com)", c.AuthScheme)}
@@ -727,6 +725,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Server != "" && strings.ContainsAny(c.Server, "/ \t") {
 		return &ConfigError{Property: "Server", Value: c.Server, Err: fmt.Errorf("must be a host name or IP address")}
+	}
+	return nil
+}
+
+// refuseInsecureSSL refuses the SSL modes that could send a token in clear text.
+func (c *Config) refuseInsecureSSL() error {
+	switch c.SSLMode {
+	case SSLDisable, SSLAllow, SSLPrefer:
+		return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
 	}
 	return nil
 }

@@ -19,11 +19,8 @@ import (
 // connect: when a connect fails with SQLSTATE 28P01 or 28000, call ForgetCredential
 // and the pool's next connect mints a fresh credential.
 func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
-	if c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	li, err := c.auth.login(ctx, "")
 	if err != nil {
 		return err
@@ -89,11 +86,8 @@ type Status struct {
 // Status runs the token pipeline (fetching what is not cached) and reports who the
 // connector logs in as, where, and until when its token and credential are valid.
 func (c *Connector) Status(ctx context.Context) (Status, error) {
-	if c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	li, err := c.auth.login(ctx, "")
 	if err != nil {
 		return Status{}, err
@@ -136,11 +130,8 @@ func (c Credential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
 // Credential runs the token pipeline and returns a login for another tool (psql,
 // a migration runner in another language). Treat Password as a secret.
 func (c *Connector) Credential(ctx context.Context) (Credential, error) {
-	if c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	li, err := c.auth.login(ctx, "")
 	if err != nil {
 		return Credential{}, err

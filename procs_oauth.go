@@ -17,11 +17,8 @@ func (c *Connector) procedure(ctx context.Context, name string, in map[string]st
 	if !ok {
 		return nil, &storedproc.Error{Proc: name, Msg: "the OAuth procedures need AuthScheme=OAuthClient or OAuthPKCE and DatabricksInstance"}
 	}
-	if c.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	p := storedproc.Lookup(name)
 	switch p.Name {
 	case storedproc.GetOAuthAuthorizationURL:

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/url"
+	"strings"
 )
 
 // NewVerifier returns a PKCE code verifier: 64 random bytes, base64url (86 characters,
@@ -45,4 +47,20 @@ func AuthCodeURL(authorizationURL, clientID, redirectURI, scope, state, verifier
 	q.Set("code_challenge_method", "S256")
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// CodeFromPaste reads what a person pasted after a login on another machine: the
+// code itself, or the whole URL the browser ended on (then its state must be state).
+func CodeFromPaste(pasted, state string) (string, error) {
+	code := strings.TrimSpace(pasted)
+	if u, err := url.Parse(code); err == nil && u.Query().Get("code") != "" {
+		if state != "" && u.Query().Get("state") != state {
+			return "", ErrStateMismatch
+		}
+		return u.Query().Get("code"), nil
+	}
+	if code == "" {
+		return "", errors.New("oauth: nothing was pasted; paste the code or the URL the browser ended on")
+	}
+	return code, nil
 }

@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/oauth"
 )
 
 const usage = `usage: lakebase [-dsn CONNECTION_STRING] <command> [flags]
@@ -157,12 +157,9 @@ func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Re
 		if err != nil && line == "" {
 			return fmt.Errorf("reading the code: %w", err)
 		}
-		code := strings.TrimSpace(line)
-		if u, err := url.Parse(code); err == nil && u.Query().Get("code") != "" {
-			if u.Query().Get("state") != state {
-				return errors.New("that URL belongs to another login (its state does not match)")
-			}
-			code = u.Query().Get("code")
+		code, err := oauth.CodeFromPaste(line, state)
+		if err != nil {
+			return err
 		}
 		cfg.OAuthVerifier = code
 	} else {

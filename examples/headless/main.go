@@ -19,18 +19,17 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/oauth"
 )
 
 func main() {
@@ -88,12 +87,9 @@ func run(ctx context.Context, dsn, settings string, in io.Reader, out io.Writer)
 	if err != nil && line == "" {
 		return fmt.Errorf("reading the code: %w", err)
 	}
-	code := strings.TrimSpace(line)
-	if u, err := url.Parse(code); err == nil && u.Query().Get("code") != "" {
-		if u.Query().Get("state") != state {
-			return errors.New("that URL's state is not the one of this login")
-		}
-		code = u.Query().Get("code")
+	code, err := oauth.CodeFromPaste(line, state)
+	if err != nil {
+		return err
 	}
 
 	// The verifier is exchanged once; the tokens land in the settings file.

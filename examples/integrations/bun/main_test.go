@@ -1,21 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
 func TestRunsAgainstTheEmulator(t *testing.T) {
-	emu := lakebasetest.Start(t)
-	var out bytes.Buffer
-	if err := run(context.Background(), emu.OAuthClientDSN(), &out); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "bun: 2 books, first \"The Go Programming Language\"") {
-		t.Fatalf("output:\n%s", out.String())
-	}
+	demo.Check(t, run, "bun: 2 books, first \"The Go Programming Language\"")
 }

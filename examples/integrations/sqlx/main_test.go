@@ -1,21 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
 func TestRunsAgainstTheEmulator(t *testing.T) {
-	emu := lakebasetest.Start(t)
-	var out bytes.Buffer
-	if err := run(context.Background(), emu.OAuthClientDSN(), &out); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "sqlx: [{1 Ada} {2 Grace}]") {
-		t.Fatalf("output:\n%s", out.String())
-	}
+	demo.Check(t, run, "sqlx: [{1 Ada} {2 Grace}]")
 }
