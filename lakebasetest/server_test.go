@@ -550,3 +550,40 @@ func TestFrontDoor_CancelRequestReachesPostgres(t *testing.T) {
 		t.Fatalf("cancel did not stop the query: %v after %v", res.Err, time.Since(start))
 	}
 }
+
+func TestFrontDoor_AutoCreateRolesOnFirstLogin(t *testing.T) {
+	e := lakebasetest.Start(t, lakebasetest.Options{AutoCreateRoles: true})
+	if err := e.AddServicePrincipal("auto-role-sp", "auto-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DropRole("auto-role-sp"); err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, _ := http.NewRequest("POST", e.URL+"/oidc/v1/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("auto-role-sp", "auto-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr tokenResp
+	json.NewDecoder(resp.Body).Decode(&tr)
+	resp.Body.Close()
+	body, _ := json.Marshal(map[string]string{"endpoint": e.Endpoint})
+	req, _ = http.NewRequest("POST", e.URL+"/api/2.0/postgres/credentials", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cr credResp
+	json.NewDecoder(resp.Body).Decode(&cr)
+	resp.Body.Close()
+	pc, err := pgconn.Connect(context.Background(), fmt.Sprintf("host=%s port=%d dbname=%s user=auto-role-sp password=%s sslmode=verify-full sslrootcert=%s",
+		e.Host, e.Port, e.Database, cr.Token, e.CAFile))
+	if err != nil {
+		t.Fatalf("first login with AutoCreateRoles: %v", err)
+	}
+	pc.Close(context.Background())
+}
