@@ -19,9 +19,9 @@ func TestConn_InterfaceParityWithPgx(t *testing.T) {
 		reflect.TypeOf((*driver.Conn)(nil)).Elem(),
 		reflect.TypeOf((*driver.ConnBeginTx)(nil)).Elem(),
 		reflect.TypeOf((*driver.ConnPrepareContext)(nil)).Elem(),
-		reflect.TypeOf((*driver.Execer)(nil)).Elem(),
+		reflect.TypeOf((*driver.Execer)(nil)).Elem(), //lint:ignore SA1019 parity covers the old interfaces too
 		reflect.TypeOf((*driver.ExecerContext)(nil)).Elem(),
-		reflect.TypeOf((*driver.Queryer)(nil)).Elem(),
+		reflect.TypeOf((*driver.Queryer)(nil)).Elem(), //lint:ignore SA1019 parity covers the old interfaces too
 		reflect.TypeOf((*driver.QueryerContext)(nil)).Elem(),
 		reflect.TypeOf((*driver.Pinger)(nil)).Elem(),
 		reflect.TypeOf((*driver.NamedValueChecker)(nil)).Elem(),

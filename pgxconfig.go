@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -125,5 +124,3 @@ func (c *Config) loadServerCert() (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
-
-func portString(p int) string { return strconv.Itoa(p) }
