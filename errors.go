@@ -18,6 +18,7 @@ type ConfigError struct {
 	Err      error
 }
 
+// Error names the property and never holds a secret value.
 func (e *ConfigError) Error() string {
 	var b strings.Builder
 	b.WriteString("lakebase: connection string: ")
@@ -56,6 +57,7 @@ type LoginError struct {
 	Err      error
 }
 
+// Error says who was refused where, and what to check.
 func (e *LoginError) Error() string {
 	hint := "check that the role exists on the database (a Lakebase role is needed for every identity) and that User names it"
 	if strings.Contains(e.User, "@") {

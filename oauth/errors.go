@@ -28,6 +28,7 @@ type TokenError struct {
 
 func (e *TokenError) retryAfter() time.Duration { return e.wait }
 
+// Error gives the endpoint's error code and description, and a hint.
 func (e *TokenError) Error() string {
 	msg := "oauth: " + e.Op + ": "
 	switch {
@@ -79,6 +80,7 @@ type APIError struct {
 
 func (e *APIError) retryAfter() time.Duration { return e.wait }
 
+// Error gives the API's error code and message.
 func (e *APIError) Error() string {
 	msg := "lakebase api: " + e.Op + ": "
 	switch {

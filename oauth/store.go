@@ -136,6 +136,7 @@ type SettingsFileError struct {
 	Unwritable bool
 }
 
+// Error names the file and what is wrong with it.
 func (e *SettingsFileError) Error() string {
 	s := "oauth: settings file " + e.Path + ": " + e.Msg
 	if e.Err != nil {
@@ -144,6 +145,7 @@ func (e *SettingsFileError) Error() string {
 	return s
 }
 
+// Unwrap returns the cause.
 func (e *SettingsFileError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrSettingsFile) true.
@@ -174,8 +176,11 @@ func processLock(path string) *sync.Mutex {
 	return m
 }
 
+// Location returns the file path.
 func (f *FileStore) Location() string { return f.Path }
 
+// Update runs fn on the file's settings under the lock and writes them back when
+// they changed.
 func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)) error {
 	pm := processLock(f.Path)
 	pm.Lock()

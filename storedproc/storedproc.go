@@ -126,6 +126,7 @@ type Error struct {
 	Msg   string
 }
 
+// Error names the procedure and input.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("lakebase: EXEC ")
