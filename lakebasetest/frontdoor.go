@@ -189,7 +189,9 @@ func (fd *frontDoor) handle(ss *session) {
 	if err := tc.Handshake(); err != nil {
 		return
 	}
+	fd.mu.Lock() // dropAll reads ss.client
 	ss.client = tc
+	fd.mu.Unlock()
 	conn = tc
 	code, body, err = readStartup(conn)
 	if err == nil && code == codeCancel {
