@@ -440,10 +440,15 @@ func (a *oauthAuth) resolveUser(ctx context.Context) (string, error) {
 }
 
 func (a *oauthAuth) login(ctx context.Context, refused string) (loginInfo, error) {
+	var cred oauth.Credential
+	var err error
 	if refused != "" {
+		// The server refused this credential now: use one whose minting starts later.
 		a.cred.Invalidate(func(c oauth.Credential) bool { return c.Token == refused })
+		cred, _, err = a.cred.GetFetchedAfter(ctx, time.Now())
+	} else {
+		cred, _, err = a.cred.Get(ctx)
 	}
-	cred, _, err := a.cred.Get(ctx)
 	if err != nil {
 		return loginInfo{}, err
 	}

@@ -164,20 +164,36 @@ func TestFault_FlakyIdPAndCredentialAPI(t *testing.T) {
 	}
 }
 
-// TestFault_CredentialRevokedMidRun: every credential is revoked while 16 goroutines
-// open connections. The user sees no error: a refused login mints a new credential.
+// TestFault_CredentialRevokedMidRun: every credential is revoked, again and again,
+// while 16 goroutines open connections. The user sees no error: a refused login mints
+// a credential after the refusal and retries once. (Each revocation waits until the
+// driver has recovered from the previous one: two revocations inside one retry are a
+// double refusal, which the driver reports as a LoginError by design.)
 func TestFault_CredentialRevokedMidRun(t *testing.T) {
-	db, _ := newDB(t, emu.OAuthClientDSN())
+	db, c := newDB(t, emu.OAuthClientDSN())
 	db.SetMaxIdleConns(0)
-	stop := after(pick(3*time.Second, 20*time.Second))
+	stop := after(pick(4*time.Second, 20*time.Second))
+	revocations := 0
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(500 * time.Millisecond):
-				emu.RevokeAllCredentials()
+			case <-time.After(time.Second):
 			}
+			before := c.TokenStats().Credential.Fetches
+			emu.RevokeAllCredentials()
+			revocations++
+			for c.TokenStats().Credential.Fetches == before { // the driver mints a new one...
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			time.Sleep(500 * time.Millisecond) // ...and the retries in flight finish
 		}
 	}()
 	emu.ResetCounts()
@@ -185,7 +201,8 @@ func TestFault_CredentialRevokedMidRun(t *testing.T) {
 		var v int
 		return db.QueryRow("SELECT 1").Scan(&v)
 	})
-	t.Logf("%d connects, %d refused logins recovered", calls, emu.Count(lakebasetest.EPLoginRefused))
+	<-done
+	t.Logf("%d connects, %d revocations, %d refused logins recovered", calls, revocations, emu.Count(lakebasetest.EPLoginRefused))
 	if len(errs) > 0 {
 		t.Fatalf("%d of %d failed; first: %v", len(errs), calls, errs[0])
 	}

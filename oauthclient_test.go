@@ -229,8 +229,8 @@ func TestOAuthClient_TransientFailuresAreRetried(t *testing.T) {
 	if !errors.As(err, &te) || te.StatusCode != 503 {
 		t.Fatalf("err = %v, want TokenError 503", err)
 	}
-	if n := emu.Count(lakebasetest.EPToken); n != 6 {
-		t.Fatalf("token requests = %d, want 6 attempts", n)
+	if n := emu.Count(lakebasetest.EPToken); n != 8 {
+		t.Fatalf("token requests = %d, want 8 attempts", n)
 	}
 	// With the IdP back, the same connector recovers.
 	if err := db.Ping(); err != nil {

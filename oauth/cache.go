@@ -54,17 +54,19 @@ type Cache[T any] struct {
 	closed    bool
 	wg        sync.WaitGroup
 
-	everHad   bool
-	fetchTook time.Duration // how long the last successful fetch took
+	everHad    bool
+	fetchTook  time.Duration // how long the last successful fetch took
+	fetchStart time.Time     // when the fetch of the held value started
 
 	fetches, ahead, waits, stalls, hits, failures atomic.Int64
 }
 
 type flight[T any] struct {
-	done chan struct{}
-	val  T
-	exp  time.Time
-	err  error
+	started time.Time
+	done    chan struct{}
+	val     T
+	exp     time.Time
+	err     error
 }
 
 func (c *Cache[T]) init() {
@@ -85,31 +87,56 @@ func aheadBy(lifetime, fetchTook time.Duration) time.Duration {
 
 // Get returns the value, fetching it when there is none or it is about to expire.
 func (c *Cache[T]) Get(ctx context.Context) (T, time.Time, error) {
+	return c.get(ctx, time.Time{})
+}
+
+// GetFetchedAfter is Get for a value whose fetch started after t: after a server
+// refused a value at t, neither the held value nor a fetch already under way before
+// t will do. It still keeps one fetch in flight: it waits for an older one to end,
+// then starts its own.
+func (c *Cache[T]) GetFetchedAfter(ctx context.Context, t time.Time) (T, time.Time, error) {
+	return c.get(ctx, t)
+}
+
+func (c *Cache[T]) get(ctx context.Context, after time.Time) (T, time.Time, error) {
 	c.init()
 	var zero T
-	c.mu.Lock()
-	if c.closed {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return zero, time.Time{}, ErrClosed
+		}
+		if c.has && !c.fetchStart.Before(after) && (c.exp.IsZero() || time.Now().Before(c.exp.Add(-safetyFor(c)))) {
+			c.used = true
+			v, e := c.val, c.exp
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return v, e, nil
+		}
+		if c.inflight != nil && c.inflight.started.Before(after) {
+			// A fetch that began before the refusal: let it end, then fetch anew.
+			f := c.inflight
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+				continue
+			case <-ctx.Done():
+				return zero, time.Time{}, ctx.Err()
+			}
+		}
+		f := c.startLocked(false)
+		if c.everHad {
+			c.stalls.Add(1)
+		}
 		c.mu.Unlock()
-		return zero, time.Time{}, ErrClosed
-	}
-	if c.has && (c.exp.IsZero() || time.Now().Before(c.exp.Add(-safetyFor(c)))) {
-		c.used = true
-		v, e := c.val, c.exp
-		c.mu.Unlock()
-		c.hits.Add(1)
-		return v, e, nil
-	}
-	f := c.startLocked(false)
-	if c.everHad {
-		c.stalls.Add(1)
-	}
-	c.mu.Unlock()
-	c.waits.Add(1)
-	select {
-	case <-f.done:
-		return f.val, f.exp, f.err
-	case <-ctx.Done():
-		return zero, time.Time{}, ctx.Err()
+		c.waits.Add(1)
+		select {
+		case <-f.done:
+			return f.val, f.exp, f.err
+		case <-ctx.Done():
+			return zero, time.Time{}, ctx.Err()
+		}
 	}
 }
 
@@ -180,7 +207,7 @@ func (c *Cache[T]) startLocked(background bool) *flight[T] {
 	if c.inflight != nil {
 		return c.inflight
 	}
-	f := &flight[T]{done: make(chan struct{})}
+	f := &flight[T]{started: time.Now(), done: make(chan struct{})}
 	c.inflight = f
 	c.fetches.Add(1)
 	if background {
@@ -206,6 +233,7 @@ func (c *Cache[T]) run(f *flight[T], background bool) {
 	c.mu.Lock()
 	if err == nil {
 		c.fetchTook = took
+		c.fetchStart = f.started
 	}
 	var ev CacheEvent
 	switch {

@@ -146,3 +146,35 @@ func TestCache_InvalidateAndCloseStopGoroutines(t *testing.T) {
 		t.Fatalf("goroutines: %d before, %d after Close", before, g)
 	}
 }
+
+func TestCache_GetFetchedAfterSkipsOlderValuesAndFetches(t *testing.T) {
+	release := make(chan struct{})
+	var n atomic.Int32
+	c := &Cache[int32]{Fetch: func(ctx context.Context) (int32, time.Time, error) {
+		v := n.Add(1)
+		if v == 2 {
+			<-release // the second fetch is slow and began before the refusal
+		}
+		return v, time.Now().Add(time.Hour), nil
+	}}
+	defer c.Close()
+	c.Get(context.Background()) // value 1
+	c.Invalidate(nil)
+	go c.Get(context.Background()) // fetch 2 starts
+	for c.Stats().Fetches < 2 {
+		runtime.Gosched()
+	}
+	refusedAt := time.Now()
+	got := make(chan int32)
+	go func() {
+		v, _, _ := c.GetFetchedAfter(context.Background(), refusedAt)
+		got <- v
+	}()
+	close(release)
+	if v := <-got; v != 3 {
+		t.Fatalf("GetFetchedAfter returned value %d, fetched before the refusal; want a new fetch (3)", v)
+	}
+	if v, _, _ := c.Get(context.Background()); v != 3 {
+		t.Fatalf("Get after: %d", v)
+	}
+}

@@ -12,14 +12,14 @@ import (
 // exponential backoff with full jitter, honouring Retry-After. Permanent errors
 // (invalid_client, invalid_grant, 4xx) are never retried.
 type Retry struct {
-	MaxAttempts int           // total attempts; default 6
+	MaxAttempts int           // total attempts; default 8
 	Base        time.Duration // first backoff; default 100ms
 	Max         time.Duration // cap on one backoff; default 3s
 }
 
 func (r Retry) withDefaults() Retry {
 	if r.MaxAttempts <= 0 {
-		r.MaxAttempts = 6
+		r.MaxAttempts = 8
 	}
 	if r.Base <= 0 {
 		r.Base = 100 * time.Millisecond
