@@ -103,6 +103,19 @@ func connector(cfg *lakebase.Config, stderr io.Writer) (*lakebase.Connector, err
 	return lakebase.NewConnectorFromConfig(cfg, lakebase.WithStderr(stderr))
 }
 
+// subcommand parses a subcommand's flags (define adds them) and opens a connector.
+func subcommand(name string, cfg *lakebase.Config, args []string, stderr io.Writer, define func(*flag.FlagSet)) (*lakebase.Connector, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if define != nil {
+		define(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return connector(cfg, stderr)
+}
+
 // progress prints a line while waiting for something, until stop is called.
 func progress(w io.Writer, what string) (stop func()) {
 	done := make(chan struct{})
@@ -190,13 +203,10 @@ func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Re
 }
 
 func token(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	bare := fs.Bool("bare", false, "print only the password")
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := connector(cfg, stderr)
+	var bare *bool
+	c, err := subcommand("token", cfg, args, stderr, func(fs *flag.FlagSet) {
+		bare = fs.Bool("bare", false, "print only the password")
+	})
 	if err != nil {
 		return err
 	}
@@ -219,13 +229,10 @@ func token(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader
 }
 
 func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	show := fs.Bool("show-token", false, "also print the database credential")
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := connector(cfg, stderr)
+	var show *bool
+	c, err := subcommand("status", cfg, args, stderr, func(fs *flag.FlagSet) {
+		show = fs.Bool("show-token", false, "also print the database credential")
+	})
 	if err != nil {
 		return err
 	}
@@ -264,8 +271,8 @@ func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	return nil
 }
 
-func logout(ctx context.Context, cfg *lakebase.Config, _ []string, _ io.Reader, stdout, stderr io.Writer) error {
-	c, err := connector(cfg, stderr)
+func logout(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	c, err := subcommand("logout", cfg, args, stderr, nil)
 	if err != nil {
 		return err
 	}
