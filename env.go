@@ -80,7 +80,10 @@ func (c *Config) applyEnvironment(given map[string]bool, getenv func(string) str
 	if profile == nil {
 		return nil
 	}
-	pat := profile.values["token"] != "" && !given["OAuthClientId"] && profile.values["client_id"] == ""
+	// A personal access token stands in for OAuthClient only: a scheme the string
+	// chose for itself (a person's login, the CLI, federation) keeps its own way.
+	pat := profile.values["token"] != "" && !given["OAuthClientId"] && profile.values["client_id"] == "" &&
+		(c.AuthScheme == "" || c.AuthScheme == AuthOAuthClient)
 	for _, k := range profileKeys {
 		if k.key == "token" && !pat {
 			continue

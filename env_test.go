@@ -79,6 +79,14 @@ token = dapi-personal-token
 		c.InitiateOAuth != InitiateOff || c.OAuthExpiresIn != -1 {
 		t.Fatalf("PAT profile: %s", c)
 	}
+	// A scheme chosen in the string is not replaced by the profile's token.
+	c, err = parseDSN("AuthScheme=OAuthPKCE;Endpoint=projects/p/branches/b/endpoints/e", envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OAuthAccessToken != "" || c.InitiateOAuth != InitiateOff || c.DatabricksInstance != "https://dbc-pat.cloud.databricks.com" {
+		t.Fatalf("PKCE with a PAT profile: %s", c)
+	}
 	// The Profile property beats DATABRICKS_CONFIG_PROFILE; env vars beat the profile.
 	env["DATABRICKS_CLIENT_SECRET"] = "env-secret"
 	c, err = parseDSN("Profile=prod", envOf(env))
