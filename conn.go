@@ -20,6 +20,8 @@ type conn struct {
 	tx        *lazyTx      // the open transaction, if any (points at txState)
 	txState   lazyTx       // reused by every transaction: BeginTx does not allocate
 	closed    bool
+
+	ownsConnector bool // opened by Driver.Open: Close closes the connector too
 }
 
 // Compile-time checks: every optional interface pgx's connection implements.
@@ -183,6 +185,9 @@ func (c *conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	if c.ownsConnector {
+		defer c.connector.Close()
+	}
 	if c.pg != nil {
 		return c.pg.Close()
 	}

@@ -1,7 +1,6 @@
 package lakebase
 
 import (
-	"context"
 	"database/sql"
 	"database/sql/driver"
 	"time"
@@ -21,12 +20,13 @@ type Driver struct{}
 
 // Open opens a connection with a one-off connector. database/sql uses OpenConnector
 // instead; Open exists for callers that use the driver directly.
+// The connection owns its connector and closes it on Close.
 func (d *Driver) Open(dsn string) (driver.Conn, error) {
-	c, err := d.OpenConnector(dsn)
+	c, err := NewConnector(dsn)
 	if err != nil {
 		return nil, err
 	}
-	return c.Connect(context.Background())
+	return &conn{connector: c, ownsConnector: true}, nil
 }
 
 // OpenDB returns a *sql.DB on c with pool settings suited to Lakebase: connections
