@@ -2,6 +2,7 @@ package lakebase_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -31,7 +32,23 @@ func TestMain(m *testing.M) {
 	case "write-loop":
 		os.Exit(helperWriteLoop())
 	}
+	flag.Parse()
+	if fuzzOnly() {
+		os.Exit(m.Run()) // the fuzz targets need no servers
+	}
 	os.Exit(runMain(m))
+}
+
+// fuzzOnly reports whether this process only fuzzes: a fuzzing worker, or a
+// coordinator run with -run '^$'.
+func fuzzOnly() bool {
+	get := func(name string) string {
+		if f := flag.Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	return get("test.fuzzworker") == "true" || (get("test.fuzz") != "" && get("test.run") == "^$")
 }
 
 func runMain(m *testing.M) int {
