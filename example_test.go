@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -114,4 +115,33 @@ func ExampleConnector_Status() {
 	}
 	fmt.Println(st.User == emu.ServicePrincipal.ClientID, st.Endpoint, !st.CredentialExpiry.IsZero())
 	// Output: true projects/lakebase/branches/main/endpoints/primary true
+}
+
+// OpenDB applies the pool settings recommended for Lakebase.
+func ExampleOpenDB() {
+	c, err := lakebase.NewConnector(emu.OAuthClientDSN())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	db := lakebase.OpenDB(c)
+	defer db.Close() // closes the connector too
+	fmt.Println(db.Stats().MaxOpenConnections == 0)
+	// Output: true
+}
+
+// Credential hands a fresh login to another tool, such as psql.
+func ExampleConnector_Credential() {
+	c, _ := lakebase.NewConnector(emu.OAuthClientDSN())
+	defer c.Close()
+	cr, err := c.Credential(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(cr.User == emu.ServicePrincipal.ClientID, cr.Password != "", !cr.Expiry.IsZero())
+	fmt.Println(strings.Contains(fmt.Sprint(cr), cr.Password)) // String hides the password
+	// Output:
+	// true true true
+	// false
 }
