@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -432,5 +433,22 @@ func TestPgxpool_BeforeConnect(t *testing.T) {
 	var u string
 	if err := pool.QueryRow(context.Background(), "SELECT current_user").Scan(&u); err != nil || u != emu.ServicePrincipal.ClientID {
 		t.Fatalf("current_user = %q, %v", u, err)
+	}
+}
+
+func TestSettingsLocation_UnwritableIsAWarningForOAuthClientAndAnErrorForPKCE(t *testing.T) {
+	unwritable := "/proc/lakebase-cannot-exist/settings.json" // no directory can be made under /proc
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	db, _ := newDB(t, emu.OAuthClientDSN("OAuthSettingsLocation="+unwritable), lakebase.WithLogger(logger))
+	if u := currentUser(t, db); u != emu.ServicePrincipal.ClientID {
+		t.Fatalf("current_user = %q", u)
+	}
+	if !strings.Contains(logs.String(), "cannot be written; keeping tokens in memory") {
+		t.Fatalf("no warning logged:\n%s", logs.String())
+	}
+	pk, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthRefreshToken=x", "OAuthSettingsLocation="+unwritable))
+	if err := pk.Ping(); !errors.Is(err, lakebase.ErrSettingsFile) {
+		t.Fatalf("OAuthPKCE with an unwritable location: %v", err)
 	}
 }

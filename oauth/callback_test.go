@@ -89,3 +89,33 @@ func TestDesktopLogin_WrongStateRefused(t *testing.T) {
 		t.Fatalf("forged state: %v", err)
 	}
 }
+
+// TestDesktopLogin_FallsBackFrom8020 shows the default port's fallback: when 8020 is
+// taken, the next ports are tried, as the Databricks tools do.
+func TestDesktopLogin_FallsBackFrom8020(t *testing.T) {
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	var tried []string
+	d := desktop(emu, "http://localhost:8020", func(u string) error {
+		go func() {
+			if resp, err := http.Get(u); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return nil
+	})
+	d.Listen = func(network, addr string) (net.Listener, error) {
+		tried = append(tried, addr)
+		if strings.HasSuffix(addr, ":8020") || strings.HasSuffix(addr, ":8021") {
+			return nil, errors.New("address already in use")
+		}
+		return net.Listen(network, "127.0.0.1:0") // stands in for 8022
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := d.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(tried, " ") != "127.0.0.1:8020 127.0.0.1:8021 127.0.0.1:8022" {
+		t.Fatalf("tried %v", tried)
+	}
+}
