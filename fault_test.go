@@ -255,7 +255,9 @@ func TestFault_FrontDoorDropsEverySession(t *testing.T) {
 	if n < acked.Load() || n > calls {
 		t.Fatalf("%d rows for %d acknowledged inserts", n, acked.Load())
 	}
-	if int64(len(errs)) > drops.Load()*8 {
+	// Each drop can fail the statement in flight on each of the 8 sessions, and at
+	// most one more per worker that picks an idle connection cut with it.
+	if int64(len(errs)) > drops.Load()*16 {
 		t.Fatalf("%d failures for %d drops of at most 8 sessions", len(errs), drops.Load())
 	}
 }

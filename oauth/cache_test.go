@@ -80,7 +80,7 @@ func TestCache_RefreshesAheadAndKeepsValidValueOnFailure(t *testing.T) {
 		if fail.Load() {
 			return 0, time.Time{}, errors.New("idp down")
 		}
-		return n.Add(1), time.Now().Add(400 * time.Millisecond), nil
+		return n.Add(1), time.Now().Add(2 * time.Second), nil // refreshed ahead at 1.5 s
 	}, OnEvent: func(ev CacheEvent) {
 		if ev.Background {
 			refreshed <- struct{}{}
