@@ -185,7 +185,9 @@ func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
 	sc, err := c.dialOnce(ctx)
-	if err != nil && ctx.Err() != nil && parent.Err() == nil {
+	// A deadline the caller did not set is Timeout's: on this connect, or on the token
+	// fetch it waited for (which has its own Timeout and may expire a moment earlier).
+	if err != nil && parent.Err() == nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
 		return nil, fmt.Errorf("lakebase: connecting (token work included) did not finish within Timeout=%v: %w", c.cfg.Timeout, err)
 	}
 	return sc, err

@@ -73,16 +73,19 @@ func (c *Cache[T]) init() {
 	c.once.Do(func() { c.base, c.cancel = context.WithCancel(context.Background()) })
 }
 
-// safety is how long before expiry a value stops being handed out.
+// safety is how long before expiry a value stops being handed out: a fifth of its
+// lifetime, at most 30 s, so a login that starts with it finishes before it expires.
 func safety(lifetime time.Duration) time.Duration {
-	return min(lifetime/10, 30*time.Second)
+	return min(lifetime/5, 30*time.Second)
 }
 
-// aheadBy is how long before expiry a background refresh starts: a quarter of the
-// lifetime (at most 15 minutes), or twice as long as fetches have been taking when
-// that is more, but never more than half the lifetime.
+// aheadBy is how long before expiry a background refresh starts: half the lifetime
+// (at most 15 minutes: a one-hour credential is refreshed after 45 minutes), or
+// twice as long as fetches have been taking when that is more, but never more than
+// three quarters of the lifetime. Short lifetimes thus leave the refresh as much
+// time as possible before the value stops being handed out.
 func aheadBy(lifetime, fetchTook time.Duration) time.Duration {
-	return min(max(min(lifetime/4, 15*time.Minute), 2*fetchTook), lifetime/2)
+	return min(max(min(lifetime/2, 15*time.Minute), 2*fetchTook), lifetime*3/4)
 }
 
 // Get returns the value, fetching it when there is none or it is about to expire.
