@@ -117,6 +117,15 @@ func (s *Server) handleIMDS(w http.ResponseWriter, r *http.Request) {
 		"resource":   AzureDatabricksResource, "token_type": "Bearer"})
 }
 
+// api gates a workspace API request (outage, latency, errors, counters) and
+// authenticates its bearer token; it returns the token's subject.
+func (s *Server) api(endpoint string, w http.ResponseWriter, r *http.Request) (string, bool) {
+	if !s.gate(endpoint, w, r) {
+		return "", false
+	}
+	return s.bearer(w, r)
+}
+
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err := dec.Decode(v); err != nil {
@@ -142,10 +151,7 @@ func (s *Server) issueCredential(subject string, ttl time.Duration) (string, tim
 }
 
 func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPCredAutoscaling, w, r) {
-		return
-	}
-	sub, ok := s.bearer(w, r)
+	sub, ok := s.api(EPCredAutoscaling, w, r)
 	if !ok {
 		return
 	}
@@ -182,10 +188,7 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 }
 
 func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPCredProvisioned, w, r) {
-		return
-	}
-	sub, ok := s.bearer(w, r)
+	sub, ok := s.api(EPCredProvisioned, w, r)
 	if !ok {
 		return
 	}
@@ -233,20 +236,14 @@ func (s *Server) instanceJSON() map[string]any {
 }
 
 func (s *Server) handleListInstances(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPInstances, w, r) {
-		return
-	}
-	if _, ok := s.bearer(w, r); !ok {
+	if _, ok := s.api(EPInstances, w, r); !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"database_instances": []any{s.instanceJSON()}})
 }
 
 func (s *Server) handleGetInstance(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPInstances, w, r) {
-		return
-	}
-	if _, ok := s.bearer(w, r); !ok {
+	if _, ok := s.api(EPInstances, w, r); !ok {
 		return
 	}
 	if name := r.PathValue("name"); name != s.Instance {
@@ -273,10 +270,7 @@ func (s *Server) endpointJSON() map[string]any {
 }
 
 func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPEndpoints, w, r) {
-		return
-	}
-	if _, ok := s.bearer(w, r); !ok {
+	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
 	p := strings.Split(s.Endpoint, "/")
@@ -284,10 +278,7 @@ func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPEndpoints, w, r) {
-		return
-	}
-	if _, ok := s.bearer(w, r); !ok {
+	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
 	p := strings.Split(s.Endpoint, "/")
@@ -299,10 +290,7 @@ func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPEndpoints, w, r) {
-		return
-	}
-	if _, ok := s.bearer(w, r); !ok {
+	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
 	p := strings.Split(s.Endpoint, "/")
@@ -314,10 +302,7 @@ func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPEndpoints, w, r) {
-		return
-	}
-	if _, ok := s.bearer(w, r); !ok {
+	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
 	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b") + "/endpoints/" + r.PathValue("e")
@@ -329,10 +314,7 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
-	if !s.gate(EPSCIMMe, w, r) {
-		return
-	}
-	sub, ok := s.bearer(w, r)
+	sub, ok := s.api(EPSCIMMe, w, r)
 	if !ok {
 		return
 	}
