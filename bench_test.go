@@ -22,12 +22,14 @@ import (
 // stdlib is the baseline. Compare pgx/... with lakebase/... (benchstat, or the
 // ratios in BENCHMARKS.md).
 
-func pgxStdlibDB(b *testing.B) *sql.DB {
-	cs := fmt.Sprintf("host=localhost port=%d user=%s password='%s' dbname=%s sslmode=verify-full sslrootcert=%s",
-		pg.Port, testRole, strings.ReplaceAll(testPassword, "'", `\'`), testDB, pg.CAFile)
+// pgxStdlibDB opens the test database through plain pgx stdlib: the baseline that
+// benchmarks and side-by-side tests compare the lakebase driver with.
+func pgxStdlibDB(tb testing.TB, extra string) *sql.DB {
+	cs := fmt.Sprintf("host=localhost port=%d user=%s password='%s' dbname=%s sslmode=verify-full sslrootcert=%s %s",
+		pg.Port, testRole, strings.ReplaceAll(testPassword, "'", `\'`), testDB, pg.CAFile, extra)
 	cc, err := pgx.ParseConfig(cs)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return stdlib.OpenDB(*cc)
 }
@@ -37,7 +39,7 @@ func benchDBs(b *testing.B) map[string]*sql.DB {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dbs := map[string]*sql.DB{"pgx": pgxStdlibDB(b), "lakebase": lb}
+	dbs := map[string]*sql.DB{"pgx": pgxStdlibDB(b, ""), "lakebase": lb}
 	for _, db := range dbs {
 		db.SetMaxIdleConns(4)
 		if err := db.Ping(); err != nil {

@@ -37,28 +37,38 @@ var (
 	_ driver.Validator          = (*conn)(nil)
 )
 
-// session returns the Postgres session, opening it (and any transaction begun
-// before it) when needed.
+// session returns the Postgres session, opening it when needed, and sends the BEGIN
+// of a transaction begun before the session was open.
+//
+// ctx governs only the statement at hand (and so the login that opens the session);
+// the deferred BEGIN runs under the context the transaction was begun with, which pgx
+// also keeps for COMMIT and ROLLBACK — exactly as if the session had been open at
+// BeginTx. A statement's shorter context must never become the transaction's.
 func (c *conn) session(ctx context.Context) (*stdlib.Conn, error) {
-	if c.pg != nil {
-		return c.pg, nil
-	}
-	if c.closed {
-		return nil, driver.ErrBadConn
-	}
-	pg, err := c.connector.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c.pg = pg
-	if c.tx != nil && c.tx.tx == nil {
-		tx, err := pg.BeginTx(ctx, c.tx.opts)
+	if c.pg == nil {
+		if c.closed {
+			return nil, driver.ErrBadConn
+		}
+		pg, err := c.connector.dial(ctx)
 		if err != nil {
 			return nil, err
 		}
-		c.tx.tx = tx
+		c.pg = pg
 	}
-	return pg, nil
+	if t := c.tx; t != nil && t.tx == nil {
+		if t.beginErr != nil {
+			return nil, t.beginErr
+		}
+		tx, err := c.pg.BeginTx(t.ctx, t.opts)
+		if err != nil {
+			// No statement of this transaction may run outside it: every later one,
+			// and Commit, report that BEGIN failed.
+			t.beginErr = fmt.Errorf("lakebase: the transaction could not begin: %w", err)
+			return nil, t.beginErr
+		}
+		t.tx = tx
+	}
+	return c.pg, nil
 }
 
 // Conn returns the underlying *pgx.Conn, opening the session if needed (bounded by
@@ -136,7 +146,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	default:
 		return nil, fmt.Errorf("lakebase: unsupported isolation level %v", sql.IsolationLevel(opts.Isolation))
 	}
-	c.txState = lazyTx{c: c, opts: opts}
+	c.txState = lazyTx{c: c, ctx: ctx, opts: opts}
 	t := &c.txState
 	if c.pg != nil {
 		tx, err := c.pg.BeginTx(ctx, opts)
@@ -196,13 +206,20 @@ func (c *conn) Close() error {
 
 // lazyTx is a transaction whose BEGIN may wait for the session to open.
 type lazyTx struct {
-	c    *conn
-	opts driver.TxOptions
-	tx   driver.Tx // nil until BEGIN was sent
+	c        *conn
+	ctx      context.Context // BeginTx's: governs BEGIN, COMMIT and ROLLBACK, as in pgx
+	opts     driver.TxOptions
+	tx       driver.Tx // nil until BEGIN was sent
+	beginErr error     // the deferred BEGIN failed
 }
 
 func (t *lazyTx) Commit() error {
 	t.c.tx = nil
+	err := t.beginErr
+	t.ctx, t.beginErr = nil, nil
+	if err != nil {
+		return err
+	}
 	if t.tx == nil {
 		return nil
 	}
@@ -211,6 +228,7 @@ func (t *lazyTx) Commit() error {
 
 func (t *lazyTx) Rollback() error {
 	t.c.tx = nil
+	t.ctx, t.beginErr = nil, nil
 	if t.tx == nil {
 		return nil
 	}
