@@ -273,7 +273,7 @@ func BenchmarkConnectStorm(b *testing.B) {
 	b.Run("floor-credential", func(b *testing.B) {
 		cc, _ := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
 			emu.Host, emu.Port, emu.Database, emu.ServicePrincipal.ClientID, emu.CAFile))
-		tc := &oauth.TokenClient{TokenURL: emu.URL + "/oidc/v1/token", ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
+		tc := &oauth.TokenClient{Discovery: &oauth.Discovery{Workspace: emu.URL}, ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
 		tok, err := tc.ClientCredentials(context.Background(), "all-apis")
 		if err != nil {
 			b.Fatal(err)
@@ -294,7 +294,7 @@ func BenchmarkConnectStorm(b *testing.B) {
 	b.Run("handrolled", func(b *testing.B) {
 		cc, _ := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
 			emu.Host, emu.Port, emu.Database, emu.ServicePrincipal.ClientID, emu.CAFile))
-		tc := &oauth.TokenClient{TokenURL: emu.URL + "/oidc/v1/token", ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
+		tc := &oauth.TokenClient{Discovery: &oauth.Discovery{Workspace: emu.URL}, ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
 		api := &oauth.API{Workspace: emu.URL}
 		open := func(ctx context.Context) (func(), error) {
 			c := cc.Copy()

@@ -66,7 +66,7 @@ func fakeCLI(t *testing.T, script string) {
 func userAccessToken(t *testing.T) string {
 	t.Helper()
 	rt := userRefreshToken(t)
-	tok, err := (&oauth.TokenClient{TokenURL: emu.URL + "/oidc/v1/token", ClientID: "databricks-cli"}).Refresh(context.Background(), rt)
+	tok, err := (&oauth.TokenClient{Discovery: &oauth.Discovery{Workspace: emu.URL}, ClientID: "databricks-cli"}).Refresh(context.Background(), rt)
 	if err != nil {
 		t.Fatal(err)
 	}

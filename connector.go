@@ -18,34 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// Option configures a Connector. Options only record values; NewConnector validates
-// them together with the connection string.
-type Option func(*options)
-
-type options struct {
-	logger      *slog.Logger
-	httpClient  *http.Client
-	openBrowser func(url string) error
-	stderr      io.Writer
-}
-
-// WithLogger sends the driver's log records to l. Without it, the Verbosity and
-// Logfile properties decide (off by default). Secrets are never logged.
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithHTTPClient sets the HTTP client used for the workspace's OIDC and REST APIs.
-func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpClient = c } }
-
-// WithBrowserOpener replaces the function that opens the system browser in the
-// desktop OAuthPKCE flow (for tests, or to show the URL another way).
-func WithBrowserOpener(open func(url string) error) Option {
-	return func(o *options) { o.openBrowser = open }
-}
-
-// WithStderr sets where the desktop OAuthPKCE flow prints the login URL (default
-// os.Stderr), in case no browser opens.
-func WithStderr(w io.Writer) Option { return func(o *options) { o.stderr = w } }
-
 // Connector is a driver.Connector for Lakebase. It owns the token pipeline of one
 // configuration; share one Connector (through one *sql.DB) per configuration, and
 // Close it when done. sql.DB.Close closes it.
@@ -55,34 +27,18 @@ type Connector struct {
 	logger *slog.Logger
 	base   *pgx.ConnConfig
 	roots  *x509.CertPool
-	auth   authenticator
-	logf   io.Closer // the Logfile, when the connector opened it
+	login  loginSource  // where each session's login comes from
+	steps  *personLogin // the login steps of a person; nil when the scheme has none
+	logf   io.Closer    // the Logfile, when the connector opened it
 
 	ownTransport *http.Transport // closed by Close when the connector made it
 
 	closeOnce sync.Once
 }
 
-// authenticator supplies the login of each new Postgres session.
-type authenticator interface {
-	// login returns where and as whom to log in, and the password. refused, when
-	// set, is a password the server just refused: it must not be handed out again.
-	login(ctx context.Context, refused string) (loginInfo, error)
-	// retryable reports whether a refused login is worth one retry with a fresh credential.
-	retryable() bool
-	close()
-}
-
-type loginInfo struct {
-	host     string
-	port     int
-	user     string
-	password string
-}
-
 // NewConnector parses dsn and returns a Connector for sql.OpenDB.
 func NewConnector(dsn string, opts ...Option) (*Connector, error) {
-	cfg, err := ParseDSN(dsn)
+	cfg, err := parseDSNNoDefaults(dsn, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +55,21 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	for _, o := range opts {
 		o(&c.opts)
 	}
-	if err := c.cfg.Validate(); err != nil {
+	if c.opts.tokenSource != nil {
+		switch c.cfg.AuthScheme {
+		case "", AuthTokenSource:
+			c.cfg.AuthScheme = AuthTokenSource
+		default:
+			return nil, &ConfigError{Property: "AuthScheme", Value: string(c.cfg.AuthScheme),
+				Err: errors.New("cannot be combined with WithTokenSource: the token source is the login (omit AuthScheme)")}
+		}
+	} else if c.cfg.AuthScheme == AuthTokenSource {
+		return nil, &ConfigError{Property: "AuthScheme", Value: string(c.cfg.AuthScheme), Err: errors.New("needs the WithTokenSource option")}
+	}
+	if err := c.cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := c.cfg.validate(); err != nil {
 		return nil, err
 	}
 	if err := c.setupLogger(); err != nil {
@@ -123,15 +93,9 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		c.opts.stderr = os.Stderr
 	}
 	c.logger.Debug("lakebase: connector created", slog.Any("config", *c.cfg))
-	switch c.cfg.AuthScheme {
-	case AuthPassword:
-		c.auth = &passwordAuth{cfg: c.cfg}
-	default:
-		a, err := newOAuthAuth(c)
-		if err != nil {
-			return nil, err
-		}
-		c.auth = a
+	if c.login, c.steps, err = c.newLoginSource(); err != nil {
+		c.Close()
+		return nil, err
 	}
 	return c, nil
 }
@@ -167,7 +131,9 @@ func (c *Connector) Driver() driver.Driver { return &Driver{} }
 // servers, the log file). Open connections are not closed. Close is idempotent.
 func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
-		c.auth.close()
+		if c.login != nil {
+			c.login.close()
+		}
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()
 		}
@@ -194,7 +160,7 @@ func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
 }
 
 func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
-	li, err := c.auth.login(ctx, "")
+	li, err := c.login.login(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -206,10 +172,10 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	if state == "" {
 		return nil, err
 	}
-	if c.auth.retryable() {
+	if li.retryable {
 		c.logger.Info("lakebase: login refused; minting a fresh credential and retrying once",
 			slog.String("user", li.user), slog.String("sqlstate", state))
-		if li, err = c.auth.login(ctx, li.password); err != nil {
+		if li, err = c.login.login(ctx, li.password); err != nil {
 			return nil, err
 		}
 		if sc, err = c.connectPgx(ctx, li); err == nil {
@@ -227,7 +193,11 @@ func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn,
 	if err != nil {
 		return nil, err
 	}
-	dc, err := stdlib.GetConnector(*cc).Connect(ctx)
+	var opts []stdlib.OptionOpenDB
+	if len(c.opts.afterConnect) > 0 {
+		opts = append(opts, stdlib.OptionAfterConnect(c.afterConnect))
+	}
+	dc, err := stdlib.GetConnector(*cc, opts...).Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -237,14 +207,31 @@ func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn,
 // pgxConfigFor returns a pgx configuration for one login.
 func (c *Connector) pgxConfigFor(li loginInfo) (*pgx.ConnConfig, error) {
 	cc := c.base.Copy()
-	cc.Host = li.host
-	cc.Port = uint16(li.port)
-	cc.User = li.user
-	cc.Password = li.password
-	if err := c.cfg.applyTLS(&cc.Config, li.host, c.roots); err != nil {
+	if err := c.applyLogin(cc, li); err != nil {
 		return nil, err
 	}
 	return cc, nil
+}
+
+// applyLogin runs the WithPgxConfig hooks, then sets what the login decides (where,
+// as whom, the password, TLS), so no hook can change those.
+func (c *Connector) applyLogin(cc *pgx.ConnConfig, li loginInfo) error {
+	for _, fn := range c.opts.pgxConfig {
+		fn(cc)
+	}
+	cc.Host, cc.Port, cc.User, cc.Password = li.host, uint16(li.port), li.user, li.password
+	cc.Fallbacks = nil
+	return c.cfg.applyTLS(&cc.Config, li.host, c.roots)
+}
+
+// afterConnect runs the WithAfterConnect hooks on a new session.
+func (c *Connector) afterConnect(ctx context.Context, pc *pgx.Conn) error {
+	for _, fn := range c.opts.afterConnect {
+		if err := fn(ctx, pc); err != nil {
+			return fmt.Errorf("lakebase: an AfterConnect hook failed: %w", err)
+		}
+	}
+	return nil
 }
 
 // authFailureState returns the SQLSTATE of a refused login, or "".
@@ -255,15 +242,6 @@ func authFailureState(err error) string {
 	}
 	return ""
 }
-
-// passwordAuth is AuthScheme=Password: a native Postgres password.
-type passwordAuth struct{ cfg *Config }
-
-func (a *passwordAuth) login(context.Context, string) (loginInfo, error) {
-	return loginInfo{host: a.cfg.Server, port: a.cfg.Port, user: a.cfg.User, password: a.cfg.Password}, nil
-}
-func (a *passwordAuth) retryable() bool { return false }
-func (a *passwordAuth) close()          {}
 
 func (c *Connector) setupLogger() error {
 	if c.opts.logger != nil {

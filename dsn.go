@@ -2,139 +2,12 @@ package lakebase
 
 import (
 	"fmt"
-	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// AuthScheme selects how the driver obtains the Postgres password.
-type AuthScheme string
-
-// The authentication schemes.
-const (
-	// AuthOAuthClient uses the OAuth client-credentials grant of a service principal
-	// (OAuthClientId and OAuthClientSecret). It is the default.
-	AuthOAuthClient AuthScheme = "OAuthClient"
-	// AuthOAuthPKCE uses the authorization-code grant with PKCE for a person.
-	AuthOAuthPKCE AuthScheme = "OAuthPKCE"
-	// AuthPassword uses a native Postgres password (the Password property).
-	AuthPassword AuthScheme = "Password"
-	// AuthDatabricksCLI reuses the login of the Databricks CLI (databricks auth login):
-	// it runs "databricks auth token" and uses the token it prints.
-	AuthDatabricksCLI AuthScheme = "DatabricksCLI"
-	// AuthOIDCFederation exchanges a workload identity token (a JWT from a file or an
-	// environment variable: GitHub Actions, Kubernetes) for a workspace token.
-	AuthOIDCFederation AuthScheme = "OIDCFederation"
-	// AuthAzureAD (Azure Databricks) uses a Microsoft Entra ID client-credentials token
-	// of an app registration (AzureTenant, OAuthClientId, OAuthClientSecret).
-	AuthAzureAD AuthScheme = "AzureAD"
-	// AuthAzureMSI (Azure Databricks) uses a managed identity's token from the
-	// instance metadata endpoint.
-	AuthAzureMSI AuthScheme = "AzureMSI"
-)
-
-// Azure defaults.
-const (
-	// AzureDatabricksResource is the Entra ID application id of Azure Databricks:
-	// the resource (audience) of Entra tokens for Databricks.
-	AzureDatabricksResource   = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
-	DefaultAzureAuthorityHost = "https://login.microsoftonline.com"
-	DefaultAzureMSIEndpoint   = "http://169.254.169.254/metadata/identity/oauth2/token"
-)
-
-// InitiateOAuth says how much of the OAuth work the driver does by itself.
-type InitiateOAuth string
-
-// The InitiateOAuth modes.
-const (
-	// InitiateOff uses OAuthAccessToken as given; it never refreshes and never touches the store.
-	InitiateOff InitiateOAuth = "OFF"
-	// InitiateRefresh uses and refreshes stored or given tokens, but never starts a new login.
-	InitiateRefresh InitiateOAuth = "REFRESH"
-	// InitiateGetAndRefresh is InitiateRefresh plus a new login when no usable token exists.
-	InitiateGetAndRefresh InitiateOAuth = "GETANDREFRESH"
-)
-
-// SSLMode is the TLS policy for the Postgres connection.
-type SSLMode string
-
-// The SSL modes. Lakebase accepts only TLS, so the modes below require are refused
-// whenever a token is the password.
-const (
-	SSLDisable    SSLMode = "disable"
-	SSLAllow      SSLMode = "allow"
-	SSLPrefer     SSLMode = "prefer"
-	SSLRequire    SSLMode = "require"
-	SSLVerifyCA   SSLMode = "verify-ca"
-	SSLVerifyFull SSLMode = "verify-full"
-)
-
-// Defaults of the connection properties.
-const (
-	DefaultPort            = 5432
-	DefaultDatabase        = "databricks_postgres"
-	DefaultCallbackURL     = "http://localhost:8020"
-	DefaultPKCEClientID    = "databricks-cli"
-	DefaultM2MScope        = "all-apis"
-	DefaultPKCEScope       = "all-apis offline_access"
-	DefaultTimeout         = 30 * time.Second
-	DefaultApplicationName = "lakebase-go"
-	// NoTimeout in Config.Timeout means no limit; "Timeout=0" in a connection string sets it.
-	NoTimeout time.Duration = -1
-)
-
-// Config is a parsed and validated connection string. The zero value is not usable;
-// get one from ParseDSN or fill one in and call Validate.
-//
-// Config's String method, and its fmt and slog forms, redact every secret
-// (Password, OAuthClientSecret, OAuthAccessToken, OAuthRefreshToken, OAuthVerifier).
-// FormatDSN writes the full connection string, secrets included.
-type Config struct {
-	AuthScheme            AuthScheme
-	DatabricksInstance    string // workspace base URL, normalized to scheme://host[:port]
-	Instance              string // Lakebase Provisioned instance name
-	Endpoint              string // Lakebase Autoscaling endpoint path
-	Server                string // Postgres host; resolved from Instance/Endpoint when empty
-	Port                  int
-	Database              string
-	User                  string // Postgres role; inferred when empty
-	Password              string // secret
-	OAuthClientID         string
-	OAuthClientSecret     string // secret
-	Scope                 string
-	InitiateOAuth         InitiateOAuth
-	OAuthSettingsLocation string
-	OAuthAccessToken      string        // secret
-	OAuthRefreshToken     string        // secret
-	OAuthExpiresIn        time.Duration // lifetime of OAuthAccessToken; 0 = unknown, negative = never expires
-	OAuthTokenTimestamp   time.Time     // when OAuthAccessToken was issued; zero = unknown
-	OAuthVerifier         string        // secret: an authorization code
-	CallbackURL           string
-	OAuthAuthorizationURL string
-	OAuthAccessTokenURL   string
-	SSLMode               SSLMode
-	SSLServerCert         string        // PEM file path or inline PEM
-	Timeout               time.Duration // 0 = DefaultTimeout, NoTimeout = no limit ("Timeout=0")
-	ApplicationName       string
-	Verbosity             int // 0 (off) .. 5
-	Logfile               string
-	Profile               string // ~/.databrickscfg profile to take workspace settings from
-	ReadOnly              bool   // connect to the read-only host of the instance or endpoint
-	OIDCTokenFile         string // OIDCFederation: file holding the workload identity JWT
-	OIDCTokenEnv          string // OIDCFederation: environment variable holding it
-	AzureTenant           string // AzureAD: the Entra ID tenant (directory) id
-	AzureAuthorityHost    string // AzureAD: the Entra ID authority (DefaultAzureAuthorityHost)
-	AzureMSIEndpoint      string // AzureMSI: the managed identity endpoint (DefaultAzureMSIEndpoint)
-
-	// Ignored holds CData properties that were accepted but have no effect here,
-	// keyed by their canonical name.
-	Ignored map[string]string
-}
 
 // property describes one connection property.
 type property struct {
@@ -392,14 +265,27 @@ func ParseDSN(dsn string) (*Config, error) {
 }
 
 func parseDSN(dsn string, getenv func(string) string) (*Config, error) {
+	c, err := parseDSNNoDefaults(dsn, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseDSNNoDefaults parses dsn and applies the environment, leaving empty the
+// properties that have defaults (NewConnector decides some of them from its options).
+func parseDSNNoDefaults(dsn string, getenv func(string) string) (*Config, error) {
 	c, given, err := parseDSNNoValidate(dsn)
 	if err != nil {
 		return nil, err
 	}
 	if err := c.applyEnvironment(given, getenv); err != nil {
-		return nil, err
-	}
-	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -579,263 +465,9 @@ func levenshtein(a, b string) int {
 	return prev[len(b)]
 }
 
-// Validate applies defaults and checks the whole configuration. ParseDSN calls it.
-func (c *Config) Validate() error {
-	if c.AuthScheme == "" {
-		c.AuthScheme = AuthOAuthClient
-	}
-	if c.Port == 0 {
-		c.Port = DefaultPort
-	}
-	if c.Database == "" {
-		c.Database = DefaultDatabase
-	}
-	if c.SSLMode == "" {
-		c.SSLMode = SSLRequire
-	}
-	if c.ApplicationName == "" {
-		c.ApplicationName = DefaultApplicationName
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.DatabricksInstance != "" {
-		u, err := normalizeWorkspace(c.DatabricksInstance)
-		if err != nil {
-			return &ConfigError{Property: "DatabricksInstance", Value: c.DatabricksInstance, Err: err}
-		}
-		c.DatabricksInstance = u
-	}
-	for _, p := range []struct{ name, v string }{
-		{"CallbackURL", c.CallbackURL},
-		{"OAuthAuthorizationURL", c.OAuthAuthorizationURL},
-		{"OAuthAccessTokenURL", c.OAuthAccessTokenURL},
-	} {
-		if p.v == "" {
-			continue
-		}
-		u, err := url.Parse(p.v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return &ConfigError{Property: p.name, Value: p.v, Err: fmt.Errorf("must be an absolute http(s) URL")}
-		}
-		if p.name != "CallbackURL" && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-			return &ConfigError{Property: p.name, Value: p.v, Err: fmt.Errorf("must use https (http only for loopback hosts)")}
-		}
-	}
-
-	switch c.AuthScheme {
-	case AuthPassword:
-		if c.Server == "" {
-			return &ConfigError{Property: "Server", Err: fmt.Errorf("is required with AuthScheme=Password")}
-		}
-		if c.User == "" {
-			return &ConfigError{Property: "User", Err: fmt.Errorf("is required with AuthScheme=Password")}
-		}
-		switch c.SSLMode {
-		case SSLDisable, SSLAllow, SSLPrefer:
-			if !isLoopbackHost(c.Server) {
-				return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is allowed only for loopback servers; Lakebase accepts TLS connections only (use require, verify-ca or verify-full)", c.SSLMode)}
-			}
-		}
-		if c.InitiateOAuth == "" {
-			c.InitiateOAuth = InitiateOff
-		}
-	case AuthDatabricksCLI, AuthOIDCFederation, AuthAzureAD, AuthAzureMSI:
-		if err := c.refuseInsecureSSL(); err != nil {
-			return err
-		}
-		if c.DatabricksInstance == "" {
-			return &ConfigError{Property: "DatabricksInstance", Err: fmt.Errorf("is required with AuthScheme=%s", c.AuthScheme)}
-		}
-		if c.Instance != "" && c.Endpoint != "" {
-			return &ConfigError{Property: "Endpoint", Err: fmt.Errorf("cannot be set together with Instance")}
-		}
-		if c.InitiateOAuth == "" {
-			c.InitiateOAuth = InitiateGetAndRefresh
-		}
-		if c.Scope == "" {
-			c.Scope = DefaultM2MScope
-		}
-		if c.AuthScheme == AuthAzureAD {
-			if c.AzureTenant == "" {
-				return &ConfigError{Property: "AzureTenant", Err: fmt.Errorf("is required with AuthScheme=AzureAD (the Entra ID tenant id)")}
-			}
-			if c.OAuthClientID == "" || c.OAuthClientSecret == "" {
-				return &ConfigError{Property: "OAuthClientSecret", Err: fmt.Errorf("and OAuthClientId are required with AuthScheme=AzureAD (the app registration's client id and secret)")}
-			}
-			if c.AzureAuthorityHost == "" {
-				c.AzureAuthorityHost = DefaultAzureAuthorityHost
-			}
-			if err := checkHTTPS("AzureAuthorityHost", c.AzureAuthorityHost, false); err != nil {
-				return err
-			}
-		}
-		if c.AuthScheme == AuthAzureMSI {
-			if c.AzureMSIEndpoint == "" {
-				c.AzureMSIEndpoint = DefaultAzureMSIEndpoint
-			}
-			if err := checkHTTPS("AzureMSIEndpoint", c.AzureMSIEndpoint, true); err != nil {
-				return err
-			}
-		}
-		if c.AuthScheme == AuthOIDCFederation && c.OIDCTokenFile == "" && c.OIDCTokenEnv == "" {
-			return &ConfigError{Property: "OIDCTokenFile", Err: fmt.Errorf("or OIDCTokenEnv is required with AuthScheme=OIDCFederation (where the workload identity JWT is)")}
-		}
-	case AuthOAuthClient, AuthOAuthPKCE:
-		if err := c.refuseInsecureSSL(); err != nil {
-			return err
-		}
-		if c.DatabricksInstance == "" {
-			return &ConfigError{Property: "DatabricksInstance", Err: fmt.Errorf("is required with AuthScheme=%s (the workspace host, e.g. dbc-1234.cloud.databricks.com)", c.AuthScheme)}
-		}
-		if c.Instance != "" && c.Endpoint != "" {
-			return &ConfigError{Property: "Endpoint", Err: fmt.Errorf("cannot be set together with Instance: Endpoint names a Lakebase Autoscaling endpoint, Instance a Provisioned instance")}
-		}
-		if c.Endpoint != "" && !validEndpointPath(c.Endpoint) {
-			return &ConfigError{Property: "Endpoint", Value: c.Endpoint, Err: fmt.Errorf("must look like projects/<project>/branches/<branch>/endpoints/<endpoint>")}
-		}
-		if c.InitiateOAuth == "" {
-			if c.AuthScheme == AuthOAuthClient {
-				c.InitiateOAuth = InitiateGetAndRefresh
-			} else {
-				c.InitiateOAuth = InitiateOff
-			}
-		}
-		if c.AuthScheme == AuthOAuthPKCE {
-			if c.OAuthClientID == "" {
-				c.OAuthClientID = DefaultPKCEClientID
-			}
-			if c.Scope == "" {
-				c.Scope = DefaultPKCEScope
-			}
-			if c.CallbackURL == "" {
-				c.CallbackURL = DefaultCallbackURL
-			}
-		} else {
-			if c.Scope == "" {
-				c.Scope = DefaultM2MScope
-			}
-			if c.OAuthClientID == "" && c.InitiateOAuth == InitiateGetAndRefresh && c.OAuthAccessToken == "" && c.OAuthRefreshToken == "" {
-				return &ConfigError{Property: "OAuthClientId", Err: fmt.Errorf("is required with AuthScheme=OAuthClient (the service principal's application id)")}
-			}
-			if c.OAuthClientID != "" && c.OAuthClientSecret == "" && c.InitiateOAuth == InitiateGetAndRefresh && c.OAuthAccessToken == "" && c.OAuthRefreshToken == "" {
-				return &ConfigError{Property: "OAuthClientSecret", Err: fmt.Errorf("is required with AuthScheme=OAuthClient and InitiateOAuth=GETANDREFRESH")}
-			}
-		}
-	}
-	if c.Server != "" && strings.ContainsAny(c.Server, "/ \t") {
-		return &ConfigError{Property: "Server", Value: c.Server, Err: fmt.Errorf("must be a host name or IP address")}
-	}
-	return nil
-}
-
-// refuseInsecureSSL refuses the SSL modes that could send a token in clear text.
-func (c *Config) refuseInsecureSSL() error {
-	switch c.SSLMode {
-	case SSLDisable, SSLAllow, SSLPrefer:
-		return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
-	}
-	return nil
-}
-
-// checkHTTPS accepts an https URL, or http for loopback hosts (and for the link-local
-// instance metadata address when imds is set).
-func checkHTTPS(prop, v string, imds bool) error {
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an absolute http(s) URL")}
-	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) && !(imds && u.Hostname() == "169.254.169.254") {
-		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must use https (http only for loopback hosts)")}
-	}
-	return nil
-}
-
-func validEndpointPath(p string) bool {
-	parts := strings.Split(p, "/")
-	if len(parts) != 6 || parts[0] != "projects" || parts[2] != "branches" || parts[4] != "endpoints" {
-		return false
-	}
-	return parts[1] != "" && parts[3] != "" && parts[5] != ""
-}
-
-// normalizeWorkspace turns "dbc-1.cloud.databricks.com" or "https://dbc-1.cloud.databricks.com/"
-// into "https://dbc-1.cloud.databricks.com". http:// is allowed only for loopback hosts.
-func normalizeWorkspace(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("must be a workspace host or URL, e.g. dbc-1234.cloud.databricks.com")
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopbackHost(u.Hostname()) {
-			return "", fmt.Errorf("must use https (http:// is allowed only for loopback hosts)")
-		}
-	default:
-		return "", fmt.Errorf("must use https")
-	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
-		return "", fmt.Errorf("must be a bare workspace URL with no path, query or user")
-	}
-	return u.Scheme + "://" + u.Host, nil
-}
-
-func isLoopbackHost(h string) bool {
-	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 // FormatDSN writes the configuration back as a CData connection string, secrets
 // included, that ParseDSN reads to an equal Config.
 func (c *Config) FormatDSN() string { return c.format(false) }
-
-// String returns the connection string with every secret replaced by "********".
-func (c Config) String() string { return c.format(true) }
-
-// GoString is the %#v form; it redacts secrets like String.
-func (c Config) GoString() string { return "lakebase.Config{" + c.format(true) + "}" }
-
-// Format implements fmt.Formatter so that every verb (%v, %+v, %s, %q, %#v) redacts secrets.
-func (c Config) Format(f fmt.State, verb rune) {
-	switch verb {
-	case 'q':
-		fmt.Fprintf(f, "%q", c.String())
-	case 'v':
-		if f.Flag('#') {
-			fmt.Fprint(f, c.GoString())
-			return
-		}
-		fmt.Fprint(f, c.String())
-	default:
-		fmt.Fprint(f, c.String())
-	}
-}
-
-// LogValue implements slog.LogValuer: secrets are redacted.
-func (c Config) LogValue() slog.Value {
-	var attrs []slog.Attr
-	for i := range properties {
-		p := &properties[i]
-		v := p.get(&c)
-		if v == "" {
-			continue
-		}
-		if p.secret {
-			v = redacted
-		}
-		attrs = append(attrs, slog.String(p.name, v))
-	}
-	return slog.GroupValue(attrs...)
-}
 
 const redacted = "********"
 

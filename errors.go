@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/lakebase-go/lakebase/oauth"
 )
 
 // ErrConfig is matched by every configuration error: errors.Is(err, lakebase.ErrConfig).
@@ -71,3 +73,24 @@ func (e *LoginError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrLoginRefused) true.
 func (e *LoginError) Is(target error) bool { return target == ErrLoginRefused }
+
+// Errors of the token pipeline, re-exported from package oauth so callers need one import.
+var (
+	// ErrReloginRequired: the refresh token was refused (invalid_grant); a person must log in again.
+	ErrReloginRequired = oauth.ErrReloginRequired
+	// ErrNoToken: no usable token, and the InitiateOAuth mode forbids getting one.
+	ErrNoToken = oauth.ErrNoToken
+	// ErrSettingsFile: the OAuthSettingsLocation file cannot be used (it is left as it was).
+	ErrSettingsFile = oauth.ErrSettingsFile
+)
+
+type (
+	// TokenError is an error of the workspace's OIDC token endpoint; Code holds the
+	// RFC 6749 error code (invalid_client, invalid_grant, ...). It wraps x/oauth2's
+	// *oauth2.RetrieveError when the endpoint answered.
+	TokenError = oauth.TokenError
+	// APIError is an error of a Databricks REST API, such as minting a credential.
+	APIError = oauth.APIError
+	// SettingsFileError reports an unusable OAuthSettingsLocation file.
+	SettingsFileError = oauth.SettingsFileError
+)

@@ -303,7 +303,7 @@ func helperWriteLoop() int {
 	st, _ := oauth.OpenStore(os.Getenv("LAKEBASE_HELPER_FILE"))
 	for i := 0; ; i++ {
 		err := st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
-			s.Tokens["k"] = &oauth.StoredToken{Token: oauth.Token{AccessToken: strings.Repeat("a", 1000+(i%50)*400), RefreshToken: fmt.Sprint(i)}}
+			s.Tokens["k"] = &oauth.StoredToken{AccessToken: strings.Repeat("a", 1000+(i%50)*400), RefreshToken: fmt.Sprint(i)}
 			return true, nil
 		})
 		if err != nil {

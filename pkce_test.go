@@ -283,21 +283,35 @@ func TestOAuthPKCE_DesktopFlowInHeadlessChromium(t *testing.T) {
 	currentUser(t, db2)
 }
 
+// A forged callback (wrong state) is refused with an error page and does not end
+// the login: the real callback that follows completes it.
 func TestOAuthPKCE_DesktopFlowRefusesWrongStateAndTimesOut(t *testing.T) {
 	callback := fmt.Sprintf("http://localhost:%d", freeLoopbackPort(t))
-	forge := func(u string) error {
+	forged := make(chan int, 1)
+	forgeThenApprove := func(u string) error {
 		go func() {
 			resp, err := http.Get(callback + "/?code=forged&state=not-the-state")
-			if err == nil {
+			if err != nil {
+				forged <- 0
+				return
+			}
+			resp.Body.Close()
+			forged <- resp.StatusCode
+			emu.SetAutoApprove(true)
+			defer emu.SetAutoApprove(false)
+			if resp, err := http.Get(u); err == nil { // the person approves
 				resp.Body.Close()
 			}
 		}()
 		return nil
 	}
 	db, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation=memory://forged"),
-		lakebase.WithBrowserOpener(forge), lakebase.WithStderr(&strings.Builder{}))
-	if err := db.Ping(); !errors.Is(err, oauth.ErrStateMismatch) {
-		t.Fatalf("forged callback: %v", err)
+		lakebase.WithBrowserOpener(forgeThenApprove), lakebase.WithStderr(&strings.Builder{}))
+	if err := db.Ping(); err != nil {
+		t.Fatalf("login after a forged callback: %v", err)
+	}
+	if code := <-forged; code != http.StatusBadRequest {
+		t.Fatalf("the forged callback got HTTP %d, want 400", code)
 	}
 	db2, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation=memory://timeout", "Timeout=1"),
 		lakebase.WithBrowserOpener(func(string) error { return nil }), lakebase.WithStderr(&strings.Builder{}))

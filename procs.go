@@ -3,9 +3,20 @@ package lakebase
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
 
+	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/storedproc"
 )
+
+// The EXEC procedures are thin adapters over the Connector's login steps
+// (AuthorizationURL, ExchangeCode, BrowserLogin, RefreshToken): they bind inputs,
+// call the step, and return its result as rows.
 
 // execVirtual answers query when it is a call of a virtual procedure (ok=true).
 func (c *Connector) execVirtual(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, bool, error) {
@@ -32,6 +43,68 @@ func (c *Connector) runProcedure(ctx context.Context, call *storedproc.Call, arg
 		return nil, err
 	}
 	return c.procedure(ctx, call.Proc.Name, in)
+}
+
+// procedure answers a virtual procedure call with bound inputs.
+func (c *Connector) procedure(ctx context.Context, name string, in map[string]string) (driver.Rows, error) {
+	p := storedproc.Lookup(name)
+	if c.steps == nil {
+		return nil, &storedproc.Error{Proc: p.Name, Msg: fmt.Sprintf("the OAuth login procedures need AuthScheme=OAuthPKCE, the scheme with a person to log in (AuthScheme=%s logs in without one)", c.cfg.AuthScheme)}
+	}
+	rows, err := c.runStep(ctx, p, in)
+	var ie *InputError
+	if errors.As(err, &ie) {
+		input := ie.Input
+		if input == "Code" {
+			input = "Verifier"
+		}
+		return nil, &storedproc.Error{Proc: p.Name, Input: input, Msg: ie.Msg}
+	}
+	return rows, err
+}
+
+func (c *Connector) runStep(ctx context.Context, p *storedproc.Procedure, in map[string]string) (driver.Rows, error) {
+	switch p.Name {
+	case storedproc.GetOAuthAuthorizationURL:
+		a, err := c.AuthorizationURL(ctx, AuthorizationRequest{CallbackURL: in["CallbackUrl"], Scope: in["Scope"], State: in["State"]})
+		if err != nil {
+			return nil, err
+		}
+		return storedproc.NewRows(p.Columns, []driver.Value{a.URL, a.State, a.PKCEVerifier}), nil
+	case storedproc.GetOAuthAccessToken:
+		var tok *oauth2.Token
+		var err error
+		switch mode := strings.ToUpper(orDefault(in["AuthMode"], "WEB")); mode {
+		case "APP":
+			tok, err = c.BrowserLogin(ctx)
+		case "WEB":
+			if in["Verifier"] == "" {
+				return nil, &storedproc.Error{Proc: p.Name, Input: "Verifier", Msg: "is required with AuthMode=WEB (the code from the callback URL)"}
+			}
+			tok, err = c.ExchangeCode(ctx, CodeExchange{Code: in["Verifier"], State: in["State"], CallbackURL: in["CallbackUrl"], PKCEVerifier: in["PKCEVerifier"]})
+		default:
+			return nil, &storedproc.Error{Proc: p.Name, Input: "AuthMode", Msg: "must be WEB or APP"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return tokenRows(p, tok), nil
+	case storedproc.RefreshOAuthAccessToken:
+		tok, err := c.RefreshToken(ctx, in["OAuthRefreshToken"])
+		if err != nil {
+			return nil, err
+		}
+		return tokenRows(p, tok), nil
+	}
+	return nil, fmt.Errorf("lakebase: unknown procedure %s", p.Name)
+}
+
+func tokenRows(p *storedproc.Procedure, t *oauth2.Token) driver.Rows {
+	var refresh driver.Value
+	if t.RefreshToken != "" {
+		refresh = t.RefreshToken
+	}
+	return storedproc.NewRows(p.Columns, []driver.Value{t.AccessToken, refresh, oauth.ExpiresIn(t, time.Now())})
 }
 
 // virtualStmt is a prepared call of a virtual procedure.

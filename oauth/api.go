@@ -14,19 +14,19 @@ import (
 	"github.com/google/uuid"
 )
 
-// Credential is a Lakebase database credential: the Postgres password.
-type Credential struct {
+// DatabaseCredential is a Lakebase database credential: the Postgres password.
+type DatabaseCredential struct {
 	Token  string
 	Expiry time.Time
 }
 
 // String redacts the credential.
-func (c Credential) String() string {
-	return "oauth.Credential{expiry: " + c.Expiry.Format(time.RFC3339) + "}"
+func (c DatabaseCredential) String() string {
+	return "oauth.DatabaseCredential{expiry: " + c.Expiry.Format(time.RFC3339) + "}"
 }
 
 // Format redacts the credential for every fmt verb.
-func (c Credential) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
+func (c DatabaseCredential) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
 
 // API calls a workspace's Lakebase and SCIM REST APIs with a workspace token.
 type API struct {
@@ -88,7 +88,7 @@ func (a *API) do(ctx context.Context, op, method, path, token string, in, out an
 
 // MintAutoscaling mints a credential for an Autoscaling endpoint
 // (POST /api/2.0/postgres/credentials). ttl is clamped to 300s..3600s; 0 = 3600s.
-func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl time.Duration) (Credential, error) {
+func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl time.Duration) (DatabaseCredential, error) {
 	if ttl <= 0 {
 		ttl = time.Hour
 	}
@@ -99,29 +99,29 @@ func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl t
 	}
 	in := map[string]string{"endpoint": endpoint, "ttl": fmt.Sprintf("%ds", int(ttl/time.Second))}
 	if err := a.call(ctx, "mint Autoscaling credential", http.MethodPost, "/api/2.0/postgres/credentials", token, in, &out); err != nil {
-		return Credential{}, err
+		return DatabaseCredential{}, err
 	}
 	if out.Token == "" {
-		return Credential{}, &APIError{Op: "mint Autoscaling credential", StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
+		return DatabaseCredential{}, &APIError{Op: "mint Autoscaling credential", StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
 	}
-	return Credential{Token: out.Token, Expiry: out.ExpireTime}, nil
+	return DatabaseCredential{Token: out.Token, Expiry: out.ExpireTime}, nil
 }
 
 // MintProvisioned mints a credential for a Provisioned instance
 // (POST /api/2.0/database/credentials) with a fresh request_id.
-func (a *API) MintProvisioned(ctx context.Context, token, instance string) (Credential, error) {
+func (a *API) MintProvisioned(ctx context.Context, token, instance string) (DatabaseCredential, error) {
 	var out struct {
 		Token          string    `json:"token"`
 		ExpirationTime time.Time `json:"expiration_time"`
 	}
 	in := map[string]any{"request_id": uuid.NewString(), "instance_names": []string{instance}}
 	if err := a.call(ctx, "mint Provisioned credential", http.MethodPost, "/api/2.0/database/credentials", token, in, &out); err != nil {
-		return Credential{}, err
+		return DatabaseCredential{}, err
 	}
 	if out.Token == "" {
-		return Credential{}, &APIError{Op: "mint Provisioned credential", StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
+		return DatabaseCredential{}, &APIError{Op: "mint Provisioned credential", StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
 	}
-	return Credential{Token: out.Token, Expiry: out.ExpirationTime}, nil
+	return DatabaseCredential{Token: out.Token, Expiry: out.ExpirationTime}, nil
 }
 
 // Instance is a Provisioned database instance.

@@ -3,57 +3,94 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
-// EntraClientCredentials gets a Microsoft Entra ID token for resource with the
-// client-credentials grant of an app registration:
-// POST <authority>/<tenant>/oauth2/v2.0/token, scope <resource>/.default.
-func EntraClientCredentials(ctx context.Context, hc *http.Client, authority, tenant, clientID, secret, resource string, retry Retry) (*Token, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret},
-		"scope": {resource + "/.default"}}
-	u := strings.TrimRight(authority, "/") + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/token"
-	var tok *Token
-	err := retry.Do(ctx, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-		if err != nil {
-			return &TokenError{Op: "entra client_credentials", Err: err}
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		tok, err = doEntra(hc, req, "entra client_credentials")
-		return err
-	}, nil)
-	return tok, err
+// EntraSource is the token source of AuthScheme=AzureAD: a Microsoft Entra ID
+// token for Resource with the client-credentials grant of an app registration
+// (POST <Authority>/<Tenant>/oauth2/v2.0/token, scope <Resource>/.default).
+type EntraSource struct {
+	HTTP         *http.Client
+	Authority    string // e.g. https://login.microsoftonline.com
+	Tenant       string
+	ClientID     string
+	ClientSecret string
+	Resource     string
+	Retry        Retry
 }
 
-// ManagedIdentityToken gets a managed identity's token for resource from the instance
-// metadata endpoint (GET <endpoint>?api-version=2018-02-01&resource=..., header
-// Metadata: true). clientID selects a user-assigned identity.
-func ManagedIdentityToken(ctx context.Context, hc *http.Client, endpoint, clientID, resource string, retry Retry) (*Token, error) {
-	q := url.Values{"api-version": {"2018-02-01"}, "resource": {resource}}
-	if clientID != "" {
-		q.Set("client_id", clientID)
+// String hides the secret.
+func (s *EntraSource) String() string {
+	return fmt.Sprintf("oauth.EntraSource{tenant: %s, client_id: %s}", s.Tenant, s.ClientID)
+}
+
+// Format hides the secret for every fmt verb.
+func (s *EntraSource) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
+
+// Token gets a token (oauth2.TokenSource).
+func (s *EntraSource) Token() (*oauth2.Token, error) { return s.TokenContext(context.Background()) }
+
+// TokenContext gets a token.
+func (s *EntraSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	cc := &clientcredentials.Config{ClientID: s.ClientID, ClientSecret: s.ClientSecret,
+		TokenURL:  strings.TrimRight(s.Authority, "/") + "/" + url.PathEscape(s.Tenant) + "/oauth2/v2.0/token",
+		Scopes:    []string{s.Resource + "/.default"},
+		AuthStyle: oauth2.AuthStyleInParams}
+	tc := &TokenClient{Retry: s.Retry}
+	return tc.grant(ctx, "entra client_credentials", func(ctx context.Context) (*oauth2.Token, error) {
+		return cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient(s.HTTP)))
+	})
+}
+
+// ManagedIdentitySource is the token source of AuthScheme=AzureMSI: a managed
+// identity's token for Resource from the instance metadata endpoint
+// (GET <Endpoint>?api-version=2018-02-01&resource=..., header Metadata: true).
+// ClientID selects a user-assigned identity. IMDS is not an OAuth endpoint, so this
+// is the one token request not made through x/oauth2.
+type ManagedIdentitySource struct {
+	HTTP     *http.Client
+	Endpoint string
+	ClientID string
+	Resource string
+	Retry    Retry
+}
+
+// Token gets a token (oauth2.TokenSource).
+func (s *ManagedIdentitySource) Token() (*oauth2.Token, error) {
+	return s.TokenContext(context.Background())
+}
+
+// TokenContext gets a token.
+func (s *ManagedIdentitySource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	q := url.Values{"api-version": {"2018-02-01"}, "resource": {s.Resource}}
+	if s.ClientID != "" {
+		q.Set("client_id", s.ClientID)
 	}
-	var tok *Token
-	err := retry.Do(ctx, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"?"+q.Encode(), nil)
+	var tok *oauth2.Token
+	err := s.Retry.Do(ctx, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Endpoint+"?"+q.Encode(), nil)
 		if err != nil {
 			return &TokenError{Op: "managed identity", Err: err}
 		}
 		req.Header.Set("Metadata", "true")
-		tok, err = doEntra(hc, req, "managed identity")
+		tok, err = s.do(req)
 		return err
 	}, nil)
 	return tok, err
 }
 
-func doEntra(hc *http.Client, req *http.Request, op string) (*Token, error) {
-	resp, err := httpClient(hc).Do(req)
+func (s *ManagedIdentitySource) do(req *http.Request) (*oauth2.Token, error) {
+	const op = "managed identity"
+	resp, err := httpClient(s.HTTP).Do(req)
 	if err != nil {
 		return nil, &TokenError{Op: op, Err: redactURLError(err)}
 	}
@@ -62,7 +99,7 @@ func doEntra(hc *http.Client, req *http.Request, op string) (*Token, error) {
 	var tr struct {
 		AccessToken string          `json:"access_token"`
 		TokenType   string          `json:"token_type"`
-		ExpiresIn   json.RawMessage `json:"expires_in"` // a number (Entra) or a string (IMDS)
+		ExpiresIn   json.RawMessage `json:"expires_in"` // a string in IMDS answers
 		ExpiresOn   json.RawMessage `json:"expires_on"`
 		Error       string          `json:"error"`
 		Description string          `json:"error_description"`
@@ -71,15 +108,13 @@ func doEntra(hc *http.Client, req *http.Request, op string) (*Token, error) {
 	if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
 		return nil, &TokenError{Op: op, StatusCode: resp.StatusCode, Code: tr.Error, Description: firstLine(tr.Description), wait: parseRetryAfter(resp.Header)}
 	}
-	t := &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType}
+	t := &oauth2.Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType}
 	if n := jsonInt(tr.ExpiresOn); n > 0 {
 		t.Expiry = time.Unix(n, 0)
-	} else if n := jsonInt(tr.ExpiresIn); n > 0 {
-		t.Expiry = time.Now().Add(time.Duration(n) * time.Second)
 	} else {
-		t.Expiry = JWTExpiry(t.AccessToken)
+		t.Expiry = ExpiryIn(tr.ExpiresIn, time.Now())
 	}
-	return t, nil
+	return withExpiry(t), nil
 }
 
 func jsonInt(raw json.RawMessage) int64 {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // ErrStateMismatch is returned when a callback's state is not the one sent.
@@ -24,10 +26,9 @@ var ErrStateMismatch = errors.New("oauth: the callback's state does not match th
 // browser (and prints it), checks state, exchanges the code with the PKCE verifier,
 // and shows a small success page.
 type DesktopLogin struct {
-	AuthorizationURL string
-	Client           *TokenClient
-	CallbackURL      string // http://localhost:8020 by default; loopback hosts only
-	Scope            string
+	Client      *TokenClient
+	CallbackURL string // http://localhost:8020 by default; loopback hosts only
+	Scope       string
 	// OpenBrowser opens a URL; nil uses the system's opener.
 	OpenBrowser func(url string) error
 	// Out receives a line with the URL, in case no browser opens.
@@ -37,13 +38,17 @@ type DesktopLogin struct {
 }
 
 // Run performs the login. It ends when the callback arrives or ctx ends.
-func (d *DesktopLogin) Run(ctx context.Context) (*Token, error) {
+func (d *DesktopLogin) Run(ctx context.Context) (*oauth2.Token, error) {
 	ln, redirect, err := d.listen()
 	if err != nil {
 		return nil, err
 	}
 	state, verifier := NewState(), NewVerifier()
-	authURL := AuthCodeURL(d.AuthorizationURL, d.Client.ClientID, redirect, d.Scope, state, verifier)
+	authURL, err := d.Client.AuthCodeURL(ctx, redirect, d.Scope, state, verifier)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 
 	type result struct {
 		code string
@@ -55,15 +60,25 @@ func (d *DesktopLogin) Run(ctx context.Context) (*Token, error) {
 	if u, _ := url.Parse(redirect); u != nil && u.Path != "" {
 		cbPath = u.Path
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc(cbPath, func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if r.URL.Path != cbPath {
+			http.NotFound(w, r) // a favicon fetch, a probe: not the callback
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		q := r.URL.Query()
+		if q.Get("state") != state {
+			// Not the answer to this login (a stale tab, a local process guessing):
+			// refuse it and keep waiting for the real one.
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, page("Login failed", ErrStateMismatch.Error()))
+			return
+		}
 		var res result
 		switch {
-		case q.Get("state") != state:
-			res.err = ErrStateMismatch
 		case q.Get("error") != "":
-			res.err = &TokenError{Op: "authorize", Code: q.Get("error"), Description: q.Get("error_description")}
+			res.err = &TokenError{Op: "authorize", Code: q.Get("error"), Description: firstLine(q.Get("error_description"))}
 		case q.Get("code") == "":
 			res.err = &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback has no code"}
 		default:
@@ -71,8 +86,6 @@ func (d *DesktopLogin) Run(ctx context.Context) (*Token, error) {
 		}
 		handled := false
 		once.Do(func() { handled = true; results <- res })
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
 		if !handled {
 			w.WriteHeader(http.StatusGone)
 			io.WriteString(w, page("Already handled", "This login callback was already used."))
@@ -85,7 +98,7 @@ func (d *DesktopLogin) Run(ctx context.Context) (*Token, error) {
 		}
 		io.WriteString(w, page("Login complete", "You are logged in to Lakebase. You can close this window."))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +17,11 @@ import (
 
 func desktop(emu *lakebasetest.Server, callback string, open func(string) error) *oauth.DesktopLogin {
 	return &oauth.DesktopLogin{
-		AuthorizationURL: emu.URL + "/oidc/v1/authorize",
-		Client:           &oauth.TokenClient{TokenURL: emu.URL + "/oidc/v1/token", ClientID: "databricks-cli"},
-		CallbackURL:      callback,
-		Scope:            "all-apis offline_access",
-		OpenBrowser:      open,
+		Client: &oauth.TokenClient{ClientID: "databricks-cli",
+			Discovery: &oauth.Discovery{Workspace: emu.URL}},
+		CallbackURL: callback,
+		Scope:       "all-apis offline_access",
+		OpenBrowser: open,
 	}
 }
 
@@ -69,24 +71,41 @@ func TestDesktopLogin_LoopbackOnlyAndSingleUse(t *testing.T) {
 	}
 }
 
-func TestDesktopLogin_WrongStateRefused(t *testing.T) {
-	emu := lakebasetest.Start(t)
-	hit := func(query string) func(string) error {
-		return func(u string) error {
-			cb := strings.SplitN(strings.SplitN(u, "redirect_uri=", 2)[1], "&", 2)[0]
-			cb = strings.ReplaceAll(strings.ReplaceAll(cb, "%3A", ":"), "%2F", "/")
-			go func() {
-				resp, err := http.Get(cb + "?" + query)
-				if err == nil {
-					resp.Body.Close()
+// TestDesktopLogin_WrongStateKeepsWaiting: a callback with a forged or missing
+// state, or a request for another path, gets an error page and does not end the
+// login; the real callback that follows completes it.
+func TestDesktopLogin_WrongStateKeepsWaiting(t *testing.T) {
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	statuses := make(chan string, 1)
+	open := func(u string) error {
+		cb, _ := url.Parse(u)
+		redirect := cb.Query().Get("redirect_uri")
+		go func() {
+			var got []string
+			for _, q := range []string{redirect + "?code=x&state=forged", redirect + "?code=x", redirect + "/favicon.ico"} {
+				resp, err := http.Get(q)
+				if err != nil {
+					got = append(got, err.Error())
+					continue
 				}
-			}()
-			return nil
-		}
+				resp.Body.Close()
+				got = append(got, strconv.Itoa(resp.StatusCode))
+			}
+			statuses <- strings.Join(got, " ")
+			if resp, err := http.Get(u); err == nil { // the real browser, approving
+				resp.Body.Close()
+			}
+		}()
+		return nil
 	}
-	_, err := desktop(emu, "http://127.0.0.1:0", hit("code=x&state=forged")).Run(context.Background())
-	if !errors.Is(err, oauth.ErrStateMismatch) {
-		t.Fatalf("forged state: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tok, err := desktop(emu, "http://127.0.0.1:0", open).Run(ctx)
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("login after stray callbacks: %v", err)
+	}
+	if got := <-statuses; got != "400 400 404" {
+		t.Fatalf("stray callbacks answered %s, want 400 400 404", got)
 	}
 }
 

@@ -4,39 +4,37 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
-)
 
-// Endpoints are a workspace's OIDC endpoints.
-type Endpoints struct {
-	AuthorizationURL string `json:"authorization_endpoint"`
-	TokenURL         string `json:"token_endpoint"`
-}
+	"golang.org/x/oauth2"
+)
 
 // Discovery finds and caches a workspace's OIDC endpoints from
 // <workspace>/oidc/.well-known/oauth-authorization-server. Overrides, when set, are
 // used as they are and skip the lookup.
 type Discovery struct {
 	HTTP      *http.Client
-	Workspace string    // https://host
-	Override  Endpoints // OAuthAuthorizationURL / OAuthAccessTokenURL
+	Workspace string          // https://host
+	Override  oauth2.Endpoint // OAuthAuthorizationURL (AuthURL) / OAuthAccessTokenURL (TokenURL)
 	Retry     Retry
 
 	mu  sync.Mutex
-	got *Endpoints
+	got *oauth2.Endpoint
 }
 
-// Endpoints returns the endpoints, looking them up once.
-func (d *Discovery) Endpoints(ctx context.Context) (Endpoints, error) {
-	if d.Override.AuthorizationURL != "" && d.Override.TokenURL != "" {
+// Endpoints returns the OIDC authorization and token endpoints, looking them up once.
+func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
+	if d.Override.AuthURL != "" && d.Override.TokenURL != "" {
 		return d.Override, nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.got == nil {
-		var ep Endpoints
+		var ep oauth2.Endpoint
 		err := d.Retry.Do(ctx, func(ctx context.Context) error {
 			var err error
 			ep, err = d.fetch(ctx)
@@ -47,15 +45,15 @@ func (d *Discovery) Endpoints(ctx context.Context) (Endpoints, error) {
 			// that it has no discovery document.
 			var te *TokenError
 			if !(asTokenError(err, &te) && te.StatusCode == http.StatusNotFound) {
-				return Endpoints{}, err
+				return oauth2.Endpoint{}, err
 			}
-			ep = Endpoints{AuthorizationURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
+			ep = oauth2.Endpoint{AuthURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
 		}
 		d.got = &ep
 	}
 	ep := *d.got
-	if d.Override.AuthorizationURL != "" {
-		ep.AuthorizationURL = d.Override.AuthorizationURL
+	if d.Override.AuthURL != "" {
+		ep.AuthURL = d.Override.AuthURL
 	}
 	if d.Override.TokenURL != "" {
 		ep.TokenURL = d.Override.TokenURL
@@ -63,26 +61,56 @@ func (d *Discovery) Endpoints(ctx context.Context) (Endpoints, error) {
 	return ep, nil
 }
 
-func (d *Discovery) fetch(ctx context.Context) (Endpoints, error) {
+func (d *Discovery) fetch(ctx context.Context) (oauth2.Endpoint, error) {
 	u := strings.TrimRight(d.Workspace, "/") + "/oidc/.well-known/oauth-authorization-server"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return Endpoints{}, &TokenError{Op: "discovery", Err: err}
+		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Err: err}
 	}
 	resp, err := httpClient(d.HTTP).Do(req)
 	if err != nil {
-		return Endpoints{}, &TokenError{Op: "discovery", Err: redactURLError(err)}
+		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Err: redactURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return Endpoints{}, &TokenError{Op: "discovery", StatusCode: resp.StatusCode, wait: parseRetryAfter(resp.Header)}
+		return oauth2.Endpoint{}, &TokenError{Op: "discovery", StatusCode: resp.StatusCode, wait: parseRetryAfter(resp.Header)}
 	}
-	var ep Endpoints
-	if err := json.Unmarshal(body, &ep); err != nil || ep.TokenURL == "" {
-		return Endpoints{}, &TokenError{Op: "discovery", StatusCode: resp.StatusCode, Code: "invalid_response", Description: "the discovery document has no token_endpoint"}
+	var doc struct {
+		AuthorizationEndpoint string `json:"authorization_endpoint"`
+		TokenEndpoint         string `json:"token_endpoint"`
 	}
-	return ep, nil
+	if err := json.Unmarshal(body, &doc); err != nil || doc.TokenEndpoint == "" {
+		return oauth2.Endpoint{}, &TokenError{Op: "discovery", StatusCode: resp.StatusCode, Code: "invalid_response", Description: "the discovery document has no token_endpoint"}
+	}
+	for _, u := range []struct{ name, url string }{{"authorization_endpoint", doc.AuthorizationEndpoint}, {"token_endpoint", doc.TokenEndpoint}} {
+		if u.url != "" && !SecureURL(u.url) {
+			return oauth2.Endpoint{}, &TokenError{Op: "discovery", StatusCode: resp.StatusCode, Code: "invalid_response",
+				Description: "the discovery document's " + u.name + " is not an https URL (http is allowed for loopback hosts only)"}
+		}
+	}
+	return oauth2.Endpoint{AuthURL: doc.AuthorizationEndpoint, TokenURL: doc.TokenEndpoint}, nil
+}
+
+// SecureURL reports whether raw is an https URL, or an http URL of a loopback host
+// (local emulators).
+func SecureURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		if h == "localhost" {
+			return true
+		}
+		ip := net.ParseIP(h)
+		return ip != nil && ip.IsLoopback()
+	}
+	return false
 }
 
 func asTokenError(err error, te **TokenError) bool {

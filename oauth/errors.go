@@ -62,9 +62,14 @@ func (e *TokenError) Is(target error) bool {
 	return target == ErrReloginRequired && e.Code == "invalid_grant" && e.Op == "refresh_token"
 }
 
-// Temporary reports whether retrying may help: 5xx, 429 and transport failures.
+// Temporary reports whether retrying may help: 5xx, 429 and transport failures
+// (a refused redirect is not one).
 func (e *TokenError) Temporary() bool {
-	return e.StatusCode == 0 && e.Err != nil || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+	return transportFailure(e.StatusCode, e.Err) || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+}
+
+func transportFailure(status int, err error) bool {
+	return status == 0 && err != nil && !errors.Is(err, ErrRedirect)
 }
 
 // APIError is an error answer of a Databricks REST API (credential minting, lookups,
@@ -102,7 +107,7 @@ func (e *APIError) Unwrap() error { return e.Err }
 
 // Temporary reports whether retrying may help.
 func (e *APIError) Temporary() bool {
-	return e.StatusCode == 0 && e.Err != nil || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+	return transportFailure(e.StatusCode, e.Err) || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
 }
 
 // temporary is implemented by errors worth retrying.

@@ -10,17 +10,31 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // ErrCLI is matched by failures of the Databricks CLI token source.
 var ErrCLI = errors.New("oauth: databricks CLI")
 
-// CLIToken gets a workspace token from the Databricks CLI, as the Databricks SDK does:
-// "databricks auth token --host <workspace>" (or "--profile <profile>"), whose JSON
-// output holds access_token and expiry. The CLI keeps and refreshes the login that
-// "databricks auth login" made. Path is the CLI (default: DATABRICKS_CLI_PATH, then
-// "databricks" on PATH).
-func CLIToken(ctx context.Context, path, workspace, profile string) (*Token, error) {
+// CLISource is the token source of AuthScheme=DatabricksCLI: it asks the Databricks
+// CLI, as the Databricks SDK does: "databricks auth token --host <workspace>" (or
+// "--profile <profile>"), whose JSON output holds access_token and expiry. The CLI
+// keeps and refreshes the login that "databricks auth login" made. Path is the CLI
+// (default: DATABRICKS_CLI_PATH, then "databricks" on PATH).
+type CLISource struct {
+	Path, Workspace, Profile string
+}
+
+// Token gets a token (oauth2.TokenSource).
+func (s *CLISource) Token() (*oauth2.Token, error) { return s.TokenContext(context.Background()) }
+
+// TokenContext gets a token.
+func (s *CLISource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	return cliToken(ctx, s.Path, s.Workspace, s.Profile)
+}
+
+func cliToken(ctx context.Context, path, workspace, profile string) (*oauth2.Token, error) {
 	if path == "" {
 		path = os.Getenv("DATABRICKS_CLI_PATH")
 	}
@@ -56,11 +70,31 @@ func CLIToken(ctx context.Context, path, workspace, profile string) (*Token, err
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || out.AccessToken == "" {
 		return nil, fmt.Errorf("%w: databricks auth token printed no access_token (is the CLI recent enough?)", ErrCLI)
 	}
-	t := &Token{AccessToken: out.AccessToken, TokenType: out.TokenType, Expiry: out.Expiry}
-	if t.Expiry.IsZero() {
-		t.Expiry = JWTExpiry(t.AccessToken)
+	return withExpiry(&oauth2.Token{AccessToken: out.AccessToken, TokenType: out.TokenType, Expiry: out.Expiry}), nil
+}
+
+// FederationSource is the token source of AuthScheme=OIDCFederation: a workload
+// identity JWT (read anew from File, or from the environment variable Env, on every
+// call, since platforms rotate it) exchanged for a workspace token (RFC 8693).
+type FederationSource struct {
+	Client *TokenClient
+	File   string
+	Env    string
+	Scope  string
+}
+
+// Token gets a token (oauth2.TokenSource).
+func (s *FederationSource) Token() (*oauth2.Token, error) {
+	return s.TokenContext(context.Background())
+}
+
+// TokenContext gets a token.
+func (s *FederationSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	subject, err := ReadSubjectToken(s.File, s.Env)
+	if err != nil {
+		return nil, err
 	}
-	return t, nil
+	return s.Client.TokenExchange(ctx, subject, s.Scope)
 }
 
 // ReadSubjectToken reads a workload identity JWT from a file or an environment

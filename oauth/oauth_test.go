@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 func TestS256Challenge_RFC7636Vector(t *testing.T) {
@@ -24,7 +26,12 @@ func TestS256Challenge_RFC7636Vector(t *testing.T) {
 }
 
 func TestAuthCodeURL_CarriesPKCEAndState(t *testing.T) {
-	u := AuthCodeURL("https://w.example/oidc/v1/authorize", "databricks-cli", "http://localhost:8020", "all-apis offline_access", "st", "ver")
+	tc := &TokenClient{ClientID: "databricks-cli", Discovery: &Discovery{Override: oauth2.Endpoint{
+		AuthURL: "https://w.example/oidc/v1/authorize", TokenURL: "https://w.example/oidc/v1/token"}}}
+	u, err := tc.AuthCodeURL(context.Background(), "http://localhost:8020", "all-apis offline_access", "st", "ver")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"response_type=code", "client_id=databricks-cli", "redirect_uri=http%3A%2F%2Flocalhost%3A8020",
 		"scope=all-apis+offline_access", "state=st", "code_challenge_method=S256", "code_challenge=" + S256Challenge("ver")} {
 		if !strings.Contains(u, want) {
@@ -93,7 +100,7 @@ func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
 	path := filepath.Join(dir, "settings.json")
 	st, _ := OpenStore(path)
 	err := st.Update(context.Background(), func(s *Settings) (bool, error) {
-		s.Tokens["k"] = &StoredToken{Token: Token{AccessToken: "a", RefreshToken: "r"}}
+		s.Tokens["k"] = &StoredToken{AccessToken: "a", RefreshToken: "r"}
 		return true, nil
 	})
 	if err != nil {
@@ -139,7 +146,7 @@ func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
 func TestMemoryStore_SharedByID(t *testing.T) {
 	a, b := MemoryStore("shared-test"), MemoryStore("shared-test")
 	a.Update(context.Background(), func(s *Settings) (bool, error) {
-		s.Tokens["k"] = &StoredToken{Token: Token{AccessToken: "x"}}
+		s.Tokens["k"] = &StoredToken{AccessToken: "x"}
 		return true, nil
 	})
 	var got string
@@ -150,8 +157,8 @@ func TestMemoryStore_SharedByID(t *testing.T) {
 }
 
 func TestToken_StringRedacts(t *testing.T) {
-	tok := &Token{AccessToken: "SECRET-A", RefreshToken: "SECRET-R", Expiry: time.Now()}
-	cred := Credential{Token: "SECRET-C", Expiry: time.Now()}
+	tok := &StoredToken{AccessToken: "SECRET-A", RefreshToken: "SECRET-R", Expiry: time.Now()}
+	cred := DatabaseCredential{Token: "SECRET-C", Expiry: time.Now()}
 	for _, s := range []string{tok.String(), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprintf("%v %+v %#v", cred, cred, cred)} {
 		if strings.Contains(s, "SECRET") {
 			t.Fatalf("leak: %s", s)

@@ -2,22 +2,21 @@ package oauth
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/url"
 	"strings"
+
+	"golang.org/x/oauth2"
 )
 
-// NewVerifier returns a PKCE code verifier: 64 random bytes, base64url (86 characters,
-// within RFC 7636's 43..128).
-func NewVerifier() string { return randomString(64) }
+// NewVerifier returns a PKCE code verifier (x/oauth2's GenerateVerifier: 32 random
+// bytes, base64url).
+func NewVerifier() string { return oauth2.GenerateVerifier() }
 
 // NewState returns a random state value for an authorization request.
-func NewState() string { return randomString(24) }
-
-func randomString(n int) string {
-	b := make([]byte, n)
+func NewState() string {
+	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
 		panic("oauth: crypto/rand failed: " + err.Error())
 	}
@@ -26,28 +25,7 @@ func randomString(n int) string {
 
 // S256Challenge returns the S256 code challenge of a verifier. S256 is the only
 // method this package uses.
-func S256Challenge(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// AuthCodeURL builds an authorization URL with PKCE S256.
-func AuthCodeURL(authorizationURL, clientID, redirectURI, scope, state, verifier string) string {
-	u, err := url.Parse(authorizationURL)
-	if err != nil {
-		return ""
-	}
-	q := u.Query()
-	q.Set("response_type", "code")
-	q.Set("client_id", clientID)
-	q.Set("redirect_uri", redirectURI)
-	q.Set("scope", scope)
-	q.Set("state", state)
-	q.Set("code_challenge", S256Challenge(verifier))
-	q.Set("code_challenge_method", "S256")
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func S256Challenge(verifier string) string { return oauth2.S256ChallengeFromVerifier(verifier) }
 
 // CodeFromPaste reads what a person pasted after a login on another machine: the
 // code itself, or the whole URL the browser ended on (then its state must be state).

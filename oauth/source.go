@@ -6,24 +6,51 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
-// Modes of a Source, as CData's InitiateOAuth.
+// Mode is how a Source may get tokens, as CData's InitiateOAuth.
+type Mode string
+
+// Modes of a Source.
 const (
-	ModeOff           = "OFF"
-	ModeRefresh       = "REFRESH"
-	ModeGetAndRefresh = "GETANDREFRESH"
+	ModeOff           Mode = "OFF"
+	ModeRefresh       Mode = "REFRESH"
+	ModeGetAndRefresh Mode = "GETANDREFRESH"
 )
+
+// Scheme is how a Source gets a token when it has none: client credentials, or a
+// person's login.
+type Scheme string
 
 // Schemes of a Source.
 const (
-	SchemeClient = "OAuthClient"
-	SchemePKCE   = "OAuthPKCE"
+	SchemeClient Scheme = "OAuthClient"
+	SchemePKCE   Scheme = "OAuthPKCE"
 )
 
-// Source gets the workspace token according to its Mode:
+// ContextTokenSource is an oauth2.TokenSource whose work can also be bounded by a
+// context. Every token source of this package is one; TokenContext uses it.
+type ContextTokenSource interface {
+	oauth2.TokenSource
+	TokenContext(ctx context.Context) (*oauth2.Token, error)
+}
+
+// TokenContext gets a token from ts, under ctx when ts is a ContextTokenSource.
+func TokenContext(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
+	if cts, ok := ts.(ContextTokenSource); ok {
+		return cts.TokenContext(ctx)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return ts.Token()
+}
+
+// Source is the token source of the OAuthClient and OAuthPKCE schemes: it gets the
+// workspace token according to its Mode, keeping it in Store:
 //
 //   - ModeOff: AccessToken as given; never refreshed, the store never touched.
 //   - ModeRefresh: the stored token (seeded from AccessToken/RefreshToken or a
@@ -35,12 +62,12 @@ const (
 // processes never redeem the same refresh token twice: the second one finds and
 // adopts the token the first one stored.
 type Source struct {
-	Scheme       string
-	Mode         string
-	Workspace    string
-	ClientID     string
-	ClientSecret string
-	Scope        string
+	Scheme    Scheme
+	Mode      Mode
+	Workspace string
+	Scope     string
+	// Client speaks to the OIDC server; its ClientID is part of the store key.
+	Client *TokenClient
 
 	AccessToken  string
 	RefreshToken string
@@ -51,51 +78,56 @@ type Source struct {
 	Verifier    string // an authorization code to exchange once (headless flow)
 	CallbackURL string // redirect URI for code exchanges
 
-	Store     Store
-	Discovery *Discovery
-	HTTP      *http.Client
-	Retry     Retry
-	OnRetry   func(op string, attempt int, wait time.Duration, err error)
+	Store Store
 	// Login runs an interactive login (the desktop flow) for SchemePKCE with
-	// ModeGetAndRefresh when no usable token exists.
-	Login func(ctx context.Context) (*Token, error)
+	// ModeGetAndRefresh when no usable token exists. It runs outside the store's
+	// lock; its token is stored under it afterwards.
+	Login func(ctx context.Context) (*oauth2.Token, error)
 	// OnToken, if set, is told where each token came from: "given", "stored",
 	// "refreshed", "client_credentials", "verifier", "login".
-	OnToken func(origin string, t *Token)
+	OnToken func(origin string, t *oauth2.Token)
 }
+
+// String names the source and hides its secrets.
+func (s *Source) String() string {
+	if s == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("oauth.Source{scheme: %s, mode: %s, workspace: %s}", s.Scheme, s.Mode, s.Workspace)
+}
+
+// Format hides the secrets for every fmt verb.
+func (s *Source) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
 
 // NeverExpires marks a token given with OAuthExpiresIn=-1.
 var NeverExpires = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// tokenSkew: a token within this of its expiry is refreshed before use.
-func tokenSkew(t *Token) time.Duration {
-	if t.Expiry.IsZero() {
+// TokenSkew is how long before its expiry a stored token is no longer handed out:
+// a fifth of its lifetime (it was stored when fresh), at least 30 s and at most
+// 5 minutes, since Databricks has refused tokens within about 30 s of expiry.
+func TokenSkew(e *StoredToken) time.Duration {
+	if e.Expiry.IsZero() {
 		return 0
 	}
-	return min(time.Minute, max(time.Until(t.Expiry)/10, time.Second))
+	life := e.Expiry.Sub(e.Updated)
+	if life <= 0 {
+		life = time.Until(e.Expiry)
+	}
+	return min(5*time.Minute, max(life/5, 30*time.Second))
 }
 
 // Key returns the store key of this source's tokens.
-func (s *Source) Key() string { return Key(s.Workspace, s.ClientID, s.Scheme) }
+func (s *Source) Key() string { return Key(s.Workspace, s.Client.ClientID, string(s.Scheme)) }
 
-func (s *Source) tokenClient(ctx context.Context) (*TokenClient, error) {
-	ep, err := s.Discovery.Endpoints(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &TokenClient{HTTP: s.HTTP, TokenURL: ep.TokenURL, ClientID: s.ClientID, ClientSecret: s.ClientSecret,
-		Retry: s.Retry, OnRetry: s.OnRetry}, nil
-}
-
-func (s *Source) told(origin string, t *Token) {
+func (s *Source) told(origin string, t *oauth2.Token) {
 	if s.OnToken != nil {
 		s.OnToken(origin, t)
 	}
 }
 
 // givenToken is the token of AccessToken with its expiry worked out.
-func (s *Source) givenToken() *Token {
-	t := &Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken, Expiry: s.Expiry}
+func (s *Source) givenToken() *oauth2.Token {
+	t := &oauth2.Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken, Expiry: s.Expiry}
 	if t.Expiry.IsZero() && t.AccessToken != "" {
 		t.Expiry = JWTExpiry(t.AccessToken)
 	}
@@ -117,8 +149,11 @@ func fingerprint(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// Token returns a usable workspace token.
-func (s *Source) Token(ctx context.Context) (*Token, error) {
+// Token returns a usable workspace token (oauth2.TokenSource).
+func (s *Source) Token() (*oauth2.Token, error) { return s.TokenContext(context.Background()) }
+
+// TokenContext returns a usable workspace token.
+func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	if s.Mode == ModeOff {
 		if s.AccessToken == "" {
 			return nil, fmt.Errorf("%w: InitiateOAuth=OFF and no OAuthAccessToken is set; get one with EXEC GetOAuthAccessToken (or EXEC RefreshOAuthAccessToken), or set InitiateOAuth=GETANDREFRESH to let the driver get and refresh tokens", ErrNoToken)
@@ -127,59 +162,75 @@ func (s *Source) Token(ctx context.Context) (*Token, error) {
 		if t.Expiry.Equal(time.Unix(1, 0)) {
 			t.Expiry = time.Time{} // OFF never refreshes; an unknown expiry is used as is
 		}
-		if !t.Valid(time.Now(), 0) {
+		if !ValidFor(t, time.Now(), 0) {
 			return nil, fmt.Errorf("%w: OAuthAccessToken expired at %s and InitiateOAuth=OFF never refreshes it", ErrNoToken, t.Expiry.Format(time.RFC3339))
 		}
 		s.told("given", t)
 		return t, nil
 	}
-	var out *Token
+	var out *oauth2.Token
+	needLogin := false
 	err := s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		t, err := s.tokenLocked(ctx, st)
-		out = t
+		t, login, err := s.tokenLocked(ctx, st)
+		out, needLogin = t, login
 		return true, err
 	})
-	return out, err
+	if err != nil || !needLogin {
+		return out, err
+	}
+	// A person's login takes minutes: it runs outside the store's lock, and its
+	// token is stored afterwards (unless another process logged in meanwhile, whose
+	// token is then used).
+	nt, err := s.Login(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.Store.Update(ctx, func(st *Settings) (bool, error) {
+		st.Tokens[s.Key()] = newStoredToken(nt, "")
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.told("login", nt)
+	return nt, nil
 }
 
-// tokenLocked runs with the store locked.
-func (s *Source) tokenLocked(ctx context.Context, st *Settings) (*Token, error) {
+// tokenLocked runs with the store locked. login reports that a person must log in
+// (the caller runs Login outside the lock).
+func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token, login bool, _ error) {
 	key := s.Key()
 	e := st.Tokens[key]
 	if s.AccessToken != "" || s.RefreshToken != "" {
 		seed := fingerprint("given", s.AccessToken, s.RefreshToken)
 		if e == nil || e.Seed != seed {
-			e = &StoredToken{Token: *s.givenToken(), Seed: seed, Updated: time.Now()}
+			e = newStoredToken(s.givenToken(), seed)
 			st.Tokens[key] = e
 		}
 	}
-	if e != nil && e.Valid(time.Now(), tokenSkew(&e.Token)) {
-		t := e.Token
-		s.told("stored", &t)
-		return &t, nil
+	now := time.Now()
+	if e != nil && ValidFor(e.Token(), now, TokenSkew(e)) {
+		t := e.Token()
+		s.told("stored", t)
+		return t, false, nil
 	}
 	if e != nil && e.RefreshToken != "" {
-		tc, err := s.tokenClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		nt, err := tc.Refresh(ctx, e.RefreshToken)
+		nt, err := s.Client.Refresh(ctx, e.RefreshToken)
 		if err == nil {
-			st.Tokens[key] = &StoredToken{Token: *nt, Seed: e.Seed, Updated: time.Now()}
+			st.Tokens[key] = newStoredToken(nt, e.Seed)
 			s.told("refreshed", nt)
-			return nt, nil
+			return nt, false, nil
 		}
 		if !errors.Is(err, ErrReloginRequired) {
-			if e.Valid(time.Now(), 0) {
-				t := e.Token // a failed refresh keeps a still-valid token
-				return &t, nil
+			if ValidFor(e.Token(), time.Now(), 0) {
+				return e.Token(), false, nil // a failed refresh keeps a still-valid token
 			}
-			return nil, err
+			return nil, false, err
 		}
 		// The refresh token is dead: forget it, and get a new login if allowed.
 		delete(st.Tokens, key)
 		if s.Mode != ModeGetAndRefresh || (s.Scheme == SchemePKCE && s.Verifier == "" && s.Login == nil) {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if s.Verifier != "" {
@@ -187,45 +238,37 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (*Token, error) 
 		if e == nil || e.Seed != codeSeed {
 			nt, err := s.exchangeVerifierLocked(ctx, st)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			st.Tokens[key] = &StoredToken{Token: *nt, Seed: codeSeed, Updated: time.Now()}
+			st.Tokens[key] = newStoredToken(nt, codeSeed)
 			s.told("verifier", nt)
-			return nt, nil
+			return nt, false, nil
 		}
 	}
 	if s.Mode == ModeGetAndRefresh {
-		var nt *Token
-		var err error
-		origin := "client_credentials"
 		switch {
 		case s.Scheme == SchemeClient:
-			var tc *TokenClient
-			if tc, err = s.tokenClient(ctx); err == nil {
-				nt, err = tc.ClientCredentials(ctx, s.Scope)
+			nt, err := s.Client.ClientCredentials(ctx, s.Scope)
+			if err != nil {
+				return nil, false, err
 			}
+			st.Tokens[key] = newStoredToken(nt, "")
+			s.told("client_credentials", nt)
+			return nt, false, nil
 		case s.Login != nil:
-			origin = "login"
-			nt, err = s.Login(ctx)
-		default:
-			err = fmt.Errorf("%w: no stored login for %s in %s", ErrNoToken, s.Workspace, s.Store.Location())
+			return nil, true, nil
 		}
-		if err != nil {
-			return nil, err
-		}
-		st.Tokens[key] = &StoredToken{Token: *nt, Updated: time.Now()}
-		s.told(origin, nt)
-		return nt, nil
+		return nil, false, fmt.Errorf("%w: no stored login for %s in %s", ErrNoToken, s.Workspace, s.Store.Location())
 	}
 	if e != nil && e.RefreshToken == "" && e.AccessToken != "" {
-		return nil, fmt.Errorf("%w: the stored access token expired at %s and there is no refresh token; log in again with EXEC GetOAuthAccessToken", ErrNoToken, e.Expiry.Format(time.RFC3339))
+		return nil, false, fmt.Errorf("%w: the stored access token expired at %s and there is no refresh token; log in again with EXEC GetOAuthAccessToken", ErrNoToken, e.Expiry.Format(time.RFC3339))
 	}
-	return nil, fmt.Errorf("%w: no stored login for %s in %s; run EXEC GetOAuthAuthorizationURL and EXEC GetOAuthAccessToken, set OAuthVerifier, or set InitiateOAuth=GETANDREFRESH", ErrNoToken, s.Workspace, s.Store.Location())
+	return nil, false, fmt.Errorf("%w: no stored login for %s in %s; run EXEC GetOAuthAuthorizationURL and EXEC GetOAuthAccessToken, set OAuthVerifier, or set InitiateOAuth=GETANDREFRESH", ErrNoToken, s.Workspace, s.Store.Location())
 }
 
 // exchangeVerifierLocked redeems Verifier with the PKCE verifier of the newest
 // pending authorization for this source.
-func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*Token, error) {
+func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*oauth2.Token, error) {
 	var state string
 	var p *Pending
 	for k, c := range st.Pending {
@@ -236,15 +279,11 @@ func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*Tok
 	if p == nil {
 		return nil, fmt.Errorf("%w: OAuthVerifier is set but %s holds no pending authorization (run EXEC GetOAuthAuthorizationURL with this OAuthSettingsLocation first; it is kept %v)", ErrNoToken, s.Store.Location(), PendingTTL)
 	}
-	tc, err := s.tokenClient(ctx)
-	if err != nil {
-		return nil, err
-	}
 	cb := p.CallbackURL
 	if cb == "" {
 		cb = s.CallbackURL
 	}
-	nt, err := tc.Exchange(ctx, s.Verifier, p.Verifier, cb)
+	nt, err := s.Client.Exchange(ctx, s.Verifier, p.Verifier, cb)
 	if err != nil {
 		return nil, err
 	}
@@ -252,11 +291,28 @@ func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*Tok
 	return nt, nil
 }
 
-// Save stores a token obtained elsewhere (by a procedure) as this source's token.
-func (s *Source) Save(ctx context.Context, t *Token) error {
+// Save stores a token obtained elsewhere (by a login step) as this source's token.
+func (s *Source) Save(ctx context.Context, t *oauth2.Token) error {
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		st.Tokens[s.Key()] = &StoredToken{Token: *t, Seed: fingerprint("given", s.AccessToken, s.RefreshToken), Updated: time.Now()}
+		st.Tokens[s.Key()] = newStoredToken(t, fingerprint("given", s.AccessToken, s.RefreshToken))
 		return true, nil
+	})
+}
+
+// Drop removes this source's stored token if it is still tok (a workspace API
+// refused it), so neither this process nor another hands it out again.
+func (s *Source) Drop(ctx context.Context, tok string) error {
+	if s.Mode == ModeOff {
+		return nil
+	}
+	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
+		if e := st.Tokens[s.Key()]; e != nil && e.AccessToken == tok {
+			// Keep the entry (its refresh token, and the seed that says the token given
+			// in the connection string was used up): only the access token was refused.
+			e.AccessToken, e.Expiry = "", time.Unix(1, 0)
+			return true, nil
+		}
+		return false, nil
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"golang.org/x/oauth2"
 )
 
 // SettingsVersion is the version of the settings file format.
@@ -25,14 +26,41 @@ type Settings struct {
 	Pending map[string]*Pending     `json:"pending,omitempty"`
 }
 
-// StoredToken is a stored workspace token.
+// StoredToken is a stored workspace token. Its fmt forms hide the tokens.
 type StoredToken struct {
-	Token
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Scope        string    `json:"scope,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"` // zero: never expires
 	// Seed fingerprints the tokens given in the connection string that this entry
 	// started from; a different seed means the user gave new tokens, which win.
 	Seed    string    `json:"seed,omitempty"`
 	Updated time.Time `json:"updated"`
 }
+
+// newStoredToken is the stored form of t.
+func newStoredToken(t *oauth2.Token, seed string) *StoredToken {
+	return &StoredToken{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType,
+		Expiry: t.Expiry, Seed: seed, Updated: time.Now()}
+}
+
+// Token returns the stored token as an *oauth2.Token.
+func (e *StoredToken) Token() *oauth2.Token {
+	return &oauth2.Token{AccessToken: e.AccessToken, RefreshToken: e.RefreshToken, TokenType: e.TokenType, Expiry: e.Expiry}
+}
+
+// String hides the tokens.
+func (e *StoredToken) String() string {
+	if e == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("oauth.StoredToken{expiry: %s, refresh: %v, updated: %s}", e.Expiry.Format(time.RFC3339),
+		e.RefreshToken != "", e.Updated.Format(time.RFC3339))
+}
+
+// Format hides the tokens for every fmt verb.
+func (e *StoredToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, e.String()) }
 
 // Pending is an authorization waiting for its code.
 type Pending struct {
@@ -42,6 +70,17 @@ type Pending struct {
 	Key         string    `json:"key"` // the token key the authorization is for
 	Created     time.Time `json:"created"`
 }
+
+// String hides the verifier.
+func (p *Pending) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("oauth.Pending{callback: %s, created: %s}", p.CallbackURL, p.Created.Format(time.RFC3339))
+}
+
+// Format hides the verifier for every fmt verb.
+func (p *Pending) Format(f fmt.State, _ rune) { fmt.Fprint(f, p.String()) }
 
 // PendingTTL is how long a pending authorization's verifier is kept.
 const PendingTTL = 10 * time.Minute

@@ -4,54 +4,40 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
-// Token is a workspace OAuth token.
-type Token struct {
-	AccessToken  string    `json:"access_token"`
-	RefreshToken string    `json:"refresh_token,omitempty"`
-	TokenType    string    `json:"token_type,omitempty"`
-	Scope        string    `json:"scope,omitempty"`
-	Expiry       time.Time `json:"expiry,omitzero"` // zero: never expires
-}
+// Tokens are *oauth2.Token everywhere in this package. An expiry of zero means the
+// token never expires (as in x/oauth2).
 
-// String redacts the token.
-func (t *Token) String() string {
-	if t == nil {
-		return "<nil>"
-	}
-	return fmt.Sprintf("oauth.Token{expiry: %s, refresh: %v}", t.Expiry.Format(time.RFC3339), t.RefreshToken != "")
-}
-
-// GoString redacts the token.
-func (t *Token) GoString() string { return t.String() }
-
-// Format redacts the token for every fmt verb.
-func (t *Token) Format(f fmt.State, _ rune) { io.WriteString(f, t.String()) }
-
-// ExpiresIn returns the seconds left, -1 when the token never expires.
-func (t *Token) ExpiresIn(now time.Time) int64 {
+// ExpiresIn returns the seconds left on t, -1 when it never expires.
+func ExpiresIn(t *oauth2.Token, now time.Time) int64 {
 	if t.Expiry.IsZero() {
 		return -1
 	}
 	return int64(max(0, t.Expiry.Sub(now)/time.Second))
 }
 
-// Valid reports whether the token can be used for at least skew more.
-func (t *Token) Valid(now time.Time, skew time.Duration) bool {
+// ValidFor reports whether t can be used for at least skew more.
+func ValidFor(t *oauth2.Token, now time.Time, skew time.Duration) bool {
 	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || now.Add(skew).Before(t.Expiry))
 }
 
-// TokenClient calls a token endpoint.
+// TokenClient speaks OAuth 2.0 to a workspace's OIDC server through x/oauth2:
+// client credentials, the authorization code with PKCE, refresh, and RFC 8693
+// token exchange. The client authenticates with HTTP Basic when it has a secret,
+// and as a public client (client_id in the form) otherwise.
 type TokenClient struct {
 	HTTP         *http.Client
-	TokenURL     string
+	Discovery    *Discovery // where the authorization and token endpoints come from
 	ClientID     string
 	ClientSecret string // empty for a public client
 	Retry        Retry
@@ -59,44 +45,102 @@ type TokenClient struct {
 	OnRetry func(op string, attempt int, wait time.Duration, err error)
 }
 
-// ClientCredentials gets a token with the client-credentials grant, the client
-// authenticated with HTTP Basic.
-func (c *TokenClient) ClientCredentials(ctx context.Context, scope string) (*Token, error) {
-	return c.grant(ctx, "client_credentials", url.Values{"grant_type": {"client_credentials"}, "scope": {scope}})
+func (c *TokenClient) authStyle() oauth2.AuthStyle {
+	if c.ClientSecret != "" {
+		return oauth2.AuthStyleInHeader
+	}
+	return oauth2.AuthStyleInParams
+}
+
+// config is the x/oauth2 configuration for one request.
+func (c *TokenClient) config(ctx context.Context, redirectURL, scope string) (*oauth2.Config, error) {
+	ep, err := c.Discovery.Endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ep.AuthStyle = c.authStyle()
+	return &oauth2.Config{ClientID: c.ClientID, ClientSecret: c.ClientSecret, Endpoint: ep,
+		RedirectURL: redirectURL, Scopes: strings.Fields(scope)}, nil
+}
+
+func (c *TokenClient) httpContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, httpClient(c.HTTP))
+}
+
+// ClientCredentials gets a token with the client-credentials grant.
+func (c *TokenClient) ClientCredentials(ctx context.Context, scope string) (*oauth2.Token, error) {
+	return c.grant(ctx, "client_credentials", func(ctx context.Context) (*oauth2.Token, error) {
+		ep, err := c.Discovery.Endpoints(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cc := &clientcredentials.Config{ClientID: c.ClientID, ClientSecret: c.ClientSecret, TokenURL: ep.TokenURL,
+			Scopes: strings.Fields(scope), AuthStyle: c.authStyle()}
+		return cc.Token(c.httpContext(ctx))
+	})
 }
 
 // Refresh redeems a refresh token. The answer may carry a new (rotated) refresh
 // token; when it does not, the old one stays valid and is kept.
-func (c *TokenClient) Refresh(ctx context.Context, refreshToken string) (*Token, error) {
-	t, err := c.grant(ctx, "refresh_token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
-	if err == nil && t.RefreshToken == "" {
-		t.RefreshToken = refreshToken
-	}
-	return t, err
-}
-
-// Exchange redeems an authorization code with its PKCE verifier.
-func (c *TokenClient) Exchange(ctx context.Context, code, verifier, redirectURI string) (*Token, error) {
-	return c.grant(ctx, "authorization_code", url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"code_verifier": {verifier}, "redirect_uri": {redirectURI}})
-}
-
-// TokenExchange exchanges a federated JWT (RFC 8693) for a workspace token.
-func (c *TokenClient) TokenExchange(ctx context.Context, subjectToken, scope string) (*Token, error) {
-	return c.grant(ctx, "token_exchange", url.Values{
-		"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
-		"subject_token":      {subjectToken},
-		"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
-		"scope":              {scope},
+func (c *TokenClient) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	return c.grant(ctx, "refresh_token", func(ctx context.Context) (*oauth2.Token, error) {
+		conf, err := c.config(ctx, "", "")
+		if err != nil {
+			return nil, err
+		}
+		return conf.TokenSource(c.httpContext(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
 	})
 }
 
-func (c *TokenClient) grant(ctx context.Context, op string, form url.Values) (*Token, error) {
-	var tok *Token
+// Exchange redeems an authorization code with its PKCE verifier.
+func (c *TokenClient) Exchange(ctx context.Context, code, verifier, redirectURI string) (*oauth2.Token, error) {
+	return c.grant(ctx, "authorization_code", func(ctx context.Context) (*oauth2.Token, error) {
+		conf, err := c.config(ctx, redirectURI, "")
+		if err != nil {
+			return nil, err
+		}
+		return conf.Exchange(c.httpContext(ctx), code, oauth2.VerifierOption(verifier))
+	})
+}
+
+// TokenExchange exchanges a federated JWT for a workspace token (RFC 8693), as the
+// Databricks SDK does: the client-credentials request with the grant type and the
+// subject token as endpoint parameters. client_id is sent whenever one is set.
+func (c *TokenClient) TokenExchange(ctx context.Context, subjectToken, scope string) (*oauth2.Token, error) {
+	return c.grant(ctx, "token_exchange", func(ctx context.Context) (*oauth2.Token, error) {
+		ep, err := c.Discovery.Endpoints(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cc := &clientcredentials.Config{ClientID: c.ClientID, ClientSecret: c.ClientSecret, TokenURL: ep.TokenURL,
+			Scopes: strings.Fields(scope), AuthStyle: c.authStyle(),
+			EndpointParams: url.Values{
+				"grant_type":         {"urn:ietf:params:oauth:grant-type:token-exchange"},
+				"subject_token":      {subjectToken},
+				"subject_token_type": {"urn:ietf:params:oauth:token-type:jwt"},
+			}}
+		return cc.Token(c.httpContext(ctx))
+	})
+}
+
+// AuthCodeURL returns the authorization URL of a PKCE S256 login.
+func (c *TokenClient) AuthCodeURL(ctx context.Context, redirectURI, scope, state, verifier string) (string, error) {
+	conf, err := c.config(ctx, redirectURI, scope)
+	if err != nil {
+		return "", err
+	}
+	return conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), nil
+}
+
+func (c *TokenClient) grant(ctx context.Context, op string, fn func(context.Context) (*oauth2.Token, error)) (*oauth2.Token, error) {
+	var tok *oauth2.Token
 	err := c.Retry.Do(ctx, func(ctx context.Context) error {
-		var err error
-		tok, err = c.post(ctx, op, form)
-		return err
+		t, err := fn(ctx)
+		if err != nil {
+			return tokenError(op, err)
+		}
+		tok = withExpiry(t)
+		return nil
 	}, func(attempt int, wait time.Duration, err error) {
 		if c.OnRetry != nil {
 			c.OnRetry(op, attempt, wait, err)
@@ -105,72 +149,56 @@ func (c *TokenClient) grant(ctx context.Context, op string, form url.Values) (*T
 	return tok, err
 }
 
-func (c *TokenClient) post(ctx context.Context, op string, form url.Values) (*Token, error) {
-	if c.ClientSecret == "" && c.ClientID != "" {
-		form.Set("client_id", c.ClientID)
+// tokenError turns what x/oauth2 returned into a TokenError that never quotes the
+// endpoint's body (it may echo what was sent).
+func tokenError(op string, err error) error {
+	var te *TokenError
+	if errors.As(err, &te) {
+		return err // discovery
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, &TokenError{Op: op, Err: fmt.Errorf("bad token URL")}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if c.ClientSecret != "" {
-		// RFC 6749 §2.3.1: form-encode id and secret before Basic encoding.
-		cred := url.QueryEscape(c.ClientID) + ":" + url.QueryEscape(c.ClientSecret)
-		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
-	}
-	resp, err := httpClient(c.HTTP).Do(req)
-	if err != nil {
-		return nil, &TokenError{Op: op, Err: redactURLError(err)}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, &TokenError{Op: op, Err: err}
-	}
-	var tr struct {
-		AccessToken  string          `json:"access_token"`
-		RefreshToken string          `json:"refresh_token"`
-		TokenType    string          `json:"token_type"`
-		Scope        string          `json:"scope"`
-		ExpiresIn    json.RawMessage `json:"expires_in"`
-		Error        string          `json:"error"`
-		Description  string          `json:"error_description"`
-	}
-	jerr := json.Unmarshal(body, &tr)
-	if resp.StatusCode != http.StatusOK || tr.Error != "" {
-		return nil, &TokenError{Op: op, StatusCode: resp.StatusCode, Code: tr.Error, Description: tr.Description, wait: parseRetryAfter(resp.Header)}
-	}
-	if jerr != nil || tr.AccessToken == "" {
-		return nil, &TokenError{Op: op, StatusCode: resp.StatusCode, Code: "invalid_response", Description: "the token endpoint answered without an access_token"}
-	}
-	t := &Token{AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, TokenType: tr.TokenType, Scope: tr.Scope}
-	var secs json.Number
-	if len(tr.ExpiresIn) > 0 && json.Unmarshal(tr.ExpiresIn, &secs) == nil {
-		if n, err := secs.Int64(); err == nil && n > 0 {
-			t.Expiry = time.Now().Add(time.Duration(n) * time.Second)
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		e := &TokenError{Op: op, Code: re.ErrorCode, Description: firstLine(re.ErrorDescription), Err: re}
+		if re.Response != nil {
+			e.StatusCode = re.Response.StatusCode
+			e.wait = parseRetryAfter(re.Response.Header)
 		}
-	} else if len(tr.ExpiresIn) > 0 {
-		var s string
-		if json.Unmarshal(tr.ExpiresIn, &s) == nil {
-			var n int64
-			if _, err := fmt.Sscan(s, &n); err == nil && n > 0 {
-				t.Expiry = time.Now().Add(time.Duration(n) * time.Second)
-			}
-		}
+		return e
 	}
-	if t.Expiry.IsZero() {
-		t.Expiry = JWTExpiry(t.AccessToken)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &TokenError{Op: op, Err: redactURLError(ue)}
 	}
-	return t, nil
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &TokenError{Op: op, Err: err}
+	}
+	// x/oauth2's own complaints (no access_token, unparsable answer) quote nothing secret,
+	// but the answer is unusable: not a transport failure, so not retried.
+	return &TokenError{Op: op, Code: "invalid_response", Description: "the token endpoint's answer is unusable"}
 }
 
-func httpClient(c *http.Client) *http.Client {
-	if c == nil {
-		return http.DefaultClient
+// withExpiry fills in an expiry the answer did not give: the JWT's exp claim,
+// failing that DefaultLifetime.
+func withExpiry(t *oauth2.Token) *oauth2.Token {
+	if t.Expiry.IsZero() {
+		if t.Expiry = JWTExpiry(t.AccessToken); t.Expiry.IsZero() {
+			t.Expiry = time.Now().Add(DefaultLifetime)
+		}
 	}
-	return c
+	return t
+}
+
+// DefaultLifetime is assumed for a token or credential whose answer gives no expiry:
+// short, as the official Databricks helpers cache such values, never "forever".
+const DefaultLifetime = 15 * time.Minute
+
+// ExpiryIn decodes an expires_in value (seconds, as a JSON number or string) into an
+// absolute time; zero when absent or not positive.
+func ExpiryIn(raw json.RawMessage, now time.Time) time.Time {
+	if n := jsonInt(raw); n > 0 {
+		return now.Add(time.Duration(n) * time.Second)
+	}
+	return time.Time{}
 }
 
 // redactURLError drops the URL (which may carry a query) from a transport error,

@@ -1,0 +1,183 @@
+package lakebase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/oauth"
+)
+
+// AuthTokenSource is the AuthScheme of a connector built WithTokenSource: the
+// workspace token comes from the caller's oauth2.TokenSource.
+const AuthTokenSource AuthScheme = "TokenSource"
+
+// newLoginSource builds the login of the connector's AuthScheme: the fixed password,
+// or the token pipeline fed by the scheme's oauth2.TokenSource. It also returns the
+// person-login steps of the schemes that have a person to log in (nil otherwise).
+func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
+	cfg := c.cfg
+	if cfg.AuthScheme == AuthPassword {
+		return &passwordLogin{cfg: cfg}, nil, nil
+	}
+	hc := c.opts.httpClient
+	onRetry := func(op string, attempt int, wait time.Duration, err error) {
+		c.logger.Info("lakebase: retrying after a transient failure", slog.String("op", op),
+			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
+	}
+	api := &oauth.API{HTTP: hc, Workspace: cfg.DatabricksInstance, OnRetry: onRetry}
+	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
+		return newTokenPipeline(cfg, c.logger, api, src, stored)
+	}
+
+	switch cfg.AuthScheme {
+	case AuthTokenSource:
+		return pipe(c.opts.tokenSource, nil), nil, nil
+	case AuthDatabricksCLI:
+		return pipe(&oauth.CLISource{Workspace: cfg.DatabricksInstance, Profile: cfg.Profile}, nil), nil, nil
+	case AuthAzureAD:
+		p := pipe(&oauth.EntraSource{HTTP: hc, Authority: cfg.AzureAuthorityHost, Tenant: cfg.AzureTenant,
+			ClientID: cfg.OAuthClientID, ClientSecret: cfg.OAuthClientSecret, Resource: AzureDatabricksResource}, nil)
+		p.userIsClientID = true
+		return p, nil, nil
+	case AuthAzureMSI:
+		return pipe(&oauth.ManagedIdentitySource{HTTP: hc, Endpoint: cfg.AzureMSIEndpoint, ClientID: cfg.OAuthClientID,
+			Resource: AzureDatabricksResource}, nil), nil, nil
+	case AuthOIDCFederation:
+		return pipe(&oauth.FederationSource{Client: c.tokenClient(onRetry), File: cfg.OIDCTokenFile, Env: cfg.OIDCTokenEnv,
+			Scope: cfg.Scope}, nil), nil, nil
+	case AuthOAuthClient, AuthOAuthPKCE:
+	default:
+		return nil, nil, &ConfigError{Property: "AuthScheme", Value: string(cfg.AuthScheme), Err: errors.New("is not supported")}
+	}
+
+	// OAuthClient and OAuthPKCE keep their tokens in a store, and follow InitiateOAuth.
+	store, err := c.openStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	client := c.tokenClient(onRetry)
+	src := &oauth.Source{
+		Scheme: oauth.SchemeClient, Mode: oauth.Mode(cfg.InitiateOAuth), Workspace: cfg.DatabricksInstance,
+		Scope: cfg.Scope, Client: client,
+		AccessToken: cfg.OAuthAccessToken, RefreshToken: cfg.OAuthRefreshToken, Expiry: cfg.givenExpiry(),
+		Verifier: cfg.OAuthVerifier, CallbackURL: cfg.CallbackURL, Store: store,
+		OnToken: func(origin string, t *oauth2.Token) {
+			c.logger.Debug("lakebase: workspace token", slog.String("origin", origin), slog.Time("expiry", t.Expiry),
+				slog.String("workspace", cfg.DatabricksInstance), slog.String("client_id", cfg.OAuthClientID))
+		},
+	}
+	p := pipe(src, src)
+	if cfg.AuthScheme == AuthOAuthClient {
+		p.userIsClientID = true
+		return p, nil, nil
+	}
+	src.Scheme = oauth.SchemePKCE
+	person := &personLogin{cfg: cfg, log: c.logger, client: client, stored: src, pipeline: p,
+		openBrowser: c.opts.openBrowser, stderr: c.opts.stderr}
+	// Pending logins live in the store when one was named (so another connection or
+	// process can finish them), otherwise in this process.
+	person.pending = oauth.MemoryStore("\x00lakebase-pending")
+	if cfg.OAuthSettingsLocation != "" || cfg.InitiateOAuth != InitiateOff {
+		person.pending = store
+	}
+	src.Login = person.browserLogin
+	return p, person, nil
+}
+
+// tokenClient is the one place the OAuth client of the workspace's OIDC server is
+// built (discovery, with the OAuthAuthorizationURL/OAuthAccessTokenURL overrides).
+func (c *Connector) tokenClient(onRetry func(string, int, time.Duration, error)) *oauth.TokenClient {
+	cfg := c.cfg
+	disc := &oauth.Discovery{HTTP: c.opts.httpClient, Workspace: cfg.DatabricksInstance,
+		Override: oauth2.Endpoint{AuthURL: cfg.OAuthAuthorizationURL, TokenURL: cfg.OAuthAccessTokenURL}}
+	return &oauth.TokenClient{HTTP: c.opts.httpClient, Discovery: disc, ClientID: cfg.OAuthClientID,
+		ClientSecret: cfg.OAuthClientSecret, OnRetry: onRetry}
+}
+
+// givenExpiry is the expiry of OAuthAccessToken from OAuthExpiresIn and
+// OAuthTokenTimestamp: zero when unknown.
+func (c *Config) givenExpiry() time.Time {
+	switch {
+	case c.OAuthExpiresIn < 0:
+		return oauth.NeverExpires
+	case c.OAuthExpiresIn == 0:
+		return time.Time{}
+	case c.OAuthTokenTimestamp.IsZero():
+		return time.Now().Add(c.OAuthExpiresIn)
+	}
+	return c.OAuthTokenTimestamp.Add(c.OAuthExpiresIn)
+}
+
+// DefaultSettingsLocation returns the default OAuthSettingsLocation for OAuthPKCE:
+// <user config dir>/lakebase/OAuthSettings.txt.
+func DefaultSettingsLocation() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "lakebase", "OAuthSettings.txt"), nil
+}
+
+// openStore opens the token store of OAuthSettingsLocation. OAuthClient without a
+// location keeps tokens in memory (client credentials can always be fetched again);
+// OAuthPKCE defaults to a file, since a login would be lost otherwise.
+func (c *Connector) openStore() (oauth.Store, error) {
+	loc := c.cfg.OAuthSettingsLocation
+	if loc == "" {
+		if c.cfg.AuthScheme == AuthOAuthClient {
+			return oauth.NewPrivateMemoryStore(), nil
+		}
+		var err error
+		if loc, err = DefaultSettingsLocation(); err != nil {
+			return nil, &ConfigError{Property: "OAuthSettingsLocation", Err: fmt.Errorf("has no default here (%v); set it to a file path or memory://<id>", err)}
+		}
+	}
+	st, err := oauth.OpenStore(loc)
+	if err != nil {
+		return nil, &ConfigError{Property: "OAuthSettingsLocation", Value: loc, Err: err}
+	}
+	if c.cfg.AuthScheme == AuthOAuthClient {
+		return &fallbackStore{Store: st, log: c.logger}, nil
+	}
+	return st, nil
+}
+
+// fallbackStore is the OAuthClient store: when its file cannot be written (a
+// read-only file system, say), tokens stay in memory and a warning is logged.
+type fallbackStore struct {
+	oauth.Store
+	log  *slog.Logger
+	once sync.Once
+	mem  oauth.Store
+	mu   sync.Mutex
+}
+
+func (f *fallbackStore) Update(ctx context.Context, fn func(*oauth.Settings) (bool, error)) error {
+	f.mu.Lock()
+	mem := f.mem
+	f.mu.Unlock()
+	if mem != nil {
+		return mem.Update(ctx, fn)
+	}
+	err := f.Store.Update(ctx, fn)
+	var se *oauth.SettingsFileError
+	if errors.As(err, &se) && se.Unwritable {
+		f.once.Do(func() {
+			f.log.Warn("lakebase: OAuthSettingsLocation cannot be written; keeping tokens in memory",
+				slog.String("location", f.Store.Location()), slog.String("error", se.Error()))
+			f.mu.Lock()
+			f.mem = oauth.NewPrivateMemoryStore()
+			f.mu.Unlock()
+		})
+		return f.mem.Update(ctx, fn)
+	}
+	return err
+}
