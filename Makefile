@@ -4,15 +4,24 @@ MODULES := . examples/integrations
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
-.PHONY: test vet unit fuzz-short fuzz bench soak
+.PHONY: test deps vet unit short fuzz-short fuzz bench soak
 
-test: vet unit fuzz-short
+# Every test: installs what is missing first (scripts/test-deps), then requires the
+# browser tests to run (plain go test skips them where Chromium is missing).
+test: deps vet unit fuzz-short
+
+deps:
+	@./scripts/test-deps
+
+# The fast tier: no PostgreSQL, no Chromium.
+short:
+	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && $(GO) test -short -count=1 ./...) || exit 1; fi; done
 
 vet:
 	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && echo "go vet ($$m)" && $(GO) vet ./...) || exit 1; fi; done
 
 unit:
-	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && $(GO) test -race -count=1 -timeout 8m ./...) || exit 1; fi; done
+	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && LAKEBASE_REQUIRE_BROWSER=1 $(GO) test -race -count=1 -timeout 8m ./...) || exit 1; fi; done
 
 # Each fuzz target for a short, bounded time (make fuzz runs them long).
 FUZZ_TARGETS := .:FuzzParseDSN ./storedproc:FuzzParse

@@ -21,6 +21,7 @@ import (
 )
 
 func TestReadOnly_ConnectsToTheReadOnlyHost(t *testing.T) {
+	needServers(t)
 	for name, dsn := range map[string]string{
 		"provisioned read_only_dns":  emu.OAuthClientDSN("Endpoint=", "Instance="+emu.Instance, "ReadOnly=true"),
 		"autoscaling read_only_host": emu.OAuthClientDSN("ReadOnly=true"),
@@ -74,6 +75,7 @@ func userAccessToken(t *testing.T) string {
 }
 
 func TestDatabricksCLI_ReusesTheCLILogin(t *testing.T) {
+	needServers(t)
 	tok := userAccessToken(t)
 	argsFile := filepath.Join(t.TempDir(), "args")
 	fakeCLI(t, fmt.Sprintf(`echo "$@" > %s
@@ -99,6 +101,7 @@ JSON
 }
 
 func TestDatabricksCLI_ClearErrors(t *testing.T) {
+	needServers(t)
 	fakeCLI(t, `echo "Error: cannot load token for $3: not logged in" >&2; exit 1`)
 	db, _ := newDB(t, emu.OAuthPKCEDSN("AuthScheme=DatabricksCLI"))
 	err := db.Ping()
@@ -113,6 +116,7 @@ func TestDatabricksCLI_ClearErrors(t *testing.T) {
 }
 
 func TestOIDCFederation_ExchangesAWorkloadToken(t *testing.T) {
+	needServers(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +156,7 @@ func TestOIDCFederation_ExchangesAWorkloadToken(t *testing.T) {
 }
 
 func TestAzureAD_EntraTokenMintsTheCredential(t *testing.T) {
+	needServers(t)
 	emu.ResetCounts()
 	db, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=AzureAD", "AzureTenant="+emu.AzureTenant, "AzureAuthorityHost="+emu.URL))
 	if u := currentUser(t, db); u != emu.ServicePrincipal.ClientID {
@@ -171,6 +176,7 @@ func TestAzureAD_EntraTokenMintsTheCredential(t *testing.T) {
 }
 
 func TestAzureMSI_ManagedIdentityFromTheMetadataEndpoint(t *testing.T) {
+	needServers(t)
 	const msi = "5b7e2c1d-aaaa-4bbb-8ccc-0123456789ab"
 	if err := emu.SetManagedIdentity(msi); err != nil {
 		t.Fatal(err)

@@ -16,13 +16,28 @@ import (
 // it opens on the first statement that needs the database.
 type conn struct {
 	connector *Connector
-	pg        *stdlib.Conn // nil until the session is opened
+	pg        session   // nil until the session is opened
+	px        *pgx.Conn // pg's *pgx.Conn (nil when the session is not pgx's)
 	tx        *lazyTx      // the open transaction, if any (points at txState)
 	txState   lazyTx       // reused by every transaction: BeginTx does not allocate
 	closed    bool
 
 	ownsConnector bool // opened by Driver.Open: Close closes the connector too
 }
+
+// session is what the wrapper needs of a Postgres session. pgx's *stdlib.Conn is
+// the one the driver uses; the unit tests put go-sqlmock's connection there.
+type session interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.Pinger
+	driver.SessionResetter
+}
+
+var _ session = (*stdlib.Conn)(nil)
 
 // Compile-time checks: every optional interface pgx's connection implements.
 var (
@@ -44,16 +59,16 @@ var (
 // the deferred BEGIN runs under the context the transaction was begun with, which pgx
 // also keeps for COMMIT and ROLLBACK — exactly as if the session had been open at
 // BeginTx. A statement's shorter context must never become the transaction's.
-func (c *conn) session(ctx context.Context) (*stdlib.Conn, error) {
+func (c *conn) session(ctx context.Context) (session, error) {
 	if c.pg == nil {
 		if c.closed {
 			return nil, driver.ErrBadConn
 		}
-		pg, err := c.connector.dial(ctx)
+		pg, px, err := c.connector.open(ctx)
 		if err != nil {
 			return nil, err
 		}
-		c.pg = pg
+		c.pg, c.px = pg, px
 	}
 	if t := c.tx; t != nil && t.tx == nil {
 		if t.beginErr != nil {
@@ -81,11 +96,10 @@ func (c *conn) Conn() *pgx.Conn {
 
 // RawConn is Conn with a context and an error.
 func (c *conn) RawConn(ctx context.Context) (*pgx.Conn, error) {
-	pg, err := c.session(ctx)
-	if err != nil {
+	if _, err := c.session(ctx); err != nil {
 		return nil, err
 	}
-	return pg.Conn(), nil
+	return c.px, nil
 }
 
 func (c *conn) Prepare(query string) (driver.Stmt, error) {
@@ -187,7 +201,7 @@ func (c *conn) IsValid() bool {
 	if c.closed {
 		return false
 	}
-	return c.pg == nil || !c.pg.Conn().IsClosed()
+	return c.px == nil || !c.px.IsClosed()
 }
 
 func (c *conn) Close() error {

@@ -71,6 +71,7 @@ func errText(err error) string {
 // The bug this file was written for: the first transaction on a fresh connection
 // whose first statement ran under a shorter, since-cancelled context lost its rows.
 func TestTx_StatementContextDoesNotGovernCommit(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "insert=<nil> commit=<nil> rows=1", func(t *testing.T, db *sql.DB, table string) string {
 		tx, err := db.BeginTx(context.Background(), nil)
 		if err != nil {
@@ -85,6 +86,7 @@ func TestTx_StatementContextDoesNotGovernCommit(t *testing.T) {
 }
 
 func TestTx_StatementContextDoesNotGovernRollback(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "insert=<nil> rollback=<nil> rows=0 after=<nil>", func(t *testing.T, db *sql.DB, table string) string {
 		db.SetMaxOpenConns(1)
 		tx, err := db.BeginTx(context.Background(), nil)
@@ -103,6 +105,7 @@ func TestTx_StatementContextDoesNotGovernRollback(t *testing.T) {
 }
 
 func TestTx_QueryContextDoesNotGovernCommit(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "query=<nil> insert=<nil> commit=<nil> rows=1", func(t *testing.T, db *sql.DB, table string) string {
 		tx, err := db.BeginTx(context.Background(), nil)
 		if err != nil {
@@ -119,6 +122,7 @@ func TestTx_QueryContextDoesNotGovernCommit(t *testing.T) {
 }
 
 func TestTx_PrepareContextDoesNotGovernTransaction(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "prepare=<nil> exec=<nil> commit=<nil> rows=2", func(t *testing.T, db *sql.DB, table string) string {
 		tx, err := db.BeginTx(context.Background(), nil)
 		if err != nil {
@@ -141,6 +145,7 @@ func TestTx_PrepareContextDoesNotGovernTransaction(t *testing.T) {
 // A transaction's own context still governs it: cancelling it ends the
 // transaction and nothing is committed.
 func TestTx_BeginContextGovernsTransaction(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "insert=<nil> commit=context done rows=0", func(t *testing.T, db *sql.DB, table string) string {
 		ctx, cancel := context.WithCancel(context.Background())
 		tx, err := db.BeginTx(ctx, nil)
@@ -156,6 +161,7 @@ func TestTx_BeginContextGovernsTransaction(t *testing.T) {
 
 // Options given to BeginTx reach the deferred BEGIN.
 func TestTx_OptionsReachDeferredBegin(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "iso=serializable ro=on write=error", func(t *testing.T, db *sql.DB, table string) string {
 		tx, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelSerializable, ReadOnly: true})
 		if err != nil {
@@ -176,6 +182,7 @@ func TestTx_OptionsReachDeferredBegin(t *testing.T) {
 // The statement that opens the session may itself be cancelled while it waits;
 // the transaction is then still usable and nothing ran outside it.
 func TestTx_CancelledFirstStatementLeavesTransactionIntact(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "first=context done insert=<nil> commit=<nil> rows=1", func(t *testing.T, db *sql.DB, table string) string {
 		tx, err := db.BeginTx(context.Background(), nil)
 		if err != nil {
@@ -193,6 +200,7 @@ func TestTx_CancelledFirstStatementLeavesTransactionIntact(t *testing.T) {
 // sql.Conn.Raw inside a transaction begun before the session opened sees the
 // transaction, and the raw connection's work commits with it.
 func TestTx_RawInsideDeferredTransaction(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "intx=true commit=<nil> rows=1", func(t *testing.T, db *sql.DB, table string) string {
 		c, err := db.Conn(context.Background())
 		if err != nil {
@@ -224,6 +232,7 @@ func TestTx_RawInsideDeferredTransaction(t *testing.T) {
 // Ping and ResetSession on a fresh connection with a short context leave the
 // connection usable after the context ends.
 func TestConn_PingContextDoesNotOutliveItself(t *testing.T) {
+	needServers(t)
 	sideBySide(t, "ping=<nil> after=<nil> tx=<nil>", func(t *testing.T, db *sql.DB, table string) string {
 		db.SetMaxOpenConns(1)
 		ctx, cancel := context.WithCancel(context.Background())

@@ -33,6 +33,9 @@ type Connector struct {
 
 	ownTransport *http.Transport // closed by Close when the connector made it
 
+	// open opens a Postgres session: dialSession, or a stand-in in unit tests.
+	open func(ctx context.Context) (session, *pgx.Conn, error)
+
 	closeOnce sync.Once
 }
 
@@ -52,6 +55,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		return nil, &ConfigError{Err: errors.New("nil Config")}
 	}
 	c := &Connector{cfg: cfg.clone()}
+	c.open = c.dialSession
 	for _, o := range opts {
 		o(&c.opts)
 	}
@@ -142,6 +146,15 @@ func (c *Connector) Close() error {
 		}
 	})
 	return nil
+}
+
+// dialSession opens a pgx session.
+func (c *Connector) dialSession(ctx context.Context) (session, *pgx.Conn, error) {
+	sc, err := c.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sc, sc.Conn(), nil
 }
 
 // dial opens a Postgres session: it obtains the login, connects through pgx, and

@@ -72,6 +72,7 @@ func after(d time.Duration) <-chan struct{} {
 // TestSoak_ShortCredentialsUnderLoad: 5 s credentials, 32 goroutines running queries
 // on a pool whose connections live 1 s (so connections open all the time).
 func TestSoak_ShortCredentialsUnderLoad(t *testing.T) {
+	needServers(t)
 	dur := pick(10*time.Second, 60*time.Second)
 	emu.SetCredentialLifetime(5 * time.Second)
 	t.Cleanup(func() { emu.SetCredentialLifetime(0) })
@@ -135,6 +136,7 @@ func heapInUse() uint64 {
 // 503 and every request takes a random 0-1 s. The user sees no error: retries and
 // the refresh-ahead cache absorb it.
 func TestFault_FlakyIdPAndCredentialAPI(t *testing.T) {
+	needServers(t)
 	dur := pick(8*time.Second, 60*time.Second)
 	for _, ep := range []string{lakebasetest.EPToken, lakebasetest.EPCredAutoscaling} {
 		emu.SetErrorRate(ep, 0.3)
@@ -170,6 +172,7 @@ func TestFault_FlakyIdPAndCredentialAPI(t *testing.T) {
 // driver has recovered from the previous one: two revocations inside one retry are a
 // double refusal, which the driver reports as a LoginError by design.)
 func TestFault_CredentialRevokedMidRun(t *testing.T) {
+	needServers(t)
 	db, c := newDB(t, emu.OAuthClientDSN())
 	db.SetMaxIdleConns(0)
 	stop := after(pick(4*time.Second, 20*time.Second))
@@ -216,6 +219,7 @@ func TestFault_CredentialRevokedMidRun(t *testing.T) {
 // flight on a cut session; the pool replaces the connections; every insert that was
 // acknowledged is in the table.
 func TestFault_FrontDoorDropsEverySession(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthClientDSN())
 	mustExec(t, db, `CREATE TABLE IF NOT EXISTS drop_t (worker int, i int)`)
 	t.Cleanup(func() { db.Exec(`DROP TABLE drop_t`) })
@@ -265,6 +269,7 @@ func TestFault_FrontDoorDropsEverySession(t *testing.T) {
 // TestFault_KillNineWhileWritingTheTokenFile kills a process that keeps rewriting the
 // settings file, many times at random moments: the file is always a whole version.
 func TestFault_KillNineWhileWritingTheTokenFile(t *testing.T) {
+	needServers(t)
 	file := filepath.Join(t.TempDir(), "settings.json")
 	rounds := pick(15, 60)
 	versions := 0
@@ -317,6 +322,7 @@ func helperWriteLoop() int {
 // login through one settings file (10 times each; 50 with LAKEBASE_LONG) with
 // rotation and reuse detection on. No refresh token is ever redeemed twice.
 func TestFault_EightProcessesShareRotatingRefreshTokens(t *testing.T) {
+	needServers(t)
 	sharedRefreshRun(t, 8, pick(10, 50))
 }
 
@@ -362,6 +368,7 @@ func sharedRefreshRun(t *testing.T, procs, perProcess int) {
 
 // TestSecurity_NoPlaintextFallback: a server that declines TLS never gets a password.
 func TestSecurity_NoPlaintextFallback(t *testing.T) {
+	needServers(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -405,6 +412,7 @@ func TestSecurity_NoPlaintextFallback(t *testing.T) {
 }
 
 func TestSecurity_PKCEIsS256Only(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthPKCEDSN("OAuthSettingsLocation=memory://s256"))
 	var r authURLRow
 	if err := db.QueryRow("EXEC GetOAuthAuthorizationURL").Scan(&r.URL, &r.State, &r.Verifier); err != nil {

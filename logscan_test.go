@@ -32,6 +32,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // secret in play: client secrets, access and refresh tokens, database credentials,
 // authorization codes and PKCE verifiers.
 func TestLogs_NeverHoldASecret(t *testing.T) {
+	needServers(t)
 	e := lakebasetest.Start(t)
 	logfile := filepath.Join(t.TempDir(), "lakebase.log")
 	var buf syncBuffer

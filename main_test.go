@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
+	"github.com/lakebase-go/lakebase/internal/testenv"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
@@ -36,7 +37,29 @@ func TestMain(m *testing.M) {
 	if fuzzOnly() {
 		os.Exit(m.Run()) // the fuzz targets need no servers
 	}
+	if testing.Short() {
+		// -short: no PostgreSQL. The emulator serves only its workspace APIs, for the
+		// token pipeline's tests; tests that need PostgreSQL skip themselves
+		// (needServers). The examples all query a database, so they are skipped here.
+		if f := flag.Lookup("test.skip"); f != nil && f.Value.String() == "" {
+			flag.Set("test.skip", "^Example")
+		}
+		var err error
+		if emu, err = lakebasetest.NewServer(lakebasetest.Options{HTTPOnly: true}); err != nil {
+			fmt.Fprintln(os.Stderr, "starting the emulator:", err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		emu.Close()
+		os.Exit(code)
+	}
 	os.Exit(runMain(m))
+}
+
+// needServers skips t under -short: it needs PostgreSQL and the emulator.
+func needServers(t testing.TB) {
+	t.Helper()
+	testenv.NeedPostgres(t)
 }
 
 // fuzzOnly reports whether this process only fuzzes: a fuzzing worker, or a

@@ -44,6 +44,7 @@ func currentUser(t *testing.T, db *sql.DB) string {
 }
 
 func TestOAuthClient_AutoscalingAndProvisioned(t *testing.T) {
+	needServers(t)
 	for name, dsn := range map[string]string{
 		"autoscaling endpoint":          emu.OAuthClientDSN(),
 		"provisioned instance":          emu.OAuthClientDSN("Endpoint=", "Instance="+emu.Instance),
@@ -62,6 +63,7 @@ func TestOAuthClient_AutoscalingAndProvisioned(t *testing.T) {
 }
 
 func TestOAuthClient_ServerMatchingNothingSaysSetInstanceOrEndpoint(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthClientDSN("Endpoint=", "Server=db.nowhere.example"))
 	err := db.Ping()
 	if err == nil || !strings.Contains(err.Error(), "set Instance or Endpoint") || !errors.Is(err, lakebase.ErrCredential) {
@@ -70,6 +72,7 @@ func TestOAuthClient_ServerMatchingNothingSaysSetInstanceOrEndpoint(t *testing.T
 }
 
 func TestOAuthClient_ConcurrentConnectsShareOneTokenAndOneCredential(t *testing.T) {
+	needServers(t)
 	emu.ResetCounts()
 	db, c := newDB(t, emu.OAuthClientDSN())
 	db.SetMaxIdleConns(0) // every query opens a fresh physical connection
@@ -108,6 +111,7 @@ func TestOAuthClient_ConcurrentConnectsShareOneTokenAndOneCredential(t *testing.
 }
 
 func TestOAuthClient_ShortCredentialsAreRefreshedAhead(t *testing.T) {
+	needServers(t)
 	if testing.Short() {
 		t.Skip("30 s run")
 	}
@@ -157,6 +161,7 @@ func TestOAuthClient_ShortCredentialsAreRefreshedAhead(t *testing.T) {
 }
 
 func TestOAuthClient_IdPOutageWithValidTokenCausesNoError(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthClientDSN())
 	db.SetMaxIdleConns(0)
 	currentUser(t, db) // warm: token and credential cached
@@ -168,6 +173,7 @@ func TestOAuthClient_IdPOutageWithValidTokenCausesNoError(t *testing.T) {
 }
 
 func TestOAuthClient_RevokedCredentialReplacedAfterOne28P01(t *testing.T) {
+	needServers(t)
 	db, c := newDB(t, emu.OAuthClientDSN())
 	db.SetMaxIdleConns(0)
 	currentUser(t, db)
@@ -187,6 +193,7 @@ func TestOAuthClient_RevokedCredentialReplacedAfterOne28P01(t *testing.T) {
 }
 
 func TestOAuthClient_RefusedTwiceIsLoginErrorNamingIdentity(t *testing.T) {
+	needServers(t)
 	if err := emu.AddServicePrincipal("sp-without-role", "sp-secret"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +212,7 @@ func TestOAuthClient_RefusedTwiceIsLoginErrorNamingIdentity(t *testing.T) {
 }
 
 func TestOAuthClient_WrongSecretIsInvalidClientNotRetried(t *testing.T) {
+	needServers(t)
 	emu.ResetCounts()
 	db, _ := newDB(t, emu.OAuthClientDSN("OAuthClientSecret=wrong-secret-value"))
 	err := db.Ping()
@@ -221,6 +229,7 @@ func TestOAuthClient_WrongSecretIsInvalidClientNotRetried(t *testing.T) {
 }
 
 func TestOAuthClient_TransientFailuresAreRetried(t *testing.T) {
+	needServers(t)
 	emu.ResetCounts()
 	emu.SetErrorRate(lakebasetest.EPToken, 1)
 	db, _ := newDB(t, emu.OAuthClientDSN())
@@ -259,6 +268,7 @@ func m2mAccessToken(t *testing.T) string {
 }
 
 func TestInitiateOAuth_Modes(t *testing.T) {
+	needServers(t)
 	t.Run("OFF without a token says how to get one", func(t *testing.T) {
 		db, _ := newDB(t, emu.OAuthClientDSN("InitiateOAuth=OFF"))
 		err := db.Ping()
@@ -357,6 +367,7 @@ func userRefreshToken(t *testing.T) string {
 var noRedirectClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 func TestSettingsFile_CorruptIsErrorAndLeftAlone(t *testing.T) {
+	needServers(t)
 	file := filepath.Join(t.TempDir(), "settings.json")
 	corrupt := []byte(`{"version":1,"tokens":{"x": [broken`)
 	if err := os.WriteFile(file, corrupt, 0o600); err != nil {
@@ -373,6 +384,7 @@ func TestSettingsFile_CorruptIsErrorAndLeftAlone(t *testing.T) {
 }
 
 func TestSettingsFile_GroupWritableIsRefused(t *testing.T) {
+	needServers(t)
 	file := filepath.Join(t.TempDir(), "settings.json")
 	os.WriteFile(file, []byte(`{"version":1,"tokens":{}}`), 0o600)
 	os.Chmod(file, 0o666)
@@ -386,6 +398,7 @@ func TestSettingsFile_GroupWritableIsRefused(t *testing.T) {
 // each refresh the same stored login many times; with rotation and reuse detection
 // on, not one refresh token may be redeemed twice.
 func TestSettingsFile_TwoProcessesShareRotatingRefreshTokens(t *testing.T) {
+	needServers(t)
 	sharedRefreshRun(t, 2, 15)
 }
 
@@ -416,6 +429,7 @@ func helperRefreshLoop() int {
 }
 
 func TestPgxpool_BeforeConnect(t *testing.T) {
+	needServers(t)
 	c, err := lakebase.NewConnector(emu.OAuthClientDSN())
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +451,7 @@ func TestPgxpool_BeforeConnect(t *testing.T) {
 }
 
 func TestSettingsLocation_UnwritableIsAWarningForOAuthClientAndAnErrorForPKCE(t *testing.T) {
+	needServers(t)
 	unwritable := "/proc/lakebase-cannot-exist/settings.json" // no directory can be made under /proc
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))

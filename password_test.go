@@ -35,6 +35,7 @@ func openDB(t *testing.T, dsn string) *sql.DB {
 }
 
 func TestPassword_VerifyFullConnectsOverTLS(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	var ssl bool
 	var user string
@@ -47,6 +48,7 @@ func TestPassword_VerifyFullConnectsOverTLS(t *testing.T) {
 }
 
 func TestPassword_SSLModes(t *testing.T) {
+	needServers(t)
 	caPEM := strings.TrimSpace(string(pg.CAPEM))
 	cases := []struct {
 		name, extra string
@@ -73,6 +75,7 @@ func TestPassword_SSLModes(t *testing.T) {
 }
 
 func TestPassword_VerifyFullRefusesWrongCA(t *testing.T) {
+	needServers(t)
 	other, err := testca.New("some other CA")
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +96,7 @@ func TestPassword_VerifyFullRefusesWrongCA(t *testing.T) {
 }
 
 func TestPassword_VerifyFullRefusesWrongHostName(t *testing.T) {
+	needServers(t)
 	// The server certificate names localhost, 127.0.0.1 and ::1, not this alias.
 	db := openDB(t, passwordDSN("Server=127.0.0.2"))
 	if err := db.Ping(); err == nil {
@@ -101,6 +105,7 @@ func TestPassword_VerifyFullRefusesWrongHostName(t *testing.T) {
 }
 
 func TestPassword_WrongPasswordIsLoginError(t *testing.T) {
+	needServers(t)
 	dsn := fmt.Sprintf("AuthScheme=Password;Server=localhost;Port=%d;Database=%s;User=%s;Password=wrong;SSLServerCert=%s", pg.Port, testDB, testRole, pg.CAFile)
 	db := openDB(t, dsn)
 	err := db.Ping()
@@ -114,6 +119,7 @@ func TestPassword_WrongPasswordIsLoginError(t *testing.T) {
 }
 
 func TestPassword_IgnoresPGEnvironment(t *testing.T) {
+	needServers(t)
 	t.Setenv("PGHOST", "203.0.113.1")
 	t.Setenv("PGPORT", "1")
 	t.Setenv("PGUSER", "nobody")
@@ -135,6 +141,7 @@ func TestPassword_IgnoresPGEnvironment(t *testing.T) {
 }
 
 func TestPassword_Timeout(t *testing.T) {
+	needServers(t)
 	// A listener that accepts and never answers: the connect must give up after Timeout.
 	port := silentServer(t)
 	dsn := fmt.Sprintf("AuthScheme=Password;Server=127.0.0.1;Port=%d;User=u;Password=p;Timeout=1", port)
@@ -150,6 +157,7 @@ func TestPassword_Timeout(t *testing.T) {
 }
 
 func TestQueries_ExecQueryAndTypes(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	ctx := context.Background()
 	mustExec(t, db, `CREATE TABLE IF NOT EXISTS types_t (id serial PRIMARY KEY, n numeric, u uuid, j jsonb, a int[], ts timestamptz, s text)`)
@@ -192,6 +200,7 @@ func TestQueries_ExecQueryAndTypes(t *testing.T) {
 }
 
 func TestQueries_NamedAndPositionalArgs(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	var sum int
 	if err := db.QueryRow(`SELECT @a::int + @b::int`, pgx.NamedArgs{"a": 2, "b": 40}).Scan(&sum); err != nil {
@@ -209,6 +218,7 @@ func TestQueries_NamedAndPositionalArgs(t *testing.T) {
 }
 
 func TestQueries_Transactions(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	ctx := context.Background()
 	mustExec(t, db, `CREATE TABLE IF NOT EXISTS tx_t (v int)`)
@@ -274,6 +284,7 @@ func TestQueries_Transactions(t *testing.T) {
 }
 
 func TestQueries_PreparedStatements(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	st, err := db.Prepare(`SELECT $1::int + 1`)
 	if err != nil {
@@ -289,6 +300,7 @@ func TestQueries_PreparedStatements(t *testing.T) {
 }
 
 func TestQueries_ContextCancelStopsRunningQuery(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -306,6 +318,7 @@ func TestQueries_ContextCancelStopsRunningQuery(t *testing.T) {
 }
 
 func TestRaw_ExposesPgxConnAndCopyFrom(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	ctx := context.Background()
 	mustExec(t, db, `CREATE TABLE IF NOT EXISTS copy_t (id int, name text)`)
@@ -335,6 +348,7 @@ func TestRaw_ExposesPgxConnAndCopyFrom(t *testing.T) {
 }
 
 func TestPool_TwentyGoroutines(t *testing.T) {
+	needServers(t)
 	db := openDB(t, passwordDSN(""))
 	db.SetMaxOpenConns(20)
 	var wg sync.WaitGroup
@@ -367,6 +381,7 @@ func TestPool_TwentyGoroutines(t *testing.T) {
 }
 
 func TestConnector_SQLOpenDB(t *testing.T) {
+	needServers(t)
 	c, err := lakebase.NewConnector(passwordDSN(""))
 	if err != nil {
 		t.Fatal(err)

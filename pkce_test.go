@@ -40,6 +40,7 @@ func checkAuthURL(t *testing.T, r authURLRow, callback string) {
 // TestProcedures_NeedNoTokenAndNoDatabase calls GetOAuthAuthorizationURL in every
 // way database/sql allows while the Postgres address has nothing listening.
 func TestProcedures_NeedNoTokenAndNoDatabase(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthPKCEDSN("Server=127.0.0.1", "Port=1", "OAuthSettingsLocation=memory://noDB"))
 	ctx := context.Background()
 	const q = "EXEC GetOAuthAuthorizationURL CallbackUrl='http://localhost:8020'"
@@ -108,6 +109,7 @@ func TestProcedures_NeedNoTokenAndNoDatabase(t *testing.T) {
 }
 
 func TestProcedures_WorkWhilePostgresIsStopped(t *testing.T) {
+	needServers(t)
 	e := lakebasetest.Start(t)
 	if err := e.StopPostgres(); err != nil {
 		t.Fatal(err)
@@ -139,6 +141,7 @@ func approveByHTTP(t *testing.T, authURL string) url.Values {
 }
 
 func TestProcedures_WebFlowAcrossConnectorsThroughTheStore(t *testing.T) {
+	needServers(t)
 	file := filepath.Join(t.TempDir(), "settings.json")
 	dsn := emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation="+file)
 	a, _ := newDB(t, dsn)
@@ -174,6 +177,7 @@ func TestProcedures_WebFlowAcrossConnectorsThroughTheStore(t *testing.T) {
 }
 
 func TestProcedures_WrongVerifierAndInvalidGrantAreRefused(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthPKCEDSN("OAuthSettingsLocation=memory://wrong"))
 	var r authURLRow
 	if err := db.QueryRow("EXEC GetOAuthAuthorizationURL").Scan(&r.URL, &r.State, &r.Verifier); err != nil {
@@ -195,6 +199,7 @@ func TestProcedures_WrongVerifierAndInvalidGrantAreRefused(t *testing.T) {
 }
 
 func TestProcedures_RefreshOAuthAccessTokenRotates(t *testing.T) {
+	needServers(t)
 	rt := userRefreshToken(t)
 	db, _ := newDB(t, emu.OAuthPKCEDSN("OAuthSettingsLocation=memory://refresh-proc"))
 	var access, refresh string
@@ -208,6 +213,7 @@ func TestProcedures_RefreshOAuthAccessTokenRotates(t *testing.T) {
 }
 
 func TestProcedures_PostgresExecuteAndCallStillReachPostgres(t *testing.T) {
+	needServers(t)
 	db, _ := newDB(t, emu.OAuthClientDSN())
 	ctx := context.Background()
 	conn, err := db.Conn(ctx)
@@ -247,13 +253,10 @@ func freeLoopbackPort(t *testing.T) int {
 // TestOAuthPKCE_DesktopFlowInHeadlessChromium: GETANDREFRESH with no token opens the
 // "system browser" (headless Chromium here), which clicks Approve on the consent page.
 func TestOAuthPKCE_DesktopFlowInHeadlessChromium(t *testing.T) {
+	needServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := webdriver.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := webdriver.StartForTest(ctx, t)
 	opened := make(chan string, 1)
 	open := func(u string) error {
 		opened <- u
@@ -286,6 +289,7 @@ func TestOAuthPKCE_DesktopFlowInHeadlessChromium(t *testing.T) {
 // A forged callback (wrong state) is refused with an error page and does not end
 // the login: the real callback that follows completes it.
 func TestOAuthPKCE_DesktopFlowRefusesWrongStateAndTimesOut(t *testing.T) {
+	needServers(t)
 	callback := fmt.Sprintf("http://localhost:%d", freeLoopbackPort(t))
 	forged := make(chan int, 1)
 	forgeThenApprove := func(u string) error {
@@ -325,6 +329,7 @@ func TestOAuthPKCE_DesktopFlowRefusesWrongStateAndTimesOut(t *testing.T) {
 }
 
 func TestProcedures_AuthModeAPPRunsTheDesktopFlow(t *testing.T) {
+	needServers(t)
 	callback := fmt.Sprintf("http://127.0.0.1:%d/callback", freeLoopbackPort(t))
 	follow := func(u string) error {
 		emu.SetAutoApprove(true)
@@ -354,6 +359,7 @@ func TestProcedures_AuthModeAPPRunsTheDesktopFlow(t *testing.T) {
 // and the code comes back as OAuthVerifier; then the settings file is copied to a
 // third machine and used with REFRESH.
 func TestOAuthPKCE_HeadlessAndTransferFlows(t *testing.T) {
+	needServers(t)
 	dir := t.TempDir()
 	server := filepath.Join(dir, "server", "settings.json")
 	dsn := emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation="+server)

@@ -26,11 +26,7 @@ func TestConsentPage_ClickedInHeadlessChromium(t *testing.T) {
 	}))
 	defer cb.Close()
 
-	b, err := webdriver.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := webdriver.StartForTest(ctx, t)
 
 	_, challenge := pkcePair()
 	q := url.Values{"client_id": {"databricks-cli"}, "redirect_uri": {cb.URL + "/cb"}, "response_type": {"code"},

@@ -89,6 +89,11 @@ type Options struct {
 	Database string
 	// Logf, if set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// HTTPOnly starts only the workspace (OIDC and REST APIs): no PostgreSQL and no
+	// front door, so it starts in milliseconds on a machine without PostgreSQL. Tests
+	// of token work, login pages and callbacks use it; Port is 0 and the database
+	// credentials it mints are never checked. CreateRole and the like are no-ops.
+	HTTPOnly bool
 }
 
 // Server is a running emulator.
@@ -244,6 +249,9 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
+	if s.opts.HTTPOnly {
+		return s.startHTTP()
+	}
 	if s.pg, err = pgcluster.Start(ctx); err != nil {
 		return err
 	}
@@ -257,17 +265,24 @@ func (s *Server) start(ctx context.Context) error {
 		}
 	}
 
+	if err := s.startHTTP(); err != nil {
+		return err
+	}
+	if s.fd, err = newFrontDoor(s); err != nil {
+		return err
+	}
+	s.Port = s.fd.port()
+	return nil
+}
+
+func (s *Server) startHTTP() error {
+	var err error
 	if s.httpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return err
 	}
 	s.URL = "http://" + s.httpLn.Addr().String()
 	s.httpSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go s.httpSrv.Serve(s.httpLn)
-
-	if s.fd, err = newFrontDoor(s); err != nil {
-		return err
-	}
-	s.Port = s.fd.port()
 	return nil
 }
 
@@ -330,6 +345,9 @@ func (s *Server) AddPublicClient(clientID string) {
 func (s *Server) CreateRole(role string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if s.pg == nil {
+		return nil // HTTPOnly
+	}
 	if err := s.pg.CreateRole(ctx, role, "", s.Database); err != nil {
 		return fmt.Errorf("creating role %q: %w", role, err)
 	}
@@ -492,11 +510,19 @@ func (s *Server) count(endpoint string) {
 
 // PostgresPID returns the process id of the PostgreSQL server behind the front door
 // (0 for an external server).
-func (s *Server) PostgresPID() int { return s.pg.Pid() }
+func (s *Server) PostgresPID() int {
+	if s.pg == nil {
+		return 0
+	}
+	return s.pg.Pid()
+}
 
 // TempDirs returns the temporary directories the emulator made (and Close removes).
 func (s *Server) TempDirs() []string {
 	out := []string{s.dir}
+	if s.pg == nil {
+		return out
+	}
 	if d := s.pg.Dir(); d != "" {
 		out = append(out, d)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/big"
@@ -21,14 +22,23 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/lakebase-go/lakebase/internal/testenv"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
 var srv *lakebasetest.Server
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	var err error
-	srv, err = lakebasetest.NewServer(lakebasetest.Options{})
+	// -short: the workspace APIs only; the front door's tests skip themselves, and
+	// ExampleNewServer (which queries the database) is skipped.
+	if testing.Short() {
+		if f := flag.Lookup("test.skip"); f != nil && f.Value.String() == "" {
+			flag.Set("test.skip", "^Example")
+		}
+	}
+	srv, err = lakebasetest.NewServer(lakebasetest.Options{HTTPOnly: testing.Short()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -403,6 +413,7 @@ func TestLookupAndListing(t *testing.T) {
 }
 
 func TestKnobs_OutageErrorRateLatencyCounters(t *testing.T) {
+	testenv.NeedPostgres(t)
 	srv.ResetCounts()
 	srv.SetOutage(true)
 	tr := postToken(t, url.Values{"grant_type": {"client_credentials"}}, srv.ServicePrincipal.ClientID, srv.ServicePrincipal.ClientSecret)
@@ -448,6 +459,7 @@ func sqlState(err error) string {
 }
 
 func TestFrontDoor_RefusesPlaintext(t *testing.T) {
+	testenv.NeedPostgres(t)
 	cred, _ := mintAutoscaling(t, m2mToken(t, "all-apis"), "")
 	_, err := pgConnect(context.Background(), srv.ServicePrincipal.ClientID, cred.Token, "disable")
 	if sqlState(err) != "28000" || !strings.Contains(err.Error(), "no encryption") {
@@ -456,6 +468,7 @@ func TestFrontDoor_RefusesPlaintext(t *testing.T) {
 }
 
 func TestFrontDoor_AcceptsFreshCredentialWithVerifyFull(t *testing.T) {
+	testenv.NeedPostgres(t)
 	cred, _ := mintAutoscaling(t, m2mToken(t, "all-apis"), "")
 	pc, err := pgConnect(context.Background(), srv.ServicePrincipal.ClientID, cred.Token, "verify-full")
 	if err != nil {
@@ -469,6 +482,7 @@ func TestFrontDoor_AcceptsFreshCredentialWithVerifyFull(t *testing.T) {
 }
 
 func TestFrontDoor_RefusesExpiredRevokedForeignAndWorkspaceTokens(t *testing.T) {
+	testenv.NeedPostgres(t)
 	ctx := context.Background()
 	tok := m2mToken(t, "all-apis")
 	srv.SetCredentialLifetime(time.Second)
@@ -503,6 +517,7 @@ func TestFrontDoor_RefusesExpiredRevokedForeignAndWorkspaceTokens(t *testing.T) 
 }
 
 func TestFrontDoor_NativePasswordRoleAndDropSessions(t *testing.T) {
+	testenv.NeedPostgres(t)
 	ctx := context.Background()
 	if err := srv.AddPasswordRole("native_app", "n4tive;pw"); err != nil {
 		t.Fatal(err)
@@ -521,6 +536,7 @@ func TestFrontDoor_NativePasswordRoleAndDropSessions(t *testing.T) {
 }
 
 func TestFrontDoor_RoleMustExist(t *testing.T) {
+	testenv.NeedPostgres(t)
 	if err := srv.AddServicePrincipal("no-role-sp", "sec"); err != nil {
 		t.Fatal(err)
 	}
@@ -536,6 +552,7 @@ func TestFrontDoor_RoleMustExist(t *testing.T) {
 }
 
 func TestFrontDoor_CancelRequestReachesPostgres(t *testing.T) {
+	testenv.NeedPostgres(t)
 	cred, _ := mintAutoscaling(t, m2mToken(t, "all-apis"), "")
 	pc, err := pgConnect(context.Background(), srv.ServicePrincipal.ClientID, cred.Token, "require")
 	if err != nil {
@@ -552,6 +569,7 @@ func TestFrontDoor_CancelRequestReachesPostgres(t *testing.T) {
 }
 
 func TestFrontDoor_AutoCreateRolesOnFirstLogin(t *testing.T) {
+	testenv.NeedPostgres(t)
 	e := lakebasetest.Start(t, lakebasetest.Options{AutoCreateRoles: true})
 	if err := e.AddServicePrincipal("auto-role-sp", "auto-secret"); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func desktop(emu *lakebasetest.Server, callback string, open func(string) error)
 // TestDesktopLogin_LoopbackOnlyAndSingleUse: the callback server binds a loopback
 // address only, takes one callback, and is gone after it.
 func TestDesktopLogin_LoopbackOnlyAndSingleUse(t *testing.T) {
-	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true, HTTPOnly: true})
 	for _, cb := range []string{"http://example.com:8020", "http://0.0.0.0:8020", "http://192.168.1.10:8020", "https://localhost:8020"} {
 		if _, err := desktop(emu, cb, nil).Run(context.Background()); err == nil {
 			t.Fatalf("CallbackURL %s was accepted", cb)
@@ -75,7 +75,7 @@ func TestDesktopLogin_LoopbackOnlyAndSingleUse(t *testing.T) {
 // state, or a request for another path, gets an error page and does not end the
 // login; the real callback that follows completes it.
 func TestDesktopLogin_WrongStateKeepsWaiting(t *testing.T) {
-	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true, HTTPOnly: true})
 	statuses := make(chan string, 1)
 	open := func(u string) error {
 		cb, _ := url.Parse(u)
@@ -112,7 +112,7 @@ func TestDesktopLogin_WrongStateKeepsWaiting(t *testing.T) {
 // TestDesktopLogin_FallsBackFrom8020 shows the default port's fallback: when 8020 is
 // taken, the next ports are tried, as the Databricks tools do.
 func TestDesktopLogin_FallsBackFrom8020(t *testing.T) {
-	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true, HTTPOnly: true})
 	var tried []string
 	d := desktop(emu, "http://localhost:8020", func(u string) error {
 		go func() {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -35,6 +37,7 @@ type info struct {
 // TestLakebaseLocal_PsqlThroughItThenCleanStop runs the command, mints a credential
 // the way the README's curl lines do, logs in with psql, and stops it with SIGTERM.
 func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
+	testenv.NeedPostgres(t)
 	psql, err := exec.LookPath("psql")
 	if err != nil {
 		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")

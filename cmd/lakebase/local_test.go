@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"bufio"
 	"encoding/json"
 	"os"
@@ -15,6 +17,7 @@ import (
 // TestCommand_AgainstLakebaseLocal builds lakebase and lakebase-local, starts the
 // emulator as a process, and runs the subcommands as processes against it.
 func TestCommand_AgainstLakebaseLocal(t *testing.T) {
+	testenv.NeedPostgres(t)
 	dir := t.TempDir()
 	for _, pkg := range []string{".", "../lakebase-local"} {
 		out := filepath.Join(dir, filepath.Base(filepath.Clean(pkg)))

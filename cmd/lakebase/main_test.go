@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -29,6 +31,7 @@ func lakebaseCmd(t *testing.T, dsn string, stdin io.Reader, args ...string) (str
 }
 
 func TestCommand_StatusTokenPsql(t *testing.T) {
+	testenv.NeedPostgres(t)
 	emu := lakebasetest.Start(t)
 	dsn := emu.OAuthClientDSN()
 
@@ -101,6 +104,7 @@ func followURL(t *testing.T, u string, toCallback bool) string {
 }
 
 func TestCommand_LoginDesktopAndHeadlessThenLogout(t *testing.T) {
+	testenv.NeedPostgres(t)
 	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
 	settings := filepath.Join(t.TempDir(), "OAuthSettings.txt")
 	dsn := emu.OAuthPKCEDSN(fmt.Sprintf("CallbackURL=http://localhost:%d", freePort(t)), "OAuthSettingsLocation="+settings)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"bufio"
 	"context"
 	"io"
@@ -13,6 +15,7 @@ import (
 )
 
 func TestHeadless_CodeFromAnotherMachine(t *testing.T) {
+	testenv.NeedPostgres(t)
 	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
 	settings := filepath.Join(t.TempDir(), "OAuthSettings.txt")
 	inR, inW := io.Pipe()

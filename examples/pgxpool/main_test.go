@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"bytes"
 	"context"
 	"strings"
@@ -10,6 +12,7 @@ import (
 )
 
 func TestPgxpoolExample(t *testing.T) {
+	testenv.NeedPostgres(t)
 	emu := lakebasetest.Start(t)
 	var out bytes.Buffer
 	if err := run(context.Background(), emu.OAuthClientDSN(), &out); err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"bytes"
 	"context"
 	"strings"
@@ -8,6 +10,7 @@ import (
 )
 
 func TestQuickstart_WalksThroughOnTheEmulator(t *testing.T) {
+	testenv.NeedPostgres(t)
 	var out bytes.Buffer
 	if err := run(context.Background(), "", &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())

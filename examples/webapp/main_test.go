@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase/internal/testenv"
+
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -15,6 +17,7 @@ import (
 // TestWebApp_LoginToQueryResult follows redirects from /login through the emulator's
 // authorize endpoint (auto-approve) and /callback to the page of query results.
 func TestWebApp_LoginToQueryResult(t *testing.T) {
+	testenv.NeedPostgres(t)
 	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
 	c, err := lakebase.NewConnector(emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation=memory://webapp-test"))
 	if err != nil {

@@ -13,7 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"testing"
 	"time"
+
+	"github.com/lakebase-go/lakebase/internal/testenv"
 )
 
 // ErrUnavailable is returned when chromium or chromedriver is not installed.
@@ -40,6 +43,25 @@ func Find() (browser, driver string, err error) {
 		return "", "", ErrUnavailable
 	}
 	return browser, driver, nil
+}
+
+// StartForTest starts a browser for tb and stops it when tb ends. Under -short, or
+// when Chromium is missing and LAKEBASE_REQUIRE_BROWSER is not 1 (plain go test),
+// it skips tb with a line that says why; under make test a missing browser fails.
+func StartForTest(ctx context.Context, tb testing.TB) *Browser {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs Chromium: not run with -short")
+	}
+	b, err := Start(ctx)
+	if errors.Is(err, ErrUnavailable) && !testenv.BrowserRequired() {
+		tb.Skipf("skipped: %v (make test installs them and requires this test)", err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { b.Close() })
+	return b
 }
 
 // Start starts chromedriver and a headless Chromium session.

@@ -1,0 +1,21 @@
+// Package testenv says which tiers of the test suite can run here: `go test -short`
+// needs neither PostgreSQL nor Chromium; `make test` runs everything and requires
+// both (it installs them where it can).
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// NeedPostgres skips tb under -short: it needs a real PostgreSQL (started by the test).
+func NeedPostgres(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs PostgreSQL: not run with -short")
+	}
+}
+
+// BrowserRequired reports whether a missing Chromium is a failure rather than a
+// skip: `make test` sets LAKEBASE_REQUIRE_BROWSER=1.
+func BrowserRequired() bool { return os.Getenv("LAKEBASE_REQUIRE_BROWSER") == "1" }
