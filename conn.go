@@ -18,8 +18,8 @@ type conn struct {
 	connector *Connector
 	pg        session   // nil until the session is opened
 	px        *pgx.Conn // pg's *pgx.Conn (nil when the session is not pgx's)
-	tx        *lazyTx      // the open transaction, if any (points at txState)
-	txState   lazyTx       // reused by every transaction: BeginTx does not allocate
+	tx        *lazyTx   // the open transaction, if any (points at txState)
+	txState   lazyTx    // reused by every transaction: BeginTx does not allocate
 	closed    bool
 
 	ownsConnector bool // opened by Driver.Open: Close closes the connector too
