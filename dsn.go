@@ -30,7 +30,7 @@ var properties = []property{
 	{
 		name: "AuthScheme",
 		set: func(c *Config, v string) error {
-			for _, s := range []AuthScheme{AuthOAuthClient, AuthOAuthPKCE, AuthPassword, AuthDatabricksCLI, AuthOIDCFederation, AuthAzureAD, AuthAzureMSI} {
+			for _, s := range []AuthScheme{AuthOAuthClient, AuthOAuthPKCE, AuthPassword, AuthDatabricksCLI, AuthOIDCFederation, AuthAzureAD, AuthAzureMSI, AuthTokenSource} {
 				if strings.EqualFold(v, string(s)) {
 					c.AuthScheme = s
 					return nil

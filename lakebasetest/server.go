@@ -562,9 +562,19 @@ func (d dsnParts) with(extra []string) string {
 	return strings.Join(append(append([]string(nil), d...), extra...), ";")
 }
 
+// DatabaseDSN returns a connection string that names only the database (the
+// workspace, the Autoscaling endpoint, the port, the database and the TLS trust):
+// what a connector built with lakebase.WithTokenSource needs.
+func (s *Server) DatabaseDSN(extra ...string) string {
+	return s.dsn("Endpoint=" + s.Endpoint).with(extra)
+}
+
 func (s *Server) dsn(parts ...string) dsnParts {
-	return append(dsnParts{"DatabricksInstance=" + s.URL, "Port=" + strconv.Itoa(s.Port),
-		"Database=" + s.Database, "SSLMode=verify-full", "SSLServerCert=" + quoteDSN(s.CAFile)}, parts...)
+	d := dsnParts{"DatabricksInstance=" + s.URL}
+	if s.Port != 0 { // HTTPOnly has no front door
+		d = append(d, "Port="+strconv.Itoa(s.Port))
+	}
+	return append(append(d, "Database="+s.Database, "SSLMode=verify-full", "SSLServerCert="+quoteDSN(s.CAFile)), parts...)
 }
 
 func quoteDSN(v string) string {
