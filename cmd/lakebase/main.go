@@ -154,30 +154,38 @@ func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Re
 		cfg.Timeout = 5 * time.Minute // a person needs time to log in
 	}
 	if *headless {
+		// The two steps of a login on another machine: the URL to open there, then the
+		// code it ends with, exchanged and stored here.
 		cfg.InitiateOAuth = lakebase.InitiateRefresh
 		c, err := connector(cfg, stderr)
 		if err != nil {
 			return err
 		}
-		db := lakebase.OpenDB(c)
-		defer db.Close()
-		var authURL, state, verifier string
-		if err := db.QueryRowContext(ctx, "EXEC GetOAuthAuthorizationURL").Scan(&authURL, &state, &verifier); err != nil {
+		defer c.Close()
+		a, err := c.AuthorizationURL(ctx, lakebase.AuthorizationRequest{})
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Open this URL in a browser on any machine and log in:\n\n  %s\n\nThen paste the code, or the URL the browser ends on: ", authURL)
+		fmt.Fprintf(stdout, "Open this URL in a browser on any machine and log in:\n\n  %s\n\nThen paste the code, or the URL the browser ends on: ", a.URL)
 		line, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && line == "" {
 			return fmt.Errorf("reading the code: %w", err)
 		}
-		code, err := oauth.CodeFromPaste(line, state)
+		code, err := oauth.CodeFromPaste(line, a.State)
 		if err != nil {
 			return err
 		}
-		cfg.OAuthVerifier = code
-	} else {
-		cfg.InitiateOAuth = lakebase.InitiateGetAndRefresh
+		if _, err := c.ExchangeCode(ctx, lakebase.CodeExchange{Code: code, State: a.State}); err != nil {
+			return err
+		}
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Logged in as %s to %s; tokens stored in %s\n", st.User, st.Workspace, c.SettingsLocation())
+		return nil
 	}
+	cfg.InitiateOAuth = lakebase.InitiateGetAndRefresh
 	opts := []lakebase.Option{lakebase.WithStderr(stderr)}
 	if *noBrowser {
 		opts = append(opts, lakebase.WithBrowserOpener(func(string) error { return nil }))
@@ -187,14 +195,9 @@ func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Re
 		return err
 	}
 	defer c.Close()
-	var stop func()
-	if !*headless {
-		stop = progress(stderr, "waiting for the browser login")
-	}
+	stop := progress(stderr, "waiting for the browser login")
 	st, err := c.Status(ctx)
-	if stop != nil {
-		stop()
-	}
+	stop()
 	if err != nil {
 		return err
 	}
@@ -211,7 +214,7 @@ func token(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader
 		return err
 	}
 	defer c.Close()
-	cr, err := c.Credential(ctx)
+	cr, err := c.Login(ctx)
 	if err != nil {
 		return err
 	}
@@ -262,7 +265,7 @@ func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	line("credential expires", expiry(st.CredentialExpiry))
 	line("tokens stored in", c.SettingsLocation())
 	if *show {
-		cr, err := c.Credential(ctx)
+		cr, err := c.Login(ctx)
 		if err != nil {
 			return err
 		}
@@ -302,7 +305,7 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 		return err
 	}
 	defer c.Close()
-	cr, err := c.Credential(ctx)
+	cr, err := c.Login(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 // Command headless logs in to Lakebase as a person on a machine without a browser
 // (a server, a container, an SSH session):
 //
-//  1. On the headless machine, EXEC GetOAuthAuthorizationURL; the driver keeps the
-//     PKCE verifier in the settings file under the returned state.
+//  1. On the headless machine, Connector.AuthorizationURL (EXEC GetOAuthAuthorizationURL
+//     in SQL); the driver keeps the PKCE verifier in the settings file under the
+//     returned state.
 //  2. Open the printed URL in a browser anywhere and log in; the browser ends on the
 //     callback URL (it need not load). Paste that URL (or just its code) back here.
 //  3. Connect with OAuthVerifier=<code>: the driver exchanges it once, stores the
@@ -75,19 +76,18 @@ func run(ctx context.Context, dsn, settings string, in io.Reader, out io.Writer)
 	if err != nil {
 		return err
 	}
-	db := lakebase.OpenDB(c)
-	defer db.Close()
-	var authURL, state, verifier string
-	if err := db.QueryRowContext(ctx, "EXEC GetOAuthAuthorizationURL").Scan(&authURL, &state, &verifier); err != nil {
+	defer c.Close()
+	a, err := c.AuthorizationURL(ctx, lakebase.AuthorizationRequest{})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Open this URL in a browser on any machine and log in:\n\n  %s\n\n", authURL)
+	fmt.Fprintf(out, "Open this URL in a browser on any machine and log in:\n\n  %s\n\n", a.URL)
 	fmt.Fprintf(out, "Then paste the URL the browser ends on (or its code) and press Enter:\n")
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && line == "" {
 		return fmt.Errorf("reading the code: %w", err)
 	}
-	code, err := oauth.CodeFromPaste(line, state)
+	code, err := oauth.CodeFromPaste(line, a.State)
 	if err != nil {
 		return err
 	}

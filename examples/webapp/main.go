@@ -1,8 +1,10 @@
 // Command webapp is a small net/http app that logs a person in to Lakebase with
-// OAuthPKCE through the driver's virtual procedures, then shows query results:
+// OAuthPKCE through the connector's login steps, then shows query results:
 //
-//	/login     EXEC GetOAuthAuthorizationURL, then redirect the browser there
-//	/callback  EXEC GetOAuthAccessToken with the code and state, then redirect to /
+//	/login     Connector.AuthorizationURL (EXEC GetOAuthAuthorizationURL in SQL); the
+//	           state goes into a cookie, then the browser is redirected there
+//	/callback  the state must match the cookie (no login CSRF); Connector.ExchangeCode
+//	           (EXEC GetOAuthAccessToken) with the code and state, then redirect to /
 //	/          the logged-in user's query results
 //
 // With InitiateOAuth=REFRESH the driver stores the tokens and every later connection
@@ -17,6 +19,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"flag"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
@@ -32,9 +36,14 @@ import (
 
 // App is the web app: a database whose connector logs the person in.
 type App struct {
-	DB      *sql.DB
-	BaseURL string // where the browser reaches this app, e.g. http://localhost:8080
+	DB        *sql.DB
+	Connector *lakebase.Connector // DB's connector
+	BaseURL   string              // where the browser reaches this app, e.g. http://localhost:8080
 }
+
+// stateCookie binds a login to the browser that started it: a callback whose state is
+// not this browser's (a link an attacker logged in with) is refused.
+const stateCookie = "lakebase_login_state"
 
 // Handler returns the app's routes.
 func (a *App) Handler() http.Handler {
@@ -46,15 +55,15 @@ func (a *App) Handler() http.Handler {
 }
 
 func (a *App) login(w http.ResponseWriter, r *http.Request) {
-	var authURL, state, verifier string
-	err := a.DB.QueryRowContext(r.Context(), "EXEC GetOAuthAuthorizationURL CallbackUrl=?", a.BaseURL+"/callback").
-		Scan(&authURL, &state, &verifier)
+	auth, err := a.Connector.AuthorizationURL(r.Context(), lakebase.AuthorizationRequest{CallbackURL: a.BaseURL + "/callback"})
 	if err != nil {
 		http.Error(w, "login: "+err.Error(), http.StatusBadGateway)
 		return
 	}
-	// The driver keeps the PKCE verifier under state; the state comes back on the callback.
-	http.Redirect(w, r, authURL, http.StatusFound)
+	// The driver keeps the PKCE verifier under state; this browser keeps the state.
+	http.SetCookie(w, &http.Cookie{Name: stateCookie, Value: auth.State, Path: "/callback", MaxAge: 600,
+		HttpOnly: true, Secure: strings.HasPrefix(a.BaseURL, "https://"), SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, auth.URL, http.StatusFound)
 }
 
 func (a *App) callback(w http.ResponseWriter, r *http.Request) {
@@ -63,11 +72,13 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "login refused: "+e, http.StatusForbidden)
 		return
 	}
-	var access, refresh sql.NullString
-	var expiresIn int64
-	err := a.DB.QueryRowContext(r.Context(), "EXEC GetOAuthAccessToken Verifier=?, State=?", q.Get("code"), q.Get("state")).
-		Scan(&access, &refresh, &expiresIn)
-	if err != nil {
+	ck, err := r.Cookie(stateCookie)
+	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(q.Get("state"))) != 1 {
+		http.Error(w, "this login was not started in this browser; start again at /login", http.StatusForbidden)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: stateCookie, Path: "/callback", MaxAge: -1})
+	if _, err := a.Connector.ExchangeCode(r.Context(), lakebase.CodeExchange{Code: q.Get("code"), State: q.Get("state")}); err != nil {
 		http.Error(w, "callback: "+err.Error(), http.StatusBadGateway)
 		return
 	}
@@ -131,7 +142,7 @@ func main() {
 	}
 	db := lakebase.OpenDB(c)
 	defer db.Close()
-	app := &App{DB: db, BaseURL: "http://" + *addr}
+	app := &App{DB: db, Connector: c, BaseURL: "http://" + *addr}
 	srv := &http.Server{Addr: *addr, Handler: app.Handler()}
 	go func() {
 		sig := make(chan os.Signal, 1)

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"github.com/lakebase-go/lakebase/internal/testenv"
-
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/internal/testenv"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
@@ -25,7 +25,7 @@ func TestWebApp_LoginToQueryResult(t *testing.T) {
 	}
 	db := lakebase.OpenDB(c)
 	defer db.Close()
-	app := &App{DB: db}
+	app := &App{DB: db, Connector: c}
 	srv := httptest.NewServer(nil)
 	defer srv.Close()
 	app.BaseURL = srv.URL
@@ -52,11 +52,58 @@ func TestWebApp_LoginToQueryResult(t *testing.T) {
 	}
 	// Without a login, / sends the browser to /login.
 	c2, _ := lakebase.NewConnector(emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation=memory://webapp-nobody"))
-	app2 := &App{DB: lakebase.OpenDB(c2), BaseURL: srv.URL}
+	app2 := &App{DB: lakebase.OpenDB(c2), Connector: c2, BaseURL: srv.URL}
 	defer app2.DB.Close()
 	rec := httptest.NewRecorder()
 	app2.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/login" {
 		t.Fatalf("anonymous /: %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+}
+
+// TestWebApp_CallbackFromAnotherBrowserRefused: login CSRF. An attacker starts a
+// login, approves it as themselves, and sends the victim the callback link; the
+// victim's browser has no (or another) state cookie, so the app refuses it.
+func TestWebApp_CallbackFromAnotherBrowserRefused(t *testing.T) {
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true, HTTPOnly: true})
+	c, err := lakebase.NewConnector(emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation=memory://webapp-csrf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &App{DB: lakebase.OpenDB(c), Connector: c, BaseURL: "http://localhost:8080"}
+	defer app.DB.Close()
+	// The attacker's browser starts the login and gets the callback link.
+	rec := httptest.NewRecorder()
+	app.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/login", nil))
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(rec.Header().Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	link, _ := resp.Location()
+	attackerCookie := rec.Result().Cookies()[0]
+
+	for name, cookie := range map[string]*http.Cookie{"no cookie": nil, "another state": {Name: stateCookie, Value: "victims-own-state"}} {
+		req := httptest.NewRequest("GET", link.RequestURI(), nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		rec := httptest.NewRecorder()
+		app.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Fatalf("%s: callback answered %d", name, rec.Code)
+		}
+	}
+	if _, err := c.Login(context.Background()); err == nil {
+		t.Fatal("the victim's app was logged in as the attacker")
+	}
+	// The browser that started it is let through.
+	req := httptest.NewRequest("GET", link.RequestURI(), nil)
+	req.AddCookie(attackerCookie)
+	rec = httptest.NewRecorder()
+	app.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/" {
+		t.Fatalf("the right browser: %d %s", rec.Code, rec.Body)
 	}
 }
