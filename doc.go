@@ -20,6 +20,16 @@
 // are accepted, and so is a URL form, lakebase://user@host:port/db?Name=Value&...
 // See Config for the properties and ParseDSN for the rules.
 //
+// # Where to start
+//
+// NewConnector (or sql.Open) takes the connection string. Each AuthScheme is a
+// golang.org/x/oauth2 token source feeding one pipeline (workspace token, then
+// database credential, both cached and refreshed ahead of expiry); WithTokenSource
+// plugs in your own. The login steps of a person are Connector methods
+// (AuthorizationURL, ExchangeCode, BrowserLogin, RefreshToken); the EXEC procedures
+// adapt them for SQL-only callers. WithPgxConfig and WithAfterConnect reach every
+// pgx session. Package lakebasetest is a local Lakebase emulator for tests.
+//
 // # Connections
 //
 // A connection opens its Postgres session lazily, on the first statement that needs

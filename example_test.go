@@ -7,7 +7,10 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/lakebase-go/lakebase"
 )
@@ -130,11 +133,11 @@ func ExampleOpenDB() {
 	// Output: true
 }
 
-// Credential hands a fresh login to another tool, such as psql.
-func ExampleConnector_Credential() {
+// Login hands a fresh database login to another tool, such as psql.
+func ExampleConnector_Login() {
 	c, _ := lakebase.NewConnector(emu.OAuthClientDSN())
 	defer c.Close()
-	cr, err := c.Credential(context.Background())
+	cr, err := c.Login(context.Background())
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -144,4 +147,86 @@ func ExampleConnector_Credential() {
 	// Output:
 	// true true true
 	// false
+}
+
+// A workspace token from any golang.org/x/oauth2 token source — here x/oauth2's own
+// client credentials; in production perhaps the Databricks SDK's. The connection
+// string names only the database.
+func ExampleWithTokenSource() {
+	ts := (&clientcredentials.Config{ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret,
+		TokenURL: emu.URL + "/oidc/v1/token", Scopes: []string{"all-apis"}}).TokenSource(context.Background())
+
+	// On Databricks: "DatabricksInstance=dbc-1234.cloud.databricks.com;Endpoint=projects/p/branches/main/endpoints/ep"
+	c, err := lakebase.NewConnector(emu.DatabaseDSN(), lakebase.WithTokenSource(ts))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	db := lakebase.OpenDB(c)
+	defer db.Close()
+	var user string
+	db.QueryRow("SELECT current_user").Scan(&user)
+	fmt.Println(user == emu.ServicePrincipal.ClientID)
+	// Output: true
+}
+
+// The connector's workspace token, for other Go code calling Databricks REST APIs.
+func ExampleConnector_TokenSource() {
+	c, _ := lakebase.NewConnector(emu.OAuthClientDSN())
+	defer c.Close()
+	client := oauth2.NewClient(context.Background(), c.TokenSource())
+	resp, err := client.Get(emu.URL + "/api/2.0/preview/scim/v2/Me")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.Status)
+	// Output: 200 OK
+}
+
+// A person's web login in Go: AuthorizationURL when the browser arrives, ExchangeCode
+// on the callback. Later connections log in as that person.
+func ExampleConnector_AuthorizationURL() {
+	emu.SetAutoApprove(true) // the emulator plays the person clicking Approve
+	defer emu.SetAutoApprove(false)
+	c, _ := lakebase.NewConnector(emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation=memory://example-go"))
+	db := lakebase.OpenDB(c)
+	defer db.Close()
+
+	a, err := c.AuthorizationURL(context.Background(), lakebase.AuthorizationRequest{CallbackURL: "http://localhost:8020/callback"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// ... redirect the browser to a.URL (and keep a.State in a cookie); it comes back with code and state:
+	resp, _ := noRedirectClient.Get(a.URL)
+	resp.Body.Close()
+	cb, _ := resp.Location()
+
+	if _, err := c.ExchangeCode(context.Background(), lakebase.CodeExchange{Code: cb.Query().Get("code"), State: cb.Query().Get("state")}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	var user string
+	db.QueryRow("SELECT current_user").Scan(&user)
+	fmt.Println("logged in as", user)
+	// Output: logged in as ada@example.com
+}
+
+// Every session the connector opens gets a pgx tracer (otelpgx in a real service)
+// and runs a setup step before first use.
+func ExampleWithPgxConfig() {
+	c, _ := lakebase.NewConnector(emu.OAuthClientDSN(),
+		lakebase.WithPgxConfig(func(cc *pgx.ConnConfig) { cc.RuntimeParams["search_path"] = "public" }),
+		lakebase.WithAfterConnect(func(ctx context.Context, pc *pgx.Conn) error {
+			_, err := pc.Exec(ctx, "SET statement_timeout = '30s'")
+			return err
+		}))
+	db := lakebase.OpenDB(c)
+	defer db.Close()
+	var path, timeout string
+	db.QueryRow("SELECT current_setting('search_path'), current_setting('statement_timeout')").Scan(&path, &timeout)
+	fmt.Println(path, timeout)
+	// Output: public 30s
 }
