@@ -65,4 +65,3 @@ func query(ctx context.Context, dsn string, tp *trace.TracerProvider) error {
 	}
 	return tx.Commit()
 }
-
