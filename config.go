@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // AuthScheme selects how the driver obtains the Postgres password.
@@ -128,6 +131,35 @@ type Config struct {
 	AzureAuthorityHost    string // AzureAD: the Entra ID authority (DefaultAzureAuthorityHost)
 	AzureMSIEndpoint      string // AzureMSI: the managed identity endpoint (DefaultAzureMSIEndpoint)
 
+	// QueryExecMode is pgx's default query exec mode: cache_statement (pgx's default),
+	// cache_describe, describe_exec, exec or simple_protocol. "" is cache_statement,
+	// or exec when DisablePreparedStatements is set.
+	QueryExecMode string
+	// StatementCacheCapacity and DescriptionCacheCapacity size pgx's per-session
+	// caches; nil is pgx's default (512), 0 disables the cache.
+	StatementCacheCapacity   *int
+	DescriptionCacheCapacity *int
+	// DisablePreparedStatements (AllowPreparedStatement=false) means no server-side
+	// prepared statement is ever created: the exec mode defaults to exec, and
+	// database/sql's Prepare returns a statement that sends its SQL on every use.
+	DisablePreparedStatements bool
+	// TimeZone is the session time zone (an IANA name, e.g. Europe/Paris); "" leaves
+	// the server's.
+	TimeZone string
+	// MaxRows caps the rows every query returns (CData's MaxRows); 0 is no cap.
+	MaxRows int
+	// ConnectOnOpen logs in once when the connector is made, so a wrong secret,
+	// host or role fails at start-up rather than at the first query.
+	ConnectOnOpen bool
+	// Pool settings (CData's UseConnectionPooling, PoolMaxSize, PoolMinSize,
+	// PoolIdleTimeout, PoolWaitTime), applied by OpenDB and PoolConfig.
+	// NoConnectionPooling is UseConnectionPooling=false. nil or 0 leaves the pool's own default.
+	NoConnectionPooling bool
+	PoolMaxSize         *int
+	PoolMinSize         *int
+	PoolIdleTimeout     time.Duration
+	PoolWaitTime        time.Duration
+
 	// Ignored holds CData properties that were accepted but have no effect here,
 	// keyed by their canonical name.
 	Ignored map[string]string
@@ -206,8 +238,49 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+// QueryExecModes are the values of QueryExecMode: pgx's names.
+var QueryExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// execMode is the effective pgx exec mode.
+func (c *Config) execMode() pgx.QueryExecMode {
+	if m, ok := QueryExecModes[c.QueryExecMode]; ok {
+		return m
+	}
+	if c.DisablePreparedStatements {
+		return pgx.QueryExecModeExec
+	}
+	return pgx.QueryExecModeCacheStatement
+}
+
+// poolSettings reports whether any CData pool property is set.
+func (c *Config) poolSettings() bool {
+	return c.NoConnectionPooling || c.PoolMaxSize != nil || c.PoolMinSize != nil || c.PoolIdleTimeout != 0 || c.PoolWaitTime != 0
+}
+
 // validate checks a configuration whose defaults are set.
 func (c *Config) validate() error {
+	if c.QueryExecMode != "" {
+		if _, ok := QueryExecModes[c.QueryExecMode]; !ok {
+			return &ConfigError{Property: "QueryExecMode", Value: c.QueryExecMode, Err: fmt.Errorf("must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol")}
+		}
+		if c.DisablePreparedStatements && c.QueryExecMode == "cache_statement" {
+			return &ConfigError{Property: "QueryExecMode", Value: c.QueryExecMode, Err: fmt.Errorf("cache_statement prepares statements on the server, which AllowPreparedStatement=false forbids; use exec or simple_protocol")}
+		}
+	}
+	if c.TimeZone != "" {
+		if err := checkTimeZone(c.TimeZone); err != nil {
+			return &ConfigError{Property: "TimeZone", Value: c.TimeZone, Err: err}
+		}
+	}
+	if c.PoolMaxSize != nil && c.PoolMinSize != nil && *c.PoolMaxSize > 0 && *c.PoolMinSize > *c.PoolMaxSize {
+		return &ConfigError{Property: "PoolMinSize", Value: strconv.Itoa(*c.PoolMinSize), Err: fmt.Errorf("is larger than PoolMaxSize=%d", *c.PoolMaxSize)}
+	}
 	for _, p := range []struct{ name, v string }{
 		{"CallbackURL", c.CallbackURL},
 		{"OAuthAuthorizationURL", c.OAuthAuthorizationURL},
@@ -282,6 +355,18 @@ func (c *Config) validate() error {
 	}
 	if c.Server != "" && strings.ContainsAny(c.Server, "/ \t") {
 		return &ConfigError{Property: "Server", Value: c.Server, Err: fmt.Errorf("must be a host name or IP address")}
+	}
+	return nil
+}
+
+// checkTimeZone accepts an IANA time zone name that PostgreSQL knows too ("UTC",
+// "Europe/Paris"); "Local" and other Go-only names are refused.
+func checkTimeZone(tz string) error {
+	if tz == "Local" || strings.ContainsAny(tz, " ;'\"\\") {
+		return fmt.Errorf("must be an IANA time zone name such as UTC or Europe/Paris")
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return fmt.Errorf("is not a known IANA time zone name (e.g. UTC, Europe/Paris, America/New_York)")
 	}
 	return nil
 }

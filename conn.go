@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -110,6 +111,11 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	if st, ok, err := c.connector.prepareVirtual(query); ok || err != nil {
 		return st, err
 	}
+	if c.connector.cfg.DisablePreparedStatements {
+		// AllowPreparedStatement=false: nothing is prepared on the server; the
+		// statement sends its SQL with every use, in the configured exec mode.
+		return &unpreparedStmt{c: c, query: query}, nil
+	}
 	pg, err := c.session(ctx)
 	if err != nil {
 		return nil, err
@@ -140,7 +146,13 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if err != nil {
 		return nil, err
 	}
-	return pg.QueryContext(ctx, query, args)
+	rows, err := pg.QueryContext(ctx, query, args)
+	if max := c.connector.cfg.MaxRows; max > 0 && err == nil {
+		if r, ok := rows.(*stdlib.Rows); ok {
+			return &cappedRows{Rows: r, left: max}, nil
+		}
+	}
+	return rows, err
 }
 
 func (c *conn) Begin() (driver.Tx, error) {
@@ -247,4 +259,45 @@ func (t *lazyTx) Rollback() error {
 		return nil
 	}
 	return t.tx.Rollback()
+}
+
+// unpreparedStmt is a statement under AllowPreparedStatement=false: it runs its SQL
+// through the connection on every use.
+type unpreparedStmt struct {
+	c     *conn
+	query string
+}
+
+func (s *unpreparedStmt) Close() error  { return nil }
+func (s *unpreparedStmt) NumInput() int { return -1 }
+
+func (s *unpreparedStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.ExecContext(context.Background(), namedValues(args))
+}
+
+func (s *unpreparedStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.QueryContext(context.Background(), namedValues(args))
+}
+
+func (s *unpreparedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.ExecContext(ctx, s.query, args)
+}
+
+func (s *unpreparedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.QueryContext(ctx, s.query, args)
+}
+
+// cappedRows is pgx's rows with at most MaxRows of them; the rest are discarded
+// when the rows are closed. It keeps every optional interface of pgx's rows.
+type cappedRows struct {
+	*stdlib.Rows
+	left int
+}
+
+func (r *cappedRows) Next(dest []driver.Value) error {
+	if r.left <= 0 {
+		return io.EOF
+	}
+	r.left--
+	return r.Rows.Next(dest)
 }

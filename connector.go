@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,10 @@ type Connector struct {
 
 	// open opens a Postgres session: dialSession, or a stand-in in unit tests.
 	open func(ctx context.Context) (session, *pgx.Conn, error)
+
+	poolApplied  atomic.Bool // OpenDB or PoolConfig applied the pool properties
+	poolWarnOnce sync.Once
+	poolWaitOnce sync.Once
 
 	closeOnce sync.Once
 }
@@ -101,11 +106,26 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		c.Close()
 		return nil, err
 	}
+	if c.cfg.ConnectOnOpen {
+		// Log in once now: a wrong secret, host or role fails here, not at the first query.
+		sc, err := c.dial(context.Background())
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("lakebase: ConnectOnOpen: %w", err)
+		}
+		sc.Close()
+	}
 	return c, nil
 }
 
 func (c *Config) clone() *Config {
 	n := *c
+	for _, p := range []**int{&n.StatementCacheCapacity, &n.DescriptionCacheCapacity, &n.PoolMaxSize, &n.PoolMinSize} {
+		if *p != nil {
+			v := **p
+			*p = &v
+		}
+	}
 	if c.Ignored != nil {
 		n.Ignored = make(map[string]string, len(c.Ignored))
 		for k, v := range c.Ignored {
@@ -124,6 +144,12 @@ func (c *Connector) Config() *Config { return c.cfg.clone() }
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if c.cfg.poolSettings() && !c.poolApplied.Load() {
+		c.poolWarnOnce.Do(func() {
+			c.logger.Warn("lakebase: the pool properties (UseConnectionPooling, PoolMaxSize, PoolMinSize, PoolIdleTimeout, PoolWaitTime) " +
+				"are applied by lakebase.OpenDB and Connector.PoolConfig only; with sql.Open set them on the *sql.DB (SetMaxOpenConns, ...)")
+		})
 	}
 	return &conn{connector: c}, nil
 }
@@ -146,6 +172,16 @@ func (c *Connector) Close() error {
 		}
 	})
 	return nil
+}
+
+// warnPoolWait says once that PoolWaitTime cannot be enforced.
+func (c *Connector) warnPoolWait() {
+	if c.cfg.PoolWaitTime > 0 {
+		c.poolWaitOnce.Do(func() {
+			c.logger.Warn("lakebase: PoolWaitTime is not enforced (neither database/sql nor pgxpool has an acquire timeout); bound waits with context.WithTimeout",
+				slog.Duration("PoolWaitTime", c.cfg.PoolWaitTime))
+		})
+	}
 }
 
 // dialSession opens a pgx session.

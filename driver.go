@@ -35,11 +35,34 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 // to 5 stay idle. Database credentials are checked only at login, so the lifetime is
 // not about expiry: it spreads reconnects out and follows endpoint changes.
 // db.Close closes c.
+//
+// The CData pool properties of the connection string override those settings:
+// PoolMaxSize is SetMaxOpenConns, PoolMinSize SetMaxIdleConns (database/sql keeps
+// idle connections but never opens them ahead), PoolIdleTimeout SetConnMaxIdleTime,
+// and UseConnectionPooling=false keeps no idle connection (every Close really
+// closes). Neither database/sql nor pgxpool has an acquire timeout, so PoolWaitTime
+// cannot be enforced by the driver: it is kept in Config for callers to bound their
+// waits with (context.WithTimeout), and a Warn line says so once.
 func OpenDB(c *Connector) *sql.DB {
 	db := sql.OpenDB(c)
 	db.SetConnMaxLifetime(DefaultConnMaxLifetime)
 	db.SetConnMaxIdleTime(10 * time.Minute)
 	db.SetMaxIdleConns(5)
+	cfg := c.cfg
+	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {
+		db.SetMaxOpenConns(*cfg.PoolMaxSize)
+	}
+	if cfg.PoolMinSize != nil {
+		db.SetMaxIdleConns(*cfg.PoolMinSize)
+	}
+	if cfg.PoolIdleTimeout > 0 {
+		db.SetConnMaxIdleTime(cfg.PoolIdleTimeout)
+	}
+	if cfg.NoConnectionPooling {
+		db.SetMaxIdleConns(0)
+	}
+	c.warnPoolWait()
+	c.poolApplied.Store(true)
 	return db
 }
 

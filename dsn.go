@@ -191,6 +191,157 @@ var properties = []property{
 	strProp("AzureTenant", false, func(c *Config) *string { return &c.AzureTenant }),
 	strProp("AzureAuthorityHost", false, func(c *Config) *string { return &c.AzureAuthorityHost }),
 	strProp("AzureMSIEndpoint", false, func(c *Config) *string { return &c.AzureMSIEndpoint }),
+	{
+		name: "QueryExecMode", aliases: []string{"default_query_exec_mode"},
+		set: func(c *Config, v string) error {
+			v = strings.ToLower(v)
+			if _, ok := QueryExecModes[v]; !ok && v != "" {
+				return fmt.Errorf("must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol")
+			}
+			c.QueryExecMode = v
+			return nil
+		},
+		get: func(c *Config) string { return c.QueryExecMode },
+	},
+	optIntProp("StatementCacheCapacity", func(c *Config) **int { return &c.StatementCacheCapacity }, "statement_cache_capacity"),
+	optIntProp("DescriptionCacheCapacity", func(c *Config) **int { return &c.DescriptionCacheCapacity }, "description_cache_capacity"),
+	{
+		name: "AllowPreparedStatement",
+		set: func(c *Config, v string) error {
+			b, err := parseBoolDefault(v, true)
+			c.DisablePreparedStatements = !b
+			return err
+		},
+		get: func(c *Config) string {
+			if c.DisablePreparedStatements {
+				return "false"
+			}
+			return ""
+		},
+	},
+	strProp("TimeZone", false, func(c *Config) *string { return &c.TimeZone }),
+	{
+		name: "MaxRows",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1 {
+				return fmt.Errorf("must be a number of rows (0 or -1 for no limit)")
+			}
+			c.MaxRows = max(n, 0)
+			return nil
+		},
+		get: func(c *Config) string {
+			if c.MaxRows <= 0 {
+				return ""
+			}
+			return strconv.Itoa(c.MaxRows)
+		},
+	},
+	boolProp("ConnectOnOpen", func(c *Config) *bool { return &c.ConnectOnOpen }),
+	{
+		// CData's switch for TLS: true is what SSLMode already requires; false asks for
+		// plain text, which SSLMode=disable expresses (and validation refuses whenever a
+		// token is the password). Not written back: SSLMode carries it.
+		name: "UseSSL",
+		set: func(c *Config, v string) error {
+			b, err := parseBoolDefault(v, true)
+			if err == nil && !b && c.SSLMode == "" {
+				c.SSLMode = SSLDisable
+			}
+			return err
+		},
+		get: func(*Config) string { return "" },
+	},
+	{
+		name: "UseConnectionPooling",
+		set: func(c *Config, v string) error {
+			b, err := parseBoolDefault(v, true)
+			c.NoConnectionPooling = !b
+			return err
+		},
+		get: func(c *Config) string {
+			if c.NoConnectionPooling {
+				return "false"
+			}
+			return ""
+		},
+	},
+	optIntProp("PoolMaxSize", func(c *Config) **int { return &c.PoolMaxSize }),
+	optIntProp("PoolMinSize", func(c *Config) **int { return &c.PoolMinSize }),
+	secondsProp("PoolIdleTimeout", func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
+	secondsProp("PoolWaitTime", func(c *Config) *time.Duration { return &c.PoolWaitTime }),
+}
+
+// optIntProp is a property holding a count from 0 up; unset is nil.
+func optIntProp(name string, field func(*Config) **int, aliases ...string) property {
+	return property{
+		name: name, aliases: aliases,
+		set: func(c *Config, v string) error {
+			if v == "" {
+				*field(c) = nil
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1<<20 {
+				return fmt.Errorf("must be a number from 0 to %d", 1<<20)
+			}
+			*field(c) = &n
+			return nil
+		},
+		get: func(c *Config) string {
+			if p := *field(c); p != nil {
+				return strconv.Itoa(*p)
+			}
+			return ""
+		},
+	}
+}
+
+// secondsProp is a property holding a number of seconds; 0 is unset.
+func secondsProp(name string, field func(*Config) *time.Duration) property {
+	return property{
+		name: name,
+		set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 || n > 24*3600 {
+				return fmt.Errorf("must be a number of seconds from 0 to 86400")
+			}
+			*field(c) = time.Duration(n) * time.Second
+			return nil
+		},
+		get: func(c *Config) string {
+			if d := *field(c); d > 0 {
+				return strconv.FormatInt(int64(d/time.Second), 10)
+			}
+			return ""
+		},
+	}
+}
+
+// boolProp is a true/false property whose default is false.
+func boolProp(name string, field func(*Config) *bool) property {
+	return property{
+		name: name,
+		set: func(c *Config, v string) error {
+			b, err := parseBool(v)
+			*field(c) = b
+			return err
+		},
+		get: func(c *Config) string {
+			if *field(c) {
+				return "true"
+			}
+			return ""
+		},
+	}
+}
+
+// parseBoolDefault is parseBool with def for an empty value.
+func parseBoolDefault(v string, def bool) (bool, error) {
+	if v == "" {
+		return def, nil
+	}
+	return parseBool(v)
 }
 
 func parseBool(v string) (bool, error) {
@@ -205,11 +356,10 @@ func parseBool(v string) (bool, error) {
 
 // ignoredProperties are CData properties that are accepted for compatibility and have no effect.
 var ignoredProperties = []string{
-	"Visibility", "BrowsableSchemas", "IgnoredSchemas", "AllowPreparedStatement", "BrowsePartitions",
-	"FetchResultSetMetadata", "InsertMode", "MaxRows", "TimeZone", "ThrowsKeyNotFound", "Other",
-	"UseSSL", "LogModules", "MaxLogFileSize", "MaxLogFileCount", "Location", "Tables", "Views",
-	"SupportEnhancedSQL", "UseConnectionPooling", "PoolMaxSize", "PoolIdleTimeout", "PoolWaitTime",
-	"PoolMinSize", "ConnectOnOpen", "RTK", "CacheLocation",
+	"Visibility", "BrowsableSchemas", "IgnoredSchemas", "BrowsePartitions",
+	"FetchResultSetMetadata", "InsertMode", "ThrowsKeyNotFound", "Other",
+	"LogModules", "MaxLogFileSize", "MaxLogFileCount", "Location", "Tables", "Views",
+	"SupportEnhancedSQL", "RTK", "CacheLocation",
 }
 
 var (

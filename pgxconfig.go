@@ -33,6 +33,16 @@ func (c *Config) basePgxConfig() (*pgx.ConnConfig, error) {
 	cc.ConnectTimeout = 0 // the connector bounds the whole connect with Timeout
 	cc.SSLNegotiation = "postgres"
 	cc.RuntimeParams = map[string]string{"application_name": c.ApplicationName}
+	if c.TimeZone != "" {
+		cc.RuntimeParams["timezone"] = c.TimeZone
+	}
+	cc.DefaultQueryExecMode = c.execMode()
+	if c.StatementCacheCapacity != nil {
+		cc.StatementCacheCapacity = *c.StatementCacheCapacity
+	}
+	if c.DescriptionCacheCapacity != nil {
+		cc.DescriptionCacheCapacity = *c.DescriptionCacheCapacity
+	}
 	return cc, nil
 }
 

@@ -27,9 +27,11 @@ func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error
 }
 
 // PoolConfig returns a pgxpool configuration whose connections log in through this
-// connector (BeforeConnect), with the same database, TLS policy and application name,
-// the WithAfterConnect hooks, and a max connection lifetime of 45 minutes as
-// Databricks recommends. Close the pool before the connector.
+// connector (BeforeConnect), with the same database, TLS policy, application name,
+// exec mode and time zone, the WithAfterConnect hooks, and a max connection lifetime
+// of 45 minutes as Databricks recommends. The CData pool properties apply:
+// PoolMaxSize is MaxConns, PoolMinSize MinConns (pgxpool opens them ahead),
+// PoolIdleTimeout MaxConnIdleTime. Close the pool before the connector.
 func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
@@ -41,5 +43,17 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 		pc.AfterConnect = c.afterConnect
 	}
 	pc.MaxConnLifetime = DefaultConnMaxLifetime
+	cfg := c.cfg
+	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {
+		pc.MaxConns = int32(*cfg.PoolMaxSize)
+	}
+	if cfg.PoolMinSize != nil {
+		pc.MinConns = int32(*cfg.PoolMinSize)
+	}
+	if cfg.PoolIdleTimeout > 0 {
+		pc.MaxConnIdleTime = cfg.PoolIdleTimeout
+	}
+	c.warnPoolWait()
+	c.poolApplied.Store(true)
 	return pc, nil
 }
