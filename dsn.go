@@ -194,7 +194,8 @@ var properties = []property{
 	{
 		name: "QueryExecMode", aliases: []string{"default_query_exec_mode"},
 		set: func(c *Config, v string) error {
-			v = strings.ToLower(v)
+			// pgx's names; "cache statement" (pgx's String form) and "cache-statement" too.
+			v = strings.NewReplacer(" ", "_", "-", "_").Replace(strings.ToLower(v))
 			if _, ok := QueryExecModes[v]; !ok && v != "" {
 				return fmt.Errorf("must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol")
 			}
