@@ -88,8 +88,8 @@ func TestQueryExecMode_ParsedInBothForms(t *testing.T) {
 		}
 	}
 	for dsn, prop := range map[string]string{
-		"AuthScheme=Password;Server=localhost;User=u;QueryExecMode=fast":                                        "QueryExecMode",
-		"AuthScheme=Password;Server=localhost;User=u;StatementCacheCapacity=-1":                                 "StatementCacheCapacity",
+		"AuthScheme=Password;Server=localhost;User=u;QueryExecMode=fast":                                         "QueryExecMode",
+		"AuthScheme=Password;Server=localhost;User=u;StatementCacheCapacity=-1":                                  "StatementCacheCapacity",
 		"AuthScheme=Password;Server=localhost;User=u;AllowPreparedStatement=false;QueryExecMode=cache_statement": "QueryExecMode",
 	} {
 		var ce *lakebase.ConfigError
