@@ -126,6 +126,37 @@ func BenchmarkPreparedInsert(b *testing.B) {
 	})
 }
 
+// BenchmarkExecMode runs a parameterized query with two arguments in each of pgx's
+// exec modes, through pgx (default_query_exec_mode) and lakebase (QueryExecMode).
+func BenchmarkExecMode(b *testing.B) {
+	for _, mode := range []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"} {
+		b.Run(mode, func(b *testing.B) {
+			dbs := map[string]*sql.DB{"pgx": pgxStdlibDB(b, "default_query_exec_mode="+mode)}
+			lb, err := sql.Open("lakebase", passwordDSN("QueryExecMode="+mode))
+			if err != nil {
+				b.Fatal(err)
+			}
+			dbs["lakebase"] = lb
+			for _, name := range []string{"pgx", "lakebase"} {
+				db := dbs[name]
+				db.SetMaxIdleConns(2)
+				b.Run(name, func(b *testing.B) {
+					ctx := context.Background()
+					b.ReportAllocs()
+					var n int
+					var s string
+					for b.Loop() {
+						if err := db.QueryRowContext(ctx, "SELECT $1::int + 1, $2::text", 41, "x").Scan(&n, &s); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+				db.Close()
+			}
+		})
+	}
+}
+
 func BenchmarkTransaction(b *testing.B) {
 	forEachDriver(b, func(b *testing.B, db *sql.DB) {
 		ctx := context.Background()
