@@ -4,14 +4,19 @@ MODULES := . examples/integrations
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
-.PHONY: test deps vet unit short fuzz-short fuzz bench soak
+.PHONY: test deps vet cross unit short fuzz-short fuzz bench soak
 
 # Every test: installs what is missing first (scripts/test-deps), then requires the
 # browser tests to run (plain go test skips them where Chromium is missing).
-test: deps vet unit fuzz-short
+test: deps vet cross unit fuzz-short
 
 deps:
 	@./scripts/test-deps
+
+# Every module builds and vets for Windows and macOS too.
+cross:
+	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then for os in windows darwin; do \
+	  (cd $$m && echo "GOOS=$$os go vet ($$m)" && GOOS=$$os $(GO) vet ./... && GOOS=$$os $(GO) build ./...) || exit 1; done; fi; done
 
 # The fast tier: no PostgreSQL, no Chromium.
 short:

@@ -495,7 +495,7 @@ func splitPairs(s string) ([][2]string, error) {
 	}
 	var pairs [][2]string
 	i := 0
-	for i < len(s) {
+	for pair := 1; i < len(s); pair++ {
 		// name
 		eq := -1
 		j := i
@@ -508,7 +508,13 @@ func splitPairs(s string) ([][2]string, error) {
 		if eq < 0 {
 			seg := strings.TrimSpace(s[i:j])
 			if seg != "" {
-				return nil, &ConfigError{Property: firstWord(seg), Err: fmt.Errorf("has no '=' (write Name=Value pairs separated by ';')")}
+				// The segment may be the tail of a value that held ';' unquoted (a
+				// password), or a secret typed with the wrong separator: only a segment
+				// that is clearly a property name is quoted back.
+				if name, ok := clearlyPropertyName(seg); ok {
+					return nil, &ConfigError{Property: name, Err: fmt.Errorf("has no '=' (write Name=Value pairs separated by ';')")}
+				}
+				return nil, &ConfigError{Err: fmt.Errorf("pair %d (at offset %d) has no '=': write Name=Value pairs separated by ';', and quote a value that holds ';' with ' or \"", pair, i)}
 			}
 			i = j + 1
 			continue
@@ -566,6 +572,29 @@ func splitPairs(s string) ([][2]string, error) {
 		i = k + 1
 	}
 	return pairs, nil
+}
+
+// clearlyPropertyName reports whether seg is a property name (known, or within a
+// small edit distance of one), and returns it, canonical when known.
+func clearlyPropertyName(seg string) (string, bool) {
+	for _, r := range seg {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '_') {
+			return "", false
+		}
+	}
+	key := normalizeKey(seg)
+	if p, ok := propByKey[key]; ok {
+		return p.name, true
+	}
+	if n, ok := ignoredByKey[key]; ok {
+		return n, true
+	}
+	for i := range properties {
+		if levenshtein(key, normalizeKey(properties[i].name)) <= 2 {
+			return seg, true
+		}
+	}
+	return "", false
 }
 
 func firstWord(s string) string {

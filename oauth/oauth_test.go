@@ -100,7 +100,7 @@ func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
 	path := filepath.Join(dir, "settings.json")
 	st, _ := OpenStore(path)
 	err := st.Update(context.Background(), func(s *Settings) (bool, error) {
-		s.Tokens["k"] = &StoredToken{AccessToken: "a", RefreshToken: "r"}
+		s.Tokens["w|c|s"] = &StoredToken{AccessToken: "a", RefreshToken: "r"}
 		return true, nil
 	})
 	if err != nil {
@@ -118,7 +118,7 @@ func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
 		}
 	}
 	var got string
-	st.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["k"].RefreshToken; return false, nil })
+	st.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["w|c|s"].RefreshToken; return false, nil })
 	if got != "r" {
 		t.Fatalf("read back %q", got)
 	}
@@ -146,11 +146,11 @@ func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
 func TestMemoryStore_SharedByID(t *testing.T) {
 	a, b := MemoryStore("shared-test"), MemoryStore("shared-test")
 	a.Update(context.Background(), func(s *Settings) (bool, error) {
-		s.Tokens["k"] = &StoredToken{AccessToken: "x"}
+		s.Tokens["w|c|s"] = &StoredToken{AccessToken: "x"}
 		return true, nil
 	})
 	var got string
-	b.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["k"].AccessToken; return false, nil })
+	b.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["w|c|s"].AccessToken; return false, nil })
 	if got != "x" || NewPrivateMemoryStore() == NewPrivateMemoryStore() {
 		t.Fatalf("got %q", got)
 	}

@@ -2,6 +2,9 @@ package oauth
 
 import (
 	"context"
+	"errors"
+	"net"
+	"syscall"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -36,10 +39,15 @@ type retryAfter interface{ retryAfter() time.Duration }
 // Do runs fn until it succeeds, fails permanently, runs out of attempts, or ctx ends.
 // onRetry, if set, is told of each retry.
 func (r Retry) Do(ctx context.Context, fn func(context.Context) error, onRetry func(attempt int, wait time.Duration, err error)) error {
+	return r.DoIf(ctx, fn, IsTemporary, onRetry)
+}
+
+// DoIf is Do with its own test of which errors are worth another attempt.
+func (r Retry) DoIf(ctx context.Context, fn func(context.Context) error, retryable func(error) bool, onRetry func(attempt int, wait time.Duration, err error)) error {
 	r = r.withDefaults()
 	var err error
 	for attempt := 1; ; attempt++ {
-		if err = fn(ctx); err == nil || !IsTemporary(err) || attempt >= r.MaxAttempts {
+		if err = fn(ctx); err == nil || !retryable(err) || attempt >= r.MaxAttempts {
 			return err
 		}
 		backoff := r.Base << (attempt - 1)
@@ -64,6 +72,25 @@ func (r Retry) Do(ctx context.Context, fn func(context.Context) error, onRetry f
 		case <-t.C:
 		}
 	}
+}
+
+// NotProcessed reports whether a failed request certainly never reached the
+// server's processing: the connection was never made (dial error, refused), or the
+// server answered 429 or 503 with Retry-After (it declined the request). Only such
+// failures may be retried with a single-use grant (a refresh token, an authorization
+// code): a lost answer may mean the grant was redeemed, and redeeming it again would
+// make the identity provider revoke the whole token family.
+func NotProcessed(err error) bool {
+	var te *TokenError
+	if errors.As(err, &te) && te.StatusCode != 0 {
+		return (te.StatusCode == http.StatusTooManyRequests || te.StatusCode == http.StatusServiceUnavailable) && te.wait > 0
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	var de *net.DNSError
+	return errors.As(err, &de) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 func parseRetryAfter(h http.Header) time.Duration {

@@ -156,6 +156,7 @@ func (m *memStore) Update(ctx context.Context, fn func(*Settings) (bool, error))
 	}
 	pruneExpiredPending(&m.s, time.Now())
 	_, err := fn(&m.s)
+	pruneExpiredPending(&m.s, time.Now())
 	return err
 }
 
@@ -229,7 +230,12 @@ func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return &SettingsFileError{Path: f.Path, Msg: "cannot create its directory", Err: err, Unwritable: true}
 	}
-	lk := flock.New(f.Path + ".lock")
+	if fi, err := os.Lstat(f.Path + ".lock"); err == nil {
+		if err := checkPrivate(f.Path+".lock", fi); err != nil {
+			return &SettingsFileError{Path: f.Path, Msg: "its lock file " + f.Path + ".lock " + err.Error()}
+		}
+	}
+	lk := flock.New(f.Path+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	ok, err := lk.TryLockContext(ctx, 5*time.Millisecond)
 	if err != nil || !ok {
 		if err == nil {
@@ -248,6 +254,7 @@ func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)
 	if _, err := fn(s); err != nil {
 		return err
 	}
+	pruneExpiredPending(s, time.Now())
 	after, _ := json.Marshal(s)
 	if string(before) == string(after) {
 		return nil
@@ -256,15 +263,15 @@ func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)
 }
 
 func (f *FileStore) read() (*Settings, error) {
-	fi, err := os.Stat(f.Path)
+	fi, err := os.Lstat(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return &Settings{Version: SettingsVersion, Tokens: map[string]*StoredToken{}}, nil
 	}
 	if err != nil {
 		return nil, &SettingsFileError{Path: f.Path, Msg: "cannot be read", Err: err}
 	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return nil, &SettingsFileError{Path: f.Path, Msg: fmt.Sprintf("is group- or world-writable (mode %#o); it holds tokens: run chmod 600 on it", fi.Mode().Perm())}
+	if err := checkPrivate(f.Path, fi); err != nil {
+		return nil, &SettingsFileError{Path: f.Path, Msg: err.Error()}
 	}
 	data, err := os.ReadFile(f.Path)
 	if err != nil {
@@ -277,10 +284,43 @@ func (f *FileStore) read() (*Settings, error) {
 	if s.Version != SettingsVersion {
 		return nil, &SettingsFileError{Path: f.Path, Msg: fmt.Sprintf("has version %d, this driver reads version %d; it was left as it is", s.Version, SettingsVersion)}
 	}
+	if err := s.check(); err != nil {
+		return nil, &SettingsFileError{Path: f.Path, Msg: "is corrupt (" + err.Error() + "); it was left as it is: move it away or fix it"}
+	}
 	if s.Tokens == nil {
 		s.Tokens = map[string]*StoredToken{}
 	}
 	return &s, nil
+}
+
+// check validates a whole settings document: every entry present and usable. It
+// names what is wrong by its place, never by a value.
+func (s *Settings) check() error {
+	i := 0
+	for k, t := range s.Tokens {
+		i++
+		switch {
+		case t == nil:
+			return fmt.Errorf("token entry %d is null", i)
+		case k == "" || strings.Count(k, "|") != 2:
+			return fmt.Errorf("token entry %d has a malformed key", i)
+		case t.AccessToken == "" && t.RefreshToken == "" && t.Seed == "":
+			return fmt.Errorf("token entry %d holds no token", i)
+		}
+	}
+	i = 0
+	for state, p := range s.Pending {
+		i++
+		switch {
+		case p == nil:
+			return fmt.Errorf("pending login %d is null", i)
+		case state == "" || p.Verifier == "":
+			return fmt.Errorf("pending login %d has no state or verifier", i)
+		case p.Created.IsZero():
+			return fmt.Errorf("pending login %d has no creation time", i)
+		}
+	}
+	return nil
 }
 
 // jsonErr keeps a JSON error's position but never the file's content.
@@ -332,10 +372,24 @@ func (f *FileStore) write(s *Settings) error {
 	return nil
 }
 
+// MaxPending is how many pending logins a store keeps; beyond it the oldest are
+// dropped. A web app's login link lets anyone start logins, so their number (and the
+// size of the file rewritten on each) must stay bounded.
+const MaxPending = 64
+
 func pruneExpiredPending(s *Settings, now time.Time) {
 	for st, p := range s.Pending {
-		if now.Sub(p.Created) > PendingTTL {
+		if p == nil || now.Sub(p.Created) > PendingTTL {
 			delete(s.Pending, st)
 		}
+	}
+	for len(s.Pending) > MaxPending {
+		oldest := ""
+		for st, p := range s.Pending {
+			if oldest == "" || p.Created.Before(s.Pending[oldest].Created) {
+				oldest = st
+			}
+		}
+		delete(s.Pending, oldest)
 	}
 }

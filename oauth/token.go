@@ -134,14 +134,18 @@ func (c *TokenClient) AuthCodeURL(ctx context.Context, redirectURI, scope, state
 
 func (c *TokenClient) grant(ctx context.Context, op string, fn func(context.Context) (*oauth2.Token, error)) (*oauth2.Token, error) {
 	var tok *oauth2.Token
-	err := c.Retry.Do(ctx, func(ctx context.Context) error {
+	retryable := IsTemporary
+	if op == "refresh_token" || op == "authorization_code" {
+		retryable = NotProcessed // single-use grants
+	}
+	err := c.Retry.DoIf(ctx, func(ctx context.Context) error {
 		t, err := fn(ctx)
 		if err != nil {
 			return tokenError(op, err)
 		}
 		tok = withExpiry(t)
 		return nil
-	}, func(attempt int, wait time.Duration, err error) {
+	}, retryable, func(attempt int, wait time.Duration, err error) {
 		if c.OnRetry != nil {
 			c.OnRetry(op, attempt, wait, err)
 		}

@@ -158,6 +158,11 @@ func Parse(query string) (call *Call, ok bool, err error) {
 	name := l.word()
 	proc := Lookup(name)
 	if proc == nil {
+		// A near miss of one of ours is refused here rather than sent to Postgres,
+		// where its arguments (codes, refresh tokens) would land in the server's log.
+		if near := nearProcedure(name); near != "" {
+			return nil, true, &Error{Proc: name, Msg: fmt.Sprintf("is not a procedure of the driver (did you mean %s?); it was not sent to the database", near)}
+		}
 		return nil, false, nil
 	}
 	l.skipSpace()
@@ -449,13 +454,50 @@ func (l *lexer) value() (Value, error) {
 		}
 		return Value{Kind: Literal, Text: strings.TrimPrefix(text, "+")}, nil
 	case isIdentStart(c):
+		start := l.pos
 		w := l.word()
 		if strings.EqualFold(w, "NULL") {
 			return Value{Kind: Null}, nil
 		}
-		return Value{}, fmt.Errorf("has a bare word %q; quote strings with '", w)
+		// The word may be a secret typed without quotes: say where, never what.
+		return Value{}, fmt.Errorf("has an unquoted word at offset %d; quote strings with '", start)
 	}
 	return Value{}, errors.New("needs a value: a 'quoted string', a number, NULL, ?, $n or @name")
+}
+
+// nearProcedure returns the procedure whose name is within a small edit distance of
+// name (but not equal), or "".
+func nearProcedure(name string) string {
+	if len(name) < 8 {
+		return ""
+	}
+	n := strings.ToLower(name)
+	for _, p := range Procedures {
+		if d := editDistance(n, strings.ToLower(p.Name)); d > 0 && d <= 3 {
+			return p.Name
+		}
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Rows is a driver.Rows over a procedure's result, built in memory.

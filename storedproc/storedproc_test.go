@@ -69,7 +69,7 @@ func TestParse_Errors(t *testing.T) {
 		"EXEC GetOAuthAuthorizationURL Scope='x' State='y'":        "expected ','",
 		"EXEC GetOAuthAuthorizationURL Scope":                      "must be followed by '='",
 		"EXEC GetOAuthAuthorizationURL Scope='unterminated":        "unterminated string",
-		"EXEC GetOAuthAuthorizationURL Scope=bare":                 "bare word",
+		"EXEC GetOAuthAuthorizationURL Scope=bare":                 "unquoted word at offset 36",
 		"EXEC GetOAuthAuthorizationURL Scope='a', Scope='b'":       "given twice",
 		"EXEC GetOAuthAuthorizationURL Scope='a'; SELECT 1":        "unexpected text",
 		"EXEC GetOAuthAuthorizationURL Scope=$0":                   "malformed $n",
@@ -168,4 +168,24 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A near miss of a procedure name is refused, not sent to Postgres with its (secret)
+// arguments; a name far from ours still goes to Postgres.
+func TestParse_MisspelledProcedureRefused(t *testing.T) {
+	for _, q := range []string{
+		"EXEC GetOAuthAccessTokn @Verifier='SECRET-CODE'",
+		"exec getoauthauthorizationurl2",
+		"EXECUTE RefreshOAuthAccesToken OAuthRefreshToken='SECRET-RT'",
+	} {
+		_, ok, err := Parse(q)
+		if !ok || err == nil || !strings.Contains(err.Error(), "did you mean") || strings.Contains(err.Error(), "SECRET") {
+			t.Fatalf("%s: ok=%v err=%v", q, ok, err)
+		}
+	}
+	for _, q := range []string{"EXECUTE myplan(1)", "EXEC sp_who", "EXECUTE get_oauth_things"} {
+		if _, ok, err := Parse(q); ok || err != nil {
+			t.Fatalf("%s: ok=%v err=%v", q, ok, err)
+		}
+	}
 }

@@ -13,13 +13,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -170,7 +168,7 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	data := filepath.Join(dir, "data")
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
 		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = runAsAttr(cred)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgcluster: initdb: %v\n%s", err, out)
 	}
@@ -201,7 +199,7 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	return lastErr
 }
 
-func (c *Cluster) launch(ctx context.Context, bin, data string, cred *syscall.Credential) error {
+func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential) error {
 	logPath := filepath.Join(c.dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -258,36 +256,6 @@ func tail(b []byte) string {
 		b = b[len(b)-2000:]
 	}
 	return string(bytes.TrimSpace(b))
-}
-
-// runAs returns the credential to run PostgreSQL with: nil unless this process is
-// root, when it is the "postgres" user (or "nobody" when there is none).
-func runAs() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("pgcluster: running as root, and no unprivileged user (postgres or nobody) exists to run PostgreSQL as")
-}
-
-func chownTree(root string, cred *syscall.Credential) error {
-	if cred == nil {
-		return nil
-	}
-	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, int(cred.Uid), int(cred.Gid))
-	})
 }
 
 func freePort() (int, error) {
@@ -396,7 +364,7 @@ func (c *Cluster) Stop() error {
 	var err error
 	c.stopOnce.Do(func() {
 		if c.cmd != nil && c.cmd.Process != nil {
-			_ = c.cmd.Process.Signal(syscall.SIGINT)
+			_ = interrupt(c.cmd.Process)
 			select {
 			case <-c.waitErr:
 			case <-time.After(15 * time.Second):

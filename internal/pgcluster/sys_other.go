@@ -1,9 +1,9 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package pgcluster
 
 import "syscall"
 
-func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+func sysProcAttr(cred *credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 }

@@ -1,0 +1,53 @@
+//go:build !windows
+
+package pgcluster
+
+import (
+	"errors"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+// credential is the user PostgreSQL runs as.
+type credential = syscall.Credential
+
+// runAs returns the credential to run PostgreSQL with: nil unless this process is
+// root, when it is the "postgres" user (or "nobody" when there is none).
+func runAs() (*credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("pgcluster: running as root, and no unprivileged user (postgres or nobody) exists to run PostgreSQL as")
+}
+
+func chownTree(root string, cred *credential) error {
+	if cred == nil {
+		return nil
+	}
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(cred.Uid), int(cred.Gid))
+	})
+}
+
+// runAsAttr runs a command (initdb) as cred.
+func runAsAttr(cred *credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Credential: cred}
+}
+
+// interrupt asks the server for a fast shutdown.
+func interrupt(p *os.Process) error { return p.Signal(syscall.SIGINT) }

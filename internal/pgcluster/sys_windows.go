@@ -1,0 +1,20 @@
+//go:build windows
+
+package pgcluster
+
+import (
+	"os"
+	"syscall"
+)
+
+// credential is unused on Windows: PostgreSQL refuses to run as an administrator
+// there too, but the tests run it as the current user.
+type credential struct{}
+
+func runAs() (*credential, error)                  { return nil, nil }
+func chownTree(string, *credential) error          { return nil }
+func runAsAttr(*credential) *syscall.SysProcAttr   { return nil }
+func sysProcAttr(*credential) *syscall.SysProcAttr { return nil }
+
+// interrupt stops the server; Windows has no SIGINT for another process.
+func interrupt(p *os.Process) error { return p.Kill() }
