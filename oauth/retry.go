@@ -3,11 +3,11 @@ package oauth
 import (
 	"context"
 	"errors"
-	"net"
-	"syscall"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 )
 
