@@ -160,6 +160,10 @@ type Config struct {
 	PoolIdleTimeout     time.Duration
 	PoolWaitTime        time.Duration
 
+	// envIgnored lists environment variables left unused because the connection
+	// string named the database (logged by the connector).
+	envIgnored []string
+
 	// Ignored holds CData properties that were accepted but have no effect here,
 	// keyed by their canonical name.
 	Ignored map[string]string
@@ -190,6 +194,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.SSLMode == "" {
 		c.SSLMode = SSLRequire
+		if c.SSLServerCert == SSLServerCertSystem {
+			c.SSLMode = SSLVerifyFull
+		}
 	}
 	if c.ApplicationName == "" {
 		c.ApplicationName = DefaultApplicationName
@@ -272,6 +279,9 @@ func (c *Config) validate() error {
 		if c.DisablePreparedStatements && c.QueryExecMode == "cache_statement" {
 			return &ConfigError{Property: "QueryExecMode", Value: c.QueryExecMode, Err: fmt.Errorf("cache_statement prepares statements on the server, which AllowPreparedStatement=false forbids; use exec or simple_protocol")}
 		}
+	}
+	if c.SSLServerCert == SSLServerCertSystem && c.SSLMode != SSLVerifyFull {
+		return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("must be verify-full (or unset) with SSLServerCert=system, which verifies the server against the system's roots and its host name")}
 	}
 	if c.TimeZone != "" {
 		if err := checkTimeZone(c.TimeZone); err != nil {

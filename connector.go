@@ -102,6 +102,10 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		c.opts.stderr = os.Stderr
 	}
 	c.logger.Debug("lakebase: connector created", slog.Any("config", *c.cfg))
+	for _, env := range c.cfg.envIgnored {
+		c.logger.Info("lakebase: ignoring an environment variable: the connection string names the database by Endpoint or Instance, whose host comes from the workspace",
+			slog.String("variable", env))
+	}
 	if c.login, c.steps, err = c.newLoginSource(); err != nil {
 		c.Close()
 		return nil, err

@@ -64,6 +64,12 @@ func (c *Config) applyEnvironment(given map[string]bool, getenv func(string) str
 		return nil
 	}
 	for _, e := range pgEnv {
+		if (e.prop == "Server" || e.prop == "Port") && (given["Endpoint"] || given["Instance"]) && getenv(e.env) != "" {
+			// The database is named: its host comes from the workspace. A stray PGHOST
+			// must not send the credential elsewhere.
+			c.envIgnored = append(c.envIgnored, e.env)
+			continue
+		}
 		if err := fill(e.prop, getenv(e.env), e.env); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package lakebase
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/lakebase-go/lakebase/oauth"
@@ -43,6 +44,9 @@ func (e *ConfigError) Error() string {
 
 // Unwrap returns the cause.
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Format prints Error for every verb (%#v included), so a secret Value never shows.
+func (e *ConfigError) Format(f fmt.State, _ rune) { io.WriteString(f, e.Error()) }
 
 // Is makes errors.Is(err, ErrConfig) true.
 func (e *ConfigError) Is(target error) bool { return target == ErrConfig }

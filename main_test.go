@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperRefreshLoop())
 	case "write-loop":
 		os.Exit(helperWriteLoop())
+	case "system-roots":
+		os.Exit(helperSystemRoots())
 	}
 	flag.Parse()
 	if fuzzOnly() {

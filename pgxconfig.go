@@ -97,11 +97,22 @@ func (c *Config) applyTLS(cc *pgconn.Config, host string, roots *x509.CertPool) 
 	return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("is not supported")}
 }
 
+// SSLServerCertSystem as SSLServerCert trusts the operating system's root
+// certificates and implies SSLMode=verify-full, as libpq's sslrootcert=system.
+const SSLServerCertSystem = "system"
+
 // loadServerCert reads SSLServerCert: inline PEM or a file path. It returns nil when unset.
 func (c *Config) loadServerCert() (*x509.CertPool, error) {
 	v := strings.TrimSpace(c.SSLServerCert)
 	if v == "" {
 		return nil, nil
+	}
+	if v == SSLServerCertSystem {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, &ConfigError{Property: "SSLServerCert", Value: v, Err: fmt.Errorf("the system's root certificates cannot be read: %w", err)}
+		}
+		return pool, nil
 	}
 	data := []byte(v)
 	if !strings.HasPrefix(v, "-----BEGIN") {

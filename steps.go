@@ -52,6 +52,14 @@ type CodeExchange struct {
 	PKCEVerifier string
 }
 
+// String hides the code and the verifier.
+func (e CodeExchange) String() string {
+	return "lakebase.CodeExchange{State: " + e.State + ", CallbackURL: " + e.CallbackURL + "}"
+}
+
+// Format hides the code and the verifier for every fmt verb.
+func (e CodeExchange) Format(f fmt.State, _ rune) { io.WriteString(f, e.String()) }
+
 // PendingLoginTTL is how long a pending authorization's PKCE verifier is kept.
 const PendingLoginTTL = oauth.PendingTTL
 

@@ -63,6 +63,12 @@ type ServicePrincipal struct {
 	ClientSecret string
 }
 
+// String hides the secret.
+func (p ServicePrincipal) String() string { return "lakebasetest.ServicePrincipal{" + p.ClientID + "}" }
+
+// Format hides the secret for every fmt verb.
+func (p ServicePrincipal) Format(f fmt.State, _ rune) { fmt.Fprint(f, p.String()) }
+
 // User is a person of the emulated workspace.
 type User struct {
 	Email string // SCIM userName; also the Postgres role

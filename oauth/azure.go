@@ -29,12 +29,12 @@ type EntraSource struct {
 }
 
 // String hides the secret.
-func (s *EntraSource) String() string {
+func (s EntraSource) String() string {
 	return fmt.Sprintf("oauth.EntraSource{tenant: %s, client_id: %s}", s.Tenant, s.ClientID)
 }
 
 // Format hides the secret for every fmt verb.
-func (s *EntraSource) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
+func (s EntraSource) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
 
 // Token gets a token (oauth2.TokenSource).
 func (s *EntraSource) Token() (*oauth2.Token, error) { return s.TokenContext(context.Background()) }

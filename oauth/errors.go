@@ -3,6 +3,7 @@ package oauth
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 )
@@ -57,6 +58,10 @@ func (e *TokenError) Error() string {
 // Unwrap returns the transport cause.
 func (e *TokenError) Unwrap() error { return e.Err }
 
+// Format prints Error for every verb: %#v would otherwise dump the endpoint's raw
+// answer held by the cause.
+func (e *TokenError) Format(f fmt.State, _ rune) { io.WriteString(f, e.Error()) }
+
 // Is makes errors.Is(err, ErrReloginRequired) true for invalid_grant on a refresh.
 func (e *TokenError) Is(target error) bool {
 	return target == ErrReloginRequired && e.Code == "invalid_grant" && e.Op == "refresh_token"
@@ -104,6 +109,9 @@ func (e *APIError) Error() string {
 
 // Unwrap returns the transport cause.
 func (e *APIError) Unwrap() error { return e.Err }
+
+// Format prints Error for every verb.
+func (e *APIError) Format(f fmt.State, _ rune) { io.WriteString(f, e.Error()) }
 
 // Temporary reports whether retrying may help.
 func (e *APIError) Temporary() bool {

@@ -89,15 +89,12 @@ type Source struct {
 }
 
 // String names the source and hides its secrets.
-func (s *Source) String() string {
-	if s == nil {
-		return "<nil>"
-	}
+func (s Source) String() string {
 	return fmt.Sprintf("oauth.Source{scheme: %s, mode: %s, workspace: %s}", s.Scheme, s.Mode, s.Workspace)
 }
 
 // Format hides the secrets for every fmt verb.
-func (s *Source) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
+func (s Source) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
 
 // NeverExpires marks a token given with OAuthExpiresIn=-1.
 var NeverExpires = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)

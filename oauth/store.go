@@ -51,16 +51,13 @@ func (e *StoredToken) Token() *oauth2.Token {
 }
 
 // String hides the tokens.
-func (e *StoredToken) String() string {
-	if e == nil {
-		return "<nil>"
-	}
+func (e StoredToken) String() string {
 	return fmt.Sprintf("oauth.StoredToken{expiry: %s, refresh: %v, updated: %s}", e.Expiry.Format(time.RFC3339),
 		e.RefreshToken != "", e.Updated.Format(time.RFC3339))
 }
 
 // Format hides the tokens for every fmt verb.
-func (e *StoredToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, e.String()) }
+func (e StoredToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, e.String()) }
 
 // Pending is an authorization waiting for its code.
 type Pending struct {
@@ -72,15 +69,12 @@ type Pending struct {
 }
 
 // String hides the verifier.
-func (p *Pending) String() string {
-	if p == nil {
-		return "<nil>"
-	}
+func (p Pending) String() string {
 	return fmt.Sprintf("oauth.Pending{callback: %s, created: %s}", p.CallbackURL, p.Created.Format(time.RFC3339))
 }
 
 // Format hides the verifier for every fmt verb.
-func (p *Pending) Format(f fmt.State, _ rune) { fmt.Fprint(f, p.String()) }
+func (p Pending) Format(f fmt.State, _ rune) { fmt.Fprint(f, p.String()) }
 
 // PendingTTL is how long a pending authorization's verifier is kept.
 const PendingTTL = 10 * time.Minute

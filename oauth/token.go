@@ -45,6 +45,14 @@ type TokenClient struct {
 	OnRetry func(op string, attempt int, wait time.Duration, err error)
 }
 
+// String names the client and hides its secret.
+func (c TokenClient) String() string {
+	return fmt.Sprintf("oauth.TokenClient{client_id: %s, secret: %v}", c.ClientID, c.ClientSecret != "")
+}
+
+// Format hides the secret for every fmt verb.
+func (c TokenClient) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
+
 func (c *TokenClient) authStyle() oauth2.AuthStyle {
 	if c.ClientSecret != "" {
 		return oauth2.AuthStyleInHeader

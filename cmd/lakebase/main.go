@@ -264,6 +264,13 @@ func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	line("token expires", expiry(st.TokenExpiry))
 	line("credential expires", expiry(st.CredentialExpiry))
 	line("tokens stored in", c.SettingsLocation())
+	if cert, err := c.CheckServerCertificate(ctx); err != nil {
+		line("server certificate", "not checked: "+err.Error())
+	} else if cert.SystemTrusted {
+		line("server certificate", "verifies against the system roots for "+cert.Host+": SSLServerCert=system (verify-full) will work")
+	} else {
+		line("server certificate", "does not verify against the system roots for "+cert.Host+" ("+cert.VerifyError+"); keep SSLServerCert pointing at its CA")
+	}
 	if *show {
 		cr, err := c.Login(ctx)
 		if err != nil {

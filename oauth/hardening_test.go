@@ -1,0 +1,277 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// A server that must never be reached: it counts what it gets.
+func trap(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var hits atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte(`{"access_token":"stolen","token":"stolen","expires_in":3600}`))
+	}))
+	t.Cleanup(s.Close)
+	return s, &hits
+}
+
+func redirectTo(target string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+r.URL.Path, http.StatusTemporaryRedirect)
+	})
+}
+
+// No request carrying a secret follows a redirect: not the client secret to the
+// token endpoint, not the workspace token to the credential API, not https to http;
+// with the default client and with a caller's client that would follow.
+func TestRedirects_NeverFollowedWithASecret(t *testing.T) {
+	evil, hits := trap(t)
+	tlsRedirect := httptest.NewTLSServer(redirectTo(evil.URL)) // https → http
+	defer tlsRedirect.Close()
+	plainRedirect := httptest.NewServer(redirectTo(evil.URL))
+	defer plainRedirect.Close()
+	following := &http.Client{Transport: tlsRedirect.Client().Transport} // follows redirects by default
+
+	for name, hc := range map[string]*http.Client{"default client": nil, "caller's client": following} {
+		for _, base := range []string{plainRedirect.URL, tlsRedirect.URL} {
+			if hc == nil && strings.HasPrefix(base, "https") {
+				continue // the default client does not trust the test CA
+			}
+			tc := &TokenClient{HTTP: hc, ClientID: "id", ClientSecret: "SECRET",
+				Discovery: &Discovery{Override: oauth2.Endpoint{AuthURL: base + "/authorize", TokenURL: base + "/oidc/v1/token"}}}
+			_, err := tc.ClientCredentials(context.Background(), "all-apis")
+			if !errors.Is(err, ErrRedirect) || !strings.Contains(err.Error(), "redirect") {
+				t.Fatalf("%s, token endpoint %s: %v", name, base, err)
+			}
+			if _, err := tc.Refresh(context.Background(), "SECRET-RT"); !errors.Is(err, ErrRedirect) {
+				t.Fatalf("%s, refresh: %v", name, err)
+			}
+			api := &API{HTTP: hc, Workspace: base}
+			if _, err := api.MintAutoscaling(context.Background(), "WORKSPACE-TOKEN", "projects/p/branches/b/endpoints/e", time.Hour); !errors.Is(err, ErrRedirect) {
+				t.Fatalf("%s, credential API: %v", name, err)
+			}
+			if strings.Contains(fmt.Sprint(err), "SECRET") {
+				t.Fatal("an error shows a secret")
+			}
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the redirect target got %d requests", n)
+	}
+}
+
+// countingToken answers the token endpoint with status (and Retry-After when set).
+func countingToken(t *testing.T, status int, retryAfter string) (*TokenClient, *atomic.Int64) {
+	var n atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write([]byte(`{"error":"temporarily_unavailable"}`))
+	}))
+	t.Cleanup(s.Close)
+	tc := &TokenClient{ClientID: "id", ClientSecret: "s", Retry: Retry{MaxAttempts: 4, Base: time.Millisecond, Max: 2 * time.Millisecond},
+		Discovery: &Discovery{Override: oauth2.Endpoint{AuthURL: s.URL, TokenURL: s.URL}}}
+	return tc, &n
+}
+
+// A single-use grant whose answer may have been lost is not sent again; one the
+// server declined (429/503 with Retry-After) or that never left (connection
+// refused) is. Client credentials keep retrying on 5xx.
+func TestSingleUseGrants_RetriedOnlyWhenNotProcessed(t *testing.T) {
+	ctx := context.Background()
+	for _, status := range []int{http.StatusBadGateway, http.StatusInternalServerError, http.StatusServiceUnavailable} {
+		tc, n := countingToken(t, status, "")
+		tc.Refresh(ctx, "rt")
+		tc.Exchange(ctx, "code", "verifier", "http://localhost:8020")
+		if n.Load() != 2 {
+			t.Fatalf("HTTP %d: %d requests for one refresh and one exchange, want 2", status, n.Load())
+		}
+		tc.ClientCredentials(ctx, "all-apis")
+		if n.Load() != 2+4 {
+			t.Fatalf("HTTP %d: client credentials made %d requests, want 4", status, n.Load()-2)
+		}
+	}
+	tc, n := countingToken(t, http.StatusServiceUnavailable, "0")
+	tc.Retry.Max = time.Millisecond
+	if tc.Refresh(ctx, "rt"); n.Load() != 1 {
+		// Retry-After: 0 is no promise; only a positive wait counts.
+		t.Fatalf("503 with Retry-After 0: %d requests", n.Load())
+	}
+	tc, n = countingToken(t, http.StatusTooManyRequests, "1")
+	start := time.Now()
+	tc.Retry.MaxAttempts = 2
+	if tc.Refresh(ctx, "rt"); n.Load() != 2 || time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("429 with Retry-After 1: %d requests", n.Load())
+	}
+
+	// Connection refused: the request never left, so it is retried.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	var retries atomic.Int64
+	dead := &TokenClient{ClientID: "id", Retry: Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond},
+		Discovery: &Discovery{Override: oauth2.Endpoint{AuthURL: "http://" + addr, TokenURL: "http://" + addr}},
+		OnRetry:   func(string, int, time.Duration, error) { retries.Add(1) }}
+	if _, err := dead.Refresh(ctx, "rt"); err == nil || retries.Load() != 2 {
+		t.Fatalf("connection refused: %d retries, %v", retries.Load(), err)
+	}
+}
+
+// Discovered endpoints must be https (loopback aside) before they are used or
+// handed to a browser.
+func TestDiscovery_RefusesPlainHTTPEndpoints(t *testing.T) {
+	for _, doc := range []string{
+		`{"authorization_endpoint":"http://evil.example/authorize","token_endpoint":"https://w.example/token"}`,
+		`{"authorization_endpoint":"https://w.example/authorize","token_endpoint":"http://evil.example/token"}`,
+		`{"authorization_endpoint":"javascript:alert(1)","token_endpoint":"https://w.example/token"}`,
+	} {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(doc)) }))
+		_, err := (&Discovery{Workspace: s.URL}).Endpoints(context.Background())
+		s.Close()
+		if err == nil || !strings.Contains(err.Error(), "https") {
+			t.Fatalf("%s: %v", doc, err)
+		}
+	}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"authorization_endpoint":"http://127.0.0.1:1/authorize","token_endpoint":"https://w.example/token"}`))
+	}))
+	defer s.Close()
+	if _, err := (&Discovery{Workspace: s.URL}).Endpoints(context.Background()); err != nil {
+		t.Fatalf("loopback http: %v", err)
+	}
+}
+
+// A settings document that parses but holds nulls or holes is an error naming the
+// file, never a panic, and the file is left as it was.
+func TestFileStore_WholeDocumentValidated(t *testing.T) {
+	for name, doc := range map[string]string{
+		"null pending":        `{"version":1,"tokens":{},"pending":{"s":null}}`,
+		"null token":          `{"version":1,"tokens":{"w|c|s":null}}`,
+		"token key":           `{"version":1,"tokens":{"nonsense":{"access_token":"a"}}}`,
+		"empty token":         `{"version":1,"tokens":{"w|c|s":{}}}`,
+		"pending no verifier": `{"version":1,"tokens":{},"pending":{"s":{"created":"2026-01-01T00:00:00Z"}}}`,
+	} {
+		path := filepath.Join(t.TempDir(), "settings.json")
+		os.WriteFile(path, []byte(doc), 0o600)
+		st, _ := OpenStore(path)
+		err := st.Update(context.Background(), func(*Settings) (bool, error) { return true, nil })
+		var se *SettingsFileError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "corrupt") {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != doc {
+			t.Fatalf("%s: the file was changed", name)
+		}
+	}
+}
+
+// Pending logins are capped: the oldest go first, and the file stays small however
+// many logins are started.
+func TestFileStore_PendingLoginsCapped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "settings.json")
+	st, _ := OpenStore(path)
+	base := time.Now()
+	for i := range 500 {
+		st.Update(context.Background(), func(s *Settings) (bool, error) {
+			if s.Pending == nil {
+				s.Pending = map[string]*Pending{}
+			}
+			s.Pending[fmt.Sprint("state-", i)] = &Pending{Verifier: NewVerifier(), Key: "w|c|s", Created: base.Add(time.Duration(i) * time.Millisecond)}
+			return true, nil
+		})
+	}
+	var n int
+	var newest, oldest bool
+	st.Update(context.Background(), func(s *Settings) (bool, error) {
+		n = len(s.Pending)
+		_, newest = s.Pending["state-499"]
+		_, oldest = s.Pending["state-0"]
+		return false, nil
+	})
+	if n != MaxPending || !newest || oldest {
+		t.Fatalf("%d pending (newest kept %v, oldest kept %v)", n, newest, oldest)
+	}
+	if fi, _ := os.Stat(path); fi.Size() > 32<<10 {
+		t.Fatalf("the file grew to %d bytes", fi.Size())
+	}
+}
+
+// The store refuses a file or lock file that is a symbolic link, belongs to another
+// user, or is open to its group or others; the error says how to fix it.
+func TestFileStore_RefusesUnsafeFiles(t *testing.T) {
+	good := `{"version":1,"tokens":{"w|c|s":{"access_token":"a"}}}`
+	check := func(name, path, want string) {
+		t.Helper()
+		st, _ := OpenStore(path)
+		err := st.Update(context.Background(), func(*Settings) (bool, error) { return true, nil })
+		if !errors.Is(err, ErrSettingsFile) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.json")
+	os.WriteFile(real, []byte(good), 0o600)
+	link := filepath.Join(dir, "link.json")
+	os.Symlink(real, link)
+	check("symlink", link, "symbolic link")
+
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
+		p := filepath.Join(t.TempDir(), "s.json")
+		os.WriteFile(p, []byte(good), 0o600)
+		os.Chmod(p, mode)
+		check(fmt.Sprintf("mode %#o", mode), p, "chmod 600")
+	}
+
+	lockLinked := filepath.Join(t.TempDir(), "s.json")
+	os.WriteFile(lockLinked, []byte(good), 0o600)
+	os.Symlink(filepath.Join(dir, "elsewhere"), lockLinked+".lock")
+	check("symlinked lock file", lockLinked, "lock file")
+
+	if os.Geteuid() == 0 {
+		p := filepath.Join(t.TempDir(), "s.json")
+		os.WriteFile(p, []byte(good), 0o600)
+		os.Chown(p, 65534, 65534) // nobody
+		check("foreign owner", p, "owned by user id 65534")
+	}
+	// The safe file is read.
+	st, _ := OpenStore(real)
+	if err := st.Update(context.Background(), func(*Settings) (bool, error) { return false, nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A stored workspace token stops being handed out well before its expiry (Databricks
+// has refused tokens in their last ~30 s): a fifth of its lifetime, 30 s to 5 min.
+func TestTokenSkew_BasedOnLifetime(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		life, want time.Duration
+	}{{time.Hour, 5 * time.Minute}, {10 * time.Minute, 2 * time.Minute}, {time.Minute, 30 * time.Second}} {
+		e := &StoredToken{AccessToken: "a", Updated: now, Expiry: now.Add(c.life)}
+		if got := TokenSkew(e); got != c.want {
+			t.Fatalf("lifetime %v: skew %v, want %v", c.life, got, c.want)
+		}
+	}
+	// A one-hour token 4 minutes before expiry is refreshed, not handed out.
+	e := &StoredToken{AccessToken: "a", Updated: now.Add(-56 * time.Minute), Expiry: now.Add(4 * time.Minute)}
+	if ValidFor(e.Token(), now, TokenSkew(e)) {
+		t.Fatal("a token 4 minutes from expiry was still handed out")
+	}
+}

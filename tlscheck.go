@@ -1,0 +1,90 @@
+package lakebase
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// ServerCertificate is what CheckServerCertificate found about the Postgres
+// server's TLS certificate.
+type ServerCertificate struct {
+	Host string
+	// Subject and Issuer of the leaf certificate, and its expiry.
+	Subject, Issuer string
+	NotAfter        time.Time
+	// SystemTrusted: the chain verifies against the operating system's roots and the
+	// certificate is for Host, so SSLMode=verify-full with SSLServerCert=system would
+	// accept this server. VerifyError says why not, when it does not.
+	SystemTrusted bool
+	VerifyError   string
+}
+
+// CheckServerCertificate resolves the server (running the token pipeline when the
+// host comes from Instance or Endpoint), opens a TLS session to it the way
+// PostgreSQL does (SSLRequest, then the handshake), and reports whether its
+// certificate verifies against the system roots and the host name. It sends no
+// credential. Use it to see whether SSLMode=verify-full with SSLServerCert=system
+// can be switched on.
+func (c *Connector) CheckServerCertificate(ctx context.Context) (ServerCertificate, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	li, err := c.login.login(ctx, "")
+	if err != nil {
+		return ServerCertificate{}, err
+	}
+	rep := ServerCertificate{Host: li.host}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(li.host, strconv.Itoa(li.port)))
+	if err != nil {
+		return rep, fmt.Errorf("lakebase: reaching %s: %w", li.host, err)
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	// SSLRequest: length 8, code 80877103.
+	var req [8]byte
+	binary.BigEndian.PutUint32(req[0:], 8)
+	binary.BigEndian.PutUint32(req[4:], 80877103)
+	if _, err := nc.Write(req[:]); err != nil {
+		return rep, err
+	}
+	var ans [1]byte
+	if _, err := io.ReadFull(nc, ans[:]); err != nil {
+		return rep, err
+	}
+	if ans[0] != 'S' {
+		return rep, fmt.Errorf("lakebase: %s does not offer TLS", li.host)
+	}
+	tc := tls.Client(nc, &tls.Config{ServerName: li.host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return rep, fmt.Errorf("lakebase: TLS handshake with %s: %w", li.host, err)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return rep, fmt.Errorf("lakebase: %s sent no certificate", li.host)
+	}
+	rep.Subject, rep.Issuer, rep.NotAfter = certs[0].Subject.String(), certs[0].Issuer.String(), certs[0].NotAfter
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		rep.VerifyError = "the system roots cannot be read: " + err.Error()
+		return rep, nil
+	}
+	opts := x509.VerifyOptions{Roots: roots, DNSName: li.host, Intermediates: x509.NewCertPool()}
+	for _, ic := range certs[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		rep.VerifyError = err.Error()
+	} else {
+		rep.SystemTrusted = true
+	}
+	return rep, nil
+}
