@@ -400,3 +400,39 @@ func TestOAuthPKCE_HeadlessAndTransferFlows(t *testing.T) {
 		t.Fatalf("transfer: current_user = %q", u)
 	}
 }
+
+// A browser login takes as long as the person does; it must not hold the settings
+// file's lock meanwhile: another connector on the same file starts a login at once.
+func TestOAuthPKCE_BrowserLoginHoldsNoLock(t *testing.T) {
+	needServers(t)
+	file := filepath.Join(t.TempDir(), "settings.json")
+	callback := fmt.Sprintf("http://localhost:%d", freeLoopbackPort(t))
+	other, err := lakebase.NewConnector(emu.OAuthPKCEDSN("OAuthSettingsLocation=" + file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	during := make(chan error, 1)
+	open := func(u string) error {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_, err := other.AuthorizationURL(ctx, lakebase.AuthorizationRequest{})
+			cancel()
+			during <- err
+			emu.SetAutoApprove(true)
+			defer emu.SetAutoApprove(false)
+			if resp, err := http.Get(u); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return nil
+	}
+	db, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation="+file),
+		lakebase.WithBrowserOpener(open), lakebase.WithStderr(&strings.Builder{}))
+	if err := db.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-during; err != nil {
+		t.Fatalf("the settings file was locked during the browser login: %v", err)
+	}
+}

@@ -43,6 +43,11 @@ func TestCommand_StatusTokenPsql(t *testing.T) {
 	if strings.Contains(out, "eyJ") {
 		t.Fatal("status shows a token without -show-token")
 	}
+	// The emulator's CA is not a system root: status says verify-full against the
+	// system roots would refuse this server.
+	if !strings.Contains(out, "server certificate: does not verify against the system roots for "+emu.Host) {
+		t.Fatalf("status says nothing useful about the certificate:\n%s", out)
+	}
 
 	out, _, code = lakebaseCmd(t, dsn, nil, "token")
 	var tok struct {
