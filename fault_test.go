@@ -287,7 +287,7 @@ func TestFault_KillNineWhileWritingTheTokenFile(t *testing.T) {
 			continue // killed before the first write
 		}
 		var s oauth.Settings
-		if err := json.Unmarshal(data, &s); err != nil || s.Version != oauth.SettingsVersion || s.Tokens["k"] == nil {
+		if err := json.Unmarshal(data, &s); err != nil || s.Version != oauth.SettingsVersion || s.Tokens["w|c|s"] == nil {
 			t.Fatalf("round %d: the file is torn (%v): %.200q", r, err, data)
 		}
 		versions++
@@ -308,7 +308,7 @@ func helperWriteLoop() int {
 	st, _ := oauth.OpenStore(os.Getenv("LAKEBASE_HELPER_FILE"))
 	for i := 0; ; i++ {
 		err := st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
-			s.Tokens["k"] = &oauth.StoredToken{AccessToken: strings.Repeat("a", 1000+(i%50)*400), RefreshToken: fmt.Sprint(i)}
+			s.Tokens["w|c|s"] = &oauth.StoredToken{AccessToken: strings.Repeat("a", 1000+(i%50)*400), RefreshToken: fmt.Sprint(i)}
 			return true, nil
 		})
 		if err != nil {

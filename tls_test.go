@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lakebase-go/lakebase"
@@ -74,8 +75,9 @@ func helperSystemRoots() int {
 func TestEnvironment_PGHostIgnoredWhenTheDatabaseIsNamed(t *testing.T) {
 	t.Setenv("PGHOST", "attacker.example")
 	t.Setenv("PGPORT", "6543")
+	var mu sync.Mutex
 	var buf bytes.Buffer
-	c, err := lakebase.NewConnector(emu.OAuthClientDSN(), lakebase.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	c, err := lakebase.NewConnector(emu.OAuthClientDSN(), lakebase.WithLogger(slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +89,11 @@ func TestEnvironment_PGHostIgnoredWhenTheDatabaseIsNamed(t *testing.T) {
 	if err != nil || l.Host != emu.Host {
 		t.Fatalf("login host %q, %v", l.Host, err)
 	}
-	if !strings.Contains(buf.String(), "PGHOST") || !strings.Contains(buf.String(), "PGPORT") {
-		t.Fatalf("nothing logged:\n%s", buf.String())
+	mu.Lock()
+	logged := buf.String()
+	mu.Unlock()
+	if !strings.Contains(logged, "PGHOST") || !strings.Contains(logged, "PGPORT") {
+		t.Fatalf("nothing logged:\n%s", logged)
 	}
 	cfg, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b")
 	if err != nil || cfg.Server != "attacker.example" {

@@ -184,7 +184,11 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expire_time": exp.Format(time.RFC3339Nano)})
+	out := map[string]any{"token": tok}
+	if v, ok := s.expiryValue(exp); ok {
+		out["expire_time"] = v
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +222,11 @@ func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Requ
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expiration_time": exp.Format(time.RFC3339Nano)})
+	out := map[string]any{"token": tok}
+	if v, ok := s.expiryValue(exp); ok {
+		out["expiration_time"] = v
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) instanceJSON() map[string]any {
@@ -230,7 +238,6 @@ func (s *Server) instanceJSON() map[string]any {
 		"pg_version":            "PG_VERSION_15",
 		"read_write_dns":        s.Host,
 		"read_only_dns":         s.ReadOnlyHost,
-		"read_write_pooled_dns": "instance-pooler.invalid",
 		"creator":               s.User.Email,
 	}
 }
@@ -239,7 +246,17 @@ func (s *Server) handleListInstances(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPInstances, w, r); !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"database_instances": []any{s.instanceJSON()}})
+	var all []any
+	for i := range s.opts.DecoyProjects {
+		all = append(all, map[string]any{"name": fmt.Sprintf("decoy-instance-%04d", i), "state": "STOPPED",
+			"read_write_dns": fmt.Sprintf("instance-decoy-%04d.database.invalid", i)})
+	}
+	items, next := s.page(r, append(all, s.instanceJSON()))
+	out := map[string]any{"database_instances": items}
+	if next != "" {
+		out["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetInstance(w http.ResponseWriter, r *http.Request) {
@@ -259,11 +276,13 @@ func (s *Server) endpointJSON() map[string]any {
 		"uid":  "ep-0a1b2c3d",
 		"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"},
 		"status": map[string]any{
-			"current_state": "ACTIVE",
+			"current_state": s.endpointState(),
+			"endpoint_type": "ENDPOINT_TYPE_READ_WRITE",
 			"hosts": map[string]any{
-				"host":           s.Host,
-				"read_only_host": s.ReadOnlyHost,
-				"pooled_host":    "ep-pooler.invalid",
+				"host":                   s.Host,
+				"read_only_host":         s.ReadOnlyHost,
+				"read_write_pooled_host": "ep-pooler.invalid",
+				"read_only_pooled_host":  "ep-ro-pooler.invalid",
 			},
 		},
 	}
@@ -274,7 +293,16 @@ func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := strings.Split(s.Endpoint, "/")
-	writeJSON(w, http.StatusOK, map[string]any{"projects": []any{map[string]any{"name": strings.Join(p[:2], "/")}}})
+	var all []any
+	for i := range s.opts.DecoyProjects {
+		all = append(all, map[string]any{"name": decoyName(i)})
+	}
+	items, next := s.page(r, append(all, map[string]any{"name": strings.Join(p[:2], "/")}))
+	out := map[string]any{"projects": items}
+	if next != "" {
+		out["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
@@ -282,11 +310,20 @@ func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := strings.Split(s.Endpoint, "/")
+	if s.isDecoy(r.PathValue("p")) {
+		writeJSON(w, http.StatusOK, map[string]any{"branches": []any{map[string]any{"name": "projects/" + r.PathValue("p") + "/branches/main"}}})
+		return
+	}
 	if r.PathValue("p") != p[1] {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project does not exist")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"branches": []any{map[string]any{"name": strings.Join(p[:4], "/")}}})
+	items, next := s.page(r, []any{map[string]any{"name": strings.Join(p[:4], "/")}})
+	out := map[string]any{"branches": items}
+	if next != "" {
+		out["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -294,11 +331,20 @@ func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := strings.Split(s.Endpoint, "/")
+	if s.isDecoy(r.PathValue("p")) {
+		writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{decoyEndpoint("projects/" + r.PathValue("p"))}})
+		return
+	}
 	if r.PathValue("p") != p[1] || r.PathValue("b") != p[3] {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "branch does not exist")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{s.endpointJSON()}})
+	items, next := s.page(r, []any{s.endpointJSON()})
+	out := map[string]any{"endpoints": items}
+	if next != "" {
+		out["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -311,6 +357,14 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.endpointJSON())
+}
+
+func (s *Server) isDecoy(project string) bool {
+	var i int
+	if _, err := fmt.Sscanf(project, "decoy-%04d", &i); err != nil {
+		return false
+	}
+	return i >= 0 && i < s.opts.DecoyProjects
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -389,7 +443,19 @@ func (s *Server) grantTokenExchange(w http.ResponseWriter, r *http.Request) {
 	if scope == "" {
 		scope = "all-apis"
 	}
-	s.writeTokens(w, ti.clientID, scope, "", "")
+	// The workspace token lives no longer than the subject token it came from.
+	life := time.Until(claims.ExpiresAt.Time)
+	s.mu.Lock()
+	ttl := min(s.tokenTTL, life)
+	s.mu.Unlock()
+	access, err := s.sign(tokenClaims{Scope: scope, Kind: "access"}, ti.clientID, ttl)
+	if err != nil {
+		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": access, "token_type": "Bearer",
+		"expires_in": int(ttl / time.Second), "scope": scope})
 }
 
 func containsAud(auds jwt.ClaimStrings, want string) bool {

@@ -206,6 +206,13 @@ func (fd *frontDoor) handle(ss *session) {
 	}
 	params := parseParams(body)
 	user := params["user"]
+	if reason := fd.s.admit(); reason != "" {
+		// A suspended endpoint wakes on connect; until then it refuses sessions.
+		fd.s.logf("frontdoor: %s", reason)
+		writeError(conn, "57P03", reason)
+		return
+	}
+	defer fd.s.leave()
 	if tc.ConnectionState().ServerName == "" {
 		// Reached through the read-only host (an IP address, so no SNI): a replica.
 		params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")

@@ -451,14 +451,14 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request) (string, bool) {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			msg = "the access token expired"
 		}
-		writeAPIError(w, http.StatusUnauthorized, "UNAUTHENTICATED", msg)
+		writeAPIError(w, s.invalidTokenStatus(), "PERMISSION_DENIED", "Invalid access token. ("+msg+")")
 		return "", false
 	}
 	s.mu.Lock()
 	revoked := s.revoked[c.ID]
 	s.mu.Unlock()
 	if revoked {
-		writeAPIError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "the access token was revoked")
+		writeAPIError(w, s.invalidTokenStatus(), "PERMISSION_DENIED", "Invalid access token. (revoked)")
 		return "", false
 	}
 	sc := " " + c.Scope + " "

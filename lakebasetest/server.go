@@ -95,6 +95,26 @@ type Options struct {
 	Database string
 	// Logf, if set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// InvalidTokenStatus is the HTTP status the workspace APIs answer an expired,
+	// revoked or unknown workspace token with: 403 (the default, as Databricks mostly
+	// answers: "Invalid access token") or 401.
+	InvalidTokenStatus int
+	// ScaleToZero suspends the Autoscaling endpoint after this long without a session
+	// (0: never): the API then reports current_state IDLE, and a connection starts a
+	// wake of WakeDelay (default 1s) during which the front door answers SQLSTATE
+	// 57P03 "the database system is starting up"; then the endpoint is ACTIVE.
+	ScaleToZero time.Duration
+	WakeDelay   time.Duration
+	// PageSize is how many items list calls (instances, projects, branches,
+	// endpoints) answer per page, with next_page_token (default DefaultPageSize).
+	PageSize int
+	// DecoyProjects adds this many Autoscaling projects (each with a branch and an
+	// endpoint on hosts that do not exist), listed before the real one, and as many
+	// Provisioned instances: a large workspace, to exercise pagination.
+	DecoyProjects int
+	// CredentialExpiryFormat is how credential answers give their expiry: one of the
+	// Expiry* constants (default ExpiryRFC3339Nano).
+	CredentialExpiryFormat string
 	// HTTPOnly starts only the workspace (OIDC and REST APIs): no PostgreSQL and no
 	// front door, so it starts in milliseconds on a machine without PostgreSQL. Tests
 	// of token work, login pages and callbacks use it; Port is 0 and the database
@@ -132,6 +152,12 @@ type Server struct {
 
 	opts     Options
 	pg       *pgcluster.Cluster
+
+	// scale to zero (under mu)
+	sessions   int
+	lastActive time.Time
+	wakeUntil  time.Time
+	wakes      int
 	ownPG    bool
 	dir      string
 	httpSrv  *http.Server
@@ -202,6 +228,7 @@ func NewServer(opts Options) (*Server, error) {
 	if s.tokenTTL <= 0 {
 		s.tokenTTL = time.Hour
 	}
+	s.lastActive = time.Now()
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
 	s.autoApp.Store(opts.AutoApprove)
 	s.rotation.Store(!opts.NoRefreshRotation)
