@@ -231,14 +231,14 @@ func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Requ
 
 func (s *Server) instanceJSON() map[string]any {
 	return map[string]any{
-		"name":                  s.Instance,
-		"uid":                   "7c1f0e4a-2b3d-4c5e-8f9a-0b1c2d3e4f5a",
-		"state":                 "AVAILABLE",
-		"capacity":              "CU_1",
-		"pg_version":            "PG_VERSION_15",
-		"read_write_dns":        s.Host,
-		"read_only_dns":         s.ReadOnlyHost,
-		"creator":               s.User.Email,
+		"name":           s.Instance,
+		"uid":            "7c1f0e4a-2b3d-4c5e-8f9a-0b1c2d3e4f5a",
+		"state":          "AVAILABLE",
+		"capacity":       "CU_1",
+		"pg_version":     "PG_VERSION_15",
+		"read_write_dns": s.Host,
+		"read_only_dns":  s.ReadOnlyHost,
+		"creator":        s.User.Email,
 	}
 }
 

@@ -150,27 +150,27 @@ type Server struct {
 	ServicePrincipal ServicePrincipal
 	User             User
 
-	opts     Options
-	pg       *pgcluster.Cluster
+	opts Options
+	pg   *pgcluster.Cluster
 
 	// scale to zero (under mu)
 	sessions   int
 	lastActive time.Time
 	wakeUntil  time.Time
 	wakes      int
-	ownPG    bool
-	dir      string
-	httpSrv  *http.Server
-	httpLn   net.Listener
-	fd       *frontDoor
-	key      *rsa.PrivateKey
-	keyID    string
-	ca       *testca.CA
-	tlsConf  *tls.Config
-	autoApp  atomic.Bool
-	outage   atomic.Bool
-	rotation atomic.Bool
-	reuseDet atomic.Bool
+	ownPG      bool
+	dir        string
+	httpSrv    *http.Server
+	httpLn     net.Listener
+	fd         *frontDoor
+	key        *rsa.PrivateKey
+	keyID      string
+	ca         *testca.CA
+	tlsConf    *tls.Config
+	autoApp    atomic.Bool
+	outage     atomic.Bool
+	rotation   atomic.Bool
+	reuseDet   atomic.Bool
 
 	mu          sync.Mutex
 	tokenTTL    time.Duration
