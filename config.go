@@ -84,6 +84,9 @@ const (
 	DefaultPKCEScope       = "all-apis offline_access"
 	DefaultTimeout         = 30 * time.Second
 	DefaultApplicationName = "lakebase-go"
+	// DefaultOIDCTokenEnv holds the workload identity JWT of OIDCFederation when
+	// neither OIDCTokenFile nor OIDCTokenEnv is set.
+	DefaultOIDCTokenEnv = "DATABRICKS_OIDC_TOKEN"
 	// NoTimeout in Config.Timeout means no limit; "Timeout=0" in a connection string sets it.
 	NoTimeout time.Duration = -1
 )
@@ -238,6 +241,10 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AuthScheme == AuthAzureAD && c.AzureAuthorityHost == "" {
 		c.AzureAuthorityHost = DefaultAzureAuthorityHost
+	}
+	if c.AuthScheme == AuthOIDCFederation && c.OIDCTokenFile == "" && c.OIDCTokenEnv == "" {
+		// As the Databricks SDKs: DATABRICKS_OIDC_TOKEN when no other place is named.
+		c.OIDCTokenEnv = DefaultOIDCTokenEnv
 	}
 	if c.AuthScheme == AuthAzureMSI && c.AzureMSIEndpoint == "" {
 		c.AzureMSIEndpoint = DefaultAzureMSIEndpoint

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,7 +219,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc, err := c.connectPgx(ctx, li)
+	sc, err := c.connectWaking(ctx, li)
 	if err == nil {
 		return sc, nil
 	}
@@ -231,7 +233,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 		if li, err = c.login.login(ctx, li.password); err != nil {
 			return nil, err
 		}
-		if sc, err = c.connectPgx(ctx, li); err == nil {
+		if sc, err = c.connectWaking(ctx, li); err == nil {
 			return sc, nil
 		}
 		if state = authFailureState(err); state == "" {
@@ -285,6 +287,58 @@ func (c *Connector) afterConnect(ctx context.Context, pc *pgx.Conn) error {
 		}
 	}
 	return nil
+}
+
+// connectWaking connects; when the database is a Lakebase endpoint or instance and
+// the connect fails as a waking compute does (dial errors, SQLSTATE class 08, 57P03
+// "the database system is starting up"), it retries with backoff until ctx ends
+// (Timeout), as the Databricks CLI does for scale-to-zero endpoints.
+func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {
+	sc, err := c.connectPgx(ctx, li)
+	if err == nil || li.database == "" || !coldStartError(err) {
+		return sc, err
+	}
+	start := time.Now()
+	c.logger.Info("lakebase: the database is not taking connections yet (an idle endpoint wakes on connect); retrying until Timeout",
+		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))
+	ctx, cancel := context.WithTimeout(ctx, maxWake)
+	defer cancel()
+	delay := 100 * time.Millisecond
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
+		case <-t.C:
+		}
+		delay = min(delay*2, 2*time.Second)
+		sc, err = c.connectPgx(ctx, li)
+		if err == nil {
+			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))
+			return sc, nil
+		}
+		if !coldStartError(err) {
+			return nil, err
+		}
+	}
+}
+
+// maxWake bounds the wait for a waking compute when Timeout sets no limit (the
+// Databricks CLI's budget).
+const maxWake = 120 * time.Second
+
+// coldStartError reports whether err is what a compute that is waking up answers.
+func coldStartError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P03"
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // authFailureState returns the SQLSTATE of a refused login, or "".

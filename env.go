@@ -45,6 +45,7 @@ var databricksEnv = []struct{ env, prop string }{
 var profileKeys = []struct{ key, prop string }{
 	{"host", "DatabricksInstance"}, {"client_id", "OAuthClientId"}, {"client_secret", "OAuthClientSecret"},
 	{"token", "OAuthAccessToken"},
+	{"databricks_id_token_filepath", "OIDCTokenFile"}, {"oidc_token_env", "OIDCTokenEnv"},
 }
 
 // applyEnvironment fills the properties the connection string did not give.

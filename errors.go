@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/lakebase-go/lakebase/oauth"
 )
@@ -98,3 +99,31 @@ type (
 	// SettingsFileError reports an unusable OAuthSettingsLocation file.
 	SettingsFileError = oauth.SettingsFileError
 )
+
+// ErrNotAwake is matched by a WakeError.
+var ErrNotAwake = errors.New("lakebase: the database did not wake up")
+
+// WakeError reports a Lakebase database that kept refusing connections as a
+// waking compute does (scale-to-zero) until the connect's deadline.
+type WakeError struct {
+	Database string // e.g. "endpoint projects/p/branches/b/endpoints/e"
+	State    string // its state when looked up (IDLE for a suspended endpoint)
+	Waited   time.Duration
+	Err      error // the last connect error
+}
+
+// Error names the database, its state and how long it was waited for.
+func (e *WakeError) Error() string {
+	state := e.State
+	if state == "" {
+		state = "unknown"
+	}
+	return fmt.Sprintf("lakebase: %s (state %s) did not take connections within %v of waiting (raise Timeout if it wakes from scale-to-zero slowly): %v",
+		e.Database, state, e.Waited, e.Err)
+}
+
+// Unwrap returns the last connect error.
+func (e *WakeError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrNotAwake) true.
+func (e *WakeError) Is(target error) bool { return target == ErrNotAwake }

@@ -40,6 +40,10 @@ type loginInfo struct {
 	password  string
 	expiry    time.Time // of the password; zero for a native password
 	retryable bool      // a refused login is worth one retry with a fresh credential
+	// database names the Lakebase endpoint or instance ("" for a native password):
+	// its connects are retried while it wakes from scale-to-zero; state is its state
+	// when looked up.
+	database, state string
 }
 
 // passwordLogin is AuthScheme=Password: a native Postgres password.

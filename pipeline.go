@@ -43,6 +43,34 @@ type target struct {
 	instance string // Provisioned
 	endpoint string // Autoscaling
 	host     string
+	state    string // current_state (Autoscaling) or state (Provisioned) when looked up
+}
+
+// name is how messages name the database.
+func (t *target) name() string {
+	switch {
+	case t.endpoint != "":
+		return "endpoint " + t.endpoint
+	case t.instance != "":
+		return "instance " + t.instance
+	}
+	return "host " + t.host
+}
+
+// checkState refuses a database whose state means it cannot take connections now;
+// IDLE endpoints (scaled to zero) and starting instances wake on connect.
+func (t *target) checkState() error {
+	switch t.state {
+	case "", "ACTIVE", "IDLE", "AVAILABLE", "STARTING", "UPDATING", "FAILING_OVER":
+		return nil
+	case "INIT":
+		return fmt.Errorf("lakebase: %s is INIT (its compute is being created); connect when it is ACTIVE or IDLE", t.name())
+	case "DEGRADED":
+		return fmt.Errorf("lakebase: %s is DEGRADED; check it in the workspace (Compute of the Lakebase project) before connecting", t.name())
+	case "STOPPED":
+		return fmt.Errorf("lakebase: %s is STOPPED; start it in the workspace (or with the Databricks CLI) to connect", t.name())
+	}
+	return fmt.Errorf("lakebase: %s is %s and cannot take connections", t.name(), t.state)
 }
 
 func newTokenPipeline(cfg *Config, log *slog.Logger, api *oauth.API, src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
@@ -51,7 +79,7 @@ func newTokenPipeline(cfg *Config, log *slog.Logger, api *oauth.API, src oauth2.
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	p.ws = &oauth.Cache[*oauth2.Token]{Name: "workspace token", Timeout: timeout, OnEvent: p.event,
+	p.ws = &oauth.Cache[*oauth2.Token]{Name: "workspace token", Timeout: timeout, OnEvent: p.event, MinSafety: 2 * time.Minute,
 		Fetch: func(ctx context.Context) (*oauth2.Token, time.Time, error) {
 			t, err := oauth.TokenContext(ctx, p.src)
 			if err != nil {
@@ -123,6 +151,9 @@ func (p *tokenPipeline) withToken(ctx context.Context, fn func(tok string) error
 	refused := t.AccessToken
 	p.log.Info("lakebase: a workspace API refused the token; getting a new one", slog.String("error", err.Error()))
 	p.ws.Invalidate(func(t *oauth2.Token) bool { return t.AccessToken == refused })
+	if r, ok := p.src.(interface{ TokenRefused(string) }); ok {
+		r.TokenRefused(refused) // e.g. the CLI: ask it for a fresh token, not its cached one
+	}
 	if p.stored != nil {
 		if derr := p.stored.Drop(ctx, refused); derr != nil {
 			p.log.Warn("lakebase: could not drop the refused token from the store", slog.String("error", derr.Error()))
@@ -173,7 +204,10 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 			if err != nil {
 				return err
 			}
-			t.host = ep.Status.Hosts.Host
+			t.host, t.state = ep.Status.Hosts.Host, ep.Status.CurrentState
+			if err := t.checkState(); err != nil {
+				return err
+			}
 			if cfg.ReadOnly {
 				if t.host = ep.Status.Hosts.ReadOnlyHost; t.host == "" {
 					return fmt.Errorf("lakebase: endpoint %s has no read-only host (ReadOnly=true needs a read replica)", t.endpoint)
@@ -187,7 +221,10 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 			if err != nil {
 				return err
 			}
-			t.host = inst.ReadWriteDNS
+			t.host, t.state = inst.ReadWriteDNS, inst.State
+			if err := t.checkState(); err != nil {
+				return err
+			}
 			if cfg.ReadOnly {
 				if t.host = inst.ReadOnlyDNS; t.host == "" {
 					return fmt.Errorf("lakebase: instance %s has no read_only_dns (ReadOnly=true needs readable secondaries)", t.instance)
@@ -299,7 +336,8 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 	if err != nil {
 		return loginInfo{}, err
 	}
-	return loginInfo{host: t.host, port: p.cfg.Port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true}, nil
+	return loginInfo{host: t.host, port: p.cfg.Port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,
+		database: t.name(), state: t.state}, nil
 }
 
 func (p *tokenPipeline) forgetCredential() { p.cred.Invalidate(nil) }

@@ -247,11 +247,14 @@ func (s *Server) handleListInstances(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var all []any
-	for i := range s.opts.DecoyProjects {
-		all = append(all, map[string]any{"name": fmt.Sprintf("decoy-instance-%04d", i), "state": "STOPPED",
-			"read_write_dns": fmt.Sprintf("instance-decoy-%04d.database.invalid", i)})
+	if !s.opts.NoProvisioned {
+		for i := range s.opts.DecoyProjects {
+			all = append(all, map[string]any{"name": fmt.Sprintf("decoy-instance-%04d", i), "state": "STOPPED",
+				"read_write_dns": fmt.Sprintf("instance-decoy-%04d.database.invalid", i)})
+		}
+		all = append(all, s.instanceJSON())
 	}
-	items, next := s.page(r, append(all, s.instanceJSON()))
+	items, next := s.page(r, all)
 	out := map[string]any{"database_instances": items}
 	if next != "" {
 		out["next_page_token"] = next
@@ -263,7 +266,7 @@ func (s *Server) handleGetInstance(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPInstances, w, r); !ok {
 		return
 	}
-	if name := r.PathValue("name"); name != s.Instance {
+	if name := r.PathValue("name"); name != s.Instance || s.opts.NoProvisioned {
 		writeAPIError(w, http.StatusNotFound, "RESOURCE_DOES_NOT_EXIST", fmt.Sprintf("Database instance '%s' does not exist.", name))
 		return
 	}

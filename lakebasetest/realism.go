@@ -70,8 +70,9 @@ func (s *Server) endpointStateLocked(now time.Time) string {
 		}
 		s.wakeUntil = time.Time{}
 		s.lastActive = now
+		s.suspended = false
 	}
-	if s.sessions == 0 && now.Sub(s.lastActive) >= s.opts.ScaleToZero {
+	if s.suspended || s.sessions == 0 && now.Sub(s.lastActive) >= s.opts.ScaleToZero {
 		return "IDLE"
 	}
 	return "ACTIVE"
@@ -107,11 +108,12 @@ func (s *Server) leave() {
 	s.mu.Unlock()
 }
 
-// Suspend scales the endpoint to zero now (with Options.ScaleToZero set): the API
-// reports IDLE and the next connection starts a wake of Options.WakeDelay.
+// Suspend scales the endpoint to zero now (with Options.ScaleToZero set), whatever
+// sessions remain: the API reports IDLE and the next connection starts a wake of
+// Options.WakeDelay.
 func (s *Server) Suspend() {
 	s.mu.Lock()
-	s.lastActive = time.Now().Add(-s.opts.ScaleToZero - time.Second)
+	s.suspended = true
 	s.wakeUntil = time.Time{}
 	s.mu.Unlock()
 }

@@ -112,6 +112,9 @@ type Options struct {
 	// endpoint on hosts that do not exist), listed before the real one, and as many
 	// Provisioned instances: a large workspace, to exercise pagination.
 	DecoyProjects int
+	// NoProvisioned makes a workspace with no Lakebase Provisioned instance (only the
+	// Autoscaling project), as new workspaces are.
+	NoProvisioned bool
 	// CredentialExpiryFormat is how credential answers give their expiry: one of the
 	// Expiry* constants (default ExpiryRFC3339Nano).
 	CredentialExpiryFormat string
@@ -158,6 +161,7 @@ type Server struct {
 	lastActive time.Time
 	wakeUntil  time.Time
 	wakes      int
+	suspended  bool
 	ownPG      bool
 	dir        string
 	httpSrv    *http.Server

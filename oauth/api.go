@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,7 +96,7 @@ func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl t
 	ttl = min(max(ttl, 300*time.Second), time.Hour)
 	var out struct {
 		Token      string    `json:"token"`
-		ExpireTime time.Time `json:"expire_time"`
+		ExpireTime LooseTime `json:"expire_time"`
 	}
 	in := map[string]string{"endpoint": endpoint, "ttl": fmt.Sprintf("%ds", int(ttl/time.Second))}
 	if err := a.call(ctx, "mint Autoscaling credential", http.MethodPost, "/api/2.0/postgres/credentials", token, in, &out); err != nil {
@@ -104,7 +105,7 @@ func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl t
 	if out.Token == "" {
 		return DatabaseCredential{}, &APIError{Op: "mint Autoscaling credential", StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
 	}
-	return DatabaseCredential{Token: out.Token, Expiry: out.ExpireTime}, nil
+	return DatabaseCredential{Token: out.Token, Expiry: out.ExpireTime.OrDefault(time.Now())}, nil
 }
 
 // MintProvisioned mints a credential for a Provisioned instance
@@ -112,7 +113,7 @@ func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl t
 func (a *API) MintProvisioned(ctx context.Context, token, instance string) (DatabaseCredential, error) {
 	var out struct {
 		Token          string    `json:"token"`
-		ExpirationTime time.Time `json:"expiration_time"`
+		ExpirationTime LooseTime `json:"expiration_time"`
 	}
 	in := map[string]any{"request_id": uuid.NewString(), "instance_names": []string{instance}}
 	if err := a.call(ctx, "mint Provisioned credential", http.MethodPost, "/api/2.0/database/credentials", token, in, &out); err != nil {
@@ -121,7 +122,48 @@ func (a *API) MintProvisioned(ctx context.Context, token, instance string) (Data
 	if out.Token == "" {
 		return DatabaseCredential{}, &APIError{Op: "mint Provisioned credential", StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
 	}
-	return DatabaseCredential{Token: out.Token, Expiry: out.ExpirationTime}, nil
+	return DatabaseCredential{Token: out.Token, Expiry: out.ExpirationTime.OrDefault(time.Now())}, nil
+}
+
+// LooseTime reads an expiry the way the service may write it: RFC 3339 with or
+// without a fraction, or a number of seconds or milliseconds since the epoch (as a
+// JSON number or string). Absent or unreadable, it is zero.
+type LooseTime struct{ time.Time }
+
+// UnmarshalJSON implements json.Unmarshaler; it never fails, so an odd expiry
+// cannot make a credential unusable (OrDefault then applies).
+func (t *LooseTime) UnmarshalJSON(b []byte) error {
+	t.Time = ParseLooseTime(strings.Trim(string(b), `"`))
+	return nil
+}
+
+// ParseLooseTime parses what LooseTime accepts; zero when it cannot.
+func ParseLooseTime(v string) time.Time {
+	v = strings.TrimSpace(v)
+	if v == "" || v == "null" {
+		return time.Time{}
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.RFC3339, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00"} {
+		if tm, err := time.Parse(layout, v); err == nil {
+			return tm
+		}
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
+		if f > 1e12 { // milliseconds (a seconds value this large is past year 33000)
+			return time.UnixMilli(int64(f))
+		}
+		return time.Unix(int64(f), 0)
+	}
+	return time.Time{}
+}
+
+// OrDefault is the time, or now plus DefaultLifetime when it is zero: an answer with
+// no expiry is given a short life, never "forever".
+func (t LooseTime) OrDefault(now time.Time) time.Time {
+	if t.IsZero() {
+		return now.Add(DefaultLifetime)
+	}
+	return t.Time
 }
 
 // Instance is a Provisioned database instance.
@@ -139,28 +181,49 @@ func (a *API) GetInstance(ctx context.Context, token, name string) (Instance, er
 	return inst, err
 }
 
-// ListInstances lists the Provisioned instances (following pages).
+// ListInstances lists the Provisioned instances (following every page).
 func (a *API) ListInstances(ctx context.Context, token string) ([]Instance, error) {
 	var all []Instance
-	pageToken := ""
-	for {
+	err := a.listAll(ctx, "list instances", "/api/2.0/database/instances", token, func(page json.RawMessage) error {
 		var out struct {
-			Instances     []Instance `json:"database_instances"`
-			NextPageToken string     `json:"next_page_token"`
+			Instances []Instance `json:"database_instances"`
 		}
-		path := "/api/2.0/database/instances"
-		if pageToken != "" {
-			path += "?page_token=" + url.QueryEscape(pageToken)
-		}
-		if err := a.call(ctx, "list instances", http.MethodGet, path, token, nil, &out); err != nil {
-			return nil, err
-		}
+		err := json.Unmarshal(page, &out)
 		all = append(all, out.Instances...)
-		if out.NextPageToken == "" || len(out.Instances) == 0 {
-			return all, nil
+		return err
+	})
+	return all, err
+}
+
+// maxPages bounds a listing, against a service that never stops answering a next page.
+const maxPages = 10000
+
+// listAll calls a list API page by page (page_token, next_page_token) and hands
+// each page's body to add.
+func (a *API) listAll(ctx context.Context, op, path, token string, add func(json.RawMessage) error) error {
+	pageToken := ""
+	for range maxPages {
+		p := path
+		if pageToken != "" {
+			p += "?page_token=" + url.QueryEscape(pageToken)
 		}
-		pageToken = out.NextPageToken
+		var raw json.RawMessage
+		if err := a.call(ctx, op, http.MethodGet, p, token, nil, &raw); err != nil {
+			return err
+		}
+		if err := add(raw); err != nil {
+			return &APIError{Op: op, StatusCode: 200, Err: fmt.Errorf("malformed answer: %w", err)}
+		}
+		var next struct {
+			NextPageToken string `json:"next_page_token"`
+		}
+		json.Unmarshal(raw, &next)
+		if next.NextPageToken == "" || next.NextPageToken == pageToken {
+			return nil
+		}
+		pageToken = next.NextPageToken
 	}
+	return &APIError{Op: op, StatusCode: 200, Err: fmt.Errorf("more than %d pages", maxPages)}
 }
 
 // EndpointInfo is an Autoscaling endpoint.
@@ -182,33 +245,54 @@ func (a *API) GetEndpoint(ctx context.Context, token, path string) (EndpointInfo
 	return ep, err
 }
 
-// ListEndpoints lists every Autoscaling endpoint of every project and branch.
+// ListEndpoints lists every Autoscaling endpoint of every project and branch,
+// following every page of each listing.
 func (a *API) ListEndpoints(ctx context.Context, token string) ([]EndpointInfo, error) {
 	type named struct {
 		Name string `json:"name"`
 	}
-	var projects struct {
-		Projects []named `json:"projects"`
+	names := func(op, path, key string) ([]string, error) {
+		var out []string
+		err := a.listAll(ctx, op, path, token, func(page json.RawMessage) error {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(page, &m); err != nil {
+				return err
+			}
+			var items []named
+			if raw, ok := m[key]; ok {
+				if err := json.Unmarshal(raw, &items); err != nil {
+					return err
+				}
+			}
+			for _, it := range items {
+				out = append(out, it.Name)
+			}
+			return nil
+		})
+		return out, err
 	}
-	if err := a.call(ctx, "list projects", http.MethodGet, "/api/2.0/postgres/projects", token, nil, &projects); err != nil {
+	projects, err := names("list projects", "/api/2.0/postgres/projects", "projects")
+	if err != nil {
 		return nil, err
 	}
 	var all []EndpointInfo
-	for _, p := range projects.Projects {
-		var branches struct {
-			Branches []named `json:"branches"`
-		}
-		if err := a.call(ctx, "list branches", http.MethodGet, "/api/2.0/postgres/"+p.Name+"/branches", token, nil, &branches); err != nil {
+	for _, p := range projects {
+		branches, err := names("list branches", "/api/2.0/postgres/"+p+"/branches", "branches")
+		if err != nil {
 			return nil, err
 		}
-		for _, b := range branches.Branches {
-			var eps struct {
-				Endpoints []EndpointInfo `json:"endpoints"`
-			}
-			if err := a.call(ctx, "list endpoints", http.MethodGet, "/api/2.0/postgres/"+b.Name+"/endpoints", token, nil, &eps); err != nil {
+		for _, b := range branches {
+			err := a.listAll(ctx, "list endpoints", "/api/2.0/postgres/"+b+"/endpoints", token, func(page json.RawMessage) error {
+				var eps struct {
+					Endpoints []EndpointInfo `json:"endpoints"`
+				}
+				err := json.Unmarshal(page, &eps)
+				all = append(all, eps.Endpoints...)
+				return err
+			})
+			if err != nil {
 				return nil, err
 			}
-			all = append(all, eps.Endpoints...)
 		}
 	}
 	return all, nil

@@ -39,6 +39,10 @@ type Cache[T any] struct {
 	Fetch   func(ctx context.Context) (T, time.Time, error) // the value and its expiry (zero: never)
 	Timeout time.Duration                                   // bound on one fetch; default 30s
 	OnEvent func(CacheEvent)
+	// MinSafety, when set, is the least time before expiry at which a value stops
+	// being handed out (capped at half its lifetime): workspace tokens use it, since
+	// Databricks refuses tokens in their last ~30 s.
+	MinSafety time.Duration
 
 	once      sync.Once
 	base      context.Context
@@ -144,7 +148,10 @@ func (c *Cache[T]) get(ctx context.Context, after time.Time) (T, time.Time, erro
 }
 
 // lifetimes remembers the lifetime of the held value, to size the safety margin.
-func safetyFor[T any](c *Cache[T]) time.Duration { return safety(c.lifetime()) }
+func safetyFor[T any](c *Cache[T]) time.Duration {
+	life := c.lifetime()
+	return max(safety(life), min(c.MinSafety, life/2))
+}
 
 func (c *Cache[T]) lifetime() time.Duration {
 	if c.fetchedAt.IsZero() || c.exp.IsZero() {

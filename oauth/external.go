@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -24,6 +26,8 @@ var ErrCLI = errors.New("oauth: databricks CLI")
 // (default: DATABRICKS_CLI_PATH, then "databricks" on PATH).
 type CLISource struct {
 	Path, Workspace, Profile string
+
+	force atomic.Bool // the last token was refused: ask for a fresh one
 }
 
 // Token gets a token (oauth2.TokenSource).
@@ -31,10 +35,52 @@ func (s *CLISource) Token() (*oauth2.Token, error) { return s.TokenContext(conte
 
 // TokenContext gets a token.
 func (s *CLISource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
-	return cliToken(ctx, s.Path, s.Workspace, s.Profile)
+	return cliToken(ctx, s.Path, s.Workspace, s.Profile, s.force.Swap(false))
 }
 
-func cliToken(ctx context.Context, path, workspace, profile string) (*oauth2.Token, error) {
+// TokenRefused tells the source a workspace API refused its token: the CLI caches
+// tokens itself, so the next call asks it for a fresh one (--force-refresh, where
+// the installed CLI has it: v0.296.0 and later).
+func (s *CLISource) TokenRefused(string) { s.force.Store(true) }
+
+// ForceRefreshSince is the first Databricks CLI version whose "auth token" takes
+// --force-refresh.
+var ForceRefreshSince = [3]int{0, 296, 0}
+
+var (
+	cliVersionMu sync.Mutex
+	cliVersions  = map[string][3]int{}
+)
+
+// cliVersion returns the version of the CLI at bin, asking it once per process.
+func cliVersion(ctx context.Context, bin string) [3]int {
+	cliVersionMu.Lock()
+	defer cliVersionMu.Unlock()
+	if v, ok := cliVersions[bin]; ok {
+		return v
+	}
+	var v [3]int
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err == nil {
+		s := string(out)
+		if i := strings.Index(s, "v"); i >= 0 {
+			fmt.Sscanf(s[i:], "v%d.%d.%d", &v[0], &v[1], &v[2])
+		}
+	}
+	cliVersions[bin] = v
+	return v
+}
+
+func versionAtLeast(v, min [3]int) bool {
+	for i := range v {
+		if v[i] != min[i] {
+			return v[i] > min[i]
+		}
+	}
+	return true
+}
+
+func cliToken(ctx context.Context, path, workspace, profile string, force bool) (*oauth2.Token, error) {
 	if path == "" {
 		path = os.Getenv("DATABRICKS_CLI_PATH")
 	}
@@ -48,6 +94,9 @@ func cliToken(ctx context.Context, path, workspace, profile string) (*oauth2.Tok
 	args := []string{"auth", "token", "--host", workspace}
 	if profile != "" {
 		args = []string{"auth", "token", "--profile", profile}
+	}
+	if force && versionAtLeast(cliVersion(ctx, bin), ForceRefreshSince) {
+		args = append(args, "--force-refresh")
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer

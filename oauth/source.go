@@ -304,6 +304,10 @@ func (s *Source) Drop(ctx context.Context, tok string) error {
 	}
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
 		if e := st.Tokens[s.Key()]; e != nil && e.AccessToken == tok {
+			if e.RefreshToken == "" && e.Seed == "" {
+				delete(st.Tokens, s.Key()) // nothing else worth keeping
+				return true, nil
+			}
 			// Keep the entry (its refresh token, and the seed that says the token given
 			// in the connection string was used up): only the access token was refused.
 			e.AccessToken, e.Expiry = "", time.Unix(1, 0)

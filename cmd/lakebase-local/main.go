@@ -52,8 +52,24 @@ func main() {
 	flag.StringVar(&opts.Database, "database", "databricks_postgres", "database to create")
 	flag.Var(latency, "latency", "endpoint=duration: delay requests to an endpoint (repeatable; endpoints: token, authorize, discovery, credentials.autoscaling, credentials.provisioned, instances, endpoints, scim.me)")
 	flag.Var(errRates, "error-rate", "endpoint=fraction: fail that share of requests with 503 (repeatable)")
+	flag.IntVar(&opts.InvalidTokenStatus, "invalid-token-status", 403, "HTTP status answering an expired, revoked or unknown workspace token: 403 (as Databricks mostly does) or 401")
+	flag.DurationVar(&opts.ScaleToZero, "scale-to-zero", 0, "suspend the endpoint after this long without a session (0: never); it then reports IDLE and wakes on connect")
+	flag.DurationVar(&opts.WakeDelay, "wake-delay", time.Second, "how long a suspended endpoint takes to wake (57P03 meanwhile)")
+	flag.IntVar(&opts.PageSize, "page-size", lakebasetest.DefaultPageSize, "items per page of list calls (with next_page_token)")
+	flag.IntVar(&opts.DecoyProjects, "decoy-projects", 0, "extra projects and instances listed before the real ones (a large workspace)")
+	flag.StringVar(&opts.CredentialExpiryFormat, "credential-expiry-format", lakebasetest.ExpiryRFC3339Nano, "expiry of minted credentials: rfc3339, rfc3339nano, epoch, epoch-millis or none")
 	flag.BoolVar(&verbose, "v", false, "log events on stderr")
 	flag.Parse()
+	if opts.InvalidTokenStatus != 401 && opts.InvalidTokenStatus != 403 {
+		fmt.Fprintln(os.Stderr, "lakebase-local: -invalid-token-status must be 401 or 403")
+		os.Exit(2)
+	}
+	switch opts.CredentialExpiryFormat {
+	case lakebasetest.ExpiryRFC3339, lakebasetest.ExpiryRFC3339Nano, lakebasetest.ExpiryEpoch, lakebasetest.ExpiryEpochMillis, lakebasetest.ExpiryNone:
+	default:
+		fmt.Fprintln(os.Stderr, "lakebase-local: -credential-expiry-format must be rfc3339, rfc3339nano, epoch, epoch-millis or none")
+		os.Exit(2)
+	}
 	if verbose {
 		opts.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "lakebase-local: "+f+"\n", a...) }
 	}
