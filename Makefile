@@ -4,11 +4,11 @@ MODULES := . examples/integrations
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
-.PHONY: test deps vet cross unit short fuzz-short fuzz bench soak
+.PHONY: test deps vet cross toolchains unit short fuzz-short fuzz bench soak
 
 # Every test: installs what is missing first (scripts/test-deps), then requires the
 # browser tests to run (plain go test skips them where Chromium is missing).
-test: deps vet cross unit fuzz-short
+test: deps vet cross toolchains unit fuzz-short
 
 deps:
 	@./scripts/test-deps
@@ -17,6 +17,14 @@ deps:
 cross:
 	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then for os in windows darwin; do \
 	  (cd $$m && echo "GOOS=$$os go vet ($$m)" && GOOS=$$os $(GO) vet ./... && GOOS=$$os $(GO) build ./...) || exit 1; done; fi; done
+
+# The oldest and the newest supported Go (from the module proxy) build and vet every
+# module. The tests themselves run on the installed toolchain.
+OLDEST_GO ?= go1.26.0
+NEWEST_GO ?= go1.27.4
+toolchains:
+	@for tc in $(OLDEST_GO) $(NEWEST_GO); do for m in $(MODULES); do if [ -f $$m/go.mod ]; then \
+	  (cd $$m && echo "GOTOOLCHAIN=$$tc go vet ($$m)" && GOTOOLCHAIN=$$tc $(GO) vet ./... && GOTOOLCHAIN=$$tc $(GO) build ./...) || exit 1; fi; done; done
 
 # The fast tier: no PostgreSQL, no Chromium.
 short:

@@ -83,7 +83,7 @@ const (
 	DefaultM2MScope        = "all-apis"
 	DefaultPKCEScope       = "all-apis offline_access"
 	DefaultTimeout         = 30 * time.Second
-	DefaultApplicationName = "lakebase-go"
+	DefaultApplicationName = "lakebase-go/" + Version
 	// DefaultOIDCTokenEnv holds the workload identity JWT of OIDCFederation when
 	// neither OIDCTokenFile nor OIDCTokenEnv is set.
 	DefaultOIDCTokenEnv = "DATABRICKS_OIDC_TOKEN"

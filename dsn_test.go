@@ -49,7 +49,7 @@ func TestParseDSN_Grammar(t *testing.T) {
 			func(c *Config) bool {
 				return c.AuthScheme == AuthOAuthClient && c.Port == 5432 && c.Database == "databricks_postgres" &&
 					c.SSLMode == SSLRequire && c.InitiateOAuth == InitiateGetAndRefresh && c.Scope == "all-apis" &&
-					c.Timeout == 30*time.Second && c.ApplicationName == "lakebase-go"
+					c.Timeout == 30*time.Second && c.ApplicationName == "lakebase-go/"+Version
 			}},
 		{"defaults for OAuthPKCE", "AuthScheme=OAuthPKCE;DatabricksInstance=dbc-1.cloud.databricks.com",
 			func(c *Config) bool {

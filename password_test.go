@@ -442,3 +442,17 @@ func silentServer(t *testing.T) int {
 	})
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// pg_stat_activity shows which client connected, and its version.
+func TestApplicationName_CarriesTheVersion(t *testing.T) {
+	needServers(t)
+	for _, db := range []*sql.DB{openDB(t, passwordDSN("")), openDB(t, emu.OAuthClientDSN())} {
+		var name string
+		if err := db.QueryRow("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		if name != "lakebase-go/"+lakebase.Version {
+			t.Fatalf("application_name %q", name)
+		}
+	}
+}

@@ -150,9 +150,15 @@ func TestOIDCFederation_ExchangesAWorkloadToken(t *testing.T) {
 	if err := db3.Ping(); !errors.As(err, &te) || te.Code != "invalid_grant" {
 		t.Fatalf("untrusted issuer: %v", err)
 	}
-	if _, err := lakebase.ParseDSN(emu.OAuthClientDSN("AuthScheme=OIDCFederation")); err == nil || !strings.Contains(err.Error(), "OIDCTokenFile") {
-		t.Fatalf("no token source: %v", err)
+	// Neither a file nor a variable named: DATABRICKS_OIDC_TOKEN, as the SDKs read it.
+	t.Setenv("DATABRICKS_OIDC_TOKEN", "")
+	db4, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=OIDCFederation", "OAuthClientSecret="))
+	if err := db4.Ping(); err == nil || !strings.Contains(err.Error(), "DATABRICKS_OIDC_TOKEN") {
+		t.Fatalf("no token anywhere: %v", err)
 	}
+	t.Setenv("DATABRICKS_OIDC_TOKEN", sign(issuer))
+	db5, _ := newDB(t, emu.OAuthClientDSN("AuthScheme=OIDCFederation", "OAuthClientSecret="))
+	currentUser(t, db5)
 }
 
 func TestAzureAD_EntraTokenMintsTheCredential(t *testing.T) {

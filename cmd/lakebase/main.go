@@ -8,6 +8,8 @@
 //	lakebase status [-show-token] who you are, which database, until when
 //	lakebase logout               remove the stored tokens
 //	lakebase psql [psql args]     run psql logged in with a fresh credential
+//	lakebase version              print the version
+//	lakebase help [command]       show the usage of lakebase or of a command
 //
 // Install: go install github.com/lakebase-go/lakebase/cmd/lakebase@latest
 package main
@@ -23,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +45,8 @@ commands:
                         credential expire (the credential itself only with -show-token)
   logout                remove the stored tokens
   psql [args...]        run psql with a fresh credential in PGPASSWORD
+  version               print the version
+  help [command]        show this, or a command's flags (also: lakebase <command> -h)
 
 The connection string comes from -dsn or LAKEBASE_DSN (CData form or lakebase:// URL),
 completed from PG*/DATABRICKS_* variables and ~/.databrickscfg profiles.
@@ -60,6 +65,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	dsn := fs.String("dsn", os.Getenv("LAKEBASE_DSN"), "connection string (default $LAKEBASE_DSN)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() == 0 {
@@ -67,10 +76,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	switch cmd {
+	case "version":
+		fmt.Fprintf(stdout, "lakebase %s (%s)\n", lakebase.Version, goVersion())
+		return 0
+	case "help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		cmd, rest = rest[0], []string{"-h"}
+	}
+	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest)
 	cfg, err := lakebase.ParseDSN(*dsn)
-	if err != nil {
+	if err != nil && !help {
 		fmt.Fprintln(stderr, "lakebase:", err)
 		return 2
+	}
+	if help {
+		cfg = &lakebase.Config{} // the flags are shown before any use of it
+		stderr = stdout
 	}
 	var fn func(context.Context, *lakebase.Config, []string, io.Reader, io.Writer, io.Writer) error
 	switch cmd {
@@ -89,6 +114,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	if err := fn(ctx, cfg, rest, stdin, stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode()
@@ -97,6 +125,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+func containsHelp(args []string) bool {
+	for _, a := range args {
+		if isHelp(a) {
+			return true
+		}
+		if a == "--" {
+			break
+		}
+	}
+	return false
+}
+
+func goVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.GoVersion
+	}
+	return "unknown Go"
 }
 
 func connector(cfg *lakebase.Config, stderr io.Writer) (*lakebase.Connector, error) {
@@ -298,7 +347,18 @@ func logout(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	return nil
 }
 
+const psqlUsage = `usage: lakebase psql [psql args...]
+
+Runs psql logged in with a fresh database credential: PGHOST, PGPORT, PGUSER,
+PGDATABASE, PGPASSWORD, PGSSLMODE (and PGSSLROOTCERT) are set from the connection
+string; every argument goes to psql (e.g. lakebase psql -XAtc 'SELECT 1').
+`
+
 func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stderr, psqlUsage)
+		return flag.ErrHelp
+	}
 	bin := os.Getenv("PSQL")
 	if bin == "" {
 		bin = "psql"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/testenv"
 
 	"bufio"
@@ -175,5 +176,24 @@ func TestCommand_LoginDesktopAndHeadlessThenLogout(t *testing.T) {
 	}
 	if o, e, code := lakebaseCmd(t, refresh, nil, "psql", "-XAtc", "SELECT current_user"); code != 0 || strings.TrimSpace(o) != emu.User.Email {
 		t.Fatalf("psql as the person (%d): %s %s", code, o, e)
+	}
+}
+
+// Help and version need no connection string and exit 0; so does -h of every command.
+func TestCommand_HelpAndVersion(t *testing.T) {
+	t.Setenv("LAKEBASE_DSN", "")
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"version"}, {"help", "token"},
+		{"login", "-h"}, {"token", "-h"}, {"status", "-h"}, {"logout", "-h"}, {"psql", "-h"}, {"psql", "--help"}} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+		if code != 0 || out.Len() == 0 {
+			t.Fatalf("lakebase %v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+		if args[0] == "version" && !strings.Contains(out.String(), lakebase.Version) {
+			t.Fatalf("version prints %q", out.String())
+		}
+	}
+	if code := run(context.Background(), []string{"frobnicate"}, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
+		t.Fatalf("unknown command: exit %d", code)
 	}
 }
