@@ -352,7 +352,7 @@ func sharedRefreshRun(t *testing.T, procs, perProcess int) {
 	wg.Wait()
 	for i := range procs {
 		if errs[i] != nil || !strings.Contains(outs[i], "helper ok") {
-			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
+			t.Fatalf("process %d: %v (reuse detected %d times)\n%s", i, errs[i], emu.Count("refresh.reuse_detected"), outs[i])
 		}
 	}
 	if n := emu.Count("refresh.reuse_detected"); n != 0 {

@@ -417,7 +417,10 @@ func helperRefreshLoop() int {
 		}
 		db := sql.OpenDB(c)
 		var u string
-		err = db.QueryRow("SELECT current_user").Scan(&u)
+		// The workspace token itself (a warm process would not need it to log in).
+		if _, err = c.TokenSource().Token(); err == nil {
+			err = db.QueryRow("SELECT current_user").Scan(&u)
+		}
 		db.Close()
 		if err != nil {
 			fmt.Println("helper: iteration", i, err)

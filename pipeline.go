@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lakebase-go/lakebase/oauth"
 )
@@ -36,6 +37,9 @@ type tokenPipeline struct {
 	mu     sync.Mutex
 	target *target
 	user   string
+
+	// One lookup of each kind at a time: concurrent logins wait for it and share it.
+	targetMu, userMu sync.Mutex
 }
 
 // target is the database a credential is minted for.
@@ -159,36 +163,142 @@ func (p *tokenPipeline) withToken(ctx context.Context, fn func(tok string) error
 			p.log.Warn("lakebase: could not drop the refused token from the store", slog.String("error", derr.Error()))
 		}
 	}
-	if t, _, err = p.ws.GetFetchedAfter(ctx, time.Now()); err != nil {
+	// Another caller refused the same token at the same time and may already have a
+	// new one: take what the cache has (or its flight), unless that is the refused one.
+	if t, _, err = p.ws.Get(ctx); err != nil {
 		return err
+	}
+	if t.AccessToken == refused {
+		if t, _, err = p.ws.GetFetchedAfter(ctx, time.Now()); err != nil {
+			return err
+		}
 	}
 	return fn(t.AccessToken)
 }
 
-// mint fetches a database credential (the credential cache's Fetch).
-func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, time.Time, error) {
+// mintFor returns what credentials are minted for: the endpoint or instance of the
+// connection string, or (Server only) the one found by listing.
+func (p *tokenPipeline) mintFor(ctx context.Context) (endpoint, instance string, err error) {
+	if p.cfg.Endpoint != "" || p.cfg.Instance != "" {
+		return p.cfg.Endpoint, p.cfg.Instance, nil
+	}
 	t, err := p.resolveTarget(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	return t.endpoint, t.instance, nil
+}
+
+// mint fetches a database credential (the credential cache's Fetch): the stored one
+// when it has life left, else a new one from the credential API.
+func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, time.Time, error) {
+	endpoint, instance, err := p.mintFor(ctx)
 	if err != nil {
 		return oauth.DatabaseCredential{}, time.Time{}, err
 	}
+	key := p.credentialKey(endpoint, instance)
+	// A stored credential is used when this process has none yet (a warm start), or
+	// when another process minted a newer one than this process holds; a refresh
+	// ahead of expiry never takes back the credential it is replacing.
+	held, heldExp, has := p.cred.Peek()
+	if sc := p.storedCredential(ctx, key); sc != nil && (!has || sc.Token != held.Token && sc.Expiry.After(heldExp)) {
+		p.log.Debug("lakebase: database credential from the store", slog.Time("expiry", sc.Expiry))
+		return oauth.DatabaseCredential{Token: sc.Token, Expiry: sc.Expiry}, sc.Expiry, nil
+	}
 	var cred oauth.DatabaseCredential
+	minted := time.Now()
 	err = p.withToken(ctx, func(tok string) error {
 		var err error
-		if t.endpoint != "" {
-			cred, err = p.api.MintAutoscaling(ctx, tok, t.endpoint, time.Hour)
+		if endpoint != "" {
+			cred, err = p.api.MintAutoscaling(ctx, tok, endpoint, time.Hour)
 		} else {
-			cred, err = p.api.MintProvisioned(ctx, tok, t.instance)
+			cred, err = p.api.MintProvisioned(ctx, tok, instance)
 		}
 		return err
 	})
 	if err != nil {
 		return oauth.DatabaseCredential{}, time.Time{}, &credentialError{err}
 	}
+	p.remember(ctx, func(st *oauth.Settings) {
+		if st.Credentials == nil {
+			st.Credentials = map[string]*oauth.StoredCredential{}
+		}
+		st.Credentials[key] = &oauth.StoredCredential{Token: cred.Token, Expiry: cred.Expiry, Minted: minted,
+			Workspace: p.cfg.DatabricksInstance, Database: dbName(endpoint, instance), User: p.cfg.User}
+	})
 	return cred, cred.Expiry, nil
+}
+
+func dbName(endpoint, instance string) string {
+	if endpoint != "" {
+		return "endpoint:" + endpoint
+	}
+	return "instance:" + instance
+}
+
+// stores reports whether this pipeline keeps credentials and lookups in its store:
+// a store is named (OAuthClient, OAuthPKCE) and InitiateOAuth lets the driver use it.
+func (p *tokenPipeline) stores() bool {
+	return p.stored != nil && p.cfg.InitiateOAuth != InitiateOff
+}
+
+// credentialKey keys a stored credential by everything it was minted for: the
+// workspace, client and scheme (the token key), the database, the user and the
+// read-only choice.
+func (p *tokenPipeline) credentialKey(endpoint, instance string) string {
+	if !p.stores() {
+		return ""
+	}
+	return fmt.Sprintf("%s|%s|%s|ro=%v", p.stored.Key(), dbName(endpoint, instance), p.cfg.User, p.cfg.ReadOnly)
+}
+
+// lookupKey keys a stored host lookup: the workspace and the database.
+func (p *tokenPipeline) lookupKey(t *target) string {
+	return fmt.Sprintf("%s|%s|ro=%v", p.cfg.DatabricksInstance, dbName(t.endpoint, t.instance), p.cfg.ReadOnly)
+}
+
+func (p *tokenPipeline) storedCredential(ctx context.Context, key string) *oauth.StoredCredential {
+	var out *oauth.StoredCredential
+	if key == "" {
+		return nil
+	}
+	p.recall(ctx, func(st *oauth.Settings) {
+		if c := st.Credentials[key]; c != nil && c.Usable(time.Now()) {
+			cp := *c
+			out = &cp
+		}
+	})
+	return out
+}
+
+// recall reads the store (when the pipeline keeps things there); a store that
+// cannot be read only costs the requests it would have saved.
+func (p *tokenPipeline) recall(ctx context.Context, fn func(*oauth.Settings)) {
+	if !p.stores() {
+		return
+	}
+	err := p.stored.Store.Update(ctx, func(st *oauth.Settings) (bool, error) { fn(st); return false, nil })
+	if err != nil {
+		p.log.Debug("lakebase: the settings store could not be read for a warm start", slog.String("error", err.Error()))
+	}
+}
+
+// remember writes to the store (when the pipeline keeps things there); a failure is
+// logged, never fatal to the login.
+func (p *tokenPipeline) remember(ctx context.Context, fn func(*oauth.Settings)) {
+	if !p.stores() {
+		return
+	}
+	err := p.stored.Store.Update(ctx, func(st *oauth.Settings) (bool, error) { fn(st); return true, nil })
+	if err != nil {
+		p.log.Warn("lakebase: could not keep the credential in the settings store", slog.String("error", err.Error()))
+	}
 }
 
 // resolveTarget works out, once, which database to mint for and its host.
 func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
+	p.targetMu.Lock()
+	defer p.targetMu.Unlock()
 	p.mu.Lock()
 	t := p.target
 	p.mu.Unlock()
@@ -197,6 +307,20 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	}
 	cfg := p.cfg
 	t = &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
+	if t.host == "" && (t.endpoint != "" || t.instance != "") {
+		// A host looked up by an earlier process: hosts do not change.
+		p.recall(ctx, func(st *oauth.Settings) {
+			if l := st.Lookups[p.lookupKey(t)]; l != nil {
+				t.host, t.state = l.Host, l.State
+			}
+		})
+		if t.host != "" {
+			p.mu.Lock()
+			p.target = t
+			p.mu.Unlock()
+			return t, nil
+		}
+	}
 	err := p.withToken(ctx, func(tok string) error {
 		switch {
 		case t.endpoint != "" && t.host == "":
@@ -247,6 +371,14 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	p.mu.Lock()
 	p.target = t
 	p.mu.Unlock()
+	if cfg.Server == "" {
+		p.remember(ctx, func(st *oauth.Settings) {
+			if st.Lookups == nil {
+				st.Lookups = map[string]*oauth.StoredLookup{}
+			}
+			st.Lookups[p.lookupKey(t)] = &oauth.StoredLookup{Host: t.host, State: t.state, Updated: time.Now()}
+		})
+	}
 	return t, nil
 }
 
@@ -294,19 +426,30 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 	if p.userIsClientID && p.cfg.OAuthClientID != "" {
 		return p.cfg.OAuthClientID, nil
 	}
+	p.userMu.Lock()
+	defer p.userMu.Unlock()
 	p.mu.Lock()
 	u := p.user
 	p.mu.Unlock()
 	if u != "" {
 		return u, nil
 	}
-	err := p.withToken(ctx, func(tok string) error {
-		var err error
-		u, err = p.api.Me(ctx, tok)
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
+	p.recall(ctx, func(st *oauth.Settings) { u = st.Users[p.stored.Key()] })
+	if u == "" {
+		err := p.withToken(ctx, func(tok string) error {
+			var err error
+			u, err = p.api.Me(ctx, tok)
+			return err
+		})
+		if err != nil {
+			return "", fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
+		}
+		p.remember(ctx, func(st *oauth.Settings) {
+			if st.Users == nil {
+				st.Users = map[string]string{}
+			}
+			st.Users[p.stored.Key()] = u
+		})
 	}
 	p.mu.Lock()
 	p.user = u
@@ -316,31 +459,100 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 
 // login returns a login for a new session. refused, when set, is a credential the
 // server just refused: the login uses one whose minting starts after the refusal.
+//
+// The three things a login needs — the credential, the host, the user name — are
+// worked out at once: on a cold start they wait together for the one workspace
+// token, then go to the workspace in one parallel wave (mint ‖ host lookup ‖ SCIM
+// Me); on a warm start (a store holding all three) there is no request at all.
 func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, error) {
-	var cred oauth.DatabaseCredential
-	var err error
 	if refused != "" {
 		p.cred.Invalidate(func(c oauth.DatabaseCredential) bool { return c.Token == refused })
-		cred, _, err = p.cred.GetFetchedAfter(ctx, time.Now())
-	} else {
-		cred, _, err = p.cred.Get(ctx)
+		p.remember(ctx, func(st *oauth.Settings) {
+			for k, c := range st.Credentials {
+				if c.Token == refused {
+					delete(st.Credentials, k)
+				}
+			}
+		})
 	}
-	if err != nil {
-		return loginInfo{}, err
+	var (
+		cred oauth.DatabaseCredential
+		user string
+		t    *target
+	)
+	if p.needsToken(ctx, refused != "") {
+		// Cold: the one workspace token first, then every request in one wave.
+		if _, err := p.token(ctx); err != nil {
+			return loginInfo{}, err
+		}
 	}
-	user, err := p.resolveUser(ctx)
-	if err != nil {
-		return loginInfo{}, err
-	}
-	t, err := p.resolveTarget(ctx)
-	if err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		if refused != "" {
+			cred, _, err = p.cred.GetFetchedAfter(gctx, time.Now())
+		} else {
+			cred, _, err = p.cred.Get(gctx)
+		}
+		return err
+	})
+	g.Go(func() (err error) { user, err = p.resolveUser(gctx); return err })
+	g.Go(func() (err error) { t, err = p.resolveTarget(gctx); return err })
+	if err := g.Wait(); err != nil {
 		return loginInfo{}, err
 	}
 	return loginInfo{host: t.host, port: p.cfg.Port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,
 		database: t.name(), state: t.state}, nil
 }
 
-func (p *tokenPipeline) forgetCredential() { p.cred.Invalidate(nil) }
+// forgetCredential drops the credential from memory and from the store.
+// needsToken reports whether this login will call the workspace: something it
+// needs is neither in memory nor in the store.
+func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
+	if fresh {
+		return true
+	}
+	p.mu.Lock()
+	haveTarget, haveUser := p.target != nil, p.user != ""
+	p.mu.Unlock()
+	haveUser = haveUser || p.cfg.User != "" || p.userIsClientID && p.cfg.OAuthClientID != ""
+	_, exp, haveCred := p.cred.Peek()
+	haveCred = haveCred && (exp.IsZero() || time.Until(exp) > time.Minute)
+	if haveTarget && haveUser && haveCred {
+		return false
+	}
+	if !p.stores() || p.cfg.Endpoint == "" && p.cfg.Instance == "" {
+		return true // nothing stored to start warm from, or a listing to make
+	}
+	key := p.credentialKey(p.cfg.Endpoint, p.cfg.Instance)
+	lookup := p.lookupKey(&target{endpoint: p.cfg.Endpoint, instance: p.cfg.Instance})
+	missing := false
+	p.recall(ctx, func(st *oauth.Settings) {
+		if !haveCred {
+			c := st.Credentials[key]
+			missing = missing || c == nil || !c.Usable(time.Now())
+		}
+		if !haveTarget && p.cfg.Server == "" {
+			missing = missing || st.Lookups[lookup] == nil
+		}
+		if !haveUser {
+			missing = missing || st.Users[p.stored.Key()] == ""
+		}
+	})
+	return missing
+}
+
+func (p *tokenPipeline) forgetCredential() {
+	p.cred.Invalidate(nil)
+	if p.stores() {
+		p.remember(context.Background(), func(st *oauth.Settings) {
+			for k := range st.Credentials {
+				if strings.HasPrefix(k, p.stored.Key()+"|") {
+					delete(st.Credentials, k)
+				}
+			}
+		})
+	}
+}
 
 func (p *tokenPipeline) describe(s *Status) {
 	if t, _, ok := p.ws.Peek(); ok {

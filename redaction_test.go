@@ -43,6 +43,7 @@ var samples = map[string]any{
 	"oauth.Pending":                 &oauth.Pending{},
 	"oauth.Source":                  &oauth.Source{Client: &oauth.TokenClient{}},
 	"oauth.DatabaseCredential":      &oauth.DatabaseCredential{},
+	"oauth.StoredCredential":        &oauth.StoredCredential{},
 	"oauth.EntraSource":             &oauth.EntraSource{},
 	"lakebasetest.ServicePrincipal": &lakebasetest.ServicePrincipal{},
 }

@@ -348,6 +348,7 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, r *http.Request) {
 	if rotate {
 		rt.used = true
 	}
+
 	s.mu.Unlock()
 	if rotate {
 		s.writeTokens(w, rt.subject, rt.scope, rt.family, id)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -288,10 +289,12 @@ func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*oau
 	return nt, nil
 }
 
-// Save stores a token obtained elsewhere (by a login step) as this source's token.
+// Save stores a token obtained elsewhere (by a login step) as this source's token;
+// what was derived from the previous login (credentials, user name) goes.
 func (s *Source) Save(ctx context.Context, t *oauth2.Token) error {
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
 		st.Tokens[s.Key()] = newStoredToken(t, fingerprint("given", s.AccessToken, s.RefreshToken))
+		s.forgetDerived(st)
 		return true, nil
 	})
 }
@@ -317,10 +320,28 @@ func (s *Source) Drop(ctx context.Context, tok string) error {
 	})
 }
 
-// Forget removes this source's stored token.
+// Forget removes this source's stored token, and the database credentials, user
+// name and host lookups stored with it.
 func (s *Source) Forget(ctx context.Context) error {
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
 		delete(st.Tokens, s.Key())
+		s.forgetDerived(st)
+		for k := range st.Lookups {
+			if strings.HasPrefix(k, strings.TrimRight(s.Workspace, "/")+"|") {
+				delete(st.Lookups, k)
+			}
+		}
 		return true, nil
 	})
+}
+
+// forgetDerived removes what was derived from this source's login: its database
+// credentials and its user name.
+func (s *Source) forgetDerived(st *Settings) {
+	for k := range st.Credentials {
+		if strings.HasPrefix(k, s.Key()+"|") {
+			delete(st.Credentials, k)
+		}
+	}
+	delete(st.Users, s.Key())
 }

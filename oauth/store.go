@@ -24,6 +24,47 @@ type Settings struct {
 	Version int                     `json:"version"`
 	Tokens  map[string]*StoredToken `json:"tokens"`
 	Pending map[string]*Pending     `json:"pending,omitempty"`
+	// Credentials are database credentials, keyed by the token key plus what they
+	// were minted for, so a new process can log in without a request.
+	Credentials map[string]*StoredCredential `json:"credentials,omitempty"`
+	// Lookups are the hosts of databases (workspace|database); Users the Postgres
+	// user names of token keys (SCIM userName). Neither is secret or changes.
+	Lookups map[string]*StoredLookup `json:"lookups,omitempty"`
+	Users   map[string]string        `json:"users,omitempty"`
+}
+
+// StoredCredential is a stored database credential and what it was minted for. Its
+// fmt forms hide the credential.
+type StoredCredential struct {
+	Token     string    `json:"token"`
+	Expiry    time.Time `json:"expiry"`
+	Minted    time.Time `json:"minted"`
+	Workspace string    `json:"workspace"`
+	Database  string    `json:"database"` // the endpoint or instance
+	Host      string    `json:"host"`
+	User      string    `json:"user"`
+}
+
+// String hides the credential.
+func (c StoredCredential) String() string {
+	return fmt.Sprintf("oauth.StoredCredential{%s@%s (%s), expiry: %s}", c.User, c.Host, c.Database, c.Expiry.Format(time.RFC3339))
+}
+
+// Format hides the credential for every fmt verb.
+func (c StoredCredential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
+
+// Usable reports whether the credential may still be handed out at now: not within
+// the last fifth of its life (at most 30 s), the margin the cache uses.
+func (c *StoredCredential) Usable(now time.Time) bool {
+	life := c.Expiry.Sub(c.Minted)
+	return c.Token != "" && now.Before(c.Expiry.Add(-safety(life)))
+}
+
+// StoredLookup is the host of a database, as the workspace API answered it.
+type StoredLookup struct {
+	Host    string    `json:"host"`
+	State   string    `json:"state,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // StoredToken is a stored workspace token. Its fmt forms hide the tokens.
@@ -300,6 +341,16 @@ func (s *Settings) check() error {
 			return fmt.Errorf("token entry %d has a malformed key", i)
 		case t.AccessToken == "" && t.RefreshToken == "" && t.Seed == "":
 			return fmt.Errorf("token entry %d holds no token", i)
+		}
+	}
+	for k, c := range s.Credentials {
+		if c == nil || k == "" || c.Token == "" {
+			return fmt.Errorf("a database credential entry is empty")
+		}
+	}
+	for k, l := range s.Lookups {
+		if l == nil || k == "" || l.Host == "" {
+			return fmt.Errorf("a host lookup entry is empty")
 		}
 	}
 	i = 0

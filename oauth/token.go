@@ -145,6 +145,13 @@ func (c *TokenClient) grant(ctx context.Context, op string, fn func(context.Cont
 	retryable := IsTemporary
 	if op == "refresh_token" || op == "authorization_code" {
 		retryable = NotProcessed // single-use grants
+		// Once sent, a single-use grant must be seen through: a caller giving up (or a
+		// connector closing) mid-request would lose the rotated refresh token the
+		// identity provider already issued, and the next use of the old one would
+		// revoke the whole login. It is bounded by its own timeout instead.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), singleUseTimeout)
+		defer cancel()
 	}
 	err := c.Retry.DoIf(ctx, func(ctx context.Context) error {
 		t, err := fn(ctx)
@@ -199,6 +206,10 @@ func withExpiry(t *oauth2.Token) *oauth2.Token {
 	}
 	return t
 }
+
+// singleUseTimeout bounds a refresh-token or authorization-code request, which is
+// not cancelled by its caller once started.
+const singleUseTimeout = 60 * time.Second
 
 // DefaultLifetime is assumed for a token or credential whose answer gives no expiry:
 // short, as the official Databricks helpers cache such values, never "forever".
