@@ -1,11 +1,13 @@
 package lakebase_test
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -276,10 +278,31 @@ func TestFault_KillNineWhileWritingTheTokenFile(t *testing.T) {
 	for r := 0; r < rounds; r++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "LAKEBASE_HELPER=write-loop", "LAKEBASE_HELPER_FILE="+file)
+		stdout, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(20+rand.IntN(80)) * time.Millisecond) // a random moment
+		// Wait for its first write (a loaded machine starts processes slowly), then
+		// kill it at a random moment of the writes that follow.
+		ready := make(chan bool, 1)
+		go func() {
+			line, _ := bufio.NewReader(stdout).ReadString('\n')
+			ready <- strings.HasPrefix(line, "ready")
+			io.Copy(io.Discard, stdout)
+		}()
+		select {
+		case ok := <-ready:
+			if !ok {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("the writer failed before its first write")
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the writer did not start")
+		}
+		time.Sleep(time.Duration(1+rand.IntN(40)) * time.Millisecond) // a random moment
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		data, err := os.ReadFile(file)
@@ -314,6 +337,9 @@ func helperWriteLoop() int {
 		if err != nil {
 			fmt.Println(err)
 			return 1
+		}
+		if i == 0 {
+			fmt.Println("ready")
 		}
 	}
 }
