@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -388,5 +389,111 @@ func BenchmarkConnectStorm(b *testing.B) {
 			r.end(storm(b, lakebaseOpen(c)))
 		}
 		r.report(b)
+	})
+}
+
+// BenchmarkStartup is a short process's time to its first query, with 50 ms of
+// latency on every workspace request (discovery, token, credential, lookups, SCIM):
+// cold (nothing stored), warm (a settings file from an earlier process), and the
+// hand-rolled pattern (token, then credential, then connect). Each iteration is a
+// new connector, as a new process would make.
+func BenchmarkStartup(b *testing.B) {
+	const lat = 50 * time.Millisecond
+	eps := []string{lakebasetest.EPDiscovery, lakebasetest.EPToken, lakebasetest.EPCredAutoscaling, lakebasetest.EPCredProvisioned,
+		lakebasetest.EPEndpoints, lakebasetest.EPInstances, lakebasetest.EPSCIMMe}
+	for _, ep := range eps {
+		emu.SetLatency(ep, lat)
+	}
+	b.Cleanup(func() {
+		for _, ep := range eps {
+			emu.SetLatency(ep, 0)
+		}
+	})
+	first := func(b *testing.B, dsn string) {
+		db, err := sql.Open("lakebase", dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var one int
+		if err := db.QueryRow("SELECT 1").Scan(&one); err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
+	}
+	report := func(b *testing.B, before int64) {
+		b.ReportMetric(float64(workspaceRequests(emu)-before)/float64(b.N), "requests/op")
+	}
+	for _, scheme := range []string{"OAuthClient", "OAuthPKCE"} {
+		dsnFor := func(file string) string {
+			if scheme == "OAuthClient" {
+				return emu.OAuthClientDSN("OAuthSettingsLocation=" + file)
+			}
+			return emu.OAuthPKCEDSN("Instance=", "Endpoint="+emu.Endpoint, "InitiateOAuth=REFRESH", "OAuthSettingsLocation="+file)
+		}
+		var rt string
+		if scheme == "OAuthPKCE" {
+			// Every cold iteration starts from the same person's login: refresh tokens
+			// are made reusable for the benchmark.
+			emu.SetRefreshRotation(false)
+			b.Cleanup(func() { emu.SetRefreshRotation(true) })
+			for _, ep := range eps {
+				emu.SetLatency(ep, 0)
+			}
+			rt = userRefreshToken(b)
+			for _, ep := range eps {
+				emu.SetLatency(ep, lat)
+			}
+		}
+		seed := func(file string) string {
+			if rt == "" {
+				return dsnFor(file)
+			}
+			// A person's login, as "lakebase login" leaves it: a stored refresh token.
+			return dsnFor(file) + ";OAuthRefreshToken=" + rt
+		}
+		b.Run(scheme+"/cold", func(b *testing.B) {
+			before := workspaceRequests(emu)
+			for b.Loop() {
+				file := filepath.Join(b.TempDir(), "s.json")
+				first(b, seed(file))
+			}
+			report(b, before)
+		})
+		b.Run(scheme+"/warm", func(b *testing.B) {
+			file := filepath.Join(b.TempDir(), "s.json")
+			first(b, seed(file))
+			before := workspaceRequests(emu)
+			for b.Loop() {
+				first(b, seed(file))
+			}
+			report(b, before)
+		})
+	}
+	b.Run("handrolled", func(b *testing.B) {
+		cc, _ := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
+			emu.Host, emu.Port, emu.Database, emu.ServicePrincipal.ClientID, emu.CAFile))
+		before := workspaceRequests(emu)
+		for b.Loop() {
+			ctx := context.Background()
+			tc := &oauth.TokenClient{Discovery: &oauth.Discovery{Workspace: emu.URL}, ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
+			tok, err := tc.ClientCredentials(ctx, "all-apis")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cred, err := (&oauth.API{Workspace: emu.URL}).MintAutoscaling(ctx, tok.AccessToken, emu.Endpoint, time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := cc.Copy()
+			c.Password = cred.Token
+			conn, err := pgx.ConnectConfig(ctx, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var one int
+			conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+			conn.Close(ctx)
+		}
+		report(b, before)
 	})
 }

@@ -146,6 +146,9 @@ type Config struct {
 	// prepared statement is ever created: the exec mode defaults to exec, and
 	// database/sql's Prepare returns a statement that sends its SQL on every use.
 	DisablePreparedStatements bool
+	// SessionRole is a role the identity was granted: every session runs SET ROLE to
+	// it after login, so current_user is the role and session_user the identity.
+	SessionRole string
 	// TimeZone is the session time zone (an IANA name, e.g. Europe/Paris); "" leaves
 	// the server's.
 	TimeZone string

@@ -249,7 +249,7 @@ func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn,
 		return nil, err
 	}
 	var opts []stdlib.OptionOpenDB
-	if len(c.opts.afterConnect) > 0 {
+	if c.needsAfterConnect() {
 		opts = append(opts, stdlib.OptionAfterConnect(c.afterConnect))
 	}
 	dc, err := stdlib.GetConnector(*cc, opts...).Connect(ctx)
@@ -279,8 +279,25 @@ func (c *Connector) applyLogin(cc *pgx.ConnConfig, li loginInfo) error {
 	return c.cfg.applyTLS(&cc.Config, li.host, c.roots)
 }
 
-// afterConnect runs the WithAfterConnect hooks on a new session.
+// needsAfterConnect reports whether new sessions need afterConnect.
+func (c *Connector) needsAfterConnect() bool {
+	return c.cfg.SessionRole != "" || len(c.opts.afterConnect) > 0
+}
+
+// afterConnect sets the SessionRole, then runs the WithAfterConnect hooks, on a new
+// session.
 func (c *Connector) afterConnect(ctx context.Context, pc *pgx.Conn) error {
+	if role := c.cfg.SessionRole; role != "" {
+		if _, err := pc.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && (pe.Code == "42501" || pe.Code == "22023" || pe.Code == "42704") {
+				return &ConfigError{Property: "SessionRole", Value: role, Err: fmt.Errorf(
+					"cannot be set by %s (%s: %s): the role must exist and be granted to the identity (GRANT %s TO %s)",
+					pc.Config().User, pe.Code, pe.Message, pgx.Identifier{role}.Sanitize(), pgx.Identifier{pc.Config().User}.Sanitize())}
+			}
+			return fmt.Errorf("lakebase: SET ROLE for SessionRole: %w", err)
+		}
+	}
 	for _, fn := range c.opts.afterConnect {
 		if err := fn(ctx, pc); err != nil {
 			return fmt.Errorf("lakebase: an AfterConnect hook failed: %w", err)

@@ -221,6 +221,7 @@ var properties = []property{
 		},
 	},
 	strProp("TimeZone", false, func(c *Config) *string { return &c.TimeZone }),
+	strProp("SessionRole", false, func(c *Config) *string { return &c.SessionRole }),
 	{
 		name: "MaxRows",
 		set: func(c *Config, v string) error {

@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperWriteLoop())
 	case "system-roots":
 		os.Exit(helperSystemRoots())
+	case "query-once":
+		os.Exit(helperQueryOnce())
 	}
 	flag.Parse()
 	if fuzzOnly() {

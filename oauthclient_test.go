@@ -23,7 +23,7 @@ import (
 )
 
 // newDB opens a *sql.DB on its own connector, so each test has its own token cache.
-func newDB(t *testing.T, dsn string, opts ...lakebase.Option) (*sql.DB, *lakebase.Connector) {
+func newDB(t testing.TB, dsn string, opts ...lakebase.Option) (*sql.DB, *lakebase.Connector) {
 	t.Helper()
 	c, err := lakebase.NewConnector(dsn, opts...)
 	if err != nil {
@@ -338,7 +338,7 @@ func TestInitiateOAuth_Modes(t *testing.T) {
 
 // userRefreshToken runs an auto-approved PKCE login against the emulator and
 // returns the refresh token.
-func userRefreshToken(t *testing.T) string {
+func userRefreshToken(t testing.TB) string {
 	t.Helper()
 	db, _ := newDB(t, emu.OAuthPKCEDSN("OAuthSettingsLocation=memory://"+t.Name()))
 	emu.SetAutoApprove(true)

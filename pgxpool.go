@@ -39,7 +39,7 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	}
 	pc.ConnConfig = c.base.Copy()
 	pc.BeforeConnect = c.BeforeConnect
-	if len(c.opts.afterConnect) > 0 {
+	if c.needsAfterConnect() {
 		pc.AfterConnect = c.afterConnect
 	}
 	pc.MaxConnLifetime = DefaultConnMaxLifetime

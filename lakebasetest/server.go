@@ -394,6 +394,17 @@ func (s *Server) CreateRole(role string) error {
 	return nil
 }
 
+// Exec runs SQL as a superuser on the emulator's database, as a Lakebase admin
+// would (CREATE ROLE app_readers NOLOGIN; GRANT app_readers TO "<client id>"; ...).
+func (s *Server) Exec(sql string) error {
+	if s.pg == nil {
+		return errors.New("lakebasetest: Exec needs PostgreSQL (the server is HTTPOnly)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.pg.Exec(ctx, s.Database, sql)
+}
+
 // DropRole drops an identity's Postgres role (its logins are then refused).
 func (s *Server) DropRole(role string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -347,17 +347,28 @@ func logout(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	return nil
 }
 
-const psqlUsage = `usage: lakebase psql [psql args...]
+const psqlUsage = `usage: lakebase psql [-role ROLE] [psql args...]
 
 Runs psql logged in with a fresh database credential: PGHOST, PGPORT, PGUSER,
 PGDATABASE, PGPASSWORD, PGSSLMODE (and PGSSLROOTCERT) are set from the connection
-string; every argument goes to psql (e.g. lakebase psql -XAtc 'SELECT 1').
+string; every other argument goes to psql (e.g. lakebase psql -XAtc 'SELECT 1').
+
+  -role ROLE   act as ROLE (SET ROLE at login; default: the SessionRole property)
 `
 
 func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprint(stderr, psqlUsage)
 		return flag.ErrHelp
+	}
+	role := cfg.SessionRole
+	if len(args) > 0 && (args[0] == "-role" || args[0] == "--role") {
+		if len(args) < 2 {
+			return errors.New("psql: -role needs a role name")
+		}
+		role, args = args[1], args[2:]
+	} else if len(args) > 0 && (strings.HasPrefix(args[0], "-role=") || strings.HasPrefix(args[0], "--role=")) {
+		role, args = args[0][strings.Index(args[0], "=")+1:], args[1:]
 	}
 	bin := os.Getenv("PSQL")
 	if bin == "" {
@@ -379,6 +390,10 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 	env := append(os.Environ(),
 		"PGHOST="+cr.Host, "PGPORT="+strconv.Itoa(cr.Port), "PGUSER="+cr.User, "PGDATABASE="+cr.Database,
 		"PGPASSWORD="+cr.Password, "PGSSLMODE="+string(cfg.SSLMode), "PGAPPNAME="+cfg.ApplicationName)
+	if role != "" {
+		// The role is set when the session starts, as SET ROLE would (libpq options).
+		env = append(env, "PGOPTIONS=-c role="+strings.NewReplacer(`\`, `\\`, " ", `\ `).Replace(role))
+	}
 	if cert := cfg.SSLServerCert; cert != "" {
 		if strings.HasPrefix(strings.TrimSpace(cert), "-----BEGIN") {
 			f, err := os.CreateTemp("", "lakebase-ca-*.pem")

@@ -73,6 +73,13 @@ func TestCommand_StatusTokenPsql(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != emu.ServicePrincipal.ClientID {
 		t.Fatalf("psql (%d): %q %s", code, out, errOut)
 	}
+	if err := emu.Exec(fmt.Sprintf(`CREATE ROLE readers NOLOGIN; GRANT readers TO %q`, emu.ServicePrincipal.ClientID)); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = lakebaseCmd(t, dsn, nil, "psql", "-role", "readers", "-XAtc", "SELECT current_user || ' ' || session_user")
+	if code != 0 || strings.TrimSpace(out) != "readers "+emu.ServicePrincipal.ClientID {
+		t.Fatalf("psql -role (%d): %q %s", code, out, errOut)
+	}
 	_, _, code = lakebaseCmd(t, dsn, nil, "psql", "-XAtc", "SELECT broken syntax")
 	if code == 0 {
 		t.Fatal("psql's failure did not become the exit code")
