@@ -353,9 +353,14 @@ func TestFault_EightProcessesShareRotatingRefreshTokens(t *testing.T) {
 }
 
 func sharedRefreshRun(t *testing.T, procs, perProcess int) {
+	sharedRefreshRunAt(t, filepath.Join(t.TempDir(), "shared.json"), procs, perProcess)
+}
+
+// sharedRefreshRunAt runs the shared-refresh processes on the store at file (a
+// path or a keyring:// location).
+func sharedRefreshRunAt(t *testing.T, file string, procs, perProcess int) {
 	emu.SetTokenLifetime(time.Second) // every use needs a refresh
 	t.Cleanup(func() { emu.SetTokenLifetime(time.Hour) })
-	file := filepath.Join(t.TempDir(), "shared.json")
 	rt := userRefreshToken(t)
 	seed, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthRefreshToken="+rt, "OAuthSettingsLocation="+file))
 	currentUser(t, seed)

@@ -169,7 +169,7 @@ func (f *fallbackStore) Update(ctx context.Context, fn func(*oauth.Settings) (bo
 	}
 	err := f.Store.Update(ctx, fn)
 	var se *oauth.SettingsFileError
-	if errors.As(err, &se) && se.Unwritable {
+	if errors.As(err, &se) && se.Unwritable && !errors.Is(err, oauth.ErrNoKeyring) { // a keyring asked for is never swapped silently
 		f.once.Do(func() {
 			f.log.Warn("lakebase: OAuthSettingsLocation cannot be written; keeping tokens in memory",
 				slog.String("location", f.Store.Location()), slog.String("error", se.Error()))

@@ -140,6 +140,9 @@ func OpenStore(location string) (Store, error) {
 	if id, ok := strings.CutPrefix(location, "memory://"); ok {
 		return MemoryStore(id), nil
 	}
+	if name, ok := strings.CutPrefix(location, "keyring://"); ok {
+		return OpenKeyring(name)
+	}
 	if location == "" {
 		return nil, errors.New("oauth: empty settings location")
 	}
@@ -213,7 +216,11 @@ type SettingsFileError struct {
 
 // Error names the file and what is wrong with it.
 func (e *SettingsFileError) Error() string {
-	s := "oauth: settings file " + e.Path + ": " + e.Msg
+	kind := "settings file "
+	if strings.Contains(e.Path, "://") {
+		kind = "settings store "
+	}
+	s := "oauth: " + kind + e.Path + ": " + e.Msg
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
@@ -257,30 +264,37 @@ func (f *FileStore) Location() string { return f.Path }
 // Update runs fn on the file's settings under the lock and writes them back when
 // they changed.
 func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)) error {
-	pm := processLock(f.Path)
+	return lockedUpdate(ctx, f.Path, f.Path+".lock", fn, f.read, f.write)
+}
+
+// lockedUpdate is the read-modify-write of every persistent store: under this
+// process's lock for key and an advisory lock on lockPath (across processes), read
+// the settings, run fn, and write them back when they changed.
+func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) (bool, error),
+	read func() (*Settings, error), write func(*Settings) error) error {
+	pm := processLock(key)
 	pm.Lock()
 	defer pm.Unlock()
 
-	dir := filepath.Dir(f.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return &SettingsFileError{Path: f.Path, Msg: "cannot create its directory", Err: err, Unwritable: true}
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
+		return &SettingsFileError{Path: key, Msg: "cannot create the directory of " + lockPath, Err: err, Unwritable: true}
 	}
-	if fi, err := os.Lstat(f.Path + ".lock"); err == nil {
-		if err := checkPrivate(f.Path+".lock", fi); err != nil {
-			return &SettingsFileError{Path: f.Path, Msg: "its lock file " + f.Path + ".lock " + err.Error()}
+	if fi, err := os.Lstat(lockPath); err == nil {
+		if err := checkPrivate(lockPath, fi); err != nil {
+			return &SettingsFileError{Path: key, Msg: "its lock file " + lockPath + " " + err.Error()}
 		}
 	}
-	lk := flock.New(f.Path+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	lk := flock.New(lockPath, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	ok, err := lk.TryLockContext(ctx, 5*time.Millisecond)
 	if err != nil || !ok {
 		if err == nil {
 			err = ctx.Err()
 		}
-		return &SettingsFileError{Path: f.Path, Msg: "cannot take the lock " + f.Path + ".lock", Err: err, Unwritable: ctx.Err() == nil}
+		return &SettingsFileError{Path: key, Msg: "cannot take the lock " + lockPath, Err: err, Unwritable: ctx.Err() == nil}
 	}
 	defer lk.Unlock()
 
-	s, err := f.read()
+	s, err := read()
 	if err != nil {
 		return err
 	}
@@ -294,7 +308,7 @@ func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)
 	if string(before) == string(after) {
 		return nil
 	}
-	return f.write(s)
+	return write(s)
 }
 
 func (f *FileStore) read() (*Settings, error) {

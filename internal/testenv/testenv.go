@@ -16,6 +16,10 @@ func NeedPostgres(tb testing.TB) {
 	}
 }
 
+// KeyringRequired reports whether the keyring tests must run (make test sets
+// LAKEBASE_REQUIRE_KEYRING=1 on Linux, where it installs a Secret Service).
+func KeyringRequired() bool { return os.Getenv("LAKEBASE_REQUIRE_KEYRING") == "1" }
+
 // BrowserRequired reports whether a missing Chromium is a failure rather than a
 // skip: `make test` sets LAKEBASE_REQUIRE_BROWSER=1.
 func BrowserRequired() bool { return os.Getenv("LAKEBASE_REQUIRE_BROWSER") == "1" }

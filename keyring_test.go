@@ -1,0 +1,153 @@
+package lakebase_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zalando/go-keyring"
+
+	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/internal/testenv"
+	"github.com/lakebase-go/lakebase/oauth"
+)
+
+// The keyring store is tested against a real Secret Service: this test starts a
+// private D-Bus session with GNOME Keyring (in a temporary home) and runs the
+// TestKeyringInner_ tests in a process inside it.
+func TestKeyring_AgainstARealSecretService(t *testing.T) {
+	needServers(t)
+	if os.Getenv("LAKEBASE_KEYRING_INNER") != "" {
+		t.Skip("inside the keyring session")
+	}
+	session, err1 := exec.LookPath("dbus-run-session")
+	_, err2 := exec.LookPath("gnome-keyring-daemon")
+	if err1 != nil || err2 != nil {
+		if testenv.KeyringRequired() {
+			t.Fatal("dbus-run-session and gnome-keyring-daemon are needed (Debian: apt-get install -y dbus gnome-keyring)")
+		}
+		t.Skip("skipped: dbus-run-session and gnome-keyring-daemon are needed (make test installs them on Linux)")
+	}
+	home := t.TempDir()
+	script := `printf lakebase | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null 2>&1 || exit 3
+exec "$0" -test.run '^TestKeyringInner_' -test.v -test.count=1`
+	cmd := exec.Command(session, "--", "sh", "-c", script, os.Args[0])
+	cmd.Env = append(os.Environ(), "LAKEBASE_KEYRING_INNER=1", "HOME="+home,
+		"XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CACHE_HOME="+filepath.Join(home, "cache"),
+		"XDG_CONFIG_HOME="+filepath.Join(home, "config"), "XDG_RUNTIME_DIR="+home)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestKeyringInner_") || strings.Contains(string(out), "--- FAIL") {
+		t.Fatalf("keyring tests in a D-Bus session: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "--- ") || strings.Contains(line, "refreshes across") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+}
+
+func keyringInner(t *testing.T) {
+	t.Helper()
+	if os.Getenv("LAKEBASE_KEYRING_INNER") == "" {
+		t.Skip("runs inside TestKeyring_AgainstARealSecretService's D-Bus session")
+	}
+	needServers(t)
+}
+
+// The store itself: what the file store does, in the keyring.
+func TestKeyringInner_StoreSemantics(t *testing.T) {
+	keyringInner(t)
+	st, err := oauth.OpenStore("keyring://semantics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
+		s.Tokens["w|c|s"] = &oauth.StoredToken{AccessToken: "a", RefreshToken: "r"}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := oauth.OpenStore("keyring://semantics")
+	var got string
+	again.Update(context.Background(), func(s *oauth.Settings) (bool, error) { got = s.Tokens["w|c|s"].RefreshToken; return false, nil })
+	if got != "r" || again.Location() != "keyring://semantics" {
+		t.Fatalf("read back %q", got)
+	}
+	// A corrupt item is an error naming the store, and is left alone.
+	for _, bad := range []string{"{{{", `{"version":1,"tokens":{},"pending":{"s":null}}`, `{"version":9,"tokens":{}}`} {
+		keyring.Set(oauth.KeyringService, "corrupt", bad)
+		cs, _ := oauth.OpenStore("keyring://corrupt")
+		err := cs.Update(context.Background(), func(*oauth.Settings) (bool, error) { return true, nil })
+		if !errors.Is(err, lakebase.ErrSettingsFile) || !strings.Contains(err.Error(), "keyring://corrupt") {
+			t.Fatalf("%q: %v", bad, err)
+		}
+		if v, _ := keyring.Get(oauth.KeyringService, "corrupt"); v != bad {
+			t.Fatal("the corrupt item was changed")
+		}
+	}
+	if _, err := oauth.OpenStore("keyring://bad name/x"); err == nil {
+		t.Fatal("a bad keyring name was accepted")
+	}
+}
+
+// A second process on a keyring store makes no workspace request; logout removes
+// the login from the keyring.
+func TestKeyringInner_WarmRestartAndLogout(t *testing.T) {
+	keyringInner(t)
+	dsn := emu.OAuthClientDSN("OAuthSettingsLocation=keyring://warm")
+	queryInProcess(t, dsn)
+	before := workspaceRequests(emu)
+	queryInProcess(t, dsn)
+	if n := workspaceRequests(emu) - before; n != 0 {
+		t.Fatalf("the warm process made %d requests", n)
+	}
+	c, _ := lakebase.NewConnector(dsn)
+	if c.SettingsLocation() != "keyring://warm" {
+		t.Fatalf("SettingsLocation %q", c.SettingsLocation())
+	}
+	if err := c.Logout(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	v, _ := keyring.Get(oauth.KeyringService, "warm")
+	if strings.Contains(v, `"access_token"`) || strings.Contains(v, `"credentials":{"`) {
+		t.Fatalf("logout left a login in the keyring: %.200s", v)
+	}
+}
+
+// Eight processes share one rotating refresh token through the keyring; none is
+// ever redeemed twice.
+func TestKeyringInner_EightProcessesShareRotatingRefreshTokens(t *testing.T) {
+	keyringInner(t)
+	sharedRefreshRunAt(t, "keyring://shared", 8, 10)
+}
+
+// Without a keyring, a keyring store says so and names the file alternative; the
+// driver never falls back to something else silently, not even for OAuthClient.
+func TestKeyring_UnavailableIsAClearError(t *testing.T) {
+	if os.Getenv("LAKEBASE_KEYRING_INNER") != "" {
+		t.Skip("a keyring is available here")
+	}
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
+	st, err := oauth.OpenStore("keyring://none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(context.Background(), func(*oauth.Settings) (bool, error) { return true, nil })
+	if !errors.Is(err, oauth.ErrNoKeyring) || !strings.Contains(err.Error(), "OAuthSettingsLocation=<path>") {
+		t.Fatalf("no keyring: %v", err)
+	}
+	c, err := lakebase.NewConnector(emu.OAuthClientDSN("OAuthSettingsLocation=keyring://none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(context.Background()); !errors.Is(err, oauth.ErrNoKeyring) {
+		t.Fatalf("OAuthClient fell back silently: %v", err)
+	}
+}
