@@ -146,6 +146,11 @@ type Config struct {
 	// prepared statement is ever created: the exec mode defaults to exec, and
 	// database/sql's Prepare returns a statement that sends its SQL on every use.
 	DisablePreparedStatements bool
+	// Project and Branch name an Autoscaling database by project and branch (ids or
+	// full resource paths); the driver uses the branch's read-write endpoint (or
+	// read-only with ReadOnly). Branch "" is the project's default branch.
+	Project string
+	Branch  string
 	// SessionRole is a role the identity was granted: every session runs SET ROLE to
 	// it after login, so current_user is the role and session_user the identity.
 	SessionRole string
@@ -210,6 +215,13 @@ func (c *Config) setDefaults() error {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	// Project and Branch may be given as resource paths.
+	if p, b, ok := strings.Cut(strings.TrimPrefix(c.Branch, "projects/"), "/branches/"); ok && strings.HasPrefix(c.Branch, "projects/") {
+		if c.Project == "" || strings.TrimPrefix(c.Project, "projects/") == p {
+			c.Project, c.Branch = p, b
+		}
+	}
+	c.Project = strings.TrimPrefix(c.Project, "projects/")
 	if c.DatabricksInstance != "" {
 		u, err := normalizeWorkspace(c.DatabricksInstance)
 		if err != nil {
@@ -342,6 +354,19 @@ func (c *Config) validate() error {
 		if c.Instance != "" && c.Endpoint != "" {
 			return &ConfigError{Property: "Endpoint", Err: fmt.Errorf("cannot be set together with Instance: Endpoint names a Lakebase Autoscaling endpoint, Instance a Provisioned instance")}
 		}
+		if c.Project != "" && (c.Endpoint != "" || c.Instance != "") {
+			return &ConfigError{Property: "Project", Err: fmt.Errorf("cannot be set together with Endpoint or Instance: name the database one way")}
+		}
+		if c.Branch != "" && c.Project == "" {
+			return &ConfigError{Property: "Branch", Err: fmt.Errorf("needs Project (or a full path projects/<p>/branches/<b>)")}
+		}
+		if !validResourceID(c.Project) || !validResourceID(c.Branch) {
+			prop, v := "Project", c.Project
+			if !validResourceID(c.Branch) {
+				prop, v = "Branch", c.Branch
+			}
+			return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an id (lowercase letters, digits and hyphens) or a full resource path")}
+		}
 		if c.Endpoint != "" && !validEndpointPath(c.Endpoint) {
 			return &ConfigError{Property: "Endpoint", Value: c.Endpoint, Err: fmt.Errorf("must look like projects/<project>/branches/<branch>/endpoints/<endpoint>")}
 		}
@@ -411,6 +436,19 @@ func checkHTTPS(prop, v string, imds bool) error {
 		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must use https (http only for loopback hosts)")}
 	}
 	return nil
+}
+
+// validResourceID accepts "" or a Lakebase resource id.
+func validResourceID(id string) bool {
+	if len(id) > 63 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func validEndpointPath(p string) bool {

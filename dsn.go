@@ -222,6 +222,8 @@ var properties = []property{
 	},
 	strProp("TimeZone", false, func(c *Config) *string { return &c.TimeZone }),
 	strProp("SessionRole", false, func(c *Config) *string { return &c.SessionRole }),
+	strProp("Project", false, func(c *Config) *string { return &c.Project }),
+	strProp("Branch", false, func(c *Config) *string { return &c.Branch }),
 	{
 		name: "MaxRows",
 		set: func(c *Config, v string) error {

@@ -64,8 +64,15 @@ func (c *Config) applyEnvironment(given map[string]bool, getenv func(string) str
 		given[prop] = true
 		return nil
 	}
+	// LAKEBASE_ENDPOINT (Databricks Apps, the official Node client) names the endpoint
+	// when the string names no database.
+	if !given["Endpoint"] && !given["Instance"] && !given["Project"] && getenv("LAKEBASE_ENDPOINT") != "" {
+		if err := fill("Endpoint", getenv("LAKEBASE_ENDPOINT"), "LAKEBASE_ENDPOINT"); err != nil {
+			return err
+		}
+	}
 	for _, e := range pgEnv {
-		if (e.prop == "Server" || e.prop == "Port") && (given["Endpoint"] || given["Instance"]) && getenv(e.env) != "" {
+		if (e.prop == "Server" || e.prop == "Port") && (given["Endpoint"] || given["Instance"] || given["Project"]) && getenv(e.env) != "" {
 			// The database is named: its host comes from the workspace. A stray PGHOST
 			// must not send the credential elsewhere.
 			c.envIgnored = append(c.envIgnored, e.env)

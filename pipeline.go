@@ -179,7 +179,7 @@ func (p *tokenPipeline) withToken(ctx context.Context, fn func(tok string) error
 // mintFor returns what credentials are minted for: the endpoint or instance of the
 // connection string, or (Server only) the one found by listing.
 func (p *tokenPipeline) mintFor(ctx context.Context) (endpoint, instance string, err error) {
-	if p.cfg.Endpoint != "" || p.cfg.Instance != "" {
+	if p.cfg.Endpoint != "" || p.cfg.Instance != "" { // known without a request; Project and Server need one
 		return p.cfg.Endpoint, p.cfg.Instance, nil
 	}
 	t, err := p.resolveTarget(ctx)
@@ -252,9 +252,14 @@ func (p *tokenPipeline) credentialKey(endpoint, instance string) string {
 	return fmt.Sprintf("%s|%s|%s|ro=%v", p.stored.Key(), dbName(endpoint, instance), p.cfg.User, p.cfg.ReadOnly)
 }
 
-// lookupKey keys a stored host lookup: the workspace and the database.
+// lookupKey keys a stored host lookup: the workspace and the database (or the
+// project and branch that name it).
 func (p *tokenPipeline) lookupKey(t *target) string {
-	return fmt.Sprintf("%s|%s|ro=%v", p.cfg.DatabricksInstance, dbName(t.endpoint, t.instance), p.cfg.ReadOnly)
+	name := dbName(t.endpoint, t.instance)
+	if p.cfg.Project != "" {
+		name = "branch:projects/" + p.cfg.Project + "/branches/" + p.cfg.Branch
+	}
+	return fmt.Sprintf("%s|%s|ro=%v", p.cfg.DatabricksInstance, name, p.cfg.ReadOnly)
 }
 
 func (p *tokenPipeline) storedCredential(ctx context.Context, key string) *oauth.StoredCredential {
@@ -307,11 +312,14 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	}
 	cfg := p.cfg
 	t = &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
-	if t.host == "" && (t.endpoint != "" || t.instance != "") {
+	if t.host == "" && (t.endpoint != "" || t.instance != "" || cfg.Project != "") {
 		// A host looked up by an earlier process: hosts do not change.
 		p.recall(ctx, func(st *oauth.Settings) {
-			if l := st.Lookups[p.lookupKey(t)]; l != nil {
+			if l := st.Lookups[p.lookupKey(t)]; l != nil && (cfg.Project == "" || l.Endpoint != "") {
 				t.host, t.state = l.Host, l.State
+				if cfg.Project != "" {
+					t.endpoint = l.Endpoint
+				}
 			}
 		})
 		if t.host != "" {
@@ -323,6 +331,8 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	}
 	err := p.withToken(ctx, func(tok string) error {
 		switch {
+		case cfg.Project != "" && t.host == "":
+			return p.resolveBranch(ctx, tok, t)
 		case t.endpoint != "" && t.host == "":
 			ep, err := p.api.GetEndpoint(ctx, tok, t.endpoint)
 			if err != nil {
@@ -376,10 +386,66 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 			if st.Lookups == nil {
 				st.Lookups = map[string]*oauth.StoredLookup{}
 			}
-			st.Lookups[p.lookupKey(t)] = &oauth.StoredLookup{Host: t.host, State: t.state, Updated: time.Now()}
+			l := &oauth.StoredLookup{Host: t.host, State: t.state, Updated: time.Now()}
+			if cfg.Project != "" {
+				l.Endpoint = t.endpoint
+			}
+			st.Lookups[p.lookupKey(t)] = l
 		})
 	}
 	return t, nil
+}
+
+// resolveBranch finds the endpoint of Project and Branch (the default branch when
+// Branch is empty): its read-write endpoint, or its read-only one with ReadOnly.
+func (p *tokenPipeline) resolveBranch(ctx context.Context, tok string, t *target) error {
+	cfg := p.cfg
+	project := "projects/" + cfg.Project
+	branch := ""
+	if cfg.Branch != "" {
+		branch = project + "/branches/" + cfg.Branch
+	} else {
+		branches, err := p.api.ListBranches(ctx, tok, project)
+		if err != nil {
+			return notFound(err, "Project", cfg.Project, "project "+project+" does not exist in this workspace, or the identity cannot see it")
+		}
+		for _, b := range branches {
+			if b.IsDefault() {
+				branch = b.Name
+				break
+			}
+		}
+		if branch == "" {
+			return &ConfigError{Property: "Branch", Err: fmt.Errorf("is needed: project %s has no default branch", project)}
+		}
+	}
+	eps, err := p.api.ListBranchEndpoints(ctx, tok, branch)
+	if err != nil {
+		return notFound(err, "Branch", cfg.Branch, "branch "+branch+" does not exist (it may have been deleted or expired), or the identity cannot see it")
+	}
+	want := "ENDPOINT_TYPE_READ_WRITE"
+	if cfg.ReadOnly {
+		want = "ENDPOINT_TYPE_READ_ONLY"
+	}
+	for _, ep := range eps {
+		if ep.Type() == want {
+			t.endpoint, t.host, t.state = ep.Name, ep.Status.Hosts.Host, ep.Status.CurrentState
+			if t.host == "" {
+				return fmt.Errorf("lakebase: endpoint %s of branch %s has no host yet (state %q)", ep.Name, branch, ep.Status.CurrentState)
+			}
+			return t.checkState()
+		}
+	}
+	return fmt.Errorf("lakebase: branch %s has no %s endpoint; create one (lakebase branch create makes it with the branch)", branch, strings.ToLower(strings.TrimPrefix(want, "ENDPOINT_TYPE_")))
+}
+
+// notFound turns a 404 of a lookup into a ConfigError naming the property.
+func notFound(err error, prop, value, msg string) error {
+	var ae *oauth.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		return &ConfigError{Property: prop, Value: value, Err: fmt.Errorf("%s: %s", msg, ae.Message)}
+	}
+	return err
 }
 
 // findByHost finds the instance or endpoint whose host is Server.

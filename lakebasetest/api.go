@@ -314,14 +314,14 @@ func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
 	}
 	p := strings.Split(s.Endpoint, "/")
 	if s.isDecoy(r.PathValue("p")) {
-		writeJSON(w, http.StatusOK, map[string]any{"branches": []any{map[string]any{"name": "projects/" + r.PathValue("p") + "/branches/main"}}})
+		writeJSON(w, http.StatusOK, map[string]any{"branches": []any{branchJSON("projects/"+r.PathValue("p")+"/branches/main", true)}})
 		return
 	}
 	if r.PathValue("p") != p[1] {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project does not exist")
 		return
 	}
-	items, next := s.page(r, []any{map[string]any{"name": strings.Join(p[:4], "/")}})
+	items, next := s.page(r, []any{branchJSON(strings.Join(p[:4], "/"), true)})
 	out := map[string]any{"branches": items}
 	if next != "" {
 		out["next_page_token"] = next
@@ -360,6 +360,13 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.endpointJSON())
+}
+
+// branchJSON is a branch as the postgres API answers it.
+func branchJSON(name string, isDefault bool) map[string]any {
+	return map[string]any{"name": name, "parent": name[:strings.Index(name, "/branches/")],
+		"effective_default": isDefault,
+		"status":            map[string]any{"current_state": "READY", "default": isDefault}}
 }
 
 func (s *Server) isDecoy(project string) bool {

@@ -231,11 +231,68 @@ type EndpointInfo struct {
 	Name   string `json:"name"`
 	Status struct {
 		CurrentState string `json:"current_state"`
+		EndpointType string `json:"endpoint_type"`
 		Hosts        struct {
 			Host         string `json:"host"`
 			ReadOnlyHost string `json:"read_only_host"`
 		} `json:"hosts"`
 	} `json:"status"`
+	Spec struct {
+		EndpointType string `json:"endpoint_type"`
+	} `json:"spec"`
+}
+
+// Type is the endpoint's type (ENDPOINT_TYPE_READ_WRITE or ENDPOINT_TYPE_READ_ONLY),
+// from its status, else its spec.
+func (e EndpointInfo) Type() string {
+	if e.Status.EndpointType != "" {
+		return e.Status.EndpointType
+	}
+	return e.Spec.EndpointType
+}
+
+// BranchInfo is an Autoscaling branch.
+type BranchInfo struct {
+	Name             string `json:"name"`
+	Default          bool   `json:"default"`
+	EffectiveDefault bool   `json:"effective_default"`
+	Status           struct {
+		Default      bool   `json:"default"`
+		CurrentState string `json:"current_state"`
+	} `json:"status"`
+}
+
+// IsDefault reports whether the branch is its project's default branch (the field
+// has been at the top level and under status in different API versions).
+func (b BranchInfo) IsDefault() bool { return b.Default || b.EffectiveDefault || b.Status.Default }
+
+// ListBranches lists a project's branches (every page); project is projects/<id>.
+func (a *API) ListBranches(ctx context.Context, token, project string) ([]BranchInfo, error) {
+	var all []BranchInfo
+	err := a.listAll(ctx, "list branches of "+project, "/api/2.0/postgres/"+project+"/branches", token, func(page json.RawMessage) error {
+		var out struct {
+			Branches []BranchInfo `json:"branches"`
+		}
+		err := json.Unmarshal(page, &out)
+		all = append(all, out.Branches...)
+		return err
+	})
+	return all, err
+}
+
+// ListBranchEndpoints lists a branch's endpoints (every page); branch is
+// projects/<p>/branches/<b>.
+func (a *API) ListBranchEndpoints(ctx context.Context, token, branch string) ([]EndpointInfo, error) {
+	var all []EndpointInfo
+	err := a.listAll(ctx, "list endpoints of "+branch, "/api/2.0/postgres/"+branch+"/endpoints", token, func(page json.RawMessage) error {
+		var out struct {
+			Endpoints []EndpointInfo `json:"endpoints"`
+		}
+		err := json.Unmarshal(page, &out)
+		all = append(all, out.Endpoints...)
+		return err
+	})
+	return all, err
 }
 
 // GetEndpoint looks up an Autoscaling endpoint by path.

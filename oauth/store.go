@@ -62,7 +62,8 @@ func (c *StoredCredential) Usable(now time.Time) bool {
 
 // StoredLookup is the host of a database, as the workspace API answered it.
 type StoredLookup struct {
-	Host    string    `json:"host"`
+	Endpoint string    `json:"endpoint,omitempty"` // the endpoint a project and branch resolved to
+	Host     string    `json:"host"`
 	State   string    `json:"state,omitempty"`
 	Updated time.Time `json:"updated"`
 }

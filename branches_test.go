@@ -1,0 +1,74 @@
+package lakebase_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
+)
+
+// Project and Branch name the database; the driver finds the branch's read-write
+// endpoint (the default branch when Branch is empty) and mints for it.
+func TestProjectBranch_ConnectByName(t *testing.T) {
+	e := lakebasetest.Start(t, lakebasetest.Options{HTTPOnly: true, PageSize: 1})
+	parts := strings.Split(e.Endpoint, "/") // projects/<p>/branches/<b>/endpoints/<e>
+	for name, props := range map[string][]string{
+		"ids":            {"Project=" + parts[1], "Branch=" + parts[3]},
+		"default branch": {"Project=" + parts[1]},
+		"full paths":     {"Project=projects/" + parts[1], "Branch=" + strings.Join(parts[:4], "/")},
+		"branch path":    {"Branch=" + strings.Join(parts[:4], "/")},
+	} {
+		c, err := lakebase.NewConnector(e.OAuthClientDSN(append([]string{"Endpoint="}, props...)...))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		st, err := c.Status(context.Background())
+		c.Close()
+		if err != nil || st.Endpoint != e.Endpoint || st.Host != e.Host {
+			t.Fatalf("%s: %+v %v", name, st, err)
+		}
+	}
+	// A branch that does not exist: a clear error naming it.
+	c, _ := lakebase.NewConnector(e.OAuthClientDSN("Endpoint=", "Project="+parts[1], "Branch=gone"))
+	defer c.Close()
+	_, err := c.Login(context.Background())
+	var ce *lakebase.ConfigError
+	if !errors.As(err, &ce) || ce.Property != "Branch" || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("deleted branch: %v", err)
+	}
+	for _, dsn := range []string{
+		e.OAuthClientDSN("Project=p"),              // with Endpoint
+		e.OAuthClientDSN("Endpoint=", "Branch=b"), // no project
+		e.OAuthClientDSN("Endpoint=", "Project=Bad Name"),
+	} {
+		if _, err := lakebase.NewConnector(dsn); !errors.Is(err, lakebase.ErrConfig) {
+			t.Fatalf("%s: %v", dsn, err)
+		}
+	}
+}
+
+func TestProjectBranch_QueriesThroughTheBranchEndpoint(t *testing.T) {
+	needServers(t)
+	parts := strings.Split(emu.Endpoint, "/")
+	db, _ := newDB(t, emu.OAuthClientDSN("Endpoint=", "Project="+parts[1], "Branch="+parts[3]))
+	if u := currentUser(t, db); u != emu.ServicePrincipal.ClientID {
+		t.Fatalf("current_user %q", u)
+	}
+}
+
+// LAKEBASE_ENDPOINT (set by Databricks Apps) names the endpoint when the string
+// does not.
+func TestEnvironment_LakebaseEndpoint(t *testing.T) {
+	t.Setenv("LAKEBASE_ENDPOINT", "projects/p/branches/b/endpoints/e")
+	cfg, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b")
+	if err != nil || cfg.Endpoint != "projects/p/branches/b/endpoints/e" {
+		t.Fatalf("%v %v", cfg, err)
+	}
+	cfg, err = lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b;Instance=i")
+	if err != nil || cfg.Endpoint != "" {
+		t.Fatalf("the string's Instance must win: %v %v", cfg, err)
+	}
+}
