@@ -40,7 +40,7 @@ func TestProjectBranch_ConnectByName(t *testing.T) {
 		t.Fatalf("deleted branch: %v", err)
 	}
 	for _, dsn := range []string{
-		e.OAuthClientDSN("Project=p"),              // with Endpoint
+		e.OAuthClientDSN("Project=p"),             // with Endpoint
 		e.OAuthClientDSN("Endpoint=", "Branch=b"), // no project
 		e.OAuthClientDSN("Endpoint=", "Project=Bad Name"),
 	} {

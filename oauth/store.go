@@ -64,8 +64,8 @@ func (c *StoredCredential) Usable(now time.Time) bool {
 type StoredLookup struct {
 	Endpoint string    `json:"endpoint,omitempty"` // the endpoint a project and branch resolved to
 	Host     string    `json:"host"`
-	State   string    `json:"state,omitempty"`
-	Updated time.Time `json:"updated"`
+	State    string    `json:"state,omitempty"`
+	Updated  time.Time `json:"updated"`
 }
 
 // StoredToken is a stored workspace token. Its fmt forms hide the tokens.
