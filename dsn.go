@@ -1,6 +1,8 @@
 package lakebase
 
 import (
+	"github.com/lakebase-go/lakebase/internal/textdist"
+
 	"fmt"
 	"os"
 	"sort"
@@ -593,7 +595,7 @@ func clearlyPropertyName(seg string) (string, bool) {
 		return n, true
 	}
 	for i := range properties {
-		if levenshtein(key, normalizeKey(properties[i].name)) <= 2 {
+		if textdist.Levenshtein(key, normalizeKey(properties[i].name)) <= 2 {
 			return seg, true
 		}
 	}
@@ -611,7 +613,7 @@ func firstWord(s string) string {
 func suggest(key string) string {
 	best, bestD := "", 1<<30
 	consider := func(canon string) {
-		d := levenshtein(key, normalizeKey(canon))
+		d := textdist.Levenshtein(key, normalizeKey(canon))
 		if d < bestD || (d == bestD && canon < best) {
 			best, bestD = canon, d
 		}
@@ -626,26 +628,6 @@ func suggest(key string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // FormatDSN writes the configuration back as a CData connection string, secrets

@@ -1,6 +1,8 @@
 package storedproc
 
 import (
+	"github.com/lakebase-go/lakebase/internal/textdist"
+
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -473,31 +475,11 @@ func nearProcedure(name string) string {
 	}
 	n := strings.ToLower(name)
 	for _, p := range Procedures {
-		if d := editDistance(n, strings.ToLower(p.Name)); d > 0 && d <= 3 {
+		if d := textdist.Levenshtein(n, strings.ToLower(p.Name)); d > 0 && d <= 3 {
 			return p.Name
 		}
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Rows is a driver.Rows over a procedure's result, built in memory.
