@@ -602,13 +602,6 @@ func clearlyPropertyName(seg string) (string, bool) {
 	return "", false
 }
 
-func firstWord(s string) string {
-	if len(s) > 40 {
-		s = s[:40] + "..."
-	}
-	return s
-}
-
 // suggest returns ` (did you mean "X"?)` for the known name nearest to key.
 func suggest(key string) string {
 	best, bestD := "", 1<<30
