@@ -75,19 +75,24 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 		},
 	}
 	p := pipe(src, src)
-	if cfg.AuthScheme == AuthOAuthClient {
-		p.userIsClientID = true
-		return p, nil, nil
-	}
-	src.Scheme = oauth.SchemePKCE
+	// Both schemes can log a person in with the login steps: OAuthPKCE as a public
+	// client (its own way to log in), OAuthClient as a confidential one (an app's web
+	// login with its client secret; the person's tokens are returned, and stored with
+	// REFRESH or GETANDREFRESH — set User to the person then).
 	person := &personLogin{cfg: cfg, log: c.logger, client: client, stored: src, pipeline: p,
-		openBrowser: c.opts.openBrowser, stderr: c.opts.stderr}
+		openBrowser: c.opts.openBrowser, stderr: c.opts.stderr, scope: cfg.Scope}
 	// Pending logins live in the store when one was named (so another connection or
 	// process can finish them), otherwise in this process.
 	person.pending = oauth.MemoryStore("\x00lakebase-pending")
-	if cfg.OAuthSettingsLocation != "" || cfg.InitiateOAuth != InitiateOff {
+	if cfg.OAuthSettingsLocation != "" || cfg.AuthScheme == AuthOAuthPKCE && cfg.InitiateOAuth != InitiateOff {
 		person.pending = store
 	}
+	if cfg.AuthScheme == AuthOAuthClient {
+		p.userIsClientID = true
+		person.scope = DefaultPKCEScope // Scope is the client credentials' scope
+		return p, person, nil
+	}
+	src.Scheme = oauth.SchemePKCE
 	src.Login = person.browserLogin
 	return p, person, nil
 }

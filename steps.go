@@ -15,7 +15,7 @@ import (
 
 // ErrNoPersonLogin is returned by the login steps (and the EXEC procedures that adapt
 // them) under an AuthScheme that has no person to log in.
-var ErrNoPersonLogin = errors.New("lakebase: the login steps need AuthScheme=OAuthPKCE, the scheme with a person to log in")
+var ErrNoPersonLogin = errors.New("lakebase: the login steps need AuthScheme=OAuthPKCE or OAuthClient, the schemes that can log a person in")
 
 // AuthorizationRequest holds the optional inputs of Connector.AuthorizationURL.
 type AuthorizationRequest struct {
@@ -63,7 +63,7 @@ func (e CodeExchange) Format(f fmt.State, _ rune) { io.WriteString(f, e.String()
 // PendingLoginTTL is how long a pending authorization's PKCE verifier is kept.
 const PendingLoginTTL = oauth.PendingTTL
 
-// personLogin holds the login steps of a person (AuthScheme=OAuthPKCE).
+// personLogin holds the login steps of a person (AuthScheme OAuthPKCE or OAuthClient).
 type personLogin struct {
 	cfg         *Config
 	log         *slog.Logger
@@ -73,6 +73,7 @@ type personLogin struct {
 	pipeline    *tokenPipeline
 	openBrowser func(string) error
 	stderr      io.Writer
+	scope       string // of a person's login
 }
 
 func (c *Connector) person() (*personLogin, error) {
@@ -95,7 +96,7 @@ func (c *Connector) AuthorizationURL(ctx context.Context, req AuthorizationReque
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
 	callback := orDefault(req.CallbackURL, orDefault(p.cfg.CallbackURL, DefaultCallbackURL))
-	scope := orDefault(req.Scope, p.cfg.Scope)
+	scope := orDefault(req.Scope, p.scope)
 	state := orDefault(req.State, oauth.NewState())
 	verifier := oauth.NewVerifier()
 	u, err := p.client.AuthCodeURL(ctx, callback, scope, state, verifier)
@@ -210,7 +211,7 @@ func (p *personLogin) browserLogin(ctx context.Context) (*oauth2.Token, error) {
 	d := &oauth.DesktopLogin{
 		Client:      p.client,
 		CallbackURL: p.cfg.CallbackURL,
-		Scope:       p.cfg.Scope,
+		Scope:       p.scope,
 		OpenBrowser: p.openBrowser,
 		Out:         p.stderr,
 	}
@@ -223,6 +224,9 @@ func (p *personLogin) browserLogin(ctx context.Context) (*oauth2.Token, error) {
 func (p *personLogin) adopt(ctx context.Context, tok *oauth2.Token) error {
 	if p.cfg.InitiateOAuth == InitiateOff {
 		return nil
+	}
+	if p.cfg.AuthScheme == AuthOAuthClient && p.cfg.User == "" {
+		p.log.Warn("lakebase: a person logged in under AuthScheme=OAuthClient; set User to the person's user name, or the driver logs in as the client id")
 	}
 	if err := p.stored.Save(ctx, tok); err != nil {
 		return err

@@ -187,7 +187,7 @@ func TestSchemesThatStoreNothing_OpenNoSettingsFile(t *testing.T) {
 // The procedures and login steps are refused under schemes with no person to log
 // in, with a message naming the scheme that has one.
 func TestLoginSteps_RefusedWithoutAPerson(t *testing.T) {
-	c, err := lakebase.NewConnector(emu.OAuthClientDSN())
+	c, err := lakebase.NewConnector(emu.DatabaseDSN(), lakebase.WithTokenSource(spTokenSource(emu)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +200,8 @@ func TestLoginSteps_RefusedWithoutAPerson(t *testing.T) {
 	}
 	db := sql.OpenDB(c)
 	_, err = db.Exec("EXEC GetOAuthAuthorizationURL")
-	if err == nil || !strings.Contains(err.Error(), "AuthScheme=OAuthPKCE") || !strings.Contains(err.Error(), "OAuthClient") {
-		t.Fatalf("EXEC under OAuthClient: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "AuthScheme=OAuthPKCE or OAuthClient") || !strings.Contains(err.Error(), "TokenSource") {
+		t.Fatalf("EXEC under a token source: %v", err)
 	}
 }
 
