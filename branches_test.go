@@ -72,3 +72,57 @@ func TestEnvironment_LakebaseEndpoint(t *testing.T) {
 		t.Fatalf("the string's Instance must win: %v %v", cfg, err)
 	}
 }
+
+// A branch per test: the branch has the parent's data as it was, its writes stay
+// on it, and once the test ends it is gone (connecting is a clear error).
+func TestBranch_PerTestCopyIsolationAndCleanup(t *testing.T) {
+	needServers(t)
+	parent := openDB(t, emu.OAuthClientDSN())
+	if _, err := parent.Exec("DROP TABLE IF EXISTS branch_items; CREATE TABLE branch_items (v int); INSERT INTO branch_items VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var branchDSN string
+	t.Run("on a branch", func(t *testing.T) {
+		branchDSN = lakebasetest.Branch(t, emu.OAuthClientDSN())
+		db := openDB(t, branchDSN)
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM branch_items").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("the branch sees %d rows (%v), want the parent's 1", n, err)
+		}
+		if _, err := db.Exec("INSERT INTO branch_items VALUES (2), (3)"); err != nil {
+			t.Fatal(err)
+		}
+		db.QueryRow("SELECT count(*) FROM branch_items").Scan(&n)
+		if n != 3 {
+			t.Fatalf("the branch has %d rows after its insert", n)
+		}
+		parent.QueryRow("SELECT count(*) FROM branch_items").Scan(&n)
+		if n != 1 {
+			t.Fatalf("the branch's writes reached the parent (%d rows)", n)
+		}
+		if got := emu.Branches(); len(got) != 1 {
+			t.Fatalf("branches %v", got)
+		}
+	})
+	if got := emu.Branches(); len(got) != 0 {
+		t.Fatalf("the branch outlived its test: %v", got)
+	}
+	db, _ := newDB(t, branchDSN)
+	err := db.Ping()
+	var ce *lakebase.ConfigError
+	if !errors.As(err, &ce) || ce.Property != "Branch" {
+		t.Fatalf("a deleted branch: %v", err)
+	}
+}
+
+func TestBranchID_FollowsTheServiceRule(t *testing.T) {
+	for _, name := range []string{"TestX", "Test_With/Sub test#1", "123", strings.Repeat("VeryLong", 20), "---"} {
+		id := lakebasetest.BranchID(name)
+		if len(id) < 1 || len(id) > 63 || id[0] < 'a' || id[0] > 'z' || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			t.Fatalf("%q → %q", name, id)
+		}
+		if lakebasetest.BranchID(name) == id {
+			t.Fatalf("%q: no random suffix", name)
+		}
+	}
+}

@@ -22,6 +22,10 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches", s.handleListBranches)
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/endpoints", s.handleListEndpoints)
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/endpoints/{e}", s.handleGetEndpoint)
+	mux.HandleFunc("POST /api/2.0/postgres/projects/{p}/branches", s.handleCreateBranch)
+	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}", s.handleGetBranch)
+	mux.HandleFunc("DELETE /api/2.0/postgres/projects/{p}/branches/{b}", s.handleDeleteBranch)
+	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/operations/{op}", s.handleGetOperation)
 	mux.HandleFunc("GET /api/2.0/preview/scim/v2/Me", s.handleMe)
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.handleEntraToken)
 	mux.HandleFunc("GET /metadata/identity/oauth2/token", s.handleIMDS)
@@ -138,12 +142,18 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 // issueCredential mints a database credential for subject with lifetime ttl (capped
 // by the credential-lifetime knob).
 func (s *Server) issueCredential(subject string, ttl time.Duration) (string, time.Time, error) {
+	return s.issueCredentialFor(subject, ttl, "")
+}
+
+// issueCredentialFor is issueCredential for an endpoint (which routes the session
+// to that endpoint's branch).
+func (s *Server) issueCredentialFor(subject string, ttl time.Duration, endpoint string) (string, time.Time, error) {
 	s.mu.Lock()
 	if s.credTTL > 0 && s.credTTL < ttl {
 		ttl = s.credTTL
 	}
 	s.mu.Unlock()
-	tok, err := s.sign(tokenClaims{Kind: "db"}, subject, ttl)
+	tok, err := s.sign(tokenClaims{Kind: "db", Endpoint: endpoint}, subject, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -166,7 +176,7 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "endpoint is required")
 		return
 	}
-	if body.Endpoint != s.Endpoint {
+	if body.Endpoint != s.Endpoint && s.branchDatabase(body.Endpoint) == "" {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Endpoint %s does not exist", body.Endpoint))
 		return
 	}
@@ -179,7 +189,7 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		}
 		ttl = d
 	}
-	tok, exp, err := s.issueCredential(sub, ttl)
+	tok, exp, err := s.issueCredentialFor(sub, ttl, body.Endpoint)
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 		return
@@ -321,7 +331,14 @@ func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project does not exist")
 		return
 	}
-	items, next := s.page(r, []any{branchJSON(strings.Join(p[:4], "/"), true)})
+	all := []any{branchJSON(strings.Join(p[:4], "/"), true)}
+	s.mu.Lock()
+	s.expireBranchesLocked(time.Now())
+	for _, b := range s.branchesMap {
+		all = append(all, s.branchJSONOf(b))
+	}
+	s.mu.Unlock()
+	items, next := s.page(r, all)
 	out := map[string]any{"branches": items}
 	if next != "" {
 		out["next_page_token"] = next
@@ -336,6 +353,12 @@ func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
 	p := strings.Split(s.Endpoint, "/")
 	if s.isDecoy(r.PathValue("p")) {
 		writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{decoyEndpoint("projects/" + r.PathValue("p"))}})
+		return
+	}
+	if r.PathValue("p") == p[1] && r.PathValue("b") != p[3] {
+		if b := s.branchOf(w, r); b != nil {
+			writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{s.branchEndpointJSON(b)}})
+		}
 		return
 	}
 	if r.PathValue("p") != p[1] || r.PathValue("b") != p[3] {
@@ -355,6 +378,12 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b") + "/endpoints/" + r.PathValue("e")
+	if name != s.Endpoint && s.branchDatabase(name) != "" {
+		if b := s.branchOf(w, r); b != nil {
+			writeJSON(w, http.StatusOK, s.branchEndpointJSON(b))
+		}
+		return
+	}
 	if name != s.Endpoint {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Endpoint %s does not exist", name))
 		return

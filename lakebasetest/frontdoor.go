@@ -230,6 +230,11 @@ func (fd *frontDoor) handle(ss *session) {
 		writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user %q", user))
 		return
 	}
+	if c, err := fd.s.parseJWT(pw); err == nil && params["database"] == fd.s.Database {
+		if db := fd.s.branchDatabase(c.Endpoint); db != "" {
+			params["database"] = db // the session goes to its endpoint's branch
+		}
+	}
 	if fd.s.opts.AutoCreateRoles {
 		fd.s.mu.Lock()
 		has := fd.s.roles[user]

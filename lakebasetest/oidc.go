@@ -39,6 +39,8 @@ type tokenClaims struct {
 	Scope string `json:"scope,omitempty"`
 	Kind  string `json:"kind,omitempty"`  // "access" or "db"
 	AppID string `json:"appid,omitempty"` // Entra tokens
+	// Endpoint is the endpoint a database credential was minted for.
+	Endpoint string `json:"ep,omitempty"`
 	// IssuedNano is the issue time in nanoseconds (iat has only seconds).
 	IssuedNano int64 `json:"iat_ns,omitempty"`
 	jwt.RegisteredClaims

@@ -49,6 +49,7 @@ const (
 	EPSCIMMe          = "scim.me"
 	EPEntraToken      = "entra.token"       // the emulated Microsoft Entra ID token endpoint
 	EPIMDS            = "imds"              // the emulated Azure instance metadata endpoint
+	EPBranches        = "branches"          // the branches API (create, get, delete, operations)
 	EPLogin           = "frontdoor.login"   // a login accepted by the front door
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
 )
@@ -162,19 +163,21 @@ type Server struct {
 	wakeUntil  time.Time
 	wakes      int
 	suspended  bool
-	ownPG      bool
-	dir        string
-	httpSrv    *http.Server
-	httpLn     net.Listener
-	fd         *frontDoor
-	key        *rsa.PrivateKey
-	keyID      string
-	ca         *testca.CA
-	tlsConf    *tls.Config
-	autoApp    atomic.Bool
-	outage     atomic.Bool
-	rotation   atomic.Bool
-	reuseDet   atomic.Bool
+
+	branchesMap map[string]*branch // branches made through the API, by name
+	ownPG       bool
+	dir         string
+	httpSrv     *http.Server
+	httpLn      net.Listener
+	fd          *frontDoor
+	key         *rsa.PrivateKey
+	keyID       string
+	ca          *testca.CA
+	tlsConf     *tls.Config
+	autoApp     atomic.Bool
+	outage      atomic.Bool
+	rotation    atomic.Bool
+	reuseDet    atomic.Bool
 
 	mu          sync.Mutex
 	tokenTTL    time.Duration
@@ -233,6 +236,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.tokenTTL = time.Hour
 	}
 	s.lastActive = time.Now()
+	s.branchesMap = map[string]*branch{}
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
 	s.autoApp.Store(opts.AutoApprove)
 	s.rotation.Store(!opts.NoRefreshRotation)

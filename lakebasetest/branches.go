@@ -1,0 +1,326 @@
+package lakebasetest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
+)
+
+// The Autoscaling branches API: a branch is a copy of its parent's database at the
+// moment it is made (the emulator keeps one PostgreSQL database per branch, filled
+// with pg_dump | pg_restore from the parent, which works while the parent has
+// sessions), with a read-write endpoint of its own. The front door sends a session
+// to the branch of the endpoint its credential was minted for (every endpoint of the
+// emulator shares the loopback host).
+
+// branch is a branch the emulator made (the main branch is not one).
+type branch struct {
+	name     string // projects/<p>/branches/<b>
+	source   string
+	database string // the physical database
+	endpoint string // projects/<p>/branches/<b>/endpoints/<e>
+	state    string // INIT until the copy is done, then READY
+	created  time.Time
+	expires  time.Time // zero: never
+	err      error
+}
+
+var resourceID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+func (s *Server) mainBranch() string { return strings.Join(strings.Split(s.Endpoint, "/")[:4], "/") }
+
+// expireBranchesLocked drops branches past their expiry.
+func (s *Server) expireBranchesLocked(now time.Time) {
+	for name, b := range s.branchesMap {
+		if !b.expires.IsZero() && now.After(b.expires) {
+			delete(s.branchesMap, name)
+			go s.dropDatabase(b.database)
+		}
+	}
+}
+
+func (s *Server) dropDatabase(db string) {
+	if s.pg == nil || db == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.pg.Exec(ctx, "", "DROP DATABASE IF EXISTS "+pgcluster.QuoteIdent(db)+" WITH (FORCE)")
+}
+
+// copyDatabase makes dst a copy of src.
+func (s *Server) copyDatabase(src, dst string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.pg.Exec(ctx, "", "CREATE DATABASE "+pgcluster.QuoteIdent(dst)); err != nil {
+		return err
+	}
+	tool := func(name string) string {
+		if bin, err := pgcluster.FindBinDir(); err == nil {
+			if p := filepath.Join(bin, name); fileExists(p) {
+				return p
+			}
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		return name
+	}
+	dump := exec.CommandContext(ctx, tool("pg_dump"), "-Fc", "-d", s.pg.AdminConnString(src))
+	restore := exec.CommandContext(ctx, tool("pg_restore"), "-d", s.pg.AdminConnString(dst))
+	pipe, err := dump.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	restore.Stdin = pipe
+	var dErr, rErr strings.Builder
+	dump.Stderr, restore.Stderr = &dErr, &rErr
+	if err := dump.Start(); err != nil {
+		return err
+	}
+	if err := restore.Run(); err != nil {
+		dump.Wait()
+		return fmt.Errorf("pg_restore: %v: %s", err, rErr.String())
+	}
+	if err := dump.Wait(); err != nil {
+		return fmt.Errorf("pg_dump: %v: %s", err, dErr.String())
+	}
+	return nil
+}
+
+func (s *Server) branchJSONOf(b *branch) map[string]any {
+	out := branchJSON(b.name, false)
+	out["create_time"] = b.created.UTC().Format(time.RFC3339Nano)
+	st := out["status"].(map[string]any)
+	st["current_state"] = b.state
+	st["source_branch"] = b.source
+	out["effective_source_branch"] = b.source
+	if !b.expires.IsZero() {
+		out["expire_time"] = b.expires.UTC().Format(time.RFC3339Nano)
+		st["expire_time"] = out["expire_time"]
+	}
+	return out
+}
+
+func (s *Server) branchEndpointJSON(b *branch) map[string]any {
+	ep := s.endpointJSON()
+	ep["name"] = b.endpoint
+	ep["uid"] = "ep-" + strings.ReplaceAll(strings.TrimPrefix(b.name, "projects/"), "/branches/", "-")
+	ep["parent"] = b.name
+	return ep
+}
+
+func operation(name string, done bool, response any) map[string]any {
+	op := map[string]any{"name": name, "done": done}
+	if done && response != nil {
+		op["response"] = response
+	}
+	return op
+}
+
+// handleCreateBranch: POST /api/2.0/postgres/projects/{p}/branches?branch_id=<id>.
+func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.api(EPBranches, w, r); !ok {
+		return
+	}
+	project := "projects/" + r.PathValue("p")
+	if project != strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project "+project+" does not exist")
+		return
+	}
+	id := r.URL.Query().Get("branch_id")
+	if !resourceID.MatchString(id) {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "branch_id must be 1-63 characters of lowercase letters, digits and hyphens, starting with a letter")
+		return
+	}
+	var body struct {
+		Spec struct {
+			SourceBranch string `json:"source_branch"`
+			TTL          string `json:"ttl"`
+			ExpireTime   string `json:"expire_time"`
+		} `json:"spec"`
+		SourceBranch string `json:"source_branch"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	source := body.Spec.SourceBranch
+	if source == "" {
+		source = body.SourceBranch
+	}
+	if source == "" {
+		source = s.mainBranch()
+	}
+	name := project + "/branches/" + id
+	b := &branch{name: name, source: source, endpoint: name + "/endpoints/primary", state: "INIT", created: time.Now(),
+		database: s.Database + "__" + strings.ReplaceAll(id, "-", "_")}
+	if body.Spec.TTL != "" {
+		d, err := time.ParseDuration(body.Spec.TTL)
+		if err != nil || d <= 0 {
+			writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "ttl must be a duration in seconds, e.g. \"3600s\"")
+			return
+		}
+		b.expires = b.created.Add(d)
+	} else if body.Spec.ExpireTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, body.Spec.ExpireTime)
+		if err != nil {
+			writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "expire_time must be an RFC 3339 time")
+			return
+		}
+		b.expires = t
+	}
+	s.mu.Lock()
+	s.expireBranchesLocked(time.Now())
+	srcDB := ""
+	if source == s.mainBranch() {
+		srcDB = s.Database
+	} else if pb := s.branchesMap[source]; pb != nil && pb.state == "READY" {
+		srcDB = pb.database
+	}
+	_, exists := s.branchesMap[name]
+	if srcDB == "" || exists || name == s.mainBranch() {
+		s.mu.Unlock()
+		if exists || name == s.mainBranch() {
+			writeAPIError(w, http.StatusConflict, "ALREADY_EXISTS", "branch "+name+" already exists")
+		} else {
+			writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "source branch "+source+" does not exist")
+		}
+		return
+	}
+	s.branchesMap[name] = b
+	s.mu.Unlock()
+	go func() {
+		err := s.copyDatabase(srcDB, b.database)
+		s.mu.Lock()
+		if err != nil {
+			b.state, b.err = "FAILED", err
+		} else {
+			b.state = "READY"
+		}
+		s.mu.Unlock()
+		s.logf("branches: %s from %s: %v", name, source, err)
+	}()
+	writeJSON(w, http.StatusOK, operation(name+"/operations/create", false, nil))
+}
+
+// handleGetOperation: GET /api/2.0/postgres/projects/{p}/branches/{b}/operations/{op}.
+func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.api(EPBranches, w, r); !ok {
+		return
+	}
+	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	s.mu.Lock()
+	b := s.branchesMap[name]
+	var state string
+	var berr error
+	if b != nil {
+		state, berr = b.state, b.err
+	}
+	s.mu.Unlock()
+	if b == nil {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "operation does not exist")
+		return
+	}
+	op := operation(name+"/operations/"+r.PathValue("op"), state != "INIT", nil)
+	if state == "READY" {
+		s.mu.Lock()
+		op["response"] = s.branchJSONOf(b)
+		s.mu.Unlock()
+	}
+	if berr != nil {
+		op["error"] = map[string]any{"code": 13, "message": "the branch could not be made: " + firstLineOf(berr.Error())}
+	}
+	writeJSON(w, http.StatusOK, op)
+}
+
+func (s *Server) branchOf(w http.ResponseWriter, r *http.Request) *branch {
+	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	s.mu.Lock()
+	s.expireBranchesLocked(time.Now())
+	b := s.branchesMap[name]
+	s.mu.Unlock()
+	if b == nil {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "branch "+name+" does not exist")
+	}
+	return b
+}
+
+// handleGetBranch: GET /api/2.0/postgres/projects/{p}/branches/{b}.
+func (s *Server) handleGetBranch(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.api(EPBranches, w, r); !ok {
+		return
+	}
+	if r.PathValue("b") == strings.Split(s.Endpoint, "/")[3] && "projects/"+r.PathValue("p") == strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") {
+		writeJSON(w, http.StatusOK, branchJSON(s.mainBranch(), true))
+		return
+	}
+	if b := s.branchOf(w, r); b != nil {
+		s.mu.Lock()
+		out := s.branchJSONOf(b)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// handleDeleteBranch: DELETE /api/2.0/postgres/projects/{p}/branches/{b}.
+func (s *Server) handleDeleteBranch(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.api(EPBranches, w, r); !ok {
+		return
+	}
+	b := s.branchOf(w, r)
+	if b == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.branchesMap, b.name)
+	s.mu.Unlock()
+	s.dropDatabase(b.database)
+	writeJSON(w, http.StatusOK, operation(b.name+"/operations/delete", true, map[string]any{}))
+}
+
+// branchDatabase returns the physical database of the branch of endpoint, or "".
+func (s *Server) branchDatabase(endpoint string) string {
+	if endpoint == "" || endpoint == s.Endpoint {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.branchesMap {
+		if b.endpoint == endpoint && b.state == "READY" {
+			return b.database
+		}
+	}
+	return ""
+}
+
+// Branches returns the names of the branches made through the API.
+func (s *Server) Branches() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireBranchesLocked(time.Now())
+	var out []string
+	for n := range s.branchesMap {
+		out = append(out, n)
+	}
+	return out
+}
+
+func firstLineOf(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
+}
