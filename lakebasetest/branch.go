@@ -1,22 +1,15 @@
 package lakebasetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/oauth"
 )
 
 // BranchOptions adjust Branch.
@@ -65,19 +58,18 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
 	defer cancel()
-	api := &branchAPI{base: cfg.DatabricksInstance + "/api/2.0/postgres/", hc: oauth2.NewClient(ctx, c.TokenSource())}
+	api := &oauth.API{Workspace: cfg.DatabricksInstance}
+	token := func(ctx context.Context) string {
+		t, err := oauth.TokenContext(ctx, c.TokenSource())
+		if err != nil {
+			tb.Fatalf("lakebasetest.Branch: %v", err)
+		}
+		return t.AccessToken
+	}
 	id := BranchID(tb.Name())
 	name := "projects/" + project + "/branches/" + id
-	spec := map[string]any{"ttl": fmt.Sprintf("%ds", int(o.TTL/time.Second))}
-	if parent != "" {
-		spec["source_branch"] = parent
-	}
-	var op struct {
-		Name  string          `json:"name"`
-		Done  bool            `json:"done"`
-		Error json.RawMessage `json:"error"`
-	}
-	if err := api.do(ctx, http.MethodPost, "projects/"+project+"/branches?branch_id="+url.QueryEscape(id), map[string]any{"spec": spec}, &op); err != nil {
+	op, err := api.CreateBranch(ctx, token(ctx), "projects/"+project, id, parent, o.TTL)
+	if err != nil {
 		tb.Fatalf("lakebasetest.Branch: creating %s: %v", name, err)
 	}
 	tb.Cleanup(func() {
@@ -88,8 +80,11 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			return
 		}
 		defer c.Close()
-		api := &branchAPI{base: api.base, hc: oauth2.NewClient(ctx, c.TokenSource())}
-		if err := api.do(ctx, http.MethodDelete, name, nil, nil); err != nil {
+		t, err := oauth.TokenContext(ctx, c.TokenSource())
+		if err == nil {
+			err = api.DeleteBranch(ctx, t.AccessToken, name)
+		}
+		if err != nil {
 			tb.Logf("lakebasetest.Branch: deleting %s: %v", name, err)
 		}
 	})
@@ -99,12 +94,12 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			tb.Fatalf("lakebasetest.Branch: %s was not ready within %v", name, o.Wait)
 		case <-time.After(200 * time.Millisecond):
 		}
-		if err := api.do(ctx, http.MethodGet, op.Name, nil, &op); err != nil {
+		if op, err = api.GetOperation(ctx, token(ctx), op.Name); err != nil {
 			tb.Fatalf("lakebasetest.Branch: waiting for %s: %v", name, err)
 		}
 	}
-	if len(op.Error) > 0 && string(op.Error) != "null" {
-		tb.Fatalf("lakebasetest.Branch: creating %s failed: %s", name, op.Error)
+	if err := op.Failed(); err != nil {
+		tb.Fatalf("lakebasetest.Branch: creating %s: %v", name, err)
 	}
 	return parentDSN + ";Endpoint=;Instance=;Project=" + project + ";Branch=" + id
 }
@@ -131,40 +126,4 @@ func BranchID(testName string) string {
 	suffix := make([]byte, 3)
 	rand.Read(suffix)
 	return base + "-" + hex.EncodeToString(suffix)
-}
-
-type branchAPI struct {
-	base string
-	hc   *http.Client
-}
-
-func (a *branchAPI) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			ErrorCode string `json:"error_code"`
-			Message   string `json:"message"`
-		}
-		json.Unmarshal(data, &e)
-		return fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, e.ErrorCode, e.Message)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
 }

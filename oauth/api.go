@@ -254,6 +254,7 @@ func (e EndpointInfo) Type() string {
 // BranchInfo is an Autoscaling branch.
 type BranchInfo struct {
 	Name             string `json:"name"`
+	ExpireTime       string `json:"expire_time"`
 	Default          bool   `json:"default"`
 	EffectiveDefault bool   `json:"effective_default"`
 	Status           struct {
@@ -368,4 +369,50 @@ func (a *API) Me(ctx context.Context, token string) (string, error) {
 		return "", &APIError{Op: "SCIM Me", StatusCode: 200, Err: fmt.Errorf("the answer has no userName")}
 	}
 	return out.UserName, nil
+}
+
+// Operation is a long-running operation of the postgres API.
+type Operation struct {
+	Name  string          `json:"name"`
+	Done  bool            `json:"done"`
+	Error json.RawMessage `json:"error,omitempty"`
+}
+
+// Failed returns the operation's error, if it ended with one.
+func (o Operation) Failed() error {
+	if len(o.Error) == 0 || string(o.Error) == "null" {
+		return nil
+	}
+	var e struct {
+		Message string `json:"message"`
+	}
+	json.Unmarshal(o.Error, &e)
+	return &APIError{Op: "operation " + o.Name, StatusCode: 200, Message: e.Message, ErrorCode: "OPERATION_FAILED"}
+}
+
+// CreateBranch starts making branch id of project (projects/<p>) from source (a
+// branch path; "" for the project's default branch), living ttl (0: until deleted).
+func (a *API) CreateBranch(ctx context.Context, token, project, id, source string, ttl time.Duration) (Operation, error) {
+	spec := map[string]any{}
+	if source != "" {
+		spec["source_branch"] = source
+	}
+	if ttl > 0 {
+		spec["ttl"] = fmt.Sprintf("%ds", int(ttl/time.Second))
+	}
+	var op Operation
+	err := a.call(ctx, "create branch "+id, http.MethodPost, "/api/2.0/postgres/"+project+"/branches?branch_id="+url.QueryEscape(id), token, map[string]any{"spec": spec}, &op)
+	return op, err
+}
+
+// GetOperation polls a long-running operation.
+func (a *API) GetOperation(ctx context.Context, token, name string) (Operation, error) {
+	var op Operation
+	err := a.call(ctx, "get operation", http.MethodGet, "/api/2.0/postgres/"+name, token, nil, &op)
+	return op, err
+}
+
+// DeleteBranch deletes a branch (projects/<p>/branches/<b>).
+func (a *API) DeleteBranch(ctx context.Context, token, branch string) error {
+	return a.call(ctx, "delete branch "+branch, http.MethodDelete, "/api/2.0/postgres/"+branch, token, nil, nil)
 }

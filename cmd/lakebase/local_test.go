@@ -73,4 +73,31 @@ func TestCommand_AgainstLakebaseLocal(t *testing.T) {
 	if out, err := lakebase("psql", "-XAtc", "SELECT current_user"); err != nil || strings.TrimSpace(out) != info.ClientID {
 		t.Fatalf("lakebase psql: %v\n%s", err, out)
 	}
+
+	// A branch for a CI run: create, use with psql -branch, list, gc by prefix.
+	if out, err := lakebase("psql", "-XAtc", "CREATE TABLE ci_data AS SELECT 41 AS v"); err != nil {
+		t.Fatalf("psql create: %v\n%s", err, out)
+	}
+	out, err := lakebase("branch", "create", "-name", "pr-17", "-ttl", "1h")
+	if err != nil || strings.TrimSpace(out) != "Project=lakebase;Branch=pr-17" {
+		t.Fatalf("branch create: %v\n%s", err, out)
+	}
+	if out, err := lakebase("branch", "create", "-name", "pr-18", "-export"); err != nil || !strings.HasPrefix(out, "LAKEBASE_ENDPOINT=projects/lakebase/branches/pr-18/endpoints/") {
+		t.Fatalf("branch create -export: %v\n%s", err, out)
+	}
+	if out, err := lakebase("psql", "-branch", "pr-17", "-XAtc", "UPDATE ci_data SET v = v + 1 RETURNING v"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "42") {
+		t.Fatalf("psql -branch: %v\n%s", err, out)
+	}
+	if out, err := lakebase("psql", "-XAtc", "SELECT v FROM ci_data"); err != nil || strings.TrimSpace(out) != "41" {
+		t.Fatalf("the branch's write reached the parent: %v\n%s", err, out)
+	}
+	if out, err := lakebase("branch", "list"); err != nil || !strings.Contains(out, "branches/pr-17") || !strings.Contains(out, "(default)") {
+		t.Fatalf("branch list: %v\n%s", err, out)
+	}
+	if out, err := lakebase("branch", "gc", "-prefix", "pr-"); err != nil || strings.Count(out, "deleted") != 2 {
+		t.Fatalf("branch gc: %v\n%s", err, out)
+	}
+	if out, err := lakebase("psql", "-branch", "pr-17", "-XAtc", "SELECT 1"); err == nil || !strings.Contains(out, "does not exist") {
+		t.Fatalf("psql on a deleted branch: %v\n%s", err, out)
+	}
 }

@@ -8,6 +8,7 @@
 //	lakebase status [-show-token] who you are, which database, until when
 //	lakebase logout               remove the stored tokens
 //	lakebase psql [psql args]     run psql logged in with a fresh credential
+//	lakebase branch create|list|delete|gc   database branches, for tests and CI
 //	lakebase version              print the version
 //	lakebase help [command]       show the usage of lakebase or of a command
 //
@@ -45,6 +46,8 @@ commands:
                         credential expire (the credential itself only with -show-token)
   logout                remove the stored tokens
   psql [args...]        run psql with a fresh credential in PGPASSWORD
+  branch create|list|delete|gc
+                        database branches of the project (lakebase branch -h)
   version               print the version
   help [command]        show this, or a command's flags (also: lakebase <command> -h)
 
@@ -87,7 +90,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		cmd, rest = rest[0], []string{"-h"}
 	}
-	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest)
+	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest) || cmd == "branch" && len(rest) > 1 && isHelp(rest[1])
 	cfg, err := lakebase.ParseDSN(*dsn)
 	if err != nil && !help {
 		fmt.Fprintln(stderr, "lakebase:", err)
@@ -109,6 +112,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fn = logout
 	case "psql":
 		fn = psql
+	case "branch":
+		fn = branchCmd
 	default:
 		fmt.Fprintf(stderr, "lakebase: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -347,12 +352,13 @@ func logout(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	return nil
 }
 
-const psqlUsage = `usage: lakebase psql [-role ROLE] [psql args...]
+const psqlUsage = `usage: lakebase psql [-branch BRANCH] [-role ROLE] [psql args...]
 
 Runs psql logged in with a fresh database credential: PGHOST, PGPORT, PGUSER,
 PGDATABASE, PGPASSWORD, PGSSLMODE (and PGSSLROOTCERT) are set from the connection
 string; every other argument goes to psql (e.g. lakebase psql -XAtc 'SELECT 1').
 
+  -branch B    connect to branch B of the connection string's project
   -role ROLE   act as ROLE (SET ROLE at login; default: the SessionRole property)
 `
 
@@ -362,13 +368,30 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 		return flag.ErrHelp
 	}
 	role := cfg.SessionRole
-	if len(args) > 0 && (args[0] == "-role" || args[0] == "--role") {
-		if len(args) < 2 {
-			return errors.New("psql: -role needs a role name")
+	for len(args) > 0 {
+		flagName, value, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !strings.HasPrefix(args[0], "-") || flagName != "role" && flagName != "branch" {
+			break
 		}
-		role, args = args[1], args[2:]
-	} else if len(args) > 0 && (strings.HasPrefix(args[0], "-role=") || strings.HasPrefix(args[0], "--role=")) {
-		role, args = args[0][strings.Index(args[0], "=")+1:], args[1:]
+		if !hasValue {
+			if len(args) < 2 {
+				return fmt.Errorf("psql: -%s needs a value", flagName)
+			}
+			value, args = args[1], args[1:]
+		}
+		args = args[1:]
+		if flagName == "role" {
+			role = value
+		} else {
+			// Another branch of the same project.
+			c := *cfg
+			if c.Endpoint != "" {
+				c.Project = strings.Split(c.Endpoint, "/")[1]
+				c.Endpoint = ""
+			}
+			c.Branch = value
+			cfg = &c
+		}
 	}
 	bin := os.Getenv("PSQL")
 	if bin == "" {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/oauth"
+)
+
+const branchUsage = `usage: lakebase branch <create|list|delete|gc> [flags]
+
+  create [-name ID] [-from BRANCH] [-ttl 24h] [-export]
+        make a branch of the connection string's project (from its branch, or -from),
+        wait until it is ready, and print "Project=...;Branch=..." to add to the
+        connection string (-export: LAKEBASE_ENDPOINT=<its read-write endpoint>, for
+        $GITHUB_ENV)
+  list  the project's branches: name, state, expiry
+  delete ID
+        delete a branch
+  gc [-prefix P] [-dry-run]
+        delete the branches past their expiry, and those whose id starts with P
+        (never the default branch): a sweep for CI
+`
+
+// branchCmd runs "lakebase branch ...". The connection string names the project
+// (Project, or Endpoint) and the login.
+func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || isHelp(args[0]) {
+		fmt.Fprint(stderr, branchUsage)
+		if len(args) == 0 {
+			return errors.New("branch: a subcommand is needed")
+		}
+		return flag.ErrHelp
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("branch "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "create: the branch id (default: ci- and a random suffix)")
+	from := fs.String("from", "", "create: the source branch (id or path; default: the connection string's branch, else the project's default)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "create: how long the branch lives unless deleted (0: until deleted)")
+	export := fs.Bool("export", false, "create: print LAKEBASE_ENDPOINT=<endpoint> instead of Project/Branch")
+	prefix := fs.String("prefix", "", "gc: also delete branches whose id starts with this")
+	dry := fs.Bool("dry-run", false, "gc: only print what would be deleted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := connector(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	project, branch := cfg.Project, cfg.Branch
+	if cfg.Endpoint != "" {
+		p := strings.Split(cfg.Endpoint, "/")
+		project, branch = p[1], p[3]
+	}
+	if project == "" {
+		return errors.New("branch: the connection string names no project (set Project, or Endpoint)")
+	}
+	api := &oauth.API{Workspace: cfg.DatabricksInstance}
+	token := func() (string, error) {
+		t, err := oauth.TokenContext(ctx, c.TokenSource())
+		if err != nil {
+			return "", err
+		}
+		return t.AccessToken, nil
+	}
+	tok, err := token()
+	if err != nil {
+		return err
+	}
+	projectPath := "projects/" + project
+	path := func(id string) string {
+		if strings.HasPrefix(id, "projects/") {
+			return id
+		}
+		return projectPath + "/branches/" + id
+	}
+	switch sub {
+	case "create":
+		id := *name
+		if id == "" {
+			b := make([]byte, 4)
+			rand.Read(b)
+			id = "ci-" + hex.EncodeToString(b)
+		}
+		source := ""
+		if *from != "" {
+			source = path(*from)
+		} else if branch != "" {
+			source = path(branch)
+		}
+		op, err := api.CreateBranch(ctx, tok, projectPath, id, source, *ttl)
+		if err != nil {
+			return err
+		}
+		for !op.Done {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+			if tok, err = token(); err != nil {
+				return err
+			}
+			if op, err = api.GetOperation(ctx, tok, op.Name); err != nil {
+				return err
+			}
+		}
+		if err := op.Failed(); err != nil {
+			return err
+		}
+		if *export {
+			eps, err := api.ListBranchEndpoints(ctx, tok, path(id))
+			if err != nil {
+				return err
+			}
+			for _, ep := range eps {
+				if ep.Type() == "ENDPOINT_TYPE_READ_WRITE" {
+					fmt.Fprintf(stdout, "LAKEBASE_ENDPOINT=%s\n", ep.Name)
+					return nil
+				}
+			}
+			return fmt.Errorf("branch %s has no read-write endpoint yet", path(id))
+		}
+		fmt.Fprintf(stdout, "Project=%s;Branch=%s\n", project, id)
+		return nil
+	case "list":
+		bs, err := api.ListBranches(ctx, tok, projectPath)
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			def := ""
+			if b.IsDefault() {
+				def = " (default)"
+			}
+			exp := b.ExpireTime
+			if exp == "" {
+				exp = "-"
+			}
+			fmt.Fprintf(stdout, "%-60s %-8s expires %s%s\n", b.Name, b.Status.CurrentState, exp, def)
+		}
+		return nil
+	case "delete":
+		if fs.NArg() != 1 {
+			return errors.New("branch delete: give one branch id")
+		}
+		if err := api.DeleteBranch(ctx, tok, path(fs.Arg(0))); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", path(fs.Arg(0)))
+		return nil
+	case "gc":
+		bs, err := api.ListBranches(ctx, tok, projectPath)
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			id := b.Name[strings.LastIndex(b.Name, "/")+1:]
+			expired := oauth.ParseLooseTime(b.ExpireTime)
+			if b.IsDefault() || !(*prefix != "" && strings.HasPrefix(id, *prefix) || !expired.IsZero() && time.Now().After(expired)) {
+				continue
+			}
+			if *dry {
+				fmt.Fprintf(stdout, "would delete %s\n", b.Name)
+				continue
+			}
+			if err := api.DeleteBranch(ctx, tok, b.Name); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "deleted %s\n", b.Name)
+		}
+		return nil
+	}
+	fmt.Fprint(stderr, branchUsage)
+	return fmt.Errorf("branch: unknown subcommand %q", sub)
+}
