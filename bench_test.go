@@ -497,3 +497,26 @@ func BenchmarkStartup(b *testing.B) {
 		report(b, before)
 	})
 }
+
+// BenchmarkBranch makes a branch of the emulator's database (a few rows), waits for
+// it, and runs a first query on it: what a test pays for lakebasetest.Branch.
+func BenchmarkBranch(b *testing.B) {
+	parent := emu.OAuthClientDSN()
+	db, err := sql.Open("lakebase", parent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.Exec("CREATE TABLE IF NOT EXISTS bench_branch AS SELECT g AS v FROM generate_series(1, 1000) g")
+	db.Close()
+	for b.Loop() {
+		bdb, err := sql.Open("lakebase", lakebasetest.Branch(b, parent))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n int
+		if err := bdb.QueryRow("SELECT count(*) FROM bench_branch").Scan(&n); err != nil || n != 1000 {
+			b.Fatalf("%d rows, %v", n, err)
+		}
+		bdb.Close()
+	}
+}
