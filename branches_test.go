@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
@@ -124,5 +125,32 @@ func TestBranchID_FollowsTheServiceRule(t *testing.T) {
 		if lakebasetest.BranchID(name) == id {
 			t.Fatalf("%q: no random suffix", name)
 		}
+	}
+}
+
+// Errors that cannot heal fail at once with what to do.
+func TestBranch_MissingDatabaseFailsAtOnceWithAHint(t *testing.T) {
+	needServers(t)
+	parts := strings.Split(emu.Endpoint, "/")
+	db, _ := newDB(t, emu.OAuthClientDSN("Endpoint=", "Project="+parts[1], "Branch="+parts[3], "Database=no_such_db"))
+	err := db.Ping()
+	if err == nil || !strings.Contains(err.Error(), `database "no_such_db" does not exist`) || !strings.Contains(err.Error(), "Set Database") && !strings.Contains(err.Error(), "set Database") {
+		t.Fatalf("missing database: %v", err)
+	}
+}
+
+// Right after a branch is made, logins may be refused for a while: the driver keeps
+// minting and retrying for BranchLoginGrace, and the first query succeeds.
+func TestBranch_RefusedLoginsOnANewBranchAreRetried(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t, lakebasetest.Options{NewBranchLoginDelay: 3 * time.Second})
+	dsn := lakebasetest.Branch(t, e.OAuthClientDSN())
+	db := openDB(t, dsn)
+	var one int
+	if err := db.QueryRow("SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("first query on a new branch: %v", err)
+	}
+	if e.Count(lakebasetest.EPLoginRefused) < 2 {
+		t.Fatalf("only %d logins were refused: the test proves nothing", e.Count(lakebasetest.EPLoginRefused))
 	}
 }

@@ -225,22 +225,63 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	}
 	state := authFailureState(err)
 	if state == "" {
-		return nil, err
+		return nil, c.hint(err, li)
 	}
 	if li.retryable {
 		c.logger.Info("lakebase: login refused; minting a fresh credential and retrying once",
 			slog.String("user", li.user), slog.String("sqlstate", state))
-		if li, err = c.login.login(ctx, li.password); err != nil {
-			return nil, err
+		// A branch just made may refuse logins for a short while: with Project and
+		// Branch, refused logins are retried with fresh credentials for up to
+		// BranchLoginGrace (within Timeout).
+		deadline := time.Now()
+		if c.cfg.Branch != "" {
+			deadline = deadline.Add(BranchLoginGrace)
 		}
-		if sc, err = c.connectWaking(ctx, li); err == nil {
-			return sc, nil
-		}
-		if state = authFailureState(err); state == "" {
-			return nil, err
+		for delay := 250 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
+			if li, err = c.login.login(ctx, li.password); err != nil {
+				return nil, err
+			}
+			if sc, err = c.connectWaking(ctx, li); err == nil {
+				return sc, nil
+			}
+			if state = authFailureState(err); state == "" {
+				return nil, c.hint(err, li)
+			}
+			if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+				break
+			}
+			c.logger.Info("lakebase: login to a new branch refused; retrying", slog.String("database", li.database), slog.Duration("wait", delay))
+			select {
+			case <-ctx.Done():
+			case <-time.After(delay):
+			}
 		}
 	}
 	return nil, &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err}
+}
+
+// BranchLoginGrace is how long refused logins to a branch named by Branch are
+// retried with fresh credentials: right after a branch is made, Lakebase may
+// refuse logins for a short while.
+const BranchLoginGrace = 30 * time.Second
+
+// hint adds what to do to connect errors that cannot heal by retrying.
+func (c *Connector) hint(err error, li loginInfo) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	where := li.database
+	if where == "" {
+		where = li.host
+	}
+	switch pe.Code {
+	case "3D000":
+		return fmt.Errorf("lakebase: database %q does not exist on %s (set Database; a branch has its parent's databases as they were when it was made): %w", c.cfg.Database, where, err)
+	case "42704":
+		return fmt.Errorf("lakebase: the role of %q does not exist on %s; create it for the identity (a role made on the parent after the branch was made is not on the branch): %w", li.user, where, err)
+	}
+	return err
 }
 
 func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {

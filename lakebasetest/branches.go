@@ -301,6 +301,22 @@ func (s *Server) branchDatabase(endpoint string) string {
 	return ""
 }
 
+// branchTooNew reports whether the branch of endpoint was made less than
+// NewBranchLoginDelay ago.
+func (s *Server) branchTooNew(endpoint string) bool {
+	if s.opts.NewBranchLoginDelay <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.branchesMap {
+		if b.endpoint == endpoint {
+			return time.Since(b.created) < s.opts.NewBranchLoginDelay
+		}
+	}
+	return false
+}
+
 // Branches returns the names of the branches made through the API.
 func (s *Server) Branches() []string {
 	s.mu.Lock()

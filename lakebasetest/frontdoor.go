@@ -232,6 +232,11 @@ func (fd *frontDoor) handle(ss *session) {
 	}
 	if c, err := fd.s.parseJWT(pw); err == nil && params["database"] == fd.s.Database {
 		if db := fd.s.branchDatabase(c.Endpoint); db != "" {
+			if fd.s.branchTooNew(c.Endpoint) {
+				fd.s.count(EPLoginRefused)
+				writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user %q", user))
+				return
+			}
 			params["database"] = db // the session goes to its endpoint's branch
 		}
 	}

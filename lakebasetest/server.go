@@ -113,6 +113,9 @@ type Options struct {
 	// endpoint on hosts that do not exist), listed before the real one, and as many
 	// Provisioned instances: a large workspace, to exercise pagination.
 	DecoyProjects int
+	// NewBranchLoginDelay refuses logins (28P01) to a branch for this long after it
+	// is made, as Lakebase may right after a branch is created.
+	NewBranchLoginDelay time.Duration
 	// NoProvisioned makes a workspace with no Lakebase Provisioned instance (only the
 	// Autoscaling project), as new workspaces are.
 	NoProvisioned bool
