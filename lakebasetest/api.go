@@ -25,6 +25,7 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/2.0/postgres/projects/{p}/branches", s.handleCreateBranch)
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}", s.handleGetBranch)
 	mux.HandleFunc("DELETE /api/2.0/postgres/projects/{p}/branches/{b}", s.handleDeleteBranch)
+	mux.HandleFunc("POST /api/2.0/postgres/projects/{p}/branches/{b}/endpoints", s.handleCreateEndpoint)
 	mux.HandleFunc("GET /api/2.0/postgres/projects/{p}/branches/{b}/operations/{op}", s.handleGetOperation)
 	mux.HandleFunc("GET /api/2.0/preview/scim/v2/Me", s.handleMe)
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.handleEntraToken)

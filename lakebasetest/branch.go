@@ -101,6 +101,32 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	if err := op.Failed(); err != nil {
 		tb.Fatalf("lakebasetest.Branch: creating %s: %v", name, err)
 	}
+	// Make sure the branch has a read-write endpoint to connect to.
+	eps, err := api.ListBranchEndpoints(ctx, token(ctx), name)
+	if err != nil {
+		tb.Fatalf("lakebasetest.Branch: listing the endpoints of %s: %v", name, err)
+	}
+	hasRW := false
+	for _, ep := range eps {
+		hasRW = hasRW || ep.Type() == "ENDPOINT_TYPE_READ_WRITE"
+	}
+	if !hasRW {
+		op, err := api.CreateEndpoint(ctx, token(ctx), name, "primary")
+		for err == nil && !op.Done {
+			select {
+			case <-ctx.Done():
+				tb.Fatalf("lakebasetest.Branch: the endpoint of %s was not ready within %v", name, o.Wait)
+			case <-time.After(200 * time.Millisecond):
+			}
+			op, err = api.GetOperation(ctx, token(ctx), op.Name)
+		}
+		if err == nil {
+			err = op.Failed()
+		}
+		if err != nil {
+			tb.Fatalf("lakebasetest.Branch: creating the endpoint of %s: %v", name, err)
+		}
+	}
 	return parentDSN + ";Endpoint=;Instance=;Project=" + project + ";Branch=" + id
 }
 

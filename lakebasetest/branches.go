@@ -286,6 +286,18 @@ func (s *Server) handleDeleteBranch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, operation(b.name+"/operations/delete", true, map[string]any{}))
 }
 
+// handleCreateEndpoint: POST /api/2.0/postgres/projects/{p}/branches/{b}/endpoints.
+// A branch the emulator makes has its read-write endpoint already: creating it
+// again is a conflict, as on the service.
+func (s *Server) handleCreateEndpoint(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.api(EPBranches, w, r); !ok {
+		return
+	}
+	if b := s.branchOf(w, r); b != nil {
+		writeAPIError(w, http.StatusConflict, "ALREADY_EXISTS", "branch "+b.name+" already has a read-write endpoint")
+	}
+}
+
 // branchDatabase returns the physical database of the branch of endpoint, or "".
 func (s *Server) branchDatabase(endpoint string) string {
 	if endpoint == "" || endpoint == s.Endpoint {

@@ -416,3 +416,12 @@ func (a *API) GetOperation(ctx context.Context, token, name string) (Operation, 
 func (a *API) DeleteBranch(ctx context.Context, token, branch string) error {
 	return a.call(ctx, "delete branch "+branch, http.MethodDelete, "/api/2.0/postgres/"+branch, token, nil, nil)
 }
+
+// CreateEndpoint starts making a read-write endpoint id on branch
+// (projects/<p>/branches/<b>).
+func (a *API) CreateEndpoint(ctx context.Context, token, branch, id string) (Operation, error) {
+	var op Operation
+	body := map[string]any{"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"}}
+	err := a.call(ctx, "create endpoint "+id, http.MethodPost, "/api/2.0/postgres/"+branch+"/endpoints?endpoint_id="+url.QueryEscape(id), token, body, &op)
+	return op, err
+}
