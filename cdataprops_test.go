@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
@@ -29,12 +27,7 @@ func TestTimeZone_SetsTheSessionTimeZone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	pc, _ := c.PoolConfig()
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := poolOf(t, c)
 	if err := pool.QueryRow(context.Background(), "SHOW TimeZone").Scan(&tz); err != nil || tz != "Asia/Tokyo" {
 		t.Fatalf("pool TimeZone %q, %v", tz, err)
 	}

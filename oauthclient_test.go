@@ -438,15 +438,7 @@ func TestPgxpool_BeforeConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	pc, err := c.PoolConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := poolOf(t, c)
 	var u string
 	if err := pool.QueryRow(context.Background(), "SELECT current_user").Scan(&u); err != nil || u != emu.ServicePrincipal.ClientID {
 		t.Fatalf("current_user = %q, %v", u, err)
@@ -469,4 +461,19 @@ func TestSettingsLocation_UnwritableIsAWarningForOAuthClientAndAnErrorForPKCE(t 
 	if err := pk.Ping(); !errors.Is(err, lakebase.ErrSettingsFile) {
 		t.Fatalf("OAuthPKCE with an unwritable location: %v", err)
 	}
+}
+
+// poolOf opens a pgxpool on c's PoolConfig, closed when t ends.
+func poolOf(t testing.TB, c *lakebase.Connector) *pgxpool.Pool {
+	t.Helper()
+	pc, err := c.PoolConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }

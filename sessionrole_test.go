@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/lakebase-go/lakebase"
 )
 
@@ -58,12 +56,7 @@ func TestSessionRole_EverySessionActsAsTheRole(t *testing.T) {
 
 	c, _ := lakebase.NewConnector(emu.OAuthClientDSN("SessionRole='app writers'"))
 	defer c.Close()
-	pc, _ := c.PoolConfig()
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := poolOf(t, c)
 	var cur string
 	if err := pool.QueryRow(context.Background(), "SELECT current_user").Scan(&cur); err != nil || cur != "app writers" {
 		t.Fatalf("pgxpool: %q %v", cur, err)

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -305,15 +304,7 @@ func TestPgxHooks_EverySession(t *testing.T) {
 		t.Fatalf("hooks ran %d and %d times for 2 sessions", configured.Load(), connected.Load())
 	}
 
-	pc, err := c.PoolConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := poolOf(t, c)
 	var hook string
 	if err := pool.QueryRow(context.Background(), "SELECT current_setting('lakebase_test.hook')").Scan(&hook); err != nil || hook != "ran" {
 		t.Fatalf("pool session: %q %v", hook, err)

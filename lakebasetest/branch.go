@@ -88,18 +88,8 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			tb.Logf("lakebasetest.Branch: deleting %s: %v", name, err)
 		}
 	})
-	for !op.Done {
-		select {
-		case <-ctx.Done():
-			tb.Fatalf("lakebasetest.Branch: %s was not ready within %v", name, o.Wait)
-		case <-time.After(200 * time.Millisecond):
-		}
-		if op, err = api.GetOperation(ctx, token(ctx), op.Name); err != nil {
-			tb.Fatalf("lakebasetest.Branch: waiting for %s: %v", name, err)
-		}
-	}
-	if err := op.Failed(); err != nil {
-		tb.Fatalf("lakebasetest.Branch: creating %s: %v", name, err)
+	if err := api.Wait(ctx, c.TokenSource(), op); err != nil {
+		tb.Fatalf("lakebasetest.Branch: creating %s (waiting up to %v): %v", name, o.Wait, err)
 	}
 	// Make sure the branch has a read-write endpoint to connect to.
 	eps, err := api.ListBranchEndpoints(ctx, token(ctx), name)
@@ -112,16 +102,8 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	if !hasRW {
 		op, err := api.CreateEndpoint(ctx, token(ctx), name, "primary")
-		for err == nil && !op.Done {
-			select {
-			case <-ctx.Done():
-				tb.Fatalf("lakebasetest.Branch: the endpoint of %s was not ready within %v", name, o.Wait)
-			case <-time.After(200 * time.Millisecond):
-			}
-			op, err = api.GetOperation(ctx, token(ctx), op.Name)
-		}
 		if err == nil {
-			err = op.Failed()
+			err = api.Wait(ctx, c.TokenSource(), op)
 		}
 		if err != nil {
 			tb.Fatalf("lakebasetest.Branch: creating the endpoint of %s: %v", name, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/oauth2"
 )
 
 // DatabaseCredential is a Lakebase database credential: the Postgres password.
@@ -424,4 +425,26 @@ func (a *API) CreateEndpoint(ctx context.Context, token, branch, id string) (Ope
 	body := map[string]any{"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"}}
 	err := a.call(ctx, "create endpoint "+id, http.MethodPost, "/api/2.0/postgres/"+branch+"/endpoints?endpoint_id="+url.QueryEscape(id), token, body, &op)
 	return op, err
+}
+
+// Wait polls op until it is done (every 250 ms, or until ctx ends) and returns its
+// failure, if any. ts gives the workspace token for each poll.
+func (a *API) Wait(ctx context.Context, ts oauth2.TokenSource, op Operation) error {
+	for !op.Done {
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for %s: %w", op.Name, ctx.Err())
+		case <-t.C:
+		}
+		tok, err := TokenContext(ctx, ts)
+		if err != nil {
+			return err
+		}
+		if op, err = a.GetOperation(ctx, tok.AccessToken, op.Name); err != nil {
+			return err
+		}
+	}
+	return op.Failed()
 }

@@ -102,20 +102,10 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		if err != nil {
 			return err
 		}
-		for !op.Done {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-			if tok, err = token(); err != nil {
-				return err
-			}
-			if op, err = api.GetOperation(ctx, tok, op.Name); err != nil {
-				return err
-			}
+		if err := api.Wait(ctx, c.TokenSource(), op); err != nil {
+			return err
 		}
-		if err := op.Failed(); err != nil {
+		if tok, err = token(); err != nil {
 			return err
 		}
 		if *export {
