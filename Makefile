@@ -4,14 +4,18 @@ MODULES := . examples/integrations
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
-.PHONY: test deps vet cross toolchains unit short fuzz-short fuzz bench soak
+.PHONY: test tracked deps vet cross toolchains unit short fuzz-short fuzz bench soak
 
 # Every test: installs what is missing first (scripts/test-deps), then requires the
 # browser tests to run (plain go test skips them where Chromium is missing).
-test: deps vet cross toolchains unit fuzz-short
+test: tracked deps vet cross toolchains unit fuzz-short
 
 deps:
 	@./scripts/test-deps
+
+# No built binary and no file over 1 MB is tracked.
+tracked:
+	@./scripts/check-tracked
 
 # Every module builds and vets for Windows and macOS too.
 cross:
