@@ -482,7 +482,7 @@ func normalizeWorkspace(s string) (string, error) {
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 		return "", fmt.Errorf("must be a bare workspace URL with no path, query or user")
 	}
-	return u.Scheme + "://" + u.Host, nil
+	return u.Scheme + "://" + strings.ToLower(u.Host), nil
 }
 
 func isLoopbackHost(h string) bool {

@@ -24,6 +24,8 @@ type loginSource interface {
 	describe(s *Status)
 	// logout drops cached tokens and removes stored ones.
 	logout(ctx context.Context) error
+	// hasStoredLogin reports whether a login is stored for this connection.
+	hasStoredLogin(ctx context.Context) (bool, error)
 	// settingsLocation is where tokens are stored ("" when nowhere).
 	settingsLocation() string
 	stats() TokenStats
@@ -52,13 +54,14 @@ type passwordLogin struct{ cfg *Config }
 func (a *passwordLogin) login(context.Context, string) (loginInfo, error) {
 	return loginInfo{host: a.cfg.Server, port: a.cfg.Port, user: a.cfg.User, password: a.cfg.Password}, nil
 }
-func (a *passwordLogin) forgetCredential()               {}
-func (a *passwordLogin) describe(*Status)                {}
-func (a *passwordLogin) logout(context.Context) error    { return nil }
-func (a *passwordLogin) settingsLocation() string        { return "" }
-func (a *passwordLogin) stats() TokenStats               { return TokenStats{} }
-func (a *passwordLogin) tokenSource() oauth2.TokenSource { return noTokens{} }
-func (a *passwordLogin) close()                          {}
+func (a *passwordLogin) forgetCredential()                            {}
+func (a *passwordLogin) describe(*Status)                             {}
+func (a *passwordLogin) logout(context.Context) error                 { return nil }
+func (a *passwordLogin) hasStoredLogin(context.Context) (bool, error) { return false, nil }
+func (a *passwordLogin) settingsLocation() string                     { return "" }
+func (a *passwordLogin) stats() TokenStats                            { return TokenStats{} }
+func (a *passwordLogin) tokenSource() oauth2.TokenSource              { return noTokens{} }
+func (a *passwordLogin) close()                                       {}
 
 // noTokens is the TokenSource of AuthScheme=Password.
 type noTokens struct{}
@@ -159,9 +162,18 @@ func (c *Connector) Login(ctx context.Context) (Login, error) {
 // Deprecated: use Login.
 func (c *Connector) Credential(ctx context.Context) (Login, error) { return c.Login(ctx) }
 
-// Logout removes the connector's stored tokens (from OAuthSettingsLocation) and
-// drops its cached token and credential.
+// Logout removes the connector's stored login (from OAuthSettingsLocation: the
+// tokens of its workspace, client and scope, and the credentials, user name and
+// host lookups kept with them), whatever InitiateOAuth says, and drops its cached
+// token and credential. Logging out when nothing is stored is not an error;
+// HasStoredLogin tells the two apart.
 func (c *Connector) Logout(ctx context.Context) error { return c.login.logout(ctx) }
+
+// HasStoredLogin reports whether OAuthSettingsLocation holds a login (tokens) for the
+// connector's workspace, client and scope. Schemes that store nothing report false.
+func (c *Connector) HasStoredLogin(ctx context.Context) (bool, error) {
+	return c.login.hasStoredLogin(ctx)
+}
 
 // SettingsLocation returns where the connector stores tokens ("" when nowhere).
 func (c *Connector) SettingsLocation() string { return c.login.settingsLocation() }

@@ -220,11 +220,15 @@ func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, tim
 		return oauth.DatabaseCredential{}, time.Time{}, &credentialError{err}
 	}
 	p.remember(ctx, func(st *oauth.Settings) {
+		login, ok := p.stored.Current(st)
+		if !ok {
+			return // the stored login changed meanwhile: this credential is not its
+		}
 		if st.Credentials == nil {
 			st.Credentials = map[string]*oauth.StoredCredential{}
 		}
 		st.Credentials[key] = &oauth.StoredCredential{Token: cred.Token, Expiry: cred.Expiry, Minted: minted,
-			Workspace: p.cfg.DatabricksInstance, Database: dbName(endpoint, instance), User: p.cfg.User}
+			Workspace: p.cfg.DatabricksInstance, Database: dbName(endpoint, instance), User: p.cfg.User, Login: login}
 	})
 	return cred, cred.Expiry, nil
 }
@@ -268,12 +272,20 @@ func (p *tokenPipeline) storedCredential(ctx context.Context, key string) *oauth
 		return nil
 	}
 	p.recall(ctx, func(st *oauth.Settings) {
-		if c := st.Credentials[key]; c != nil && c.Usable(time.Now()) {
+		if c := st.Credentials[key]; c != nil && c.Usable(time.Now()) && p.ofCurrentLogin(st, c.Login) {
 			cp := *c
 			out = &cp
 		}
 	})
 	return out
+}
+
+// ofCurrentLogin reports whether something stored with login belongs to the login
+// this pipeline uses: the stored one, with no new login material in the connection
+// string. What came from another login (another person, perhaps) is never used.
+func (p *tokenPipeline) ofCurrentLogin(st *oauth.Settings, login string) bool {
+	cur, ok := p.stored.Current(st)
+	return ok && login != "" && login == cur
 }
 
 // recall reads the store (when the pipeline keeps things there); a store that
@@ -500,7 +512,11 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 	if u != "" {
 		return u, nil
 	}
-	p.recall(ctx, func(st *oauth.Settings) { u = st.Users[p.stored.Key()] })
+	p.recall(ctx, func(st *oauth.Settings) {
+		if su := st.UserNames[p.stored.Key()]; su != nil && p.ofCurrentLogin(st, su.Login) {
+			u = su.Name
+		}
+	})
 	if u == "" {
 		err := p.withToken(ctx, func(tok string) error {
 			var err error
@@ -511,10 +527,14 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
 		}
 		p.remember(ctx, func(st *oauth.Settings) {
-			if st.Users == nil {
-				st.Users = map[string]string{}
+			login, ok := p.stored.Current(st)
+			if !ok {
+				return
 			}
-			st.Users[p.stored.Key()] = u
+			if st.UserNames == nil {
+				st.UserNames = map[string]*oauth.StoredUser{}
+			}
+			st.UserNames[p.stored.Key()] = &oauth.StoredUser{Name: u, Login: login}
 		})
 	}
 	p.mu.Lock()
@@ -593,15 +613,20 @@ func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
 	lookup := p.lookupKey(&target{endpoint: p.cfg.Endpoint, instance: p.cfg.Instance})
 	missing := false
 	p.recall(ctx, func(st *oauth.Settings) {
+		if _, ok := p.stored.Current(st); !ok {
+			missing = true // nothing stored, or the connection string brings a new login
+			return
+		}
 		if !haveCred {
 			c := st.Credentials[key]
-			missing = missing || c == nil || !c.Usable(time.Now())
+			missing = missing || c == nil || !c.Usable(time.Now()) || !p.ofCurrentLogin(st, c.Login)
 		}
 		if !haveTarget && p.cfg.Server == "" {
 			missing = missing || st.Lookups[lookup] == nil
 		}
 		if !haveUser {
-			missing = missing || st.Users[p.stored.Key()] == ""
+			su := st.UserNames[p.stored.Key()]
+			missing = missing || su == nil || !p.ofCurrentLogin(st, su.Login)
 		}
 	})
 	return missing
@@ -637,14 +662,24 @@ func (p *tokenPipeline) describe(s *Status) {
 func (p *tokenPipeline) logout(ctx context.Context) error {
 	p.ws.Invalidate(nil)
 	p.cred.Invalidate(nil)
-	if p.stored == nil || p.cfg.InitiateOAuth == InitiateOff {
+	p.mu.Lock()
+	p.user = ""
+	p.mu.Unlock()
+	if p.stored == nil {
 		return nil
 	}
 	return p.stored.Forget(ctx)
 }
 
+func (p *tokenPipeline) hasStoredLogin(ctx context.Context) (bool, error) {
+	if p.stored == nil {
+		return false, nil
+	}
+	return p.stored.HasStoredLogin(ctx)
+}
+
 func (p *tokenPipeline) settingsLocation() string {
-	if p.stored == nil || p.cfg.InitiateOAuth == InitiateOff {
+	if p.stored == nil {
 		return ""
 	}
 	return p.stored.Store.Location()

@@ -18,7 +18,10 @@ import (
 
 type authRequest struct {
 	clientID, redirectURI, state, challenge, scope string
-	created                                        time.Time
+	// user is who signs in: the login_hint when it names a registered person (as
+	// OpenID Connect's login_hint), else Server.User.
+	user    string
+	created time.Time
 }
 
 type authCode struct {
@@ -133,8 +136,19 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if scope == "" {
 		scope = "all-apis offline_access"
 	}
+	user := s.User.Email
+	if hint := q.Get("login_hint"); hint != "" {
+		s.mu.Lock()
+		known := s.users[hint]
+		s.mu.Unlock()
+		if !known {
+			fail("access_denied", "login_hint names no person of this workspace")
+			return
+		}
+		user = hint
+	}
 	req := &authRequest{clientID: clientID, redirectURI: redirectURI, state: q.Get("state"),
-		challenge: q.Get("code_challenge"), scope: scope, created: time.Now()}
+		challenge: q.Get("code_challenge"), scope: scope, user: user, created: time.Now()}
 	if s.autoApp.Load() {
 		s.approve(w, r, req)
 		return
@@ -145,20 +159,20 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	consentPage.Execute(w, map[string]string{"ID": id, "Client": clientID, "User": s.User.Email, "Scope": scope, "Workspace": s.URL})
+	consentPage.Execute(w, map[string]string{"ID": id, "Client": clientID, "User": user, "Scope": scope, "Workspace": s.URL})
 }
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, req *authRequest) {
 	code := randHex(20)
 	s.remember(code)
 	s.mu.Lock()
-	s.codes[code] = &authCode{authRequest: *req, subject: s.User.Email, expires: time.Now().Add(5 * time.Minute)}
+	s.codes[code] = &authCode{authRequest: *req, subject: req.user, expires: time.Now().Add(5 * time.Minute)}
 	s.mu.Unlock()
 	v := url.Values{"code": {code}}
 	if req.state != "" {
 		v.Set("state", req.state)
 	}
-	s.logf("authorize: approved for %s", s.User.Email)
+	s.logf("authorize: approved for %s", req.user)
 	http.Redirect(w, r, appendQuery(req.redirectURI, v), http.StatusFound)
 }
 

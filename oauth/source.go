@@ -115,7 +115,51 @@ func TokenSkew(e *StoredToken) time.Duration {
 }
 
 // Key returns the store key of this source's tokens.
-func (s *Source) Key() string { return Key(s.Workspace, s.Client.ClientID, string(s.Scheme)) }
+func (s *Source) Key() string {
+	return Key(s.Workspace, s.Client.ClientID, string(s.Scheme), s.Scope)
+}
+
+// clientLogin is the Login of client-credentials tokens: every one of them is the
+// same identity (the client), so what was derived from one holds for the next.
+const clientLogin = "client-credentials"
+
+// seed fingerprints the login material of the connection string: an authorization
+// code to redeem (OAuthVerifier), else tokens given (OAuthAccessToken,
+// OAuthRefreshToken); "" when there is none.
+func (s *Source) seed() string {
+	switch {
+	case s.Verifier != "":
+		return fingerprint("code", s.Verifier)
+	case s.AccessToken != "" || s.RefreshToken != "":
+		return fingerprint("given", s.AccessToken, s.RefreshToken)
+	}
+	return ""
+}
+
+// Current returns the Login of the stored token this source would use without
+// applying new login material, so callers can tell whether something derived from
+// a login (a credential, a user name) is this source's. ok is false when nothing is
+// stored, or when the connection string brings login material the store does not
+// hold yet (then the next token replaces the stored login).
+func (s *Source) Current(st *Settings) (login string, ok bool) {
+	e := st.Tokens[s.Key()]
+	if e == nil || e.Login == "" || s.Mode == ModeOff {
+		return "", false
+	}
+	if seed := s.seed(); seed != "" && e.Seed != seed {
+		return "", false
+	}
+	return e.Login, true
+}
+
+// replace stores t as a new login of this source and drops what was derived from the
+// login it replaces.
+func (s *Source) replace(st *Settings, t *oauth2.Token, seed, login string) *StoredToken {
+	e := newStoredToken(t, seed, login)
+	st.Tokens[s.Key()] = e
+	s.forgetDerived(st)
+	return e
+}
 
 func (s *Source) told(origin string, t *oauth2.Token) {
 	if s.OnToken != nil {
@@ -154,7 +198,13 @@ func (s *Source) Token() (*oauth2.Token, error) { return s.TokenContext(context.
 func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	if s.Mode == ModeOff {
 		if s.AccessToken == "" {
-			return nil, fmt.Errorf("%w: InitiateOAuth=OFF and no OAuthAccessToken is set; get one with EXEC GetOAuthAccessToken (or EXEC RefreshOAuthAccessToken), or set InitiateOAuth=GETANDREFRESH to let the driver get and refresh tokens", ErrNoToken)
+			if s.hasStoredLogin(ctx) {
+				return nil, fmt.Errorf("%w: InitiateOAuth=OFF uses only OAuthAccessToken, and none is set; a login is stored in %s: set InitiateOAuth=REFRESH to use it", ErrNoToken, s.Store.Location())
+			}
+			if s.Scheme == SchemeClient {
+				return nil, fmt.Errorf("%w: InitiateOAuth=OFF and no OAuthAccessToken is set; get one with EXEC GetOAuthAccessToken (or EXEC RefreshOAuthAccessToken), or set InitiateOAuth=GETANDREFRESH to let the driver get and refresh tokens", ErrNoToken)
+			}
+			return nil, fmt.Errorf("%w: InitiateOAuth=OFF and no OAuthAccessToken is set; log in (lakebase login, or EXEC GetOAuthAuthorizationURL then EXEC GetOAuthAccessToken) and set InitiateOAuth=REFRESH to use the stored login (GETANDREFRESH also opens a browser here when none is stored)", ErrNoToken)
 		}
 		t := s.givenToken()
 		if t.Expiry.Equal(time.Unix(1, 0)) {
@@ -184,7 +234,7 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 		return nil, err
 	}
 	err = s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		st.Tokens[s.Key()] = newStoredToken(nt, "")
+		s.replace(st, nt, "", newLoginID())
 		return true, nil
 	})
 	if err != nil {
@@ -194,17 +244,49 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	return nt, nil
 }
 
+// hasStoredLogin reports whether the store holds a token for this source (a store
+// that cannot be read holds none as far as a message is concerned).
+func (s *Source) hasStoredLogin(ctx context.Context) bool {
+	ok, _ := s.HasStoredLogin(ctx)
+	return ok
+}
+
+// HasStoredLogin reports whether the store holds a token for this source.
+func (s *Source) HasStoredLogin(ctx context.Context) (bool, error) {
+	if s.Store == nil {
+		return false, nil
+	}
+	found := false
+	err := s.Store.Update(ctx, func(st *Settings) (bool, error) {
+		found = st.Tokens[s.Key()] != nil
+		return false, nil
+	})
+	return found, err
+}
+
 // tokenLocked runs with the store locked. login reports that a person must log in
 // (the caller runs Login outside the lock).
+//
+// Login material in the connection string that the store does not hold yet (an
+// authorization code to redeem, or tokens given) is a new login: it replaces the
+// stored one, and what was derived from that, before anything stored is used.
 func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token, login bool, _ error) {
 	key := s.Key()
 	e := st.Tokens[key]
-	if s.AccessToken != "" || s.RefreshToken != "" {
-		seed := fingerprint("given", s.AccessToken, s.RefreshToken)
-		if e == nil || e.Seed != seed {
-			e = newStoredToken(s.givenToken(), seed)
-			st.Tokens[key] = e
+	if seed := s.seed(); seed != "" && (e == nil || e.Seed != seed) {
+		if s.Verifier != "" {
+			nt, err := s.exchangeVerifierLocked(ctx, st)
+			if err != nil {
+				return nil, false, err
+			}
+			s.replace(st, nt, seed, newLoginID())
+			s.told("verifier", nt)
+			return nt, false, nil
 		}
+		e = s.replace(st, s.givenToken(), seed, newLoginID())
+	}
+	if e != nil && e.Login == "" {
+		e.Login = newLoginID() // written before logins were named
 	}
 	now := time.Now()
 	if e != nil && ValidFor(e.Token(), now, TokenSkew(e)) {
@@ -215,7 +297,7 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 	if e != nil && e.RefreshToken != "" {
 		nt, err := s.Client.Refresh(ctx, e.RefreshToken)
 		if err == nil {
-			st.Tokens[key] = newStoredToken(nt, e.Seed)
+			st.Tokens[key] = newStoredToken(nt, e.Seed, e.Login) // the same login, refreshed
 			s.told("refreshed", nt)
 			return nt, false, nil
 		}
@@ -227,20 +309,8 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 		}
 		// The refresh token is dead: forget it, and get a new login if allowed.
 		delete(st.Tokens, key)
-		if s.Mode != ModeGetAndRefresh || (s.Scheme == SchemePKCE && s.Verifier == "" && s.Login == nil) {
+		if s.Mode != ModeGetAndRefresh || (s.Scheme == SchemePKCE && s.Login == nil) {
 			return nil, false, err
-		}
-	}
-	if s.Verifier != "" {
-		codeSeed := fingerprint("code", s.Verifier)
-		if e == nil || e.Seed != codeSeed {
-			nt, err := s.exchangeVerifierLocked(ctx, st)
-			if err != nil {
-				return nil, false, err
-			}
-			st.Tokens[key] = newStoredToken(nt, codeSeed)
-			s.told("verifier", nt)
-			return nt, false, nil
 		}
 	}
 	if s.Mode == ModeGetAndRefresh {
@@ -250,7 +320,11 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 			if err != nil {
 				return nil, false, err
 			}
-			st.Tokens[key] = newStoredToken(nt, "")
+			if e != nil && e.Login == clientLogin {
+				st.Tokens[key] = newStoredToken(nt, "", clientLogin) // the same identity
+			} else {
+				s.replace(st, nt, "", clientLogin)
+			}
 			s.told("client_credentials", nt)
 			return nt, false, nil
 		case s.Login != nil:
@@ -260,6 +334,9 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 	}
 	if e != nil && e.RefreshToken == "" && e.AccessToken != "" {
 		return nil, false, fmt.Errorf("%w: the stored access token expired at %s and there is no refresh token; log in again with EXEC GetOAuthAccessToken", ErrNoToken, e.Expiry.Format(time.RFC3339))
+	}
+	if s.Scheme == SchemePKCE {
+		return nil, false, fmt.Errorf("%w: no stored login for %s in %s; log in first: lakebase login (lakebase login -headless on a machine without a browser), or EXEC GetOAuthAuthorizationURL then OAuthVerifier=<code>; InitiateOAuth=GETANDREFRESH opens a browser here instead", ErrNoToken, s.Workspace, s.Store.Location())
 	}
 	return nil, false, fmt.Errorf("%w: no stored login for %s in %s; run EXEC GetOAuthAuthorizationURL and EXEC GetOAuthAccessToken, set OAuthVerifier, or set InitiateOAuth=GETANDREFRESH", ErrNoToken, s.Workspace, s.Store.Location())
 }
@@ -293,8 +370,9 @@ func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*oau
 // what was derived from the previous login (credentials, user name) goes.
 func (s *Source) Save(ctx context.Context, t *oauth2.Token) error {
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		st.Tokens[s.Key()] = newStoredToken(t, fingerprint("given", s.AccessToken, s.RefreshToken))
-		s.forgetDerived(st)
+		// The seed is the connection string's, so its material does not replace
+		// this login again at the next start.
+		s.replace(st, t, s.seed(), newLoginID())
 		return true, nil
 	})
 }
@@ -343,5 +421,5 @@ func (s *Source) forgetDerived(st *Settings) {
 			delete(st.Credentials, k)
 		}
 	}
-	delete(st.Users, s.Key())
+	delete(st.UserNames, s.Key())
 }

@@ -2,11 +2,14 @@ package oauth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,10 +30,17 @@ type Settings struct {
 	// Credentials are database credentials, keyed by the token key plus what they
 	// were minted for, so a new process can log in without a request.
 	Credentials map[string]*StoredCredential `json:"credentials,omitempty"`
-	// Lookups are the hosts of databases (workspace|database); Users the Postgres
-	// user names of token keys (SCIM userName). Neither is secret or changes.
-	Lookups map[string]*StoredLookup `json:"lookups,omitempty"`
-	Users   map[string]string        `json:"users,omitempty"`
+	// Lookups are the hosts of databases (workspace|database); UserNames the
+	// Postgres user names of token keys (SCIM userName), each tied to the login it
+	// came from. Neither is secret.
+	Lookups   map[string]*StoredLookup `json:"lookups,omitempty"`
+	UserNames map[string]*StoredUser   `json:"user_names,omitempty"`
+}
+
+// StoredUser is the Postgres user name of a login (its SCIM userName).
+type StoredUser struct {
+	Name  string `json:"name"`
+	Login string `json:"login"` // the StoredToken.Login it was asked with
 }
 
 // StoredCredential is a stored database credential and what it was minted for. Its
@@ -43,6 +53,9 @@ type StoredCredential struct {
 	Database  string    `json:"database"` // the endpoint or instance
 	Host      string    `json:"host"`
 	User      string    `json:"user"`
+	// Login is the StoredToken.Login of the login the credential was minted with; a
+	// credential is used only while that login is the stored one.
+	Login string `json:"login"`
 }
 
 // String hides the credential.
@@ -75,16 +88,36 @@ type StoredToken struct {
 	TokenType    string    `json:"token_type,omitempty"`
 	Scope        string    `json:"scope,omitempty"`
 	Expiry       time.Time `json:"expiry,omitzero"` // zero: never expires
-	// Seed fingerprints the tokens given in the connection string that this entry
-	// started from; a different seed means the user gave new tokens, which win.
-	Seed    string    `json:"seed,omitempty"`
+	// Seed fingerprints the login material of the connection string (tokens, or an
+	// authorization code) that this entry started from; different material means a
+	// new login, which replaces this one.
+	Seed string `json:"seed,omitempty"`
+	// Login identifies the login this token belongs to: new for every login (a
+	// person may be someone else), kept by refreshes. What is derived from a login
+	// (credentials, user name) records it.
+	Login   string    `json:"login"`
 	Updated time.Time `json:"updated"`
 }
 
-// newStoredToken is the stored form of t.
-func newStoredToken(t *oauth2.Token, seed string) *StoredToken {
+// newStoredToken is the stored form of t, a token of the login named login.
+func newStoredToken(t *oauth2.Token, seed, login string) *StoredToken {
 	return &StoredToken{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType,
-		Expiry: t.Expiry, Seed: seed, Updated: time.Now()}
+		Scope: scopeOf(t), Expiry: t.Expiry, Seed: seed, Login: login, Updated: time.Now()}
+}
+
+// scopeOf is the scope a token endpoint granted, when it said.
+func scopeOf(t *oauth2.Token) string {
+	if s, ok := t.Extra("scope").(string); ok {
+		return s
+	}
+	return ""
+}
+
+// newLoginID names a new login.
+func newLoginID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Token returns the stored token as an *oauth2.Token.
@@ -121,9 +154,13 @@ func (p Pending) Format(f fmt.State, _ rune) { fmt.Fprint(f, p.String()) }
 // PendingTTL is how long a pending authorization's verifier is kept.
 const PendingTTL = 10 * time.Minute
 
-// Key is the store key of a workspace, client id and scheme.
-func Key(workspace, clientID, scheme string) string {
-	return strings.TrimRight(workspace, "/") + "|" + clientID + "|" + scheme
+// Key is the store key of a workspace, client id, scheme and scope: tokens of
+// another scope are other tokens. The workspace's case and the order of the scope's
+// words do not matter.
+func Key(workspace, clientID, scheme, scope string) string {
+	words := strings.Fields(scope)
+	slices.Sort(words)
+	return strings.ToLower(strings.TrimRight(workspace, "/")) + "|" + clientID + "|" + scheme + "|" + strings.Join(words, " ")
 }
 
 // Store holds Settings. Update is the only way in: it runs fn on the current
@@ -352,7 +389,7 @@ func (s *Settings) check() error {
 		switch {
 		case t == nil:
 			return fmt.Errorf("token entry %d is null", i)
-		case k == "" || strings.Count(k, "|") != 2:
+		case k == "" || strings.Count(k, "|") < 2 || strings.Count(k, "|") > 3: // workspace|client|scheme[|scope]
 			return fmt.Errorf("token entry %d has a malformed key", i)
 		case t.AccessToken == "" && t.RefreshToken == "" && t.Seed == "":
 			return fmt.Errorf("token entry %d holds no token", i)

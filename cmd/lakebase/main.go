@@ -154,7 +154,17 @@ func goVersion() string {
 }
 
 func connector(cfg *lakebase.Config, stderr io.Writer) (*lakebase.Connector, error) {
+	useStoredLogin(cfg)
 	return lakebase.NewConnectorFromConfig(cfg, lakebase.WithStderr(stderr))
+}
+
+// useStoredLogin makes the command use the stored login of a person: for OAuthPKCE
+// without an OAuthAccessToken, InitiateOAuth=OFF (the driver's default) could only
+// fail, so the command reads it as REFRESH (the login that lakebase login stored).
+func useStoredLogin(cfg *lakebase.Config) {
+	if cfg.AuthScheme == lakebase.AuthOAuthPKCE && cfg.InitiateOAuth == lakebase.InitiateOff && cfg.OAuthAccessToken == "" {
+		cfg.InitiateOAuth = lakebase.InitiateRefresh
+	}
 }
 
 // subcommand parses a subcommand's flags (define adds them) and opens a connector.
@@ -276,7 +286,7 @@ func token(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader
 		fmt.Fprintln(stdout, cr.Password)
 		return nil
 	}
-	out := map[string]any{"token": cr.Password, "user": cr.User, "host": cr.Host, "port": cr.Port, "database": cr.Database}
+	out := map[string]any{"password": cr.Password, "user": cr.User, "host": cr.Host, "port": cr.Port, "database": cr.Database}
 	if !cr.Expiry.IsZero() {
 		out["expiry"] = cr.Expiry.Format(time.RFC3339)
 	}
@@ -336,19 +346,31 @@ func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 }
 
 func logout(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if cfg.InitiateOAuth == lakebase.InitiateOff {
+		cfg.InitiateOAuth = lakebase.InitiateRefresh // logout removes what is stored, whatever InitiateOAuth says
+	}
 	c, err := subcommand("logout", cfg, args, stderr, nil)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	loc := c.SettingsLocation()
+	if loc == "" {
+		fmt.Fprintf(stdout, "Nothing to remove: AuthScheme=%s stores no login\n", cfg.AuthScheme)
+		return nil
+	}
+	had, err := c.HasStoredLogin(ctx)
+	if err != nil {
+		return err
+	}
 	if err := c.Logout(ctx); err != nil {
 		return err
 	}
-	if loc := c.SettingsLocation(); loc != "" {
-		fmt.Fprintf(stdout, "Removed the stored login for %s from %s\n", cfg.DatabricksInstance, loc)
-	} else {
-		fmt.Fprintln(stdout, "Nothing is stored for this connection string (InitiateOAuth=OFF)")
+	if !had {
+		fmt.Fprintf(stdout, "Nothing was stored for %s (client %s) in %s\n", cfg.DatabricksInstance, cfg.OAuthClientID, loc)
+		return nil
 	}
+	fmt.Fprintf(stdout, "Removed the stored login for %s (client %s) from %s\n", cfg.DatabricksInstance, cfg.OAuthClientID, loc)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,8 +53,9 @@ func TestCommand_StatusTokenPsql(t *testing.T) {
 
 	out, _, code = lakebaseCmd(t, dsn, nil, "token")
 	var tok struct {
-		Token, User, Host, Database, Expiry string
-		Port                                int
+		Token                        string `json:"password"` // the README calls it the password
+		User, Host, Database, Expiry string
+		Port                         int
 	}
 	if err := json.Unmarshal([]byte(out), &tok); err != nil || code != 0 || tok.Token == "" || tok.Expiry == "" {
 		t.Fatalf("token (%d): %s", code, out)
@@ -202,5 +204,69 @@ func TestCommand_HelpAndVersion(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"frobnicate"}, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
 		t.Fatalf("unknown command: exit %d", code)
+	}
+}
+
+// loginNoBrowser runs lakebase login -no-browser, following the printed URL as the
+// person's browser would, and returns the exit code and output.
+func loginNoBrowser(t *testing.T, dsn, authorizePrefix string) (int, string) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- run(context.Background(), []string{"-dsn", dsn, "login", "-no-browser"}, strings.NewReader(""), &out, pw)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if u := strings.TrimSpace(sc.Text()); strings.HasPrefix(u, authorizePrefix) {
+			go followURL(t, u, true)
+		}
+	}
+	return <-done, out.String()
+}
+
+// The README's OAuthPKCE sequence, exactly as written (no InitiateOAuth, no
+// OAuthSettingsLocation, a fresh home directory): login stores the tokens; status
+// and psql use them; logout removes them (also when the host's case differs) and
+// then says that nothing is stored.
+func TestCommand_READMEPKCESequenceWithAFreshHome(t *testing.T) {
+	testenv.NeedPostgres(t)
+	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+	workspace := strings.Replace(emu.URL, "127.0.0.1", "localhost", 1)
+	dsn := strings.Replace(emu.OAuthPKCEDSN(), "DatabricksInstance="+emu.URL, "DatabricksInstance="+workspace, 1)
+	if strings.Contains(dsn, "InitiateOAuth") || strings.Contains(dsn, "OAuthSettingsLocation") {
+		t.Fatalf("the connection string is not the README's: %s", dsn)
+	}
+
+	if code, out := loginNoBrowser(t, dsn, emu.URL+"/oidc/v1/authorize?"); code != 0 || !strings.Contains(out, "Logged in as "+emu.User.Email) {
+		t.Fatalf("login (%d): %s", code, out)
+	}
+	if o, e, code := lakebaseCmd(t, dsn, nil, "status"); code != 0 || !strings.Contains(o, emu.User.Email) {
+		t.Fatalf("status after login (%d): %s %s", code, o, e)
+	}
+	if o, e, code := lakebaseCmd(t, dsn, nil, "psql", "-XAtc", "SELECT current_user"); code != 0 || strings.TrimSpace(o) != emu.User.Email {
+		t.Fatalf("psql after login (%d): %s %s", code, o, e)
+	}
+	upper := strings.Replace(dsn, "http://localhost", "http://LOCALHOST", 1)
+	if o, e, code := lakebaseCmd(t, upper, nil, "logout"); code != 0 || !strings.Contains(o, "Removed the stored login") {
+		t.Fatalf("logout (%d): %s %s", code, o, e)
+	}
+	data, err := os.ReadFile(filepath.Join(home, ".config", "lakebase", "OAuthSettings.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "refresh_token") {
+		t.Fatalf("the refresh token stayed in the file after logout:\n%s", data)
+	}
+	if o, e, code := lakebaseCmd(t, dsn, nil, "logout"); code != 0 || !strings.Contains(o, "Nothing was stored") {
+		t.Fatalf("second logout (%d): %s %s", code, o, e)
+	}
+	if _, e, code := lakebaseCmd(t, dsn, nil, "status"); code == 0 || !strings.Contains(e, "no stored login") || !strings.Contains(e, "lakebase login") {
+		t.Fatalf("status after logout (%d): %s", code, e)
 	}
 }
