@@ -1,6 +1,7 @@
 package lakebase
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -420,7 +421,7 @@ func checkTimeZone(tz string) error {
 func (c *Config) refuseInsecureSSL() error {
 	switch c.SSLMode {
 	case SSLDisable, SSLAllow, SSLPrefer:
-		return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is refused when an OAuth token is the password; use require, verify-ca or verify-full", c.SSLMode)}
+		return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: errors.New("is refused when an OAuth token is the password; use require, verify-ca or verify-full")}
 	}
 	return nil
 }

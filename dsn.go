@@ -1,6 +1,7 @@
 package lakebase
 
 import (
+	"errors"
 	"github.com/lakebase-go/lakebase/internal/textdist"
 
 	"fmt"
@@ -450,6 +451,9 @@ func parseDSNNoDefaults(dsn string, getenv func(string) string) (*Config, error)
 // parseDSNNoValidate parses dsn; given holds the canonical names it set.
 func parseDSNNoValidate(dsn string) (c *Config, given map[string]bool, err error) {
 	trimmed := strings.TrimSpace(dsn)
+	if err := refuseForeignForm(trimmed); err != nil {
+		return nil, nil, err
+	}
 	var pairs [][2]string
 	if len(trimmed) >= len(urlScheme) && strings.EqualFold(trimmed[:len(urlScheme)], urlScheme) {
 		pairs, err = urlPairs(trimmed)
@@ -460,14 +464,93 @@ func parseDSNNoValidate(dsn string) (c *Config, given map[string]bool, err error
 		return nil, nil, err
 	}
 	c, given = &Config{}, map[string]bool{}
-	for _, kv := range pairs {
+	for i, kv := range pairs {
 		name, err := c.setProperty(kv[0], kv[1])
 		if err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) && ce.unknown {
+				// An unknown name is quoted back only when it looks like a name and does
+				// not follow a secret (unless it is a near miss of a property name): after
+				// Password=ab;CD=x, "CD" may be the rest of the password (an unquoted ';').
+				_, nearMiss := clearlyPropertyName(kv[0]) // a typo of a property, not a fragment of a secret
+				if i > 0 && isSecretKey(pairs[i-1][0]) && !nearMiss {
+					return nil, nil, &ConfigError{Err: fmt.Errorf("pair %d is not a known property (not shown: it follows the secret %s, whose value may hold an unquoted ';'; quote it: %s='...', doubling any ' inside)",
+						i+1, canonicalName(pairs[i-1][0]), canonicalName(pairs[i-1][0]))}
+				}
+				if !looksLikeName(kv[0]) {
+					return nil, nil, &ConfigError{Err: fmt.Errorf("pair %d has a name that is not a property name (not shown); write Name=Value pairs separated by ';'", i+1)}
+				}
+			}
 			return nil, nil, err
 		}
 		given[name] = true
 	}
 	return c, given, nil
+}
+
+// canonicalName is the canonical spelling of a known property name.
+func canonicalName(name string) string {
+	if p, ok := propByKey[normalizeKey(name)]; ok {
+		return p.name
+	}
+	return name
+}
+
+// looksLikeName reports whether s could be a property name someone typed: letters,
+// digits, spaces, '_', '-' and '.', starting with a letter, at most 64 bytes.
+func looksLikeName(s string) bool {
+	if s == "" || len(s) > 64 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// acceptedForms names the connection-string forms this driver reads, for messages.
+const acceptedForms = "this driver reads CData pairs (AuthScheme=OAuthClient;DatabricksInstance=...;Endpoint=...) or a lakebase:// URL; " +
+	"for a native Postgres role use AuthScheme=Password;Server=<host>;User=<role>;Password=<password>"
+
+// libpqKeywords are libpq's connection keywords (as in "host=... dbname=..."), with
+// the property this driver calls each one, when it has one.
+var libpqKeywords = map[string]string{
+	"host": "Server", "hostaddr": "Server", "port": "Port", "dbname": "Database", "user": "User",
+	"password": "Password", "passfile": "", "sslmode": "SSLMode", "sslrootcert": "SSLServerCert",
+	"sslcert": "", "sslkey": "", "application_name": "ApplicationName", "connect_timeout": "Timeout",
+	"options": "", "service": "", "target_session_attrs": "", "channel_binding": "", "client_encoding": "",
+	"keepalives": "", "gssencmode": "", "krbsrvname": "", "sslpassword": "", "requiressl": "",
+}
+
+// refuseForeignForm refuses, without quoting any of its text (it may hold a
+// password), a PostgreSQL URL (postgres://, postgresql://) or a libpq key=value
+// string pasted where a lakebase connection string belongs.
+func refuseForeignForm(s string) error {
+	lower := strings.ToLower(s)
+	for _, p := range []string{"postgres://", "postgresql://"} {
+		if strings.HasPrefix(lower, p) {
+			return &ConfigError{Err: fmt.Errorf("this is a PostgreSQL URL (%s...), not shown since it may hold a password; %s", p, acceptedForms)}
+		}
+	}
+	if strings.Contains(s, ";") || strings.HasPrefix(lower, urlScheme) {
+		return nil
+	}
+	fields := strings.Fields(s)
+	n := 0
+	for i, f := range fields {
+		name, _, ok := strings.Cut(f, "=")
+		if _, known := libpqKeywords[strings.ToLower(strings.TrimSpace(name))]; ok && known {
+			n++
+		} else if i == 0 {
+			return nil
+		}
+	}
+	if n >= 2 {
+		return &ConfigError{Err: fmt.Errorf("this is a libpq connection string (host=... dbname=...), not shown since it may hold a password; %s", acceptedForms)}
+	}
+	return nil
 }
 
 // setProperty sets one named property. Errors name the property and, for a secret, never the value.
@@ -487,7 +570,11 @@ func (c *Config) setProperty(name, value string) (string, error) {
 		c.Ignored[canon] = value
 		return canon, nil
 	}
-	return "", &ConfigError{Property: name, Err: fmt.Errorf("unknown property%s", suggest(key))}
+	hint := suggest(key)
+	if canon, ok := libpqKeywords[strings.ToLower(strings.TrimSpace(name))]; ok && canon != "" {
+		hint = fmt.Sprintf(" (libpq's %s is %s here)", strings.ToLower(strings.TrimSpace(name)), canon)
+	}
+	return "", &ConfigError{Property: name, Err: fmt.Errorf("unknown property%s", hint), unknown: true}
 }
 
 // splitPairs splits a CData connection string into name/value pairs.

@@ -244,3 +244,55 @@ func FuzzParseDSN(f *testing.F) {
 		}
 	})
 }
+
+// A PostgreSQL URL or a libpq string pasted as the connection string is refused
+// with the forms this driver reads, quoting none of its text (it holds a password).
+func TestParseDSN_RefusesPostgresURLsAndLibpqStringsWithoutQuotingThem(t *testing.T) {
+	for _, dsn := range []string{
+		"postgresql://app:S3CRET@localhost/db?sslmode=require",
+		"postgres://app:S3CRET@localhost:5432/db",
+		"POSTGRESQL://app:S3CRET@localhost/db",
+		"host=localhost port=5432 dbname=db user=app password=S3CRET sslmode=require",
+		"  user=app password='S3CRET' host=h",
+	} {
+		_, err := ParseDSN(dsn)
+		if err == nil {
+			t.Fatalf("%q was accepted", dsn)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "S3CRET") || strings.Contains(msg, "localhost") || strings.Contains(msg, "app") && !strings.Contains(msg, "application") {
+			t.Errorf("the error quotes the string: %s", msg)
+		}
+		if !strings.Contains(msg, "CData") || !strings.Contains(msg, "lakebase://") {
+			t.Errorf("the error does not name the forms this driver reads: %s", msg)
+		}
+	}
+}
+
+// An unknown name right after a secret (the rest of a password with an unquoted
+// ';') and a name that does not look like one are reported by position only.
+func TestParseDSN_UnknownNameAfterASecretIsNotEchoed(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"AuthScheme=Password;Server=h;User=u;Password=ab;SECRETPART55=x":   "quote it: Password=",
+		"AuthScheme=OAuthClient;OAuthClientSecret=ab;EF77SECRETPART55=x": "OAuthClientSecret",
+		"AuthScheme=Password;Server=h;User=u;@@SECRETPART55#=x":            "pair 4",
+	} {
+		_, err := ParseDSN(dsn)
+		if err == nil {
+			t.Fatalf("%q was accepted", dsn)
+		}
+		if strings.Contains(err.Error(), "SECRETPART55") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v", dsn, err)
+		}
+	}
+	// A plain unknown name elsewhere is still echoed, with a suggestion.
+	_, err := ParseDSN("AuthScheme=Password;Servr=h")
+	if err == nil || !strings.Contains(err.Error(), "Servr") || !strings.Contains(err.Error(), "Server") {
+		t.Fatalf("a typo is not named: %v", err)
+	}
+	// libpq's names get this driver's.
+	_, err = ParseDSN("AuthScheme=Password;host=h;User=u")
+	if err == nil || !strings.Contains(err.Error(), "Server") || strings.Contains(err.Error(), "Port") {
+		t.Fatalf("host is not answered with Server: %v", err)
+	}
+}

@@ -20,6 +20,8 @@ type ConfigError struct {
 	Value    string // the offending value; empty for secrets
 	Secret   bool
 	Err      error
+	// unknown: Property is a name that is no property (as written).
+	unknown bool
 }
 
 // Error names the property and never holds a secret value.
