@@ -29,6 +29,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lakebase-go/lakebase"
@@ -66,12 +67,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs := flag.NewFlagSet("lakebase", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dsn := fs.String("dsn", os.Getenv("LAKEBASE_DSN"), "connection string (default $LAKEBASE_DSN)")
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	fs.Usage = func() { fmt.Fprint(stderr, usage) } // a mistake: usage once, on stderr
+	for _, a := range args {
+		if isHelp(a) { // asked for: usage once, on stdout
 			fmt.Fprint(stdout, usage)
 			return 0
 		}
+		if !strings.HasPrefix(a, "-") || a == "--" {
+			break // the command (or the end of lakebase's flags)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() == 0 {
@@ -93,7 +99,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest) || cmd == "branch" && len(rest) > 1 && isHelp(rest[1])
 	cfg, err := lakebase.ParseDSN(*dsn)
 	if err != nil && !help {
-		fmt.Fprintln(stderr, "lakebase:", err)
+		fmt.Fprintln(stderr, err) // errors of the driver start with "lakebase:"
 		return 2
 	}
 	if help {
@@ -124,12 +130,25 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return ee.ExitCode()
+			return exitCode(ee)
 		}
-		fmt.Fprintln(stderr, "lakebase:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "lakebase") {
+			msg = "lakebase: " + msg
+		}
+		fmt.Fprintln(stderr, msg)
 		return 1
 	}
 	return 0
+}
+
+// exitCode is the exit status a shell gives a child's: its own, or 128+n when it
+// died from signal n.
+func exitCode(ee *exec.ExitError) int {
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ee.ExitCode()
 }
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
@@ -391,6 +410,10 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 	}
 	role := cfg.SessionRole
 	for len(args) > 0 {
+		if args[0] == "--" { // the end of lakebase's own flags; the rest is psql's
+			args = args[1:]
+			break
+		}
 		flagName, value, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
 		if !strings.HasPrefix(args[0], "-") || flagName != "role" && flagName != "branch" {
 			break
@@ -432,7 +455,7 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(),
+	env := append(psqlEnviron(os.Environ()), "PGSERVICEFILE="+os.DevNull,
 		"PGHOST="+cr.Host, "PGPORT="+strconv.Itoa(cr.Port), "PGUSER="+cr.User, "PGDATABASE="+cr.Database,
 		"PGPASSWORD="+cr.Password, "PGSSLMODE="+string(cfg.SSLMode), "PGAPPNAME="+cfg.ApplicationName)
 	if role != "" {
@@ -452,8 +475,32 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 		}
 		env = append(env, "PGSSLROOTCERT="+cert)
 	}
-	cmd := exec.CommandContext(ctx, path, args...)
+	// Not CommandContext: Ctrl-C reaches psql from the terminal, and psql answers it
+	// as it always does (a cancel request for the running query); lakebase only
+	// waits for psql to end.
+	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	return cmd.Run()
+}
+
+// psqlEnviron is the caller's environment for psql without what must not reach it:
+// every PG* variable (a PGSERVICE, PGHOSTADDR or PGPASSFILE would override or
+// leak the login the command sets up) and the driver's and Databricks' secrets.
+func psqlEnviron(environ []string) []string {
+	secret := map[string]bool{
+		"DATABRICKS_TOKEN": true, "DATABRICKS_CLIENT_SECRET": true, "DATABRICKS_PASSWORD": true,
+		"DATABRICKS_OIDC_TOKEN": true, "DATABRICKS_AZURE_CLIENT_SECRET": true, "DATABRICKS_GOOGLE_CREDENTIALS": true,
+		"ARM_CLIENT_SECRET": true, "AZURE_CLIENT_SECRET": true,
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		upper := strings.ToUpper(name)
+		if strings.HasPrefix(upper, "PG") || strings.HasPrefix(upper, "LAKEBASE_") || secret[upper] {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }

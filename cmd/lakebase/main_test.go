@@ -207,6 +207,31 @@ func TestCommand_HelpAndVersion(t *testing.T) {
 	}
 }
 
+// Usage is printed once: on stdout when asked for, on stderr after a mistake; an
+// error is prefixed "lakebase:" once.
+func TestCommand_UsageOnceAndErrorsPrefixedOnce(t *testing.T) {
+	t.Setenv("LAKEBASE_DSN", "")
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		var out, errb bytes.Buffer
+		run(context.Background(), args, strings.NewReader(""), &out, &errb)
+		if strings.Count(out.String(), "usage: lakebase") != 1 || errb.Len() != 0 {
+			t.Fatalf("lakebase %v: stdout %q, stderr %q", args, out.String(), errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-nosuchflag"}, strings.NewReader(""), &out, &errb); code != 2 ||
+		out.Len() != 0 || strings.Count(errb.String(), "usage: lakebase") != 1 {
+		t.Fatalf("a mistake (%d): stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+	for _, args := range [][]string{{"-dsn", "AuthScheme=Nope", "status"}, {"-dsn", "AuthScheme=OAuthPKCE;DatabricksInstance=http://127.0.0.1:1;Instance=i;OAuthSettingsLocation=memory://x", "status"}} {
+		var out, errb bytes.Buffer
+		run(context.Background(), args, strings.NewReader(""), &out, &errb)
+		if !strings.HasPrefix(errb.String(), "lakebase: ") || strings.Contains(errb.String(), "lakebase: lakebase:") {
+			t.Fatalf("lakebase %v: %q", args, errb.String())
+		}
+	}
+}
+
 // loginNoBrowser runs lakebase login -no-browser, following the printed URL as the
 // person's browser would, and returns the exit code and output.
 func loginNoBrowser(t *testing.T, dsn, authorizePrefix string) (int, string) {
