@@ -273,9 +273,9 @@ func TestParseDSN_RefusesPostgresURLsAndLibpqStringsWithoutQuotingThem(t *testin
 // ';') and a name that does not look like one are reported by position only.
 func TestParseDSN_UnknownNameAfterASecretIsNotEchoed(t *testing.T) {
 	for dsn, want := range map[string]string{
-		"AuthScheme=Password;Server=h;User=u;Password=ab;SECRETPART55=x":   "quote it: Password=",
+		"AuthScheme=Password;Server=h;User=u;Password=ab;SECRETPART55=x": "quote it: Password=",
 		"AuthScheme=OAuthClient;OAuthClientSecret=ab;EF77SECRETPART55=x": "OAuthClientSecret",
-		"AuthScheme=Password;Server=h;User=u;@@SECRETPART55#=x":            "pair 4",
+		"AuthScheme=Password;Server=h;User=u;@@SECRETPART55#=x":          "pair 4",
 	} {
 		_, err := ParseDSN(dsn)
 		if err == nil {
