@@ -271,6 +271,9 @@ func (c *Connector) hint(err error, li loginInfo) error {
 	if !errors.As(err, &pe) {
 		return err
 	}
+	if rerr := c.sessionRoleError(pe, li.user); rerr != nil {
+		return rerr
+	}
 	where := li.database
 	if where == "" {
 		where = li.host
@@ -321,30 +324,29 @@ func (c *Connector) applyLogin(cc *pgx.ConnConfig, li loginInfo) error {
 }
 
 // needsAfterConnect reports whether new sessions need afterConnect.
-func (c *Connector) needsAfterConnect() bool {
-	return c.cfg.SessionRole != "" || len(c.opts.afterConnect) > 0
-}
+func (c *Connector) needsAfterConnect() bool { return len(c.opts.afterConnect) > 0 }
 
-// afterConnect sets the SessionRole, then runs the WithAfterConnect hooks, on a new
-// session.
+// afterConnect runs the WithAfterConnect hooks on a new session.
 func (c *Connector) afterConnect(ctx context.Context, pc *pgx.Conn) error {
-	if role := c.cfg.SessionRole; role != "" {
-		if _, err := pc.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && (pe.Code == "42501" || pe.Code == "22023" || pe.Code == "42704") {
-				return &ConfigError{Property: "SessionRole", Value: role, Err: fmt.Errorf(
-					"cannot be set by %s (%s: %s): the role must exist and be granted to the identity (GRANT %s TO %s)",
-					pc.Config().User, pe.Code, pe.Message, pgx.Identifier{role}.Sanitize(), pgx.Identifier{pc.Config().User}.Sanitize())}
-			}
-			return fmt.Errorf("lakebase: SET ROLE for SessionRole: %w", err)
-		}
-	}
 	for _, fn := range c.opts.afterConnect {
 		if err := fn(ctx, pc); err != nil {
 			return fmt.Errorf("lakebase: an AfterConnect hook failed: %w", err)
 		}
 	}
 	return nil
+}
+
+// sessionRoleError is the clear form of a startup refused for SessionRole: the role
+// does not exist (22023 invalid value for parameter "role") or is not granted
+// (42501 permission denied to set role).
+func (c *Connector) sessionRoleError(pe *pgconn.PgError, user string) error {
+	role := c.cfg.SessionRole
+	if role == "" || (pe.Code != "42501" && pe.Code != "22023" && pe.Code != "42704") || !strings.Contains(pe.Message, "role") {
+		return nil
+	}
+	return &ConfigError{Property: "SessionRole", Value: role, Err: fmt.Errorf(
+		"cannot be set by %s (%s: %s): the role must exist and be granted to the identity (GRANT %s TO %s)",
+		user, pe.Code, pe.Message, pgx.Identifier{role}.Sanitize(), pgx.Identifier{user}.Sanitize())}
 }
 
 // connectWaking connects; when the database is a Lakebase endpoint or instance and

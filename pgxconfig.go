@@ -36,6 +36,12 @@ func (c *Config) basePgxConfig() (*pgx.ConnConfig, error) {
 	if c.TimeZone != "" {
 		cc.RuntimeParams["timezone"] = c.TimeZone
 	}
+	if c.SessionRole != "" {
+		// The session's default role, set at startup (as psql's -c role=R): RESET ROLE,
+		// RESET ALL, DISCARD ALL and SET SESSION AUTHORIZATION DEFAULT return to it, so
+		// no later user of a pooled session runs with the identity's wider rights.
+		cc.RuntimeParams["role"] = c.SessionRole
+	}
 	cc.DefaultQueryExecMode = c.execMode()
 	if c.StatementCacheCapacity != nil {
 		cc.StatementCacheCapacity = *c.StatementCacheCapacity

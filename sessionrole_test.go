@@ -78,3 +78,42 @@ func TestSessionRole_NotGrantedIsAClearError(t *testing.T) {
 		}
 	}
 }
+
+// SessionRole is the session's default role: code that runs RESET ROLE, RESET ALL
+// or SET SESSION AUTHORIZATION DEFAULT leaves the session acting as the role, so the next user of the pooled session never gets the identity's rights
+// (database/sql and pgxpool alike).
+func TestSessionRole_ResetsReturnToTheRole(t *testing.T) {
+	needServers(t)
+	sp := emu.ServicePrincipal.ClientID
+	if err := emu.Exec(fmt.Sprintf(`DO $$ BEGIN CREATE ROLE "app readers" NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+		GRANT "app readers" TO %q`, sp)); err != nil {
+		t.Fatal(err)
+	}
+	dsn := emu.OAuthClientDSN("SessionRole='app readers'")
+	resets := []string{"RESET ROLE", "RESET ALL", "SET SESSION AUTHORIZATION DEFAULT"}
+	db, _ := newDB(t, dsn)
+	db.SetMaxOpenConns(1) // one session, reused after each reset
+	for _, reset := range resets {
+		if _, err := db.Exec(reset); err != nil {
+			t.Fatalf("%s: %v", reset, err)
+		}
+		var cur string
+		if err := db.QueryRow("SELECT current_user").Scan(&cur); err != nil || cur != "app readers" {
+			t.Fatalf("after %s the next query runs as %q (%v)", reset, cur, err)
+		}
+	}
+	c, _ := lakebase.NewConnector(dsn)
+	defer c.Close()
+	pool := poolOf(t, c)
+	pool.Config().MaxConns = 1
+	ctx := context.Background()
+	for _, reset := range resets {
+		if _, err := pool.Exec(ctx, reset); err != nil {
+			t.Fatalf("pgxpool %s: %v", reset, err)
+		}
+		var cur string
+		if err := pool.QueryRow(ctx, "SELECT current_user").Scan(&cur); err != nil || cur != "app readers" {
+			t.Fatalf("pgxpool: after %s the next query runs as %q (%v)", reset, cur, err)
+		}
+	}
+}
