@@ -3,9 +3,13 @@ package lakebase_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
@@ -152,5 +156,54 @@ func TestBranch_RefusedLoginsOnANewBranchAreRetried(t *testing.T) {
 	}
 	if e.Count(lakebasetest.EPLoginRefused) < 2 {
 		t.Fatalf("only %d logins were refused: the test proves nothing", e.Count(lakebasetest.EPLoginRefused))
+	}
+}
+
+// A credential minted for a branch's endpoint no longer logs in once the branch is
+// deleted (its sessions never land on the parent); a warm start that stored the
+// branch's lookup and credential drops them and fails with the clear "does not
+// exist" error, with no write reaching the parent.
+func TestBranch_DeletedBranchStopsServing(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	file := filepath.Join(t.TempDir(), "settings.json")
+	parentDSN := e.OAuthClientDSN("OAuthSettingsLocation=" + file)
+	var branchDSN string
+	var l lakebase.Login
+	t.Run("branch", func(t *testing.T) {
+		branchDSN = lakebasetest.Branch(t, parentDSN)
+		db := openDB(t, branchDSN)
+		if _, err := db.Exec("CREATE TABLE only_on_branch (v int)"); err != nil {
+			t.Fatal(err)
+		}
+		// A credential for the branch's endpoint, to try after the deletion.
+		c, err := lakebase.NewConnector(branchDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if l, err = c.Login(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The branch is deleted now.
+	pc, err := pgconn.Connect(context.Background(), fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=verify-full sslrootcert=%s",
+		l.Host, l.Port, l.Database, l.User, l.Password, e.CAFile))
+	if err == nil {
+		pc.Close(context.Background())
+		t.Fatal("a credential of a deleted branch's endpoint still logs in")
+	}
+	// The store still holds the branch's lookup and credential: a warm start tries them.
+	db, _ := newDB(t, branchDSN)
+	_, err = db.Exec("CREATE TABLE written_after_delete (v int)")
+	var ce *lakebase.ConfigError
+	if !errors.As(err, &ce) || ce.Property != "Branch" || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("a deleted branch: %v", err)
+	}
+	parent := openDB(t, e.OAuthClientDSN())
+	var n int
+	parent.QueryRow("SELECT count(*) FROM pg_tables WHERE tablename IN ('written_after_delete', 'only_on_branch')").Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d of the branch's tables reached the parent", n)
 	}
 }

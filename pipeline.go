@@ -207,15 +207,28 @@ func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, tim
 	}
 	var cred oauth.DatabaseCredential
 	minted := time.Now()
-	err = p.withToken(ctx, func(tok string) error {
-		var err error
-		if endpoint != "" {
-			cred, err = p.api.MintAutoscaling(ctx, tok, endpoint, time.Hour)
-		} else {
-			cred, err = p.api.MintProvisioned(ctx, tok, instance)
+	mintOnce := func() error {
+		return p.withToken(ctx, func(tok string) error {
+			var err error
+			if endpoint != "" {
+				cred, err = p.api.MintAutoscaling(ctx, tok, endpoint, time.Hour)
+			} else {
+				cred, err = p.api.MintProvisioned(ctx, tok, instance)
+			}
+			return err
+		})
+	}
+	err = mintOnce()
+	if isNotFound(err) && p.cfg.Project != "" {
+		// The endpoint of a stored or earlier lookup is gone: resolve the branch again
+		// (a deleted branch is then a clear error naming it).
+		p.dropTarget(ctx)
+		if endpoint, instance, err = p.mintFor(ctx); err != nil {
+			return oauth.DatabaseCredential{}, time.Time{}, err
 		}
-		return err
-	})
+		key = p.credentialKey(endpoint, instance)
+		err = mintOnce()
+	}
 	if err != nil {
 		return oauth.DatabaseCredential{}, time.Time{}, &credentialError{err}
 	}
@@ -451,6 +464,32 @@ func (p *tokenPipeline) resolveBranch(ctx context.Context, tok string, t *target
 	return fmt.Errorf("lakebase: branch %s has no %s endpoint; create one (lakebase branch create makes it with the branch)", branch, strings.ToLower(strings.TrimPrefix(want, "ENDPOINT_TYPE_")))
 }
 
+// isNotFound reports whether a workspace API answered 404 (NOT_FOUND).
+func isNotFound(err error) bool {
+	var ae *oauth.APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
+}
+
+// dropTarget forgets the database lookup of Project and Branch, in memory and in the
+// store, so the next login resolves it again. Endpoint, Instance and Server name
+// their database themselves and keep theirs.
+func (p *tokenPipeline) dropTarget(ctx context.Context) {
+	if p.cfg.Project == "" {
+		return
+	}
+	p.targetMu.Lock()
+	defer p.targetMu.Unlock()
+	p.mu.Lock()
+	t := p.target
+	p.target = nil
+	p.mu.Unlock()
+	if t == nil {
+		t = &target{}
+	}
+	key := p.lookupKey(t)
+	p.remember(ctx, func(st *oauth.Settings) { delete(st.Lookups, key) })
+}
+
 // notFound turns a 404 of a lookup into a ConfigError naming the property.
 func notFound(err error, prop, value, msg string) error {
 	var ae *oauth.APIError
@@ -560,6 +599,9 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 				}
 			}
 		})
+		// The endpoint a branch resolved to may be gone (the branch was deleted): look
+		// it up again rather than trust the stored answer.
+		p.dropTarget(ctx)
 	}
 	var (
 		cred oauth.DatabaseCredential

@@ -230,6 +230,14 @@ func (fd *frontDoor) handle(ss *session) {
 		writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user %q", user))
 		return
 	}
+	if c, err := fd.s.parseJWT(pw); err == nil && c.Endpoint != "" && c.Endpoint != fd.s.Endpoint && fd.s.branchDatabase(c.Endpoint) == "" {
+		// The endpoint is gone (its branch was deleted or expired): its sessions must
+		// never reach another branch's database.
+		fd.s.count(EPLoginRefused)
+		fd.s.logf("frontdoor: refused %s: endpoint %s does not exist", user, c.Endpoint)
+		writeError(conn, "28000", fmt.Sprintf("endpoint %s does not exist or is not available", c.Endpoint))
+		return
+	}
 	if c, err := fd.s.parseJWT(pw); err == nil && params["database"] == fd.s.Database {
 		if db := fd.s.branchDatabase(c.Endpoint); db != "" {
 			if fd.s.branchTooNew(c.Endpoint) {
