@@ -69,6 +69,10 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 		Scope: cfg.Scope, Client: client,
 		AccessToken: cfg.OAuthAccessToken, RefreshToken: cfg.OAuthRefreshToken, Expiry: cfg.givenExpiry(),
 		Verifier: cfg.OAuthVerifier, CallbackURL: cfg.CallbackURL, Store: store,
+		OnUnsaved: func(err error) {
+			c.logger.Warn("lakebase: the settings store could not be written; the new token is kept in memory and written at the next chance",
+				slog.String("error", err.Error()))
+		},
 		OnToken: func(origin string, t *oauth2.Token) {
 			c.logger.Debug("lakebase: workspace token", slog.String("origin", origin), slog.Time("expiry", t.Expiry),
 				slog.String("workspace", cfg.DatabricksInstance), slog.String("client_id", cfg.OAuthClientID))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -87,6 +88,33 @@ type Source struct {
 	// OnToken, if set, is told where each token came from: "given", "stored",
 	// "refreshed", "client_credentials", "verifier", "login".
 	OnToken func(origin string, t *oauth2.Token)
+	// OnUnsaved, if set, is told when a new token could not be written to Store (a
+	// full disk, a read-only mount): the token is kept in memory and written at the
+	// next chance.
+	OnUnsaved func(err error)
+
+	// unsaved holds a token entry the store could not keep yet. A rotated refresh
+	// token is the only one left (the old one is spent): it is never dropped, used
+	// in place of the stored entry it replaced, and written when the store can be.
+	unsaved *unsavedToken
+}
+
+type unsavedToken struct {
+	mu    sync.Mutex
+	entry *StoredToken
+}
+
+var unsavedInit sync.Mutex
+
+// held returns s's unsaved-token holder, made on first use (Source is a plain
+// struct its users fill in).
+func (s *Source) held() *unsavedToken {
+	unsavedInit.Lock()
+	defer unsavedInit.Unlock()
+	if s.unsaved == nil {
+		s.unsaved = &unsavedToken{}
+	}
+	return s.unsaved
 }
 
 // String names the source and hides its secrets.
@@ -217,13 +245,15 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 		return t, nil
 	}
 	var out *oauth2.Token
+	var entry *StoredToken
 	needLogin := false
 	err := s.Store.Update(ctx, func(st *Settings) (bool, error) {
+		s.restoreUnsaved(st)
 		t, login, err := s.tokenLocked(ctx, st)
-		out, needLogin = t, login
+		out, needLogin, entry = t, login, st.Tokens[s.Key()]
 		return true, err
 	})
-	if err != nil || !needLogin {
+	if err = s.keepUnsaved(err, out, entry); err != nil || !needLogin {
 		return out, err
 	}
 	// A person's login takes minutes: it runs outside the store's lock, and its
@@ -242,6 +272,56 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	}
 	s.told("login", nt)
 	return nt, nil
+}
+
+// restoreUnsaved puts back a token entry the store could not keep, unless the store
+// meanwhile holds a newer one of the same login (another process wrote it).
+func (s *Source) restoreUnsaved(st *Settings) {
+	h := s.held()
+	h.mu.Lock()
+	u := h.entry
+	h.mu.Unlock()
+	if u == nil {
+		return
+	}
+	if e := st.Tokens[s.Key()]; e == nil || e.Login != u.Login || e.Updated.Before(u.Updated) {
+		cp := *u
+		st.Tokens[s.Key()] = &cp
+	}
+}
+
+// keepUnsaved handles the outcome of a store update that got a token: when the
+// store could not be written (full disk, read-only mount), the token entry is kept
+// in memory for the next update to write, the failure is reported to OnUnsaved, and
+// the token is used. Once a write succeeds, nothing is held.
+func (s *Source) keepUnsaved(err error, tok *oauth2.Token, entry *StoredToken) error {
+	var se *SettingsFileError
+	h := s.held()
+	if err == nil {
+		h.mu.Lock()
+		h.entry = nil
+		h.mu.Unlock()
+		return nil
+	}
+	if tok == nil || entry == nil || !errors.As(err, &se) || !se.Unwritable {
+		return err
+	}
+	cp := *entry
+	h.mu.Lock()
+	h.entry = &cp
+	h.mu.Unlock()
+	if s.OnUnsaved != nil {
+		s.OnUnsaved(err)
+	}
+	return nil
+}
+
+// dropUnsaved forgets a token the store could not keep (a logout, a new login).
+func (s *Source) dropUnsaved() {
+	h := s.held()
+	h.mu.Lock()
+	h.entry = nil
+	h.mu.Unlock()
 }
 
 // hasStoredLogin reports whether the store holds a token for this source (a store
@@ -369,6 +449,7 @@ func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*oau
 // Save stores a token obtained elsewhere (by a login step) as this source's token;
 // what was derived from the previous login (credentials, user name) goes.
 func (s *Source) Save(ctx context.Context, t *oauth2.Token) error {
+	s.dropUnsaved()
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
 		// The seed is the connection string's, so its material does not replace
 		// this login again at the next start.
@@ -401,6 +482,7 @@ func (s *Source) Drop(ctx context.Context, tok string) error {
 // Forget removes this source's stored token, and the database credentials, user
 // name and host lookups stored with it.
 func (s *Source) Forget(ctx context.Context) error {
+	s.dropUnsaved()
 	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
 		delete(st.Tokens, s.Key())
 		s.forgetDerived(st)

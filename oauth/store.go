@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -250,6 +251,9 @@ type SettingsFileError struct {
 	// Unwritable is set when the file or its directory cannot be created, locked or
 	// written (as opposed to a file that exists and is corrupt or unsafe).
 	Unwritable bool
+	// ReadOnly is set when the store could be read but is in a place that cannot be
+	// written (a read-only mount).
+	ReadOnly bool
 }
 
 // Error names the file and what is wrong with it.
@@ -324,6 +328,12 @@ func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) 
 	}
 	lk := flock.New(lockPath, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	ok, err := lk.TryLockContext(ctx, 5*time.Millisecond)
+	if err != nil && ctx.Err() == nil && cannotCreate(err) {
+		// A read-only place (a mounted secret): the settings are read without the
+		// lock (a writer renames whole files, so a read is never torn) and used as
+		// they are; only a change that must be written fails.
+		return readOnlyUpdate(key, lockPath, err, fn, read)
+	}
 	if err != nil || !ok {
 		if err == nil {
 			err = ctx.Err()
@@ -347,6 +357,33 @@ func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) 
 		return nil
 	}
 	return write(s)
+}
+
+// cannotCreate reports whether err says a file cannot be created or opened for
+// writing here: a read-only file system, or no permission.
+func cannotCreate(err error) bool {
+	return errors.Is(err, syscall.EROFS) || errors.Is(err, os.ErrPermission)
+}
+
+// readOnlyUpdate runs fn on settings read without a lock, for a store in a place
+// that cannot be written; a change fn makes cannot be kept and is reported.
+func readOnlyUpdate(key, lockPath string, lockErr error, fn func(*Settings) (bool, error), read func() (*Settings, error)) error {
+	s, err := read()
+	if err != nil {
+		return err
+	}
+	before, _ := json.Marshal(s)
+	pruneExpiredPending(s, time.Now())
+	if _, err := fn(s); err != nil {
+		return err
+	}
+	pruneExpiredPending(s, time.Now())
+	after, _ := json.Marshal(s)
+	if string(before) == string(after) {
+		return nil
+	}
+	return &SettingsFileError{Path: key, Msg: "is read-only here (its lock " + lockPath + " cannot be created); a change could not be written",
+		Err: lockErr, Unwritable: true, ReadOnly: true}
 }
 
 func (f *FileStore) read() (*Settings, error) {
