@@ -110,4 +110,3 @@ func TestSource_RotatedTokenSurvivesAFullDisk(t *testing.T) {
 		t.Fatal("nothing was written")
 	}
 }
-
