@@ -3,10 +3,12 @@ package lakebase_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/zalando/go-keyring"
@@ -150,4 +152,68 @@ func TestKeyring_UnavailableIsAClearError(t *testing.T) {
 	if _, err := c.Login(context.Background()); !errors.Is(err, oauth.ErrNoKeyring) {
 		t.Fatalf("OAuthClient fell back silently: %v", err)
 	}
+}
+
+// Processes with different XDG_CACHE_HOME share the keyring item, so they must share
+// its lock: 8 processes × 10 read-modify-writes of one counter lose none.
+func TestKeyringInner_ProcessesWithDifferentCacheDirsShareTheLock(t *testing.T) {
+	keyringInner(t)
+	const procs, each = 8, 10
+	var wg sync.WaitGroup
+	errs := make([]error, procs)
+	outs := make([]string, procs)
+	for i := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "LAKEBASE_HELPER=keyring-increment", fmt.Sprintf("LAKEBASE_HELPER_N=%d", each),
+				"XDG_CACHE_HOME="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			errs[i], outs[i] = err, string(out)
+		}()
+	}
+	wg.Wait()
+	for i := range procs {
+		if errs[i] != nil {
+			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
+		}
+	}
+	st, _ := oauth.OpenStore("keyring://counter")
+	var n string
+	st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
+		if e := s.Tokens["w|c|s"]; e != nil {
+			n = e.RefreshToken
+		}
+		return false, nil
+	})
+	if n != fmt.Sprint(procs*each) {
+		t.Fatalf("the counter is %s after %d updates: updates were lost", n, procs*each)
+	}
+}
+
+// helperKeyringIncrement adds one to the counter in keyring://counter N times.
+func helperKeyringIncrement() int {
+	var n int
+	fmt.Sscan(os.Getenv("LAKEBASE_HELPER_N"), &n)
+	st, err := oauth.OpenStore("keyring://counter")
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	for range n {
+		err := st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
+			v := 0
+			if e := s.Tokens["w|c|s"]; e != nil {
+				fmt.Sscan(e.RefreshToken, &v)
+			}
+			s.Tokens["w|c|s"] = &oauth.StoredToken{AccessToken: "a", RefreshToken: fmt.Sprint(v + 1)}
+			return true, nil
+		})
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+	}
+	return 0
 }

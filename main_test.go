@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperSystemRoots())
 	case "query-once":
 		os.Exit(helperQueryOnce())
+	case "keyring-increment":
+		os.Exit(helperKeyringIncrement())
 	}
 	flag.Parse()
 	if fuzzOnly() {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 
 	"github.com/zalando/go-keyring"
 )
@@ -24,7 +26,8 @@ var ErrNoKeyring = errors.New("oauth: no OS keyring is available")
 // Linux (GNOME Keyring, KeePassXC) — through github.com/zalando/go-keyring, as one
 // item (service "lakebase", account Name). It gives the guarantees of the file
 // store: the same keyed document and whole-document validation, and an advisory
-// lock on a file in the user's cache directory around every read-modify-write, so
+// lock on a file in the user's cache directory (one per user and item, whatever
+// XDG_CACHE_HOME says) around every read-modify-write, so
 // processes never redeem one rotating refresh token twice. Windows limits an item
 // to 2,560 bytes: a document with several logins may not fit there (the error
 // says so); use a file then.
@@ -41,11 +44,32 @@ func OpenKeyring(name string) (*KeyringStore, error) {
 	if !keyringName.MatchString(name) {
 		return nil, fmt.Errorf("oauth: keyring://%s: the name must be 1 to 64 letters, digits, '.', '_' or '-'", name)
 	}
-	dir, err := os.UserCacheDir()
+	dir, err := keyringLockDir()
 	if err != nil {
 		return nil, fmt.Errorf("oauth: keyring://%s needs a user cache directory for its lock file: %w", name, err)
 	}
-	return &KeyringStore{Name: name, lockPath: filepath.Join(dir, "lakebase", "keyring-"+name+".lock")}, nil
+	return &KeyringStore{Name: name, lockPath: filepath.Join(dir, "keyring-"+name+".lock")}, nil
+}
+
+// keyringLockDir is where keyring stores keep their lock files: one place per user,
+// whatever XDG_CACHE_HOME or HOME say (the keyring item is the user's, so every
+// process of the user must take the same lock). It is the cache directory under the
+// home directory of the user's account (the password database, not $HOME).
+func keyringLockDir() (string, error) {
+	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+		switch runtime.GOOS {
+		case "darwin":
+			return filepath.Join(u.HomeDir, "Library", "Caches", "lakebase"), nil
+		case "windows":
+			return filepath.Join(u.HomeDir, "AppData", "Local", "lakebase"), nil
+		}
+		return filepath.Join(u.HomeDir, ".cache", "lakebase"), nil
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "lakebase"), nil
 }
 
 // Location is keyring://Name.
