@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +208,43 @@ func TestBranch_DeletedBranchStopsServing(t *testing.T) {
 	parent.QueryRow("SELECT count(*) FROM pg_tables WHERE tablename IN ('written_after_delete', 'only_on_branch')").Scan(&n)
 	if n != 0 {
 		t.Fatalf("%d of the branch's tables reached the parent", n)
+	}
+}
+
+// countingTransport counts the requests sent through it.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// lakebasetest.Branch composes the branch's connection string through Config, so a
+// parent given as a lakebase:// URL works, and it sends its requests through the
+// connector's HTTP client.
+func TestBranch_URLFormParentAndTheConnectorsHTTPClient(t *testing.T) {
+	needServers(t)
+	q := url.Values{}
+	for _, kv := range strings.Split(emu.OAuthClientDSN(), ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		q.Set(k, strings.Trim(v, "'"))
+	}
+	parent := "lakebase://?" + q.Encode()
+	tr := &countingTransport{}
+	var branchDSN string
+	t.Run("branch", func(t *testing.T) {
+		branchDSN = lakebasetest.Branch(t, parent, lakebasetest.BranchOptions{
+			ConnectorOptions: []lakebase.Option{lakebase.WithHTTPClient(&http.Client{Transport: tr})}})
+		db := openDB(t, branchDSN)
+		if u := currentUser(t, db); u != emu.ServicePrincipal.ClientID {
+			t.Fatalf("current_user on the branch %q", u)
+		}
+	})
+	if tr.n.Load() < 3 { // token, create, operation poll (and delete)
+		t.Fatalf("only %d requests went through the connector's HTTP client", tr.n.Load())
+	}
+	cfg, err := lakebase.ParseDSN(branchDSN)
+	if err != nil || cfg.Branch == "" || cfg.Endpoint != "" {
+		t.Fatalf("the branch's connection string: %v", err)
 	}
 }

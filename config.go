@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lakebase-go/lakebase/oauth"
 )
 
 // AuthScheme selects how the driver obtains the Postgres password.
@@ -366,10 +368,13 @@ func (c *Config) validate() error {
 			if !validResourceID(c.Branch) {
 				prop, v = "Branch", c.Branch
 			}
-			return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an id (lowercase letters, digits and hyphens) or a full resource path")}
+			return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an id (1-63 lowercase letters, digits and hyphens, starting with a letter) or a full resource path")}
+		}
+		if c.Instance != "" && !oauth.ValidInstanceName(c.Instance) {
+			return &ConfigError{Property: "Instance", Value: c.Instance, Err: fmt.Errorf("must be an instance name (letters, digits and hyphens)")}
 		}
 		if c.Endpoint != "" && !validEndpointPath(c.Endpoint) {
-			return &ConfigError{Property: "Endpoint", Value: c.Endpoint, Err: fmt.Errorf("must look like projects/<project>/branches/<branch>/endpoints/<endpoint>")}
+			return &ConfigError{Property: "Endpoint", Value: c.Endpoint, Err: fmt.Errorf("must look like projects/<project>/branches/<branch>/endpoints/<endpoint>, each id 1-63 lowercase letters, digits and hyphens starting with a letter")}
 		}
 	}
 	switch c.AuthScheme {
@@ -440,24 +445,16 @@ func checkHTTPS(prop, v string, imds bool) error {
 }
 
 // validResourceID accepts "" or a Lakebase resource id.
-func validResourceID(id string) bool {
-	if len(id) > 63 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validResourceID reports whether id is empty or follows the service's rule for
+// project and branch ids (1-63 lowercase letters, digits and hyphens, starting
+// with a letter).
+func validResourceID(id string) bool { return id == "" || oauth.ValidResourceID(id) }
 
+// validEndpointPath reports whether p is projects/<p>/branches/<b>/endpoints/<e>
+// with every id following the service's rule.
 func validEndpointPath(p string) bool {
-	parts := strings.Split(p, "/")
-	if len(parts) != 6 || parts[0] != "projects" || parts[2] != "branches" || parts[4] != "endpoints" {
-		return false
-	}
-	return parts[1] != "" && parts[3] != "" && parts[5] != ""
+	_, err := oauth.ResourcePath(p, "endpoints")
+	return err == nil && strings.Count(p, "/") == 5
 }
 
 // normalizeWorkspace turns "dbc-1.cloud.databricks.com" or "https://dbc-1.cloud.databricks.com/"

@@ -144,6 +144,11 @@ func (c *Config) clone() *Config {
 // Config returns a copy of the connector's validated configuration.
 func (c *Connector) Config() *Config { return c.cfg.clone() }
 
+// HTTPClient returns the HTTP client the connector sends its workspace and OAuth
+// requests with: the one given with WithHTTPClient, else its own (closed by Close).
+// Code that calls the workspace's APIs for the connector's login uses it too.
+func (c *Connector) HTTPClient() *http.Client { return c.opts.httpClient }
+
 // Connect returns a new connection. The Postgres session behind it is opened lazily,
 // by the first statement that needs the database, so the virtual OAuth procedures
 // work with no token and no reachable database.

@@ -19,6 +19,9 @@ type BranchOptions struct {
 	TTL time.Duration
 	// Wait bounds the creation (default 5 minutes).
 	Wait time.Duration
+	// ConnectorOptions are given to the connectors that make and delete the branch
+	// (e.g. lakebase.WithHTTPClient: their requests go through its client).
+	ConnectorOptions []lakebase.Option
 }
 
 // Branch makes a database branch for tb from the database parentDSN names (a
@@ -40,7 +43,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	if o.Wait <= 0 {
 		o.Wait = 5 * time.Minute
 	}
-	c, err := lakebase.NewConnector(parentDSN)
+	c, err := lakebase.NewConnector(parentDSN, o.ConnectorOptions...)
 	if err != nil {
 		tb.Fatalf("lakebasetest.Branch: %v", err)
 	}
@@ -58,7 +61,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
 	defer cancel()
-	api := &oauth.API{Workspace: cfg.DatabricksInstance}
+	api := &oauth.API{HTTP: c.HTTPClient(), Workspace: cfg.DatabricksInstance}
 	token := func(ctx context.Context) string {
 		t, err := oauth.TokenContext(ctx, c.TokenSource())
 		if err != nil {
@@ -75,11 +78,12 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		c, err := lakebase.NewConnector(parentDSN)
+		c, err := lakebase.NewConnector(parentDSN, o.ConnectorOptions...)
 		if err != nil {
 			return
 		}
 		defer c.Close()
+		api := &oauth.API{HTTP: c.HTTPClient(), Workspace: cfg.DatabricksInstance}
 		t, err := oauth.TokenContext(ctx, c.TokenSource())
 		if err == nil {
 			err = api.DeleteBranch(ctx, t.AccessToken, name)
@@ -109,7 +113,10 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			tb.Fatalf("lakebasetest.Branch: creating the endpoint of %s: %v", name, err)
 		}
 	}
-	return parentDSN + ";Endpoint=;Instance=;Project=" + project + ";Branch=" + id
+	// The branch's connection string is the parent's configuration naming the branch
+	// (whatever form the parent string had: CData pairs or a lakebase:// URL).
+	cfg.Endpoint, cfg.Instance, cfg.Project, cfg.Branch = "", "", project, id
+	return cfg.FormatDSN()
 }
 
 // BranchID derives a branch id from a test name: lowercase letters, digits and

@@ -28,9 +28,11 @@ type branch struct {
 	database string // the physical database
 	endpoint string // projects/<p>/branches/<b>/endpoints/<e>
 	state    string // INIT until the copy is done, then READY
-	created  time.Time
-	expires  time.Time // zero: never
-	err      error
+	// protected branches refuse deletion (spec.is_protected, as the service's).
+	protected bool
+	created   time.Time
+	expires   time.Time // zero: never
+	err       error
 }
 
 var resourceID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -107,6 +109,8 @@ func (s *Server) branchJSONOf(b *branch) map[string]any {
 		out["expire_time"] = b.expires.UTC().Format(time.RFC3339Nano)
 		st["expire_time"] = out["expire_time"]
 	}
+	st["is_protected"] = b.protected
+	out["spec"] = map[string]any{"is_protected": b.protected, "source_branch": b.source}
 	return out
 }
 
@@ -146,6 +150,7 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 			SourceBranch string `json:"source_branch"`
 			TTL          string `json:"ttl"`
 			ExpireTime   string `json:"expire_time"`
+			IsProtected  bool   `json:"is_protected"`
 		} `json:"spec"`
 		SourceBranch string `json:"source_branch"`
 	}
@@ -161,7 +166,7 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 	}
 	name := project + "/branches/" + id
 	b := &branch{name: name, source: source, endpoint: name + "/endpoints/primary", state: "INIT", created: time.Now(),
-		database: s.Database + "__" + strings.ReplaceAll(id, "-", "_")}
+		database: s.Database + "__" + strings.ReplaceAll(id, "-", "_"), protected: body.Spec.IsProtected}
 	if body.Spec.TTL != "" {
 		d, err := time.ParseDuration(body.Spec.TTL)
 		if err != nil || d <= 0 {
@@ -275,11 +280,20 @@ func (s *Server) handleDeleteBranch(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPBranches, w, r); !ok {
 		return
 	}
+	if "projects/"+r.PathValue("p")+"/branches/"+r.PathValue("b") == s.mainBranch() {
+		writeAPIError(w, http.StatusBadRequest, "FAILED_PRECONDITION", "the default branch of a project cannot be deleted")
+		return
+	}
 	b := s.branchOf(w, r)
 	if b == nil {
 		return
 	}
 	s.mu.Lock()
+	if b.protected {
+		s.mu.Unlock()
+		writeAPIError(w, http.StatusBadRequest, "FAILED_PRECONDITION", "branch "+b.name+" is protected; unprotect it before deleting it")
+		return
+	}
 	delete(s.branchesMap, b.name)
 	s.mu.Unlock()
 	s.dropDatabase(b.database)

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +91,74 @@ func (a *API) do(ctx context.Context, op, method, path, token string, in, out an
 	return nil
 }
 
+// ErrResourceName is matched by an error about a resource name (a project, branch,
+// endpoint, operation or instance) that breaks the service's rules; such a name is
+// never sent.
+var ErrResourceName = errors.New("oauth: malformed resource name")
+
+var (
+	// resourceID is the service's rule for project, branch and endpoint ids: 1 to 63
+	// lowercase letters, digits and hyphens, starting with a letter.
+	resourceID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	// Operation ids are the service's own; only safe characters are accepted.
+	operationID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	// Provisioned instance names: letters, digits and hyphens.
+	instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,62}$`)
+)
+
+// ValidResourceID reports whether id follows the service's rule for project, branch
+// and endpoint ids.
+func ValidResourceID(id string) bool { return resourceID.MatchString(id) }
+
+// ValidInstanceName reports whether name can be a Provisioned instance's name.
+func ValidInstanceName(name string) bool { return instanceName.MatchString(name) }
+
+// collections are the resource kinds of the postgres API, and what may follow each.
+var collections = map[string]map[string]bool{
+	"":          {"projects": true},
+	"projects":  {"branches": true, "operations": true},
+	"branches":  {"endpoints": true, "operations": true, "roles": true, "databases": true},
+	"endpoints": {"operations": true},
+	"roles":     {"operations": true},
+	"databases": {"operations": true},
+}
+
+// ResourcePath checks a resource name of the postgres API (projects/<p>,
+// projects/<p>/branches/<b>, .../endpoints/<e>, .../operations/<o>, ...) against the
+// service's rules and returns it as a URL path below /api/2.0/postgres/, every
+// segment escaped. kinds, when given, are the kinds the name may be of (the last
+// collection: "branches", "endpoints", ...).
+func ResourcePath(name string, kinds ...string) (string, error) {
+	parts := strings.Split(name, "/")
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("%w: %q %s", ErrResourceName, name, why)
+	}
+	if len(parts) < 2 || len(parts)%2 != 0 {
+		return bad("is not a resource name (projects/<project>[/branches/<branch>[/endpoints/<endpoint>]])")
+	}
+	prev := ""
+	escaped := make([]string, len(parts))
+	for i := 0; i < len(parts); i += 2 {
+		kind, id := parts[i], parts[i+1]
+		if !collections[prev][kind] {
+			return bad("has " + strconv.Quote(kind) + " where it cannot be")
+		}
+		ok := resourceID.MatchString(id)
+		if kind == "operations" {
+			ok = operationID.MatchString(id)
+		}
+		if !ok {
+			return bad("has an id that breaks the service's rule (1-63 lowercase letters, digits and hyphens, starting with a letter)")
+		}
+		escaped[i], escaped[i+1] = kind, url.PathEscape(id)
+		prev = kind
+	}
+	if len(kinds) > 0 && !slices.Contains(kinds, prev) {
+		return bad("is not a resource of kind " + strings.Join(kinds, " or "))
+	}
+	return "/api/2.0/postgres/" + strings.Join(escaped, "/"), nil
+}
+
 // MintAutoscaling mints a credential for an Autoscaling endpoint
 // (POST /api/2.0/postgres/credentials). ttl is clamped to 300s..3600s; 0 = 3600s.
 func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl time.Duration) (DatabaseCredential, error) {
@@ -98,6 +169,9 @@ func (a *API) MintAutoscaling(ctx context.Context, token, endpoint string, ttl t
 	var out struct {
 		Token      string    `json:"token"`
 		ExpireTime LooseTime `json:"expire_time"`
+	}
+	if _, err := ResourcePath(endpoint, "endpoints"); err != nil {
+		return DatabaseCredential{}, err
 	}
 	in := map[string]string{"endpoint": endpoint, "ttl": fmt.Sprintf("%ds", int(ttl/time.Second))}
 	if err := a.call(ctx, "mint Autoscaling credential", http.MethodPost, "/api/2.0/postgres/credentials", token, in, &out); err != nil {
@@ -115,6 +189,9 @@ func (a *API) MintProvisioned(ctx context.Context, token, instance string) (Data
 	var out struct {
 		Token          string    `json:"token"`
 		ExpirationTime LooseTime `json:"expiration_time"`
+	}
+	if !instanceName.MatchString(instance) {
+		return DatabaseCredential{}, fmt.Errorf("%w: instance name %q (letters, digits and hyphens)", ErrResourceName, instance)
 	}
 	in := map[string]any{"request_id": uuid.NewString(), "instance_names": []string{instance}}
 	if err := a.call(ctx, "mint Provisioned credential", http.MethodPost, "/api/2.0/database/credentials", token, in, &out); err != nil {
@@ -178,6 +255,9 @@ type Instance struct {
 // GetInstance looks up a Provisioned instance.
 func (a *API) GetInstance(ctx context.Context, token, name string) (Instance, error) {
 	var inst Instance
+	if !instanceName.MatchString(name) {
+		return inst, fmt.Errorf("%w: instance name %q (letters, digits and hyphens)", ErrResourceName, name)
+	}
 	err := a.call(ctx, "look up instance "+name, http.MethodGet, "/api/2.0/database/instances/"+url.PathEscape(name), token, nil, &inst)
 	return inst, err
 }
@@ -261,8 +341,16 @@ type BranchInfo struct {
 	Status           struct {
 		Default      bool   `json:"default"`
 		CurrentState string `json:"current_state"`
+		IsProtected  bool   `json:"is_protected"`
 	} `json:"status"`
+	Spec struct {
+		IsProtected bool `json:"is_protected"`
+	} `json:"spec"`
 }
+
+// Protected reports whether the branch is protected from deletion
+// (status.is_protected, or spec.is_protected).
+func (b BranchInfo) Protected() bool { return b.Status.IsProtected || b.Spec.IsProtected }
 
 // IsDefault reports whether the branch is its project's default branch (the field
 // has been at the top level and under status in different API versions).
@@ -271,7 +359,11 @@ func (b BranchInfo) IsDefault() bool { return b.Default || b.EffectiveDefault ||
 // ListBranches lists a project's branches (every page); project is projects/<id>.
 func (a *API) ListBranches(ctx context.Context, token, project string) ([]BranchInfo, error) {
 	var all []BranchInfo
-	err := a.listAll(ctx, "list branches of "+project, "/api/2.0/postgres/"+project+"/branches", token, func(page json.RawMessage) error {
+	path, err := ResourcePath(project, "projects")
+	if err != nil {
+		return nil, err
+	}
+	err = a.listAll(ctx, "list branches of "+project, path+"/branches", token, func(page json.RawMessage) error {
 		var out struct {
 			Branches []BranchInfo `json:"branches"`
 		}
@@ -286,7 +378,11 @@ func (a *API) ListBranches(ctx context.Context, token, project string) ([]Branch
 // projects/<p>/branches/<b>.
 func (a *API) ListBranchEndpoints(ctx context.Context, token, branch string) ([]EndpointInfo, error) {
 	var all []EndpointInfo
-	err := a.listAll(ctx, "list endpoints of "+branch, "/api/2.0/postgres/"+branch+"/endpoints", token, func(page json.RawMessage) error {
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return nil, err
+	}
+	err = a.listAll(ctx, "list endpoints of "+branch, path+"/endpoints", token, func(page json.RawMessage) error {
 		var out struct {
 			Endpoints []EndpointInfo `json:"endpoints"`
 		}
@@ -300,7 +396,11 @@ func (a *API) ListBranchEndpoints(ctx context.Context, token, branch string) ([]
 // GetEndpoint looks up an Autoscaling endpoint by path.
 func (a *API) GetEndpoint(ctx context.Context, token, path string) (EndpointInfo, error) {
 	var ep EndpointInfo
-	err := a.call(ctx, "look up endpoint "+path, http.MethodGet, "/api/2.0/postgres/"+path, token, nil, &ep)
+	p, err := ResourcePath(path, "endpoints")
+	if err != nil {
+		return ep, err
+	}
+	err = a.call(ctx, "look up endpoint "+path, http.MethodGet, p, token, nil, &ep)
 	return ep, err
 }
 
@@ -336,12 +436,20 @@ func (a *API) ListEndpoints(ctx context.Context, token string) ([]EndpointInfo, 
 	}
 	var all []EndpointInfo
 	for _, p := range projects {
-		branches, err := names("list branches", "/api/2.0/postgres/"+p+"/branches", "branches")
+		pp, err := ResourcePath(p, "projects")
+		if err != nil {
+			continue // a name the service should not have given: never followed
+		}
+		branches, err := names("list branches", pp+"/branches", "branches")
 		if err != nil {
 			return nil, err
 		}
 		for _, b := range branches {
-			err := a.listAll(ctx, "list endpoints", "/api/2.0/postgres/"+b+"/endpoints", token, func(page json.RawMessage) error {
+			bp, err := ResourcePath(b, "branches")
+			if err != nil {
+				continue
+			}
+			err = a.listAll(ctx, "list endpoints", bp+"/endpoints", token, func(page json.RawMessage) error {
 				var eps struct {
 					Endpoints []EndpointInfo `json:"endpoints"`
 				}
@@ -402,28 +510,67 @@ func (a *API) CreateBranch(ctx context.Context, token, project, id, source strin
 		spec["ttl"] = fmt.Sprintf("%ds", int(ttl/time.Second))
 	}
 	var op Operation
-	err := a.call(ctx, "create branch "+id, http.MethodPost, "/api/2.0/postgres/"+project+"/branches?branch_id="+url.QueryEscape(id), token, map[string]any{"spec": spec}, &op)
+	path, err := ResourcePath(project, "projects")
+	if err != nil {
+		return op, err
+	}
+	if !resourceID.MatchString(id) {
+		return op, fmt.Errorf("%w: branch id %q breaks the service's rule (1-63 lowercase letters, digits and hyphens, starting with a letter)", ErrResourceName, id)
+	}
+	if source != "" {
+		if _, err := ResourcePath(source, "branches"); err != nil {
+			return op, err
+		}
+	}
+	err = a.call(ctx, "create branch "+id, http.MethodPost, path+"/branches?branch_id="+url.QueryEscape(id), token, map[string]any{"spec": spec}, &op)
 	return op, err
 }
 
 // GetOperation polls a long-running operation.
 func (a *API) GetOperation(ctx context.Context, token, name string) (Operation, error) {
 	var op Operation
-	err := a.call(ctx, "get operation", http.MethodGet, "/api/2.0/postgres/"+name, token, nil, &op)
+	path, err := ResourcePath(name, "operations")
+	if err != nil {
+		return op, err
+	}
+	err = a.call(ctx, "get operation", http.MethodGet, path, token, nil, &op)
 	return op, err
 }
 
-// DeleteBranch deletes a branch (projects/<p>/branches/<b>).
+// GetBranch looks up a branch (projects/<p>/branches/<b>).
+func (a *API) GetBranch(ctx context.Context, token, branch string) (BranchInfo, error) {
+	var b BranchInfo
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return b, err
+	}
+	err = a.call(ctx, "look up branch "+branch, http.MethodGet, path, token, nil, &b)
+	return b, err
+}
+
+// DeleteBranch deletes a branch (projects/<p>/branches/<b>). The answer is a
+// long-running operation (done at once, or to wait for).
 func (a *API) DeleteBranch(ctx context.Context, token, branch string) error {
-	return a.call(ctx, "delete branch "+branch, http.MethodDelete, "/api/2.0/postgres/"+branch, token, nil, nil)
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return err
+	}
+	return a.call(ctx, "delete branch "+branch, http.MethodDelete, path, token, nil, nil)
 }
 
 // CreateEndpoint starts making a read-write endpoint id on branch
 // (projects/<p>/branches/<b>).
 func (a *API) CreateEndpoint(ctx context.Context, token, branch, id string) (Operation, error) {
 	var op Operation
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return op, err
+	}
+	if !resourceID.MatchString(id) {
+		return op, fmt.Errorf("%w: endpoint id %q breaks the service's rule", ErrResourceName, id)
+	}
 	body := map[string]any{"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"}}
-	err := a.call(ctx, "create endpoint "+id, http.MethodPost, "/api/2.0/postgres/"+branch+"/endpoints?endpoint_id="+url.QueryEscape(id), token, body, &op)
+	err = a.call(ctx, "create endpoint "+id, http.MethodPost, path+"/endpoints?endpoint_id="+url.QueryEscape(id), token, body, &op)
 	return op, err
 }
 

@@ -27,7 +27,8 @@ const branchUsage = `usage: lakebase branch <create|list|delete|gc> [flags]
         delete a branch
   gc [-prefix P] [-dry-run]
         delete the branches past their expiry, and those whose id starts with P
-        (never the default branch): a sweep for CI
+        of the connection string's project (never its default or a protected
+        branch; every failure is reported, the sweep goes on): a sweep for CI
 `
 
 // branchCmd runs "lakebase branch ...". The connection string names the project
@@ -65,7 +66,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 	if project == "" {
 		return errors.New("branch: the connection string names no project (set Project, or Endpoint)")
 	}
-	api := &oauth.API{Workspace: cfg.DatabricksInstance}
+	api := &oauth.API{HTTP: c.HTTPClient(), Workspace: cfg.DatabricksInstance}
 	token := func() (string, error) {
 		t, err := oauth.TokenContext(ctx, c.TokenSource())
 		if err != nil {
@@ -78,11 +79,20 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		return err
 	}
 	projectPath := "projects/" + project
-	path := func(id string) string {
-		if strings.HasPrefix(id, "projects/") {
-			return id
+	// path is the resource name of a branch of the connection string's project, given
+	// as an id or a path; anything else is refused before a request is made.
+	path := func(id string) (string, error) {
+		full := id
+		if !strings.HasPrefix(id, "projects/") {
+			full = projectPath + "/branches/" + id
 		}
-		return projectPath + "/branches/" + id
+		if _, err := oauth.ResourcePath(full, "branches"); err != nil || strings.Count(full, "/") != 3 {
+			return "", fmt.Errorf("branch %q: not a branch id (1-63 lowercase letters, digits and hyphens, starting with a letter) or projects/<p>/branches/<b>", id)
+		}
+		if !strings.HasPrefix(full, projectPath+"/branches/") {
+			return "", fmt.Errorf("branch %s is not of the connection string's project %s", full, projectPath)
+		}
+		return full, nil
 	}
 	switch sub {
 	case "create":
@@ -92,12 +102,20 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			rand.Read(b)
 			id = "ci-" + hex.EncodeToString(b)
 		}
+		if !oauth.ValidResourceID(id) {
+			return fmt.Errorf("branch create: -name %q: a branch id is 1-63 lowercase letters, digits and hyphens, starting with a letter", id)
+		}
 		source := ""
 		if *from != "" {
-			source = path(*from)
+			if source, err = path(*from); err != nil {
+				return err
+			}
 		} else if branch != "" {
-			source = path(branch)
+			if source, err = path(branch); err != nil {
+				return err
+			}
 		}
+		full := projectPath + "/branches/" + id
 		op, err := api.CreateBranch(ctx, tok, projectPath, id, source, *ttl)
 		if err != nil {
 			return err
@@ -109,7 +127,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			return err
 		}
 		if *export {
-			eps, err := api.ListBranchEndpoints(ctx, tok, path(id))
+			eps, err := api.ListBranchEndpoints(ctx, tok, full)
 			if err != nil {
 				return err
 			}
@@ -119,7 +137,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 					return nil
 				}
 			}
-			return fmt.Errorf("branch %s has no read-write endpoint yet", path(id))
+			return fmt.Errorf("branch %s has no read-write endpoint yet", full)
 		}
 		fmt.Fprintf(stdout, "Project=%s;Branch=%s\n", project, id)
 		return nil
@@ -144,20 +162,45 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		if fs.NArg() != 1 {
 			return errors.New("branch delete: give one branch id")
 		}
-		if err := api.DeleteBranch(ctx, tok, path(fs.Arg(0))); err != nil {
+		name, err := path(fs.Arg(0))
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted %s\n", path(fs.Arg(0)))
+		b, err := api.GetBranch(ctx, tok, name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case b.IsDefault():
+			return fmt.Errorf("branch %s is the project's default branch: lakebase branch delete does not delete it", name)
+		case b.Protected():
+			return fmt.Errorf("branch %s is protected: unprotect it in the workspace first", name)
+		}
+		if err := api.DeleteBranch(ctx, tok, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", name)
 		return nil
 	case "gc":
 		bs, err := api.ListBranches(ctx, tok, projectPath)
 		if err != nil {
 			return err
 		}
+		// Only the connection string's project, never its default or a protected
+		// branch; one failure does not stop the sweep, and each is reported.
+		var failed []error
 		for _, b := range bs {
 			id := b.Name[strings.LastIndex(b.Name, "/")+1:]
 			expired := oauth.ParseLooseTime(b.ExpireTime)
-			if b.IsDefault() || !(*prefix != "" && strings.HasPrefix(id, *prefix) || !expired.IsZero() && time.Now().After(expired)) {
+			if !(*prefix != "" && strings.HasPrefix(id, *prefix) || !expired.IsZero() && time.Now().After(expired)) {
+				continue
+			}
+			if _, err := path(b.Name); err != nil {
+				fmt.Fprintf(stdout, "skipped %s: not a branch of %s\n", b.Name, projectPath)
+				continue
+			}
+			if b.IsDefault() || b.Protected() {
+				fmt.Fprintf(stdout, "skipped %s: the default or a protected branch\n", b.Name)
 				continue
 			}
 			if *dry {
@@ -165,9 +208,14 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 				continue
 			}
 			if err := api.DeleteBranch(ctx, tok, b.Name); err != nil {
-				return err
+				fmt.Fprintf(stderr, "lakebase: could not delete %s: %v\n", b.Name, err)
+				failed = append(failed, err)
+				continue
 			}
 			fmt.Fprintf(stdout, "deleted %s\n", b.Name)
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("branch gc: %d branches could not be deleted", len(failed))
 		}
 		return nil
 	}
