@@ -49,7 +49,8 @@ func (c *Connector) runProcedure(ctx context.Context, call *storedproc.Call, arg
 func (c *Connector) procedure(ctx context.Context, name string, in map[string]string) (driver.Rows, error) {
 	p := storedproc.Lookup(name)
 	if c.steps == nil {
-		return nil, &storedproc.Error{Proc: p.Name, Msg: fmt.Sprintf("the OAuth login procedures need AuthScheme=OAuthPKCE or OAuthClient, the schemes that can log a person in (AuthScheme=%s logs in without one)", c.cfg.AuthScheme)}
+		return nil, &storedproc.Error{Proc: p.Name, Msg: fmt.Sprintf("the OAuth login procedures need AuthScheme=OAuthPKCE or OAuthClient, the schemes that can log a person in (AuthScheme=%s logs in without one)", c.cfg.AuthScheme),
+			Err: ErrNoPersonLogin}
 	}
 	rows, err := c.runStep(ctx, p, in)
 	var ie *InputError
@@ -58,7 +59,7 @@ func (c *Connector) procedure(ctx context.Context, name string, in map[string]st
 		if input == "Code" {
 			input = "Verifier"
 		}
-		return nil, &storedproc.Error{Proc: p.Name, Input: input, Msg: ie.Msg}
+		return nil, &storedproc.Error{Proc: p.Name, Input: input, Msg: ie.Msg, Err: err}
 	}
 	return rows, err
 }

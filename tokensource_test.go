@@ -204,6 +204,29 @@ func TestLoginSteps_RefusedWithoutAPerson(t *testing.T) {
 	}
 }
 
+// Every error a procedure returns wraps what caused it: errors.Is and errors.As reach
+// the login step's error.
+func TestProcedures_ErrorsWrapTheirCause(t *testing.T) {
+	c, err := lakebase.NewConnector(emu.DatabaseDSN(), lakebase.WithTokenSource(spTokenSource(emu)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	db := sql.OpenDB(c)
+	defer db.Close()
+	for _, q := range []string{"EXEC GetOAuthAuthorizationURL", "EXEC RefreshOAuthAccessToken OAuthRefreshToken='x'"} {
+		if _, err := db.Exec(q); !errors.Is(err, lakebase.ErrNoPersonLogin) {
+			t.Fatalf("%s: errors.Is(ErrNoPersonLogin) is false: %v", q, err)
+		}
+	}
+	pkce, _ := newDB(t, emu.OAuthPKCEDSN("OAuthSettingsLocation=memory://"+t.Name()))
+	_, err = pkce.Exec("EXEC GetOAuthAccessToken Verifier='not-a-code', State='no-such-state'")
+	var ie *lakebase.InputError
+	if !errors.As(err, &ie) {
+		t.Fatalf("an input error of the login step is not reachable: %v", err)
+	}
+}
+
 // The three login steps as Go methods: a web login from URL to stored token.
 func TestLoginSteps_WebLoginAndRefresh(t *testing.T) {
 	emu.SetAutoApprove(true)

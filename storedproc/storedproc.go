@@ -126,7 +126,13 @@ type Error struct {
 	Proc  string
 	Input string
 	Msg   string
+	// Err is what caused the error, when it was not the call itself (errors.Is and
+	// errors.As reach it).
+	Err error
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Error names the procedure and input.
 func (e *Error) Error() string {
