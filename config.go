@@ -297,6 +297,9 @@ func (c *Config) poolSettings() bool {
 
 // validate checks a configuration whose defaults are set.
 func (c *Config) validate() error {
+	if c.Port < 1 || c.Port > 65535 {
+		return &ConfigError{Property: "Port", Value: strconv.Itoa(c.Port), Err: errors.New("must be a port number (1-65535)")}
+	}
 	if c.QueryExecMode != "" {
 		if _, ok := QueryExecModes[c.QueryExecMode]; !ok {
 			return &ConfigError{Property: "QueryExecMode", Value: c.QueryExecMode, Err: fmt.Errorf("must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol")}

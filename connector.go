@@ -64,7 +64,9 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	c := &Connector{cfg: cfg.clone()}
 	c.open = c.dialSession
 	for _, o := range opts {
-		o(&c.opts)
+		if o != nil { // a nil Option sets nothing
+			o(&c.opts)
+		}
 	}
 	if c.opts.tokenSource != nil {
 		switch c.cfg.AuthScheme {
@@ -142,7 +144,12 @@ func (c *Config) clone() *Config {
 }
 
 // Config returns a copy of the connector's validated configuration.
-func (c *Connector) Config() *Config { return c.cfg.clone() }
+func (c *Connector) Config() *Config {
+	if c == nil || c.cfg == nil {
+		return &Config{}
+	}
+	return c.cfg.clone()
+}
 
 // HTTPClient returns the HTTP client the connector sends its workspace and OAuth
 // requests with: the one given with WithHTTPClient, else its own (closed by Close).
@@ -153,6 +160,9 @@ func (c *Connector) HTTPClient() *http.Client { return c.opts.httpClient }
 // by the first statement that needs the database, so the virtual OAuth procedures
 // work with no token and no reachable database.
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if c == nil || c.login == nil {
+		return nil, ErrConnectorNotOpened
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -454,7 +464,7 @@ func verbosityLevel(v int) slog.Level {
 
 // bounded returns ctx limited by Timeout (unlimited for Timeout=0).
 func (c *Connector) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	if c.cfg.Timeout > 0 {
+	if c.cfg != nil && c.cfg.Timeout > 0 {
 		return context.WithTimeout(ctx, c.cfg.Timeout)
 	}
 	return context.WithCancel(ctx)

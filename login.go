@@ -48,6 +48,36 @@ type loginInfo struct {
 	database, state string
 }
 
+// ErrConnectorNotOpened is returned by the methods of a Connector that was not made
+// by NewConnector or NewConnectorFromConfig (a zero Connector).
+var ErrConnectorNotOpened = errors.New("lakebase: the Connector was not made by NewConnector or NewConnectorFromConfig")
+
+// source is the connector's login, or one that refuses everything for a Connector
+// that was never opened.
+func (c *Connector) source() loginSource {
+	if c == nil || c.login == nil {
+		return unopenedLogin{}
+	}
+	return c.login
+}
+
+// unopenedLogin is the login of a zero Connector: every call fails clearly.
+type unopenedLogin struct{}
+
+func (unopenedLogin) login(context.Context, string) (loginInfo, error) {
+	return loginInfo{}, ErrConnectorNotOpened
+}
+func (unopenedLogin) forgetCredential()            {}
+func (unopenedLogin) describe(*Status)             {}
+func (unopenedLogin) logout(context.Context) error { return ErrConnectorNotOpened }
+func (unopenedLogin) hasStoredLogin(context.Context) (bool, error) {
+	return false, ErrConnectorNotOpened
+}
+func (unopenedLogin) settingsLocation() string        { return "" }
+func (unopenedLogin) stats() TokenStats               { return TokenStats{} }
+func (unopenedLogin) tokenSource() oauth2.TokenSource { return noTokens{} }
+func (unopenedLogin) close()                          {}
+
 // passwordLogin is AuthScheme=Password: a native Postgres password.
 type passwordLogin struct{ cfg *Config }
 
@@ -76,12 +106,12 @@ func (noTokens) Token() (*oauth2.Token, error) {
 // connector's cache: no extra token request is made while the token is fresh, and it
 // is refreshed ahead of expiry. Under AuthScheme=Password its Token returns
 // ErrNoToken. It also has TokenContext(ctx) for a bounded wait.
-func (c *Connector) TokenSource() oauth2.TokenSource { return c.login.tokenSource() }
+func (c *Connector) TokenSource() oauth2.TokenSource { return c.source().tokenSource() }
 
 // ForgetCredential drops the cached database credential, so the next connect mints a
 // fresh one. pgxpool users call it when a connect fails with SQLSTATE 28P01/28000;
 // database/sql users never need it (the driver retries by itself).
-func (c *Connector) ForgetCredential() { c.login.forgetCredential() }
+func (c *Connector) ForgetCredential() { c.source().forgetCredential() }
 
 // TokenStats counts what the token pipeline did.
 type TokenStats struct {
@@ -90,7 +120,7 @@ type TokenStats struct {
 }
 
 // TokenStats returns the token pipeline's counters (zero for AuthScheme=Password).
-func (c *Connector) TokenStats() TokenStats { return c.login.stats() }
+func (c *Connector) TokenStats() TokenStats { return c.source().stats() }
 
 // Status describes the login the connector would make now. It holds no secret.
 type Status struct {
@@ -111,13 +141,13 @@ type Status struct {
 func (c *Connector) Status(ctx context.Context) (Status, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	li, err := c.login.login(ctx, "")
+	li, err := c.source().login(ctx, "")
 	if err != nil {
 		return Status{}, err
 	}
 	s := Status{AuthScheme: c.cfg.AuthScheme, Workspace: c.cfg.DatabricksInstance, User: li.user, Host: li.host,
 		Port: li.port, Database: c.cfg.Database}
-	c.login.describe(&s)
+	c.source().describe(&s)
 	return s, nil
 }
 
@@ -132,11 +162,6 @@ type Login struct {
 	Expiry   time.Time // zero for a native password
 }
 
-// Credential is the former name of Login.
-//
-// Deprecated: use Login.
-type Credential = Login
-
 // String hides the password.
 func (l Login) String() string {
 	return fmt.Sprintf("lakebase.Login{%s@%s:%d/%s, expiry %s}", l.User, l.Host, l.Port, l.Database, l.Expiry.Format(time.RFC3339))
@@ -150,33 +175,28 @@ func (l Login) Format(f fmt.State, _ rune) { fmt.Fprint(f, l.String()) }
 func (c *Connector) Login(ctx context.Context) (Login, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	li, err := c.login.login(ctx, "")
+	li, err := c.source().login(ctx, "")
 	if err != nil {
 		return Login{}, err
 	}
 	return Login{Host: li.host, Port: li.port, Database: c.cfg.Database, User: li.user, Password: li.password, Expiry: li.expiry}, nil
 }
 
-// Credential is the former name of Login.
-//
-// Deprecated: use Login.
-func (c *Connector) Credential(ctx context.Context) (Login, error) { return c.Login(ctx) }
-
 // Logout removes the connector's stored login (from OAuthSettingsLocation: the
 // tokens of its workspace, client and scope, and the credentials, user name and
 // host lookups kept with them), whatever InitiateOAuth says, and drops its cached
 // token and credential. Logging out when nothing is stored is not an error;
 // HasStoredLogin tells the two apart.
-func (c *Connector) Logout(ctx context.Context) error { return c.login.logout(ctx) }
+func (c *Connector) Logout(ctx context.Context) error { return c.source().logout(ctx) }
 
 // HasStoredLogin reports whether OAuthSettingsLocation holds a login (tokens) for the
 // connector's workspace, client and scope. Schemes that store nothing report false.
 func (c *Connector) HasStoredLogin(ctx context.Context) (bool, error) {
-	return c.login.hasStoredLogin(ctx)
+	return c.source().hasStoredLogin(ctx)
 }
 
 // SettingsLocation returns where the connector stores tokens ("" when nowhere).
-func (c *Connector) SettingsLocation() string { return c.login.settingsLocation() }
+func (c *Connector) SettingsLocation() string { return c.source().settingsLocation() }
 
 // ErrCredential is matched by a failure to mint a database credential or to find
 // the database: errors.Is(err, lakebase.ErrCredential).
