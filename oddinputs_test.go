@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/lakebase-go/lakebase"
@@ -40,5 +41,21 @@ func TestExportedAPI_OddInputsAreErrors(t *testing.T) {
 		if _, err := lakebase.NewConnectorFromConfig(cfg); !errors.Is(err, lakebase.ErrConfig) {
 			t.Fatalf("Config{Port: %d}: %v", port, err)
 		}
+	}
+}
+
+// A permanent mistake is not retried until Timeout: https against the emulator's
+// plain-http port fails at once, saying to write http://.
+func TestConnect_HTTPSAgainstAnHTTPServerFailsAtOnceWithAHint(t *testing.T) {
+	host := strings.TrimPrefix(emu.URL, "http://")
+	dsn := strings.Replace(emu.OAuthClientDSN("Timeout=120"), "DatabricksInstance="+emu.URL, "DatabricksInstance="+host, 1)
+	c, err := lakebase.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Login(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "write http://") || strings.Contains(err.Error(), "within Timeout") {
+		t.Fatalf("https against an http server: %v", err)
 	}
 }

@@ -1,10 +1,13 @@
 package oauth
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -42,7 +45,7 @@ func (e *TokenError) Error() string {
 	case e.StatusCode != 0:
 		msg += fmt.Sprintf("HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 	case e.Err != nil:
-		msg += e.Err.Error()
+		msg += e.Err.Error() + transportHint(e.Err)
 	}
 	switch e.Code {
 	case "invalid_client":
@@ -74,7 +77,29 @@ func (e *TokenError) Temporary() bool {
 }
 
 func transportFailure(status int, err error) bool {
-	return status == 0 && err != nil && !errors.Is(err, ErrRedirect)
+	return status == 0 && err != nil && !errors.Is(err, ErrRedirect) && transportHint(err) == ""
+}
+
+// transportHint says what to do about a transport failure that no retry can heal
+// (a mistake in the connection string, or a certificate that does not verify); ""
+// for the others.
+func transportHint(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var rh tls.RecordHeaderError
+	switch {
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return "; the server speaks http, not https: write http:// in DatabricksInstance for a loopback emulator"
+	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return "; the workspace's TLS certificate does not verify (a proxy that inspects TLS needs its CA in the system roots or SSL_CERT_FILE)"
+	case errors.As(err, &rh):
+		return "; the server did not answer TLS: check DatabricksInstance (http:// for a loopback emulator)"
+	}
+	return ""
 }
 
 // APIError is an error answer of a Databricks REST API (credential minting, lookups,
@@ -99,7 +124,7 @@ func (e *APIError) Error() string {
 	case e.StatusCode != 0:
 		msg += fmt.Sprintf("HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 	case e.Err != nil:
-		msg += e.Err.Error()
+		msg += e.Err.Error() + transportHint(e.Err)
 	}
 	if e.StatusCode == http.StatusForbidden {
 		msg += "; the identity may lack permission on the database"
