@@ -39,14 +39,21 @@ var ErrNoBinaries = errors.New("pgcluster: no PostgreSQL server binaries found (
 
 // Cluster is a running PostgreSQL server.
 type Cluster struct {
-	Host      string // loopback TCP host
-	Port      int
-	CAFile    string // PEM of the CA that signed the server certificate ("" if unknown)
-	CAPEM     []byte
-	SocketDir string // Unix socket directory, where logins are trusted ("" for an external server)
+	Host   string // loopback TCP host
+	Port   int
+	CAFile string // PEM of the CA that signed the server certificate ("" if unknown)
+	CAPEM  []byte
+	// SocketDir is the Unix socket's directory ("" for an external server): private
+	// to this user (0700), and the server takes only peer logins there, of this OS
+	// user as the roles made by CreateRole (and postgres).
+	SocketDir string
 
 	admin    string // admin connection string
 	dir      string
+	caDir    string // holds only ca.crt, readable by everyone
+	osUser   string // the OS user whose peer logins are mapped to roles
+	identMu  sync.Mutex
+	mapped   map[string]bool
 	cmd      *exec.Cmd
 	waitErr  chan error
 	stopOnce sync.Once
@@ -147,21 +154,31 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 		return err
 	}
 	c.CAPEM = ca.CertPEM
-	c.CAFile = filepath.Join(dir, "ca.crt")
-	files := map[string][]byte{"ca.crt": ca.CertPEM, "server.crt": certPEM, "server.key": keyPEM}
+	// The CA certificate lives apart, readable by everyone; the cluster's directory
+	// (server key, data, socket) stays private to the user running it (0700).
+	if c.caDir, err = os.MkdirTemp("", "lakebase-pg-ca-"); err != nil {
+		return err
+	}
+	c.CAFile = filepath.Join(c.caDir, "ca.crt")
+	if err := os.WriteFile(c.CAFile, ca.CertPEM, 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(c.caDir, 0o755); err != nil {
+		return err
+	}
+	files := map[string][]byte{"server.crt": certPEM, "server.key": keyPEM}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "ca.crt"), 0o644); err != nil {
-		return err
-	}
 	if err := chownTree(dir, cred); err != nil {
 		return err
 	}
-	// The CA file must be readable by other users too (the test process may not be root).
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if c.osUser, err = osUserName(); err != nil {
 		return err
 	}
 
@@ -172,13 +189,19 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgcluster: initdb: %v\n%s", err, out)
 	}
-	hba := "local all all trust\n" +
+	// Over the socket, only peer logins of this OS user, mapped to postgres and to
+	// the roles CreateRole makes (pg_ident.conf); over TCP, passwords.
+	hba := "local all all " + localAuth + "\n" +
 		"hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n" +
 		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return err
 	}
-	if err := chownTree(filepath.Join(data, "pg_hba.conf"), cred); err != nil {
+	c.mapped = map[string]bool{"postgres": true}
+	if err := os.WriteFile(filepath.Join(data, "pg_ident.conf"), []byte(identLine(c.osUser, "postgres")), 0o600); err != nil {
+		return err
+	}
+	if err := chownTree(data, cred); err != nil {
 		return err
 	}
 
@@ -352,11 +375,61 @@ END $$`, QuoteLiteral(role), QuoteIdent(role), pw, QuoteIdent(role), pw)
 	if err := c.Exec(ctx, "", q); err != nil {
 		return err
 	}
+	if err := c.allowPeer(ctx, role); err != nil {
+		return err
+	}
 	if db == "" {
 		return nil
 	}
 	return c.Exec(ctx, db, fmt.Sprintf("GRANT ALL ON DATABASE %s TO %s; GRANT ALL ON SCHEMA public TO %s",
 		QuoteIdent(db), QuoteIdent(role), QuoteIdent(role)))
+}
+
+// identLine maps peer logins of osUser to role (pg_ident.conf, map "lakebase").
+func identLine(osUser, role string) string {
+	return "lakebase " + identToken(osUser) + " " + identToken(role) + "\n"
+}
+
+func identToken(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// allowPeer lets this OS user log in over the socket as role, and waits until the
+// server has read the new map (a login as role succeeds).
+func (c *Cluster) allowPeer(ctx context.Context, role string) error {
+	if c.dir == "" || localAuth != "peer map=lakebase" {
+		return nil // an external server, or no peer logins on this OS
+	}
+	c.identMu.Lock()
+	defer c.identMu.Unlock()
+	if c.mapped[role] {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, "data", "pg_ident.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(identLine(c.osUser, role))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.Exec(ctx, "", "SELECT pg_reload_conf()"); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pc, err := pgconn.Connect(ctx, c.TrustedConnString(role, "postgres"))
+		if err == nil {
+			pc.Close(ctx)
+			c.mapped[role] = true
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("pgcluster: the peer login of role %s did not start working: %w", role, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Stop shuts the server down (fast shutdown, then kill) and removes its directory.
@@ -374,6 +447,9 @@ func (c *Cluster) Stop() error {
 		}
 		if c.dir != "" {
 			err = os.RemoveAll(c.dir)
+		}
+		if c.caDir != "" {
+			os.RemoveAll(c.caDir)
 		}
 	})
 	return err

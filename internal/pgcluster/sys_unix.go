@@ -4,6 +4,7 @@ package pgcluster
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -51,3 +52,15 @@ func runAsAttr(cred *credential) *syscall.SysProcAttr {
 
 // interrupt asks the server for a fast shutdown.
 func interrupt(p *os.Process) error { return p.Signal(syscall.SIGINT) }
+
+// localAuth is how the server takes logins over its Unix socket.
+const localAuth = "peer map=lakebase"
+
+// osUserName is the name peer authentication sees for this process.
+func osUserName() (string, error) {
+	u, err := user.LookupId(strconv.Itoa(os.Geteuid()))
+	if err != nil {
+		return "", fmt.Errorf("pgcluster: the name of this OS user (for peer logins): %w", err)
+	}
+	return u.Username, nil
+}
