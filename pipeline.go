@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lakebase-go/lakebase/internal/ctxsync"
 	"github.com/lakebase-go/lakebase/oauth"
 )
 
@@ -38,8 +39,9 @@ type tokenPipeline struct {
 	target *target
 	user   string
 
-	// One lookup of each kind at a time: concurrent logins wait for it and share it.
-	targetMu, userMu sync.Mutex
+	// One lookup of each kind at a time: concurrent logins wait for it (as long as
+	// their contexts allow) and share it.
+	targetMu, userMu ctxsync.Mutex
 }
 
 // target is the database a credential is minted for.
@@ -327,7 +329,9 @@ func (p *tokenPipeline) remember(ctx context.Context, fn func(*oauth.Settings)) 
 
 // resolveTarget works out, once, which database to mint for and its host.
 func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
-	p.targetMu.Lock()
+	if err := p.targetMu.Lock(ctx); err != nil {
+		return nil, err
+	}
 	defer p.targetMu.Unlock()
 	p.mu.Lock()
 	t := p.target
@@ -477,7 +481,9 @@ func (p *tokenPipeline) dropTarget(ctx context.Context) {
 	if p.cfg.Project == "" {
 		return
 	}
-	p.targetMu.Lock()
+	if p.targetMu.Lock(ctx) != nil {
+		return
+	}
 	defer p.targetMu.Unlock()
 	p.mu.Lock()
 	t := p.target
@@ -543,7 +549,9 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 	if p.userIsClientID && p.cfg.OAuthClientID != "" {
 		return p.cfg.OAuthClientID, nil
 	}
-	p.userMu.Lock()
+	if err := p.userMu.Lock(ctx); err != nil {
+		return "", err
+	}
 	defer p.userMu.Unlock()
 	p.mu.Lock()
 	u := p.user

@@ -17,6 +17,8 @@ import (
 
 	"github.com/gofrs/flock"
 	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/internal/ctxsync"
 )
 
 // SettingsVersion is the version of the settings file format.
@@ -196,7 +198,7 @@ func OpenStore(location string) (Store, error) {
 
 type memStore struct {
 	id string
-	mu sync.Mutex
+	mu ctxsync.Mutex
 	s  Settings
 }
 
@@ -226,11 +228,10 @@ func NewPrivateMemoryStore() Store {
 func (m *memStore) Location() string { return "memory://" + m.id }
 
 func (m *memStore) Update(ctx context.Context, fn func(*Settings) (bool, error)) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := ctx.Err(); err != nil {
+	if err := m.mu.Lock(ctx); err != nil {
 		return err
 	}
+	defer m.mu.Unlock()
 	pruneExpiredPending(&m.s, time.Now())
 	_, err := fn(&m.s)
 	pruneExpiredPending(&m.s, time.Now())
@@ -284,17 +285,17 @@ type FileStore struct {
 
 var (
 	fileMuMu sync.Mutex
-	fileMus  = map[string]*sync.Mutex{}
+	fileMus  = map[string]*ctxsync.Mutex{}
 )
 
 // processLock serializes this process's users of one path (flock alone would make
-// them poll).
-func processLock(path string) *sync.Mutex {
+// them poll); a waiter gives up when its context ends.
+func processLock(path string) *ctxsync.Mutex {
 	fileMuMu.Lock()
 	defer fileMuMu.Unlock()
 	m, ok := fileMus[path]
 	if !ok {
-		m = &sync.Mutex{}
+		m = &ctxsync.Mutex{}
 		fileMus[path] = m
 	}
 	return m
@@ -315,7 +316,9 @@ func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)
 func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) (bool, error),
 	read func() (*Settings, error), write func(*Settings) error) error {
 	pm := processLock(key)
-	pm.Lock()
+	if err := pm.Lock(ctx); err != nil {
+		return err
+	}
 	defer pm.Unlock()
 
 	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
