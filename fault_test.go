@@ -71,12 +71,12 @@ func after(d time.Duration) <-chan struct{} {
 	return c
 }
 
-// TestSoak_ShortCredentialsUnderLoad: 5 s credentials, 32 goroutines running queries
+// TestSoak_ShortCredentialsUnderLoad: 10 s credentials, 32 goroutines running queries
 // on a pool whose connections live 1 s (so connections open all the time).
 func TestSoak_ShortCredentialsUnderLoad(t *testing.T) {
 	needServers(t)
 	dur := pick(10*time.Second, 60*time.Second)
-	emu.SetCredentialLifetime(5 * time.Second)
+	emu.SetCredentialLifetime(10 * time.Second) // handed out until 2 s before expiry: a connect on a loaded machine fits
 	t.Cleanup(func() { emu.SetCredentialLifetime(0) })
 	runtime.GC()
 	baseGoroutines := runtime.NumGoroutine()
@@ -144,8 +144,11 @@ func TestFault_FlakyIdPAndCredentialAPI(t *testing.T) {
 		emu.SetErrorRate(ep, 0.3)
 		emu.SetRandomLatency(ep, time.Second)
 	}
-	emu.SetCredentialLifetime(3 * time.Second)
-	emu.SetTokenLifetime(4 * time.Second)
+	// Lifetimes short enough to refresh during the run, long enough that a connect
+	// on a loaded machine never holds a credential past its expiry (handed out until
+	// 2 s before it, refreshed at half its life).
+	emu.SetCredentialLifetime(10 * time.Second)
+	emu.SetTokenLifetime(10 * time.Second)
 	t.Cleanup(func() {
 		for _, ep := range []string{lakebasetest.EPToken, lakebasetest.EPCredAutoscaling} {
 			emu.SetErrorRate(ep, 0)

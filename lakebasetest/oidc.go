@@ -442,7 +442,7 @@ func (s *Server) sign(c tokenClaims, subject string, ttl time.Duration) (string,
 func (s *Server) parseJWT(tok string) (*tokenClaims, error) {
 	c := &tokenClaims{}
 	_, err := jwt.ParseWithClaims(tok, c, func(t *jwt.Token) (any, error) { return &s.key.PublicKey, nil },
-		jwt.WithValidMethods([]string{"RS256"}))
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithTimeFunc(s.now))
 	if err != nil {
 		return nil, err
 	}

@@ -178,6 +178,7 @@ type Server struct {
 	ca          *testca.CA
 	tlsConf     *tls.Config
 	autoApp     atomic.Bool
+	clockOffset atomic.Int64 // AdvanceClock
 	outage      atomic.Bool
 	rotation    atomic.Bool
 	reuseDet    atomic.Bool
@@ -441,6 +442,14 @@ func (s *Server) AddPasswordRole(role, password string) error {
 }
 
 // --- knobs ---
+
+// AdvanceClock moves the emulator's clock, which decides whether tokens and
+// credentials have expired, d ahead (negative d moves it back): a test sees an
+// expiry without waiting for one, whatever the machine's speed.
+func (s *Server) AdvanceClock(d time.Duration) { s.clockOffset.Add(int64(d)) }
+
+// now is the emulator's clock.
+func (s *Server) now() time.Time { return time.Now().Add(time.Duration(s.clockOffset.Load())) }
 
 // SetAutoApprove switches the consent page off (true) or on.
 func (s *Server) SetAutoApprove(on bool) { s.autoApp.Store(on) }
