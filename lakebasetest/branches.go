@@ -122,12 +122,41 @@ func (s *Server) branchEndpointJSON(b *branch) map[string]any {
 	return ep
 }
 
-func operation(name string, done bool, response any) map[string]any {
-	op := map[string]any{"name": name, "done": done}
-	if done && response != nil {
-		op["response"] = response
-	}
+// lro is a long-running operation. As on the service, operations live on their own:
+// the operation of a deletion is still there (done) after its branch is gone.
+type lro struct {
+	name     string
+	done     bool
+	response map[string]any
+	errMsg   string
+	branch   *branch // a creation in progress: done once the branch is READY or FAILED
+}
+
+// newOperationLocked records a long-running operation of resource (a branch path).
+func (s *Server) newOperationLocked(resource string, done bool, response map[string]any, b *branch) *lro {
+	op := &lro{name: resource + "/operations/" + randHex(8), done: done, response: response, branch: b}
+	s.operations[op.name] = op
 	return op
+}
+
+// operationJSONLocked is op as the service answers it, brought up to date.
+func (s *Server) operationJSONLocked(op *lro) map[string]any {
+	if !op.done && op.branch != nil && op.branch.state != "INIT" {
+		op.done = true
+		if op.branch.err != nil {
+			op.errMsg = "the branch could not be made: " + firstLineOf(op.branch.err.Error())
+		} else {
+			op.response = s.branchJSONOf(op.branch)
+		}
+	}
+	out := map[string]any{"name": op.name, "done": op.done}
+	if op.done && op.response != nil {
+		out["response"] = op.response
+	}
+	if op.errMsg != "" {
+		out["error"] = map[string]any{"code": 13, "message": op.errMsg}
+	}
+	return out
 }
 
 // handleCreateBranch: POST /api/2.0/postgres/projects/{p}/branches?branch_id=<id>.
@@ -201,6 +230,7 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.branchesMap[name] = b
+	op := s.operationJSONLocked(s.newOperationLocked(name, false, nil, b))
 	s.mu.Unlock()
 	go func() {
 		err := s.copyDatabase(srcDB, b.database)
@@ -213,37 +243,28 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.logf("branches: %s from %s: %v", name, source, err)
 	}()
-	writeJSON(w, http.StatusOK, operation(name+"/operations/create", false, nil))
+	writeJSON(w, http.StatusOK, op)
 }
 
-// handleGetOperation: GET /api/2.0/postgres/projects/{p}/branches/{b}/operations/{op}.
+// handleGetOperation: GET /api/2.0/postgres/projects/{p}/branches/{b}/operations/{op},
+// looked up in the operations table (the branch may be gone).
 func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPBranches, w, r); !ok {
 		return
 	}
-	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b") + "/operations/" + r.PathValue("op")
 	s.mu.Lock()
-	b := s.branchesMap[name]
-	var state string
-	var berr error
-	if b != nil {
-		state, berr = b.state, b.err
+	op := s.operations[name]
+	var out map[string]any
+	if op != nil {
+		out = s.operationJSONLocked(op)
 	}
 	s.mu.Unlock()
-	if b == nil {
-		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "operation does not exist")
+	if op == nil {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "operation "+name+" does not exist")
 		return
 	}
-	op := operation(name+"/operations/"+r.PathValue("op"), state != "INIT", nil)
-	if state == "READY" {
-		s.mu.Lock()
-		op["response"] = s.branchJSONOf(b)
-		s.mu.Unlock()
-	}
-	if berr != nil {
-		op["error"] = map[string]any{"code": 13, "message": "the branch could not be made: " + firstLineOf(berr.Error())}
-	}
-	writeJSON(w, http.StatusOK, op)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) branchOf(w http.ResponseWriter, r *http.Request) *branch {
@@ -295,9 +316,10 @@ func (s *Server) handleDeleteBranch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(s.branchesMap, b.name)
+	op := s.operationJSONLocked(s.newOperationLocked(b.name, true, map[string]any{}, nil))
 	s.mu.Unlock()
 	s.dropDatabase(b.database)
-	writeJSON(w, http.StatusOK, operation(b.name+"/operations/delete", true, map[string]any{}))
+	writeJSON(w, http.StatusOK, op)
 }
 
 // handleCreateEndpoint: POST /api/2.0/postgres/projects/{p}/branches/{b}/endpoints.

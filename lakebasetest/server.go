@@ -168,6 +168,7 @@ type Server struct {
 	suspended  bool
 
 	branchesMap map[string]*branch // branches made through the API, by name
+	operations  map[string]*lro    // long-running operations, by name: they outlive their resources
 	ownPG       bool
 	dir         string
 	httpSrv     *http.Server
@@ -241,6 +242,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.lastActive = time.Now()
 	s.branchesMap = map[string]*branch{}
+	s.operations = map[string]*lro{}
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
 	s.autoApp.Store(opts.AutoApprove)
 	s.rotation.Store(!opts.NoRefreshRotation)

@@ -607,3 +607,48 @@ func TestFrontDoor_AutoCreateRolesOnFirstLogin(t *testing.T) {
 	}
 	pc.Close(context.Background())
 }
+
+// Long-running operations live on their own, as on the service: the Databricks SDK's
+// DeleteBranch(...).Wait(ctx) GETs the operation named in the DELETE answer (even
+// one that says done), which must still be there after the branch is gone; a
+// creation's operation is polled until done with the branch in its response.
+func TestOperations_OutliveTheirBranch(t *testing.T) {
+	testenv.NeedPostgres(t)
+	tok := m2mToken(t, "all-apis")
+	var op struct {
+		Name     string         `json:"name"`
+		Done     bool           `json:"done"`
+		Response map[string]any `json:"response"`
+		Error    map[string]any `json:"error"`
+	}
+	if code := apiCall(t, http.MethodPost, "/api/2.0/postgres/projects/lakebase/branches?branch_id=lro-test", tok, map[string]any{"spec": map[string]any{}}, &op); code != http.StatusOK || op.Name == "" {
+		t.Fatalf("create: %d %+v", code, op)
+	}
+	createOp := op.Name
+	deadline := time.Now().Add(2 * time.Minute)
+	for !op.Done {
+		if time.Now().After(deadline) {
+			t.Fatal("the creation never finished")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if code := apiCall(t, http.MethodGet, "/api/2.0/postgres/"+createOp, tok, nil, &op); code != http.StatusOK {
+			t.Fatalf("GET %s: %d", createOp, code)
+		}
+	}
+	if op.Error != nil || op.Response["name"] != "projects/lakebase/branches/lro-test" {
+		t.Fatalf("the creation's operation: %+v", op)
+	}
+	op.Name, op.Done = "", false
+	if code := apiCall(t, http.MethodDelete, "/api/2.0/postgres/projects/lakebase/branches/lro-test", tok, nil, &op); code != http.StatusOK || op.Name == "" {
+		t.Fatalf("delete: %d %+v", code, op)
+	}
+	deleteOp := op.Name
+	op.Done = false
+	if code := apiCall(t, http.MethodGet, "/api/2.0/postgres/"+deleteOp, tok, nil, &op); code != http.StatusOK || !op.Done {
+		t.Fatalf("GET %s after the delete: %d %+v", deleteOp, code, op)
+	}
+	op.Done = false
+	if code := apiCall(t, http.MethodGet, "/api/2.0/postgres/"+createOp, tok, nil, &op); code != http.StatusOK || !op.Done {
+		t.Fatalf("the creation's operation after the delete: %d %+v", code, op)
+	}
+}
