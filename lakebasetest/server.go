@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
+	"github.com/lakebase-go/lakebase/internal/tempdir"
 	"github.com/lakebase-go/lakebase/internal/testca"
 )
 
@@ -288,7 +289,8 @@ func (s *Server) start(ctx context.Context) error {
 	if s.tlsConf, err = s.ca.TLSConfig("localhost", "127.0.0.1", "::1"); err != nil {
 		return err
 	}
-	if s.dir, err = os.MkdirTemp("", "lakebase-emulator-"); err != nil {
+	tempdir.Sweep("lakebase-emulator-") // those of emulators that were killed
+	if s.dir, err = tempdir.Make("lakebase-emulator-"); err != nil {
 		return err
 	}
 	s.CAFile = filepath.Join(s.dir, "ca.crt")
@@ -590,7 +592,7 @@ func (s *Server) TempDirs() []string {
 		return out
 	}
 	if d := s.pg.Dir(); d != "" {
-		out = append(out, d)
+		out = append(out, d, filepath.Dir(s.pg.CAFile)) // the cluster's, and its CA's
 	}
 	return out
 }

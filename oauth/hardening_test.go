@@ -275,3 +275,26 @@ func TestTokenSkew_BasedOnLifetime(t *testing.T) {
 		t.Fatal("a token 4 minutes from expiry was still handed out")
 	}
 }
+
+// A writer killed mid-write leaves its temporary file (a whole document, tokens
+// included) beside the settings file; the next update sweeps it under the lock.
+func TestFileStore_SweepsTheTemporaryFilesOfDeadWriters(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "settings.json")
+	stale := filepath.Join(dir, ".settings.json.tmp-123456")
+	if err := os.WriteFile(stale, []byte(`{"version":1,"tokens":{"w|c|s":{"access_token":"secret"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, ".other.json.tmp-1")
+	os.WriteFile(other, []byte("x"), 0o600)
+	st := &FileStore{Path: path}
+	if err := st.Update(context.Background(), func(*Settings) (bool, error) { return false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stale temporary file is still there (%v)", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatal("another file's temporary file was removed")
+	}
+}

@@ -307,7 +307,23 @@ func (f *FileStore) Location() string { return f.Path }
 // Update runs fn on the file's settings under the lock and writes them back when
 // they changed.
 func (f *FileStore) Update(ctx context.Context, fn func(*Settings) (bool, error)) error {
-	return lockedUpdate(ctx, f.Path, f.Path+".lock", fn, f.read, f.write)
+	return lockedUpdate(ctx, f.Path, f.Path+".lock", fn, f.sweepAndRead, f.write)
+}
+
+// sweepAndRead removes the temporary files of writers that died mid-write (each
+// holds a whole document, tokens included), then reads the file. It runs under the
+// lock, which every writer holds while its temporary file exists: any such file
+// found then is stale.
+func (f *FileStore) sweepAndRead() (*Settings, error) {
+	dir, prefix := filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".tmp-"
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return f.read()
 }
 
 // lockedUpdate is the read-modify-write of every persistent store: under this

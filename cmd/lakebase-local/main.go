@@ -95,7 +95,7 @@ func main() {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) // a closed terminal ends it cleanly too
 	info := map[string]any{
 		"workspace":       srv.URL,
 		"server":          srv.Host,

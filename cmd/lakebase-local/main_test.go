@@ -150,3 +150,79 @@ func mustDo(t *testing.T, req *http.Request, out any) {
 		t.Fatal(err)
 	}
 }
+
+// startLocal starts the built lakebase-local and reads its JSON line.
+func startLocal(t *testing.T, bin string) (*exec.Cmd, info) {
+	t.Helper()
+	cmd := exec.Command(bin)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var in info
+	select {
+	case line, ok := <-lines:
+		if !ok || json.Unmarshal([]byte(line), &in) != nil {
+			t.Fatalf("no JSON line; stderr:\n%s", stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("lakebase-local did not print its JSON line")
+	}
+	return cmd, in
+}
+
+// A lakebase-local killed with SIGKILL leaves its temporary directories (with the
+// server key); the next one removes them at start. SIGHUP (a closed terminal) stops
+// it cleanly, leaving nothing.
+func TestLakebaseLocal_KilledInstancesAreSweptAndSIGHUPStopsCleanly(t *testing.T) {
+	testenv.NeedPostgres(t)
+	bin := filepath.Join(t.TempDir(), "lakebase-local")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	killed, first := startLocal(t, bin)
+	killed.Process.Signal(syscall.SIGKILL)
+	killed.Wait()
+	if len(first.TempDirs) < 2 {
+		t.Fatalf("temp dirs %v", first.TempDirs)
+	}
+	for _, d := range first.TempDirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("the killed instance's %s is already gone: the test proves nothing", d)
+		}
+	}
+	if first.PostgresPID != 0 { // its PostgreSQL dies with it (parent-death signal)
+		deadline := time.Now().Add(30 * time.Second)
+		for syscall.Kill(first.PostgresPID, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	second, next := startLocal(t, bin)
+	for _, d := range first.TempDirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the killed instance's %s is still there after the next start (%v)", d, err)
+		}
+	}
+	if err := second.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("after SIGHUP: %v", err)
+	}
+	for _, d := range next.TempDirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind after SIGHUP (%v)", d, err)
+		}
+	}
+}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/lakebase-go/lakebase/internal/tempdir"
+
 	"github.com/lakebase-go/lakebase/internal/testca"
 )
 
@@ -134,7 +136,9 @@ func versionOf(path string) int {
 }
 
 func (c *Cluster) start(ctx context.Context, bin string) error {
-	dir, err := os.MkdirTemp("", "lakebase-pg-")
+	// Directories of clusters whose process was killed (SIGKILL leaves them) go first.
+	tempdir.Sweep("lakebase-pg-")
+	dir, err := tempdir.Make("lakebase-pg-")
 	if err != nil {
 		return err
 	}
@@ -156,7 +160,7 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	c.CAPEM = ca.CertPEM
 	// The CA certificate lives apart, readable by everyone; the cluster's directory
 	// (server key, data, socket) stays private to the user running it (0700).
-	if c.caDir, err = os.MkdirTemp("", "lakebase-pg-ca-"); err != nil {
+	if c.caDir, err = tempdir.Make("lakebase-pg-ca-"); err != nil {
 		return err
 	}
 	c.CAFile = filepath.Join(c.caDir, "ca.crt")
@@ -173,6 +177,9 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 		}
 	}
 	if err := chownTree(dir, cred); err != nil {
+		return err
+	}
+	if err := tempdir.Mark(dir); err != nil { // the mark stays this user's
 		return err
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
