@@ -275,6 +275,21 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	return nil, &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err}
 }
 
+// tlsHint says what to do about a server certificate that does not verify, as
+// lakebase status does: SSLServerCert names the CA (or system for the OS roots).
+func (c *Connector) tlsHint(err error, li loginInfo) error {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if !errors.As(err, &ua) && !errors.As(err, &he) && !errors.As(err, &ci) {
+		return err
+	}
+	if c.cfg.SSLServerCert == "" {
+		return fmt.Errorf("lakebase: the server certificate of %s does not verify with SSLMode=%s and no SSLServerCert: set SSLServerCert to its CA (a file or PEM), or SSLServerCert=system for the OS roots (lakebase status reports which works): %w", li.host, c.cfg.SSLMode, err)
+	}
+	return fmt.Errorf("lakebase: the server certificate of %s does not verify against SSLServerCert (lakebase status reports whether the system roots would): %w", li.host, err)
+}
+
 // BranchLoginGrace is how long refused logins to a branch named by Branch are
 // retried with fresh credentials: right after a branch is made, Lakebase may
 // refuse logins for a short while.
@@ -284,7 +299,7 @@ const BranchLoginGrace = 30 * time.Second
 func (c *Connector) hint(err error, li loginInfo) error {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
-		return err
+		return c.tlsHint(err, li)
 	}
 	if rerr := c.sessionRoleError(pe, li.user); rerr != nil {
 		return rerr
@@ -295,7 +310,7 @@ func (c *Connector) hint(err error, li loginInfo) error {
 	}
 	switch pe.Code {
 	case "3D000":
-		return fmt.Errorf("lakebase: database %q does not exist on %s (set Database; a branch has its parent's databases as they were when it was made): %w", c.cfg.Database, where, err)
+		return fmt.Errorf("lakebase: database %q does not exist on %s (set Database to one of its databases, or name another database server with Endpoint, Instance, Project and Branch, or LAKEBASE_ENDPOINT; a branch has its parent's databases as they were when it was made): %w", c.cfg.Database, where, err)
 	case "42704":
 		return fmt.Errorf("lakebase: the role of %q does not exist on %s; create it for the identity (a role made on the parent after the branch was made is not on the branch): %w", li.user, where, err)
 	}

@@ -59,3 +59,43 @@ func TestConnect_HTTPSAgainstAnHTTPServerFailsAtOnceWithAHint(t *testing.T) {
 		t.Fatalf("https against an http server: %v", err)
 	}
 }
+
+// A refused OAuthAccessToken under InitiateOAuth=OFF is reported as what it is: the
+// token was refused and nothing renews it.
+func TestInitiateOAuthOff_RefusedTokenSaysNothingRenewsIt(t *testing.T) {
+	tok := m2mAccessToken(t)
+	emu.Revoke(tok)
+	c, err := lakebase.NewConnector(emu.OAuthClientDSN("InitiateOAuth=OFF", "OAuthAccessToken="+tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Login(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "never renews it") || strings.Contains(err.Error(), "may lack permission") {
+		t.Fatalf("a refused OAuthAccessToken under OFF: %v", err)
+	}
+}
+
+// A missing database names every way to name another one.
+func TestConnect_MissingDatabaseHintNamesEveryWayToNameADatabase(t *testing.T) {
+	needServers(t)
+	db, _ := newDB(t, emu.OAuthClientDSN("Database=no_such_db_here"))
+	err := db.Ping()
+	for _, want := range []string{"Endpoint", "Instance", "Project", "Branch", "LAKEBASE_ENDPOINT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("missing database: %v (no %s)", err, want)
+		}
+	}
+}
+
+// verify-full without SSLServerCert, against a server whose CA is not a system root,
+// says to set SSLServerCert (as lakebase status does), not a bare x509 error.
+func TestConnect_UnverifiedCertificateSaysSetSSLServerCert(t *testing.T) {
+	needServers(t)
+	dsn := strings.Replace(emu.OAuthClientDSN(), "SSLServerCert="+emu.CAFile, "SSLServerCert=", 1)
+	db, _ := newDB(t, dsn)
+	err := db.Ping()
+	if err == nil || !strings.Contains(err.Error(), "set SSLServerCert") {
+		t.Fatalf("verify-full without SSLServerCert: %v", err)
+	}
+}

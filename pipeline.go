@@ -175,8 +175,34 @@ func (p *tokenPipeline) withToken(ctx context.Context, fn func(tok string) error
 			return err
 		}
 	}
+	if t.AccessToken == refused {
+		// Nothing renews this token (OAuthAccessToken under InitiateOAuth=OFF, or a
+		// token source that hands out the same one): the token itself was refused.
+		return &refusedTokenError{err: err, off: p.cfg.InitiateOAuth == InitiateOff && p.stored != nil}
+	}
 	return fn(t.AccessToken)
 }
+
+// refusedTokenError reports a workspace token the workspace refused (401/403) when
+// no new one can be had.
+type refusedTokenError struct {
+	err error
+	off bool
+}
+
+func (e *refusedTokenError) Error() string {
+	var ae *oauth.APIError
+	status := 0
+	if errors.As(e.err, &ae) {
+		status = ae.StatusCode
+	}
+	if e.off {
+		return fmt.Sprintf("lakebase: the workspace refused OAuthAccessToken (HTTP %d: it is expired, revoked or of another workspace, or its identity lacks permission), and InitiateOAuth=OFF never renews it: pass a fresh OAuthAccessToken, or set InitiateOAuth=REFRESH with a stored login", status)
+	}
+	return fmt.Sprintf("lakebase: the workspace refused the token (HTTP %d), and the token source handed out the same one again: %v", status, e.err)
+}
+
+func (e *refusedTokenError) Unwrap() error { return e.err }
 
 // mintFor returns what credentials are minted for: the endpoint or instance of the
 // connection string, or (Server only) the one found by listing.
