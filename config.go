@@ -270,8 +270,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// QueryExecModes are the values of QueryExecMode: pgx's names.
-var QueryExecModes = map[string]pgx.QueryExecMode{
+// queryExecModes are the values of QueryExecMode: pgx's names.
+var queryExecModes = map[string]pgx.QueryExecMode{
 	"cache_statement": pgx.QueryExecModeCacheStatement,
 	"cache_describe":  pgx.QueryExecModeCacheDescribe,
 	"describe_exec":   pgx.QueryExecModeDescribeExec,
@@ -281,7 +281,7 @@ var QueryExecModes = map[string]pgx.QueryExecMode{
 
 // execMode is the effective pgx exec mode.
 func (c *Config) execMode() pgx.QueryExecMode {
-	if m, ok := QueryExecModes[c.QueryExecMode]; ok {
+	if m, ok := queryExecModes[c.QueryExecMode]; ok {
 		return m
 	}
 	if c.DisablePreparedStatements {
@@ -301,7 +301,7 @@ func (c *Config) validate() error {
 		return &ConfigError{Property: "Port", Value: strconv.Itoa(c.Port), Err: errors.New("must be a port number (1-65535)")}
 	}
 	if c.QueryExecMode != "" {
-		if _, ok := QueryExecModes[c.QueryExecMode]; !ok {
+		if _, ok := queryExecModes[c.QueryExecMode]; !ok {
 			return &ConfigError{Property: "QueryExecMode", Value: c.QueryExecMode, Err: fmt.Errorf("must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol")}
 		}
 		if c.DisablePreparedStatements && c.QueryExecMode == "cache_statement" {

@@ -199,7 +199,7 @@ var properties = []property{
 		set: func(c *Config, v string) error {
 			// pgx's names; "cache statement" (pgx's String form) and "cache-statement" too.
 			v = strings.NewReplacer(" ", "_", "-", "_").Replace(strings.ToLower(v))
-			if _, ok := QueryExecModes[v]; !ok && v != "" {
+			if _, ok := queryExecModes[v]; !ok && v != "" {
 				return fmt.Errorf("must be one of cache_statement, cache_describe, describe_exec, exec, simple_protocol")
 			}
 			c.QueryExecMode = v

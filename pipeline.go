@@ -666,7 +666,6 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 		database: t.name(), state: t.state}, nil
 }
 
-// forgetCredential drops the credential from memory and from the store.
 // needsToken reports whether this login will call the workspace: something it
 // needs is neither in memory nor in the store.
 func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
@@ -708,6 +707,7 @@ func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
 	return missing
 }
 
+// forgetCredential drops the credential from memory and from the store.
 func (p *tokenPipeline) forgetCredential() {
 	p.cred.Invalidate(nil)
 	if p.stores() {

@@ -116,7 +116,7 @@ func (c *Connector) tokenClient(onRetry func(string, int, time.Duration, error))
 func (c *Config) givenExpiry() time.Time {
 	switch {
 	case c.OAuthExpiresIn < 0:
-		return oauth.NeverExpires
+		return oauth.NeverExpires()
 	case c.OAuthExpiresIn == 0:
 		return time.Time{}
 	case c.OAuthTokenTimestamp.IsZero():

@@ -147,7 +147,7 @@ func (c *Cache[T]) get(ctx context.Context, after time.Time) (T, time.Time, erro
 	}
 }
 
-// lifetimes remembers the lifetime of the held value, to size the safety margin.
+// safetyFor is the safety margin of the value c holds, from its lifetime.
 func safetyFor[T any](c *Cache[T]) time.Duration {
 	life := c.lifetime()
 	return max(safety(life), min(c.MinSafety, life/2))

@@ -43,9 +43,9 @@ func (s *CLISource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 // the installed CLI has it: v0.296.0 and later).
 func (s *CLISource) TokenRefused(string) { s.force.Store(true) }
 
-// ForceRefreshSince is the first Databricks CLI version whose "auth token" takes
+// forceRefreshSince is the first Databricks CLI version whose "auth token" takes
 // --force-refresh.
-var ForceRefreshSince = [3]int{0, 296, 0}
+var forceRefreshSince = [3]int{0, 296, 0}
 
 var (
 	cliVersionMu sync.Mutex
@@ -95,7 +95,7 @@ func cliToken(ctx context.Context, path, workspace, profile string, force bool) 
 	if profile != "" {
 		args = []string{"auth", "token", "--profile", profile}
 	}
-	if force && versionAtLeast(cliVersion(ctx, bin), ForceRefreshSince) {
+	if force && versionAtLeast(cliVersion(ctx, bin), forceRefreshSince) {
 		args = append(args, "--force-refresh")
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)

@@ -127,13 +127,3 @@ func (k *KeyringStore) write(s *Settings) error {
 	}
 	return nil
 }
-
-// Delete removes the store's keyring item (what a logout of every login would
-// leave empty anyway).
-func (k *KeyringStore) Delete() error {
-	err := keyring.Delete(KeyringService, k.Name)
-	if err == nil || errors.Is(err, keyring.ErrNotFound) {
-		return nil
-	}
-	return k.unavailable(err)
-}

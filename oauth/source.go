@@ -74,7 +74,7 @@ type Source struct {
 	AccessToken  string
 	RefreshToken string
 	// Expiry of AccessToken: zero when unknown (then a JWT's exp is read, and
-	// failing that the token is refreshed at once), NeverExpires for -1.
+	// failing that the token is refreshed at once), NeverExpires() for -1.
 	Expiry time.Time
 
 	Verifier    string // an authorization code to exchange once (headless flow)
@@ -125,8 +125,8 @@ func (s Source) String() string {
 // Format hides the secrets for every fmt verb.
 func (s Source) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
 
-// NeverExpires marks a token given with OAuthExpiresIn=-1.
-var NeverExpires = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+// NeverExpires returns the expiry that marks a token given with OAuthExpiresIn=-1.
+func NeverExpires() time.Time { return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 // TokenSkew is how long before its expiry a stored token is no longer handed out:
 // a fifth of its lifetime (it was stored when fresh), at least 30 s and at most
@@ -204,7 +204,7 @@ func (s *Source) givenToken() *oauth2.Token {
 	if t.Expiry.IsZero() {
 		t.Expiry = time.Unix(1, 0) // unknown: treat as expired, refresh at once
 	}
-	if t.Expiry.Equal(NeverExpires) {
+	if t.Expiry.Equal(NeverExpires()) {
 		t.Expiry = time.Time{}
 	}
 	return t

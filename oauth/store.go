@@ -168,7 +168,7 @@ func Key(workspace, clientID, scheme, scope string) string {
 
 // Store holds Settings. Update is the only way in: it runs fn on the current
 // settings under the store's lock (across processes for a file), and writes them
-// back when fn reports a change.
+// back when they changed (compared as a whole; fn's changed result is advisory).
 type Store interface {
 	Update(ctx context.Context, fn func(s *Settings) (changed bool, err error)) error
 	// Location names the store for messages: a file path or memory://id.

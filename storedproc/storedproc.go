@@ -12,20 +12,10 @@ import (
 )
 
 // Type is the type of a procedure input.
-type Type int
-
-// Input types.
-const (
-	String Type = iota
-	Integer
-)
-
 // Input describes one input of a procedure.
 type Input struct {
 	Name     string
-	Type     Type
 	Required bool
-	Secret   bool // never echoed in errors
 }
 
 // Procedure describes a virtual stored procedure.
@@ -42,8 +32,8 @@ const (
 	RefreshOAuthAccessToken  = "RefreshOAuthAccessToken"
 )
 
-// Procedures is the table of intercepted procedures.
-var Procedures = []*Procedure{
+// procedures is the table of intercepted procedures.
+var procedures = []*Procedure{
 	{
 		Name: GetOAuthAuthorizationURL,
 		Inputs: []Input{
@@ -54,15 +44,15 @@ var Procedures = []*Procedure{
 	{
 		Name: GetOAuthAccessToken,
 		Inputs: []Input{
-			{Name: "Verifier", Secret: true}, {Name: "CallbackUrl"}, {Name: "Scope"}, {Name: "State"},
-			{Name: "PKCEVerifier", Secret: true}, {Name: "AuthMode"},
+			{Name: "Verifier"}, {Name: "CallbackUrl"}, {Name: "Scope"}, {Name: "State"},
+			{Name: "PKCEVerifier"}, {Name: "AuthMode"},
 		},
 		Columns: []string{"OAuthAccessToken", "OAuthRefreshToken", "ExpiresIn"},
 	},
 	{
 		Name: RefreshOAuthAccessToken,
 		Inputs: []Input{
-			{Name: "OAuthRefreshToken", Required: true, Secret: true},
+			{Name: "OAuthRefreshToken", Required: true},
 		},
 		Columns: []string{"OAuthAccessToken", "OAuthRefreshToken", "ExpiresIn"},
 	},
@@ -70,7 +60,7 @@ var Procedures = []*Procedure{
 
 // Lookup returns the procedure with the given name (case-insensitive), or nil.
 func Lookup(name string) *Procedure {
-	for _, p := range Procedures {
+	for _, p := range procedures {
 		if strings.EqualFold(p.Name, name) {
 			return p
 		}
@@ -225,10 +215,6 @@ func Parse(query string) (call *Call, ok bool, err error) {
 				v.Ordinal = positional
 			}
 			call.NumPositional = max(call.NumPositional, v.Ordinal)
-		case Literal:
-			if err := checkType(in, v.Text); err != nil {
-				return nil, true, &Error{Proc: proc.Name, Input: in.Name, Msg: err.Error()}
-			}
 		}
 		call.Args = append(call.Args, Arg{Input: in, Value: v})
 	}
@@ -248,15 +234,6 @@ func (p *Procedure) inputNames() string {
 		names[i] = in.Name
 	}
 	return strings.Join(names, ", ")
-}
-
-func checkType(in *Input, text string) error {
-	if in.Type == Integer {
-		if _, err := strconv.ParseInt(text, 10, 64); err != nil {
-			return errors.New("must be an integer")
-		}
-	}
-	return nil
 }
 
 // Bind resolves the call's values against the statement's arguments and returns the
@@ -300,9 +277,6 @@ func (c *Call) Bind(args []driver.NamedValue) (map[string]string, error) {
 		}
 		if isNull {
 			continue
-		}
-		if err := checkType(a.Input, s); err != nil {
-			return nil, &Error{Proc: c.Proc.Name, Input: a.Input.Name, Msg: err.Error()}
 		}
 		out[a.Input.Name] = s
 	}
@@ -480,7 +454,7 @@ func nearProcedure(name string) string {
 		return ""
 	}
 	n := strings.ToLower(name)
-	for _, p := range Procedures {
+	for _, p := range procedures {
 		if d := textdist.Levenshtein(n, strings.ToLower(p.Name)); d > 0 && d <= 3 {
 			return p.Name
 		}
