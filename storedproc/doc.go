@@ -5,7 +5,7 @@
 //
 //	{EXEC | EXECUTE} <name> [ [@]<input> = <value> [, ...] ] [;]
 //
-// where a value is a single-quoted string (” escapes a quote), a number, NULL, a
+// where a value is a single-quoted string (a quote inside it is doubled), a number, NULL, a
 // positional parameter ? or $n, or @name bound by sql.Named. Leading whitespace and
 // SQL comments are skipped. Only the procedures in the table are intercepted:
 // anything else, including Postgres' own EXECUTE plan(...) and CALL, is left alone.
