@@ -248,3 +248,22 @@ func TestBranch_URLFormParentAndTheConnectorsHTTPClient(t *testing.T) {
 		t.Fatalf("the branch's connection string: %v", err)
 	}
 }
+
+// As on the service, a branch has its parent's database names and roles:
+// current_database() on a branch is the parent's.
+func TestBranch_HasItsParentsDatabaseName(t *testing.T) {
+	needServers(t)
+	parent := openDB(t, emu.OAuthClientDSN())
+	var want string
+	if err := parent.QueryRow("SELECT current_database()").Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, lakebasetest.Branch(t, emu.OAuthClientDSN()))
+	var got, user string
+	if err := db.QueryRow("SELECT current_database(), current_user").Scan(&got, &user); err != nil {
+		t.Fatal(err)
+	}
+	if got != want || user != emu.ServicePrincipal.ClientID {
+		t.Fatalf("on the branch: current_database() %q (the parent's is %q), current_user %q", got, want, user)
+	}
+}

@@ -2,11 +2,11 @@ package lakebasetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -15,19 +15,23 @@ import (
 )
 
 // The Autoscaling branches API: a branch is a copy of its parent's database at the
-// moment it is made (the emulator keeps one PostgreSQL database per branch, filled
-// with pg_dump | pg_restore from the parent, which works while the parent has
-// sessions), with a read-write endpoint of its own. The front door sends a session
-// to the branch of the endpoint its credential was minted for (every endpoint of the
-// emulator shares the loopback host).
+// moment it is made, with a read-write endpoint of its own. As on the service, a
+// branch has its parent's roles and database names: the emulator starts a
+// PostgreSQL of the branch's own, with the parent's roles (pg_dumpall
+// --roles-only) and a database of the same name filled with pg_dump | pg_restore
+// from the parent (which works while the parent has sessions). With an external
+// server (pgcluster.EnvServer) a branch is a database of that server instead. The
+// front door sends a session to the branch of the endpoint its credential was
+// minted for (every endpoint of the emulator shares the loopback host).
 
 // branch is a branch the emulator made (the main branch is not one).
 type branch struct {
 	name     string // projects/<p>/branches/<b>
 	source   string
-	database string // the physical database
-	endpoint string // projects/<p>/branches/<b>/endpoints/<e>
-	state    string // INIT until the copy is done, then READY
+	database string             // the database of the branch: the parent's name on its own cluster
+	pg       *pgcluster.Cluster // the branch's own PostgreSQL (nil: a database of the main one)
+	endpoint string             // projects/<p>/branches/<b>/endpoints/<e>
+	state    string             // INIT until the copy is done, then READY
 	// protected branches refuse deletion (spec.is_protected, as the service's).
 	protected bool
 	created   time.Time
@@ -44,9 +48,50 @@ func (s *Server) expireBranchesLocked(now time.Time) {
 	for name, b := range s.branchesMap {
 		if !b.expires.IsZero() && now.After(b.expires) {
 			delete(s.branchesMap, name)
-			go s.dropDatabase(b.database)
+			go s.dropBranchData(b)
 		}
 	}
+}
+
+// dropBranchData removes a deleted branch's data: its cluster, or its database.
+func (s *Server) dropBranchData(b *branch) {
+	s.mu.Lock()
+	pg := b.pg
+	s.mu.Unlock()
+	if pg != nil {
+		pg.Stop()
+		return
+	}
+	s.dropDatabase(b.database)
+}
+
+// copyBranch fills b with a copy of the database src of cluster from (nil: the
+// main cluster): a cluster of its own when the emulator runs its own PostgreSQL.
+func (s *Server) copyBranch(from *pgcluster.Cluster, src string, b *branch) error {
+	if from == nil {
+		from = s.pg
+	}
+	if !s.ownPG || !s.pg.Own() {
+		return s.copyDatabaseBetween(s.pg, src, s.pg, b.database)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pg, err := pgcluster.Start(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	b.pg = pg
+	gone := s.branchesMap[b.name] != b // deleted while its cluster started
+	s.mu.Unlock()
+	if gone {
+		pg.Stop()
+		return errors.New("the branch was deleted while it was being made")
+	}
+	if err := pg.CopyRolesFrom(ctx, from); err != nil {
+		return err
+	}
+	return s.copyDatabaseBetween(from, src, pg, b.database)
 }
 
 func (s *Server) dropDatabase(db string) {
@@ -58,26 +103,18 @@ func (s *Server) dropDatabase(db string) {
 	s.pg.Exec(ctx, "", "DROP DATABASE IF EXISTS "+pgcluster.QuoteIdent(db)+" WITH (FORCE)")
 }
 
-// copyDatabase makes dst a copy of src.
-func (s *Server) copyDatabase(src, dst string) error {
+// copyDatabaseBetween makes database dst of cluster to a copy of database src of
+// cluster from.
+func (s *Server) copyDatabaseBetween(from *pgcluster.Cluster, src string, to *pgcluster.Cluster, dst string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := s.pg.Exec(ctx, "", "CREATE DATABASE "+pgcluster.QuoteIdent(dst)); err != nil {
-		return err
-	}
-	tool := func(name string) string {
-		if bin, err := pgcluster.FindBinDir(); err == nil {
-			if p := filepath.Join(bin, name); fileExists(p) {
-				return p
-			}
+	if dst != "postgres" {
+		if err := to.Exec(ctx, "", "CREATE DATABASE "+pgcluster.QuoteIdent(dst)); err != nil {
+			return err
 		}
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-		return name
 	}
-	dump := exec.CommandContext(ctx, tool("pg_dump"), "-Fc", "-d", s.pg.AdminConnString(src))
-	restore := exec.CommandContext(ctx, tool("pg_restore"), "-d", s.pg.AdminConnString(dst))
+	dump := exec.CommandContext(ctx, pgcluster.Tool("pg_dump"), "-Fc", "-d", from.AdminConnString(src))
+	restore := exec.CommandContext(ctx, pgcluster.Tool("pg_restore"), "-d", to.AdminConnString(dst))
 	pipe, err := dump.StdoutPipe()
 	if err != nil {
 		return err
@@ -195,7 +232,10 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 	}
 	name := project + "/branches/" + id
 	b := &branch{name: name, source: source, endpoint: name + "/endpoints/primary", state: "INIT", created: time.Now(),
-		database: s.Database + "__" + strings.ReplaceAll(id, "-", "_"), protected: body.Spec.IsProtected}
+		database: s.Database, protected: body.Spec.IsProtected}
+	if !s.ownPG || s.pg == nil || !s.pg.Own() {
+		b.database = s.Database + "__" + strings.ReplaceAll(id, "-", "_") // one server: a database per branch
+	}
 	if body.Spec.TTL != "" {
 		d, err := time.ParseDuration(body.Spec.TTL)
 		if err != nil || d <= 0 {
@@ -214,10 +254,11 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.expireBranchesLocked(time.Now())
 	srcDB := ""
+	var srcPG *pgcluster.Cluster
 	if source == s.mainBranch() {
 		srcDB = s.Database
 	} else if pb := s.branchesMap[source]; pb != nil && pb.state == "READY" {
-		srcDB = pb.database
+		srcDB, srcPG = pb.database, pb.pg
 	}
 	_, exists := s.branchesMap[name]
 	if srcDB == "" || exists || name == s.mainBranch() {
@@ -233,7 +274,7 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 	op := s.operationJSONLocked(s.newOperationLocked(name, false, nil, b))
 	s.mu.Unlock()
 	go func() {
-		err := s.copyDatabase(srcDB, b.database)
+		err := s.copyBranch(srcPG, srcDB, b)
 		s.mu.Lock()
 		if err != nil {
 			b.state, b.err = "FAILED", err
@@ -318,7 +359,7 @@ func (s *Server) handleDeleteBranch(w http.ResponseWriter, r *http.Request) {
 	delete(s.branchesMap, b.name)
 	op := s.operationJSONLocked(s.newOperationLocked(b.name, true, map[string]any{}, nil))
 	s.mu.Unlock()
-	s.dropDatabase(b.database)
+	s.dropBranchData(b)
 	writeJSON(w, http.StatusOK, op)
 }
 
@@ -347,6 +388,34 @@ func (s *Server) branchDatabase(endpoint string) string {
 		}
 	}
 	return ""
+}
+
+// clusterOf returns the PostgreSQL that serves endpoint: a branch's own, or the
+// main one.
+func (s *Server) clusterOf(endpoint string) *pgcluster.Cluster {
+	if endpoint != "" && endpoint != s.Endpoint {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, b := range s.branchesMap {
+			if b.endpoint == endpoint && b.state == "READY" && b.pg != nil {
+				return b.pg
+			}
+		}
+	}
+	return s.pg
+}
+
+// clusters returns every PostgreSQL of the emulator: the main one and the branches'.
+func (s *Server) clusters() []*pgcluster.Cluster {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*pgcluster.Cluster{s.pg}
+	for _, b := range s.branchesMap {
+		if b.pg != nil {
+			out = append(out, b.pg)
+		}
+	}
+	return out
 }
 
 // branchTooNew reports whether the branch of endpoint was made less than

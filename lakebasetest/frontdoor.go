@@ -1,6 +1,8 @@
 package lakebasetest
 
 import (
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
+
 	"bufio"
 	"bytes"
 	"crypto/tls"
@@ -238,8 +240,10 @@ func (fd *frontDoor) handle(ss *session) {
 		writeError(conn, "28000", fmt.Sprintf("endpoint %s does not exist or is not available", c.Endpoint))
 		return
 	}
+	pg := fd.s.pg
 	if c, err := fd.s.parseJWT(pw); err == nil && params["database"] == fd.s.Database {
 		if db := fd.s.branchDatabase(c.Endpoint); db != "" {
+			pg = fd.s.clusterOf(c.Endpoint)
 			if fd.s.branchTooNew(c.Endpoint) {
 				fd.s.count(EPLoginRefused)
 				writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user %q", user))
@@ -259,7 +263,7 @@ func (fd *frontDoor) handle(ss *session) {
 			}
 		}
 	}
-	network, addr := fd.s.pg.RelayAddr()
+	network, addr := pg.RelayAddr()
 	backend, err := net.DialTimeout(network, addr, 10*time.Second)
 	if err != nil {
 		writeError(conn, "57P03", "the database is not available")
@@ -323,7 +327,13 @@ func readPassword(r *bufio.Reader) (string, error) {
 // relayCancel forwards a cancel request to PostgreSQL, which matches it to the
 // session by the backend key it handed out through the relay.
 func (fd *frontDoor) relayCancel(code uint32, body []byte) {
-	network, addr := fd.s.pg.RelayAddr()
+	for _, pg := range fd.s.clusters() { // the one that handed out the key acts on it
+		fd.relayCancelTo(pg, code, body)
+	}
+}
+
+func (fd *frontDoor) relayCancelTo(pg *pgcluster.Cluster, code uint32, body []byte) {
+	network, addr := pg.RelayAddr()
 	c, err := net.DialTimeout(network, addr, 5*time.Second)
 	if err != nil {
 		return

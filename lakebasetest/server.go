@@ -349,6 +349,17 @@ func (s *Server) Close() error {
 		}
 		cancel()
 	}
+	s.mu.Lock()
+	var branchPGs []*pgcluster.Cluster
+	for _, b := range s.branchesMap {
+		if b.pg != nil {
+			branchPGs = append(branchPGs, b.pg)
+		}
+	}
+	s.mu.Unlock()
+	for _, pg := range branchPGs {
+		errs = append(errs, pg.Stop())
+	}
 	if s.pg != nil && s.ownPG {
 		errs = append(errs, s.pg.Stop())
 	}

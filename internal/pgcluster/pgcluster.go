@@ -348,6 +348,70 @@ func (c *Cluster) Exec(ctx context.Context, db, sql string) error {
 	return err
 }
 
+// CopyRolesFrom makes the roles of src (with their memberships and attributes, as
+// pg_dumpall --roles-only has them) in c, and lets the login roles log in over c's
+// socket: a branch has its parent's roles.
+func (c *Cluster) CopyRolesFrom(ctx context.Context, src *Cluster) error {
+	dump := exec.CommandContext(ctx, Tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "-d", src.AdminConnString("postgres"))
+	load := exec.CommandContext(ctx, Tool("psql"), "-X", "-q", "-d", c.AdminConnString("postgres"))
+	pipe, err := dump.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	load.Stdin = pipe
+	var dErr, lOut strings.Builder
+	dump.Stderr, load.Stdout, load.Stderr = &dErr, &lOut, &lOut // "role postgres already exists" is expected
+	if err := dump.Start(); err != nil {
+		return err
+	}
+	if err := load.Run(); err != nil {
+		dump.Wait()
+		return fmt.Errorf("pgcluster: loading roles: %v: %s", err, lOut.String())
+	}
+	if err := dump.Wait(); err != nil {
+		return fmt.Errorf("pgcluster: pg_dumpall --roles-only: %v: %s", err, dErr.String())
+	}
+	pc, err := pgconn.Connect(ctx, c.AdminConnString("postgres"))
+	if err != nil {
+		return err
+	}
+	res, err := pc.Exec(ctx, "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname <> 'postgres'").ReadAll()
+	pc.Close(context.Background())
+	if err != nil {
+		return err
+	}
+	var roles []string
+	for _, r := range res {
+		for _, row := range r.Rows {
+			roles = append(roles, string(row[0]))
+		}
+	}
+	return c.allowPeer(ctx, roles...)
+}
+
+// Tool returns the path of a PostgreSQL program (pg_dump, psql, ...): beside the
+// server binaries when it is there, else on PATH.
+func Tool(name string) string {
+	if bin, err := FindBinDir(); err == nil {
+		dirs := []string{bin}
+		if real, err := filepath.EvalSymlinks(filepath.Join(bin, "initdb")); err == nil {
+			dirs = append(dirs, filepath.Dir(real)) // a link to the server's own directory
+		}
+		for _, d := range dirs {
+			if fi, err := os.Stat(filepath.Join(d, name)); err == nil && !fi.IsDir() {
+				return filepath.Join(d, name)
+			}
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return name
+}
+
+// Own reports whether c is a cluster this package started (not an external server).
+func (c *Cluster) Own() bool { return c.dir != "" }
+
 // QuoteIdent quotes a Postgres identifier.
 func QuoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
@@ -399,22 +463,30 @@ func identLine(osUser, role string) string {
 
 func identToken(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
-// allowPeer lets this OS user log in over the socket as role, and waits until the
-// server has read the new map (a login as role succeeds).
-func (c *Cluster) allowPeer(ctx context.Context, role string) error {
+// allowPeer lets this OS user log in over the socket as each of roles, and waits
+// until the server has read the new map (a login as one of them succeeds).
+func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	if c.dir == "" || localAuth != "peer map=lakebase" {
 		return nil // an external server, or no peer logins on this OS
 	}
 	c.identMu.Lock()
 	defer c.identMu.Unlock()
-	if c.mapped[role] {
+	var lines strings.Builder
+	role := ""
+	for _, r := range roles {
+		if !c.mapped[r] {
+			lines.WriteString(identLine(c.osUser, r))
+			role = r
+		}
+	}
+	if role == "" {
 		return nil
 	}
 	f, err := os.OpenFile(filepath.Join(c.dir, "data", "pg_ident.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(identLine(c.osUser, role))
+	_, err = f.WriteString(lines.String())
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -429,7 +501,9 @@ func (c *Cluster) allowPeer(ctx context.Context, role string) error {
 		pc, err := pgconn.Connect(ctx, c.TrustedConnString(role, "postgres"))
 		if err == nil {
 			pc.Close(ctx)
-			c.mapped[role] = true
+			for _, r := range roles {
+				c.mapped[r] = true
+			}
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
