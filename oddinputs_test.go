@@ -99,3 +99,31 @@ func TestConnect_UnverifiedCertificateSaysSetSSLServerCert(t *testing.T) {
 		t.Fatalf("verify-full without SSLServerCert: %v", err)
 	}
 }
+
+// InitiateOAuth=OFF with no OAuthAccessToken while a login is stored says so and
+// names InitiateOAuth=REFRESH.
+func TestInitiateOAuthOff_WithAStoredLoginNamesREFRESH(t *testing.T) {
+	store := "memory://" + t.Name()
+	c, _ := lakebase.NewConnector(emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation="+store, "OAuthRefreshToken="+userRefreshToken(t)))
+	if _, err := c.TokenSource().Token(); err != nil { // the login is stored
+		t.Fatal(err)
+	}
+	c.Close()
+	off, err := lakebase.NewConnector(emu.OAuthPKCEDSN("InitiateOAuth=OFF", "OAuthSettingsLocation="+store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	_, err = off.TokenSource().Token()
+	if !errors.Is(err, lakebase.ErrNoToken) || !strings.Contains(err.Error(), "a login is stored") || !strings.Contains(err.Error(), "InitiateOAuth=REFRESH") {
+		t.Fatalf("OFF with a stored login: %v", err)
+	}
+}
+
+// A refused SSLMode is named once, not repeated.
+func TestParseDSN_RefusedSSLModeIsNamedOnce(t *testing.T) {
+	_, err := lakebase.ParseDSN(emu.OAuthClientDSN("SSLMode=disable"))
+	if err == nil || strings.Count(err.Error(), "disable") != 1 {
+		t.Fatalf("SSLMode=disable: %v", err)
+	}
+}
