@@ -17,6 +17,8 @@ import (
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
+	"golang.org/x/oauth2"
 )
 
 // Overhead benchmarks: the same PostgreSQL, the same TLS, the same run; plain pgx
@@ -310,7 +312,7 @@ func BenchmarkConnectStorm(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cred, err := (&oauth.API{Workspace: emu.URL}).MintAutoscaling(context.Background(), tok.AccessToken, emu.Endpoint, time.Hour)
+		cred, err := workspace.New(emu.URL, oauth2.StaticTokenSource(tok), nil, workspace.Options{}).GenerateCredential(context.Background(), workspace.CredentialRequest{Endpoint: emu.Endpoint})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -327,14 +329,13 @@ func BenchmarkConnectStorm(b *testing.B) {
 		cc, _ := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
 			emu.Host, emu.Port, emu.Database, emu.ServicePrincipal.ClientID, emu.CAFile))
 		tc := &oauth.TokenClient{Discovery: &oauth.Discovery{Workspace: emu.URL}, ClientID: emu.ServicePrincipal.ClientID, ClientSecret: emu.ServicePrincipal.ClientSecret}
-		api := &oauth.API{Workspace: emu.URL}
 		open := func(ctx context.Context) (func(), error) {
 			c := cc.Copy()
 			tok, err := tc.ClientCredentials(ctx, "all-apis")
 			if err != nil {
 				return nil, err
 			}
-			cred, err := api.MintAutoscaling(ctx, tok.AccessToken, emu.Endpoint, time.Hour)
+			cred, err := workspace.New(emu.URL, oauth2.StaticTokenSource(tok), nil, workspace.Options{}).GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: emu.Endpoint})
 			if err != nil {
 				return nil, err
 			}
@@ -480,7 +481,7 @@ func BenchmarkStartup(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cred, err := (&oauth.API{Workspace: emu.URL}).MintAutoscaling(ctx, tok.AccessToken, emu.Endpoint, time.Hour)
+			cred, err := workspace.New(emu.URL, oauth2.StaticTokenSource(tok), nil, workspace.Options{}).GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: emu.Endpoint})
 			if err != nil {
 				b.Fatal(err)
 			}

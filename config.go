@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -12,7 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
 )
 
 // AuthScheme selects how the driver obtains the Postgres password.
@@ -373,7 +374,7 @@ func (c *Config) validate() error {
 			}
 			return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an id (1-63 lowercase letters, digits and hyphens, starting with a letter) or a full resource path")}
 		}
-		if c.Instance != "" && !oauth.ValidInstanceName(c.Instance) {
+		if c.Instance != "" && !workspace.ValidInstanceName(c.Instance) {
 			return &ConfigError{Property: "Instance", Value: c.Instance, Err: fmt.Errorf("must be an instance name (letters, digits and hyphens)")}
 		}
 		if c.Endpoint != "" && !validEndpointPath(c.Endpoint) {
@@ -451,12 +452,12 @@ func checkHTTPS(prop, v string, imds bool) error {
 // validResourceID reports whether id is empty or follows the service's rule for
 // project and branch ids (1-63 lowercase letters, digits and hyphens, starting
 // with a letter).
-func validResourceID(id string) bool { return id == "" || oauth.ValidResourceID(id) }
+func validResourceID(id string) bool { return id == "" || workspace.ValidResourceID(id) }
 
 // validEndpointPath reports whether p is projects/<p>/branches/<b>/endpoints/<e>
 // with every id following the service's rule.
 func validEndpointPath(p string) bool {
-	_, err := oauth.ResourcePath(p, "endpoints")
+	_, err := workspace.ResourcePath(p, "endpoints")
 	return err == nil && strings.Count(p, "/") == 5
 }
 
@@ -486,14 +487,7 @@ func normalizeWorkspace(s string) (string, error) {
 	return u.Scheme + "://" + strings.ToLower(u.Host), nil
 }
 
-func isLoopbackHost(h string) bool {
-	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopbackHost(h string) bool { return httpx.IsLoopbackHost(h) }
 
 // String returns the connection string with every secret replaced by "********".
 func (c Config) String() string { return c.format(true) }

@@ -12,10 +12,18 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// conn is the driver.Conn handed to database/sql. It answers the virtual OAuth
-// procedures itself and delegates everything else to a pgx stdlib connection, which
-// it opens on the first statement that needs the database.
-type conn struct {
+// Conn is the driver.Conn handed to database/sql, as pgx exports *stdlib.Conn: code
+// that type-asserted pgx's connection in sql.Conn.Raw asserts *lakebase.Conn:
+//
+//	err := sqlConn.Raw(func(dc any) error {
+//		pc := dc.(*lakebase.Conn).Conn() // the *pgx.Conn
+//		...
+//	})
+//
+// It answers the virtual OAuth procedures itself and delegates everything else to a
+// pgx stdlib connection, which it opens on the first statement that needs the
+// database.
+type Conn struct {
 	connector *Connector
 	pg        session   // nil until the session is opened
 	px        *pgx.Conn // pg's *pgx.Conn (nil when the session is not pgx's)
@@ -42,15 +50,15 @@ var _ session = (*stdlib.Conn)(nil)
 
 // Compile-time checks: every optional interface pgx's connection implements.
 var (
-	_ driver.Conn               = (*conn)(nil)
-	_ driver.ConnBeginTx        = (*conn)(nil)
-	_ driver.ConnPrepareContext = (*conn)(nil)
-	_ driver.ExecerContext      = (*conn)(nil)
-	_ driver.QueryerContext     = (*conn)(nil)
-	_ driver.Pinger             = (*conn)(nil)
-	_ driver.NamedValueChecker  = (*conn)(nil)
-	_ driver.SessionResetter    = (*conn)(nil)
-	_ driver.Validator          = (*conn)(nil)
+	_ driver.Conn               = (*Conn)(nil)
+	_ driver.ConnBeginTx        = (*Conn)(nil)
+	_ driver.ConnPrepareContext = (*Conn)(nil)
+	_ driver.ExecerContext      = (*Conn)(nil)
+	_ driver.QueryerContext     = (*Conn)(nil)
+	_ driver.Pinger             = (*Conn)(nil)
+	_ driver.NamedValueChecker  = (*Conn)(nil)
+	_ driver.SessionResetter    = (*Conn)(nil)
+	_ driver.Validator          = (*Conn)(nil)
 )
 
 // session returns the Postgres session, opening it when needed, and sends the BEGIN
@@ -60,7 +68,7 @@ var (
 // the deferred BEGIN runs under the context the transaction was begun with, which pgx
 // also keeps for COMMIT and ROLLBACK — exactly as if the session had been open at
 // BeginTx. A statement's shorter context must never become the transaction's.
-func (c *conn) session(ctx context.Context) (session, error) {
+func (c *Conn) session(ctx context.Context) (session, error) {
 	if c.pg == nil {
 		if c.closed {
 			return nil, driver.ErrBadConn
@@ -90,24 +98,24 @@ func (c *conn) session(ctx context.Context) (session, error) {
 // Conn returns the underlying *pgx.Conn, opening the session if needed (bounded by
 // Timeout). It returns nil when the session cannot be opened; use RawConn to see why.
 // It is what sql.Conn.Raw exposes, as with pgx's own driver.
-func (c *conn) Conn() *pgx.Conn {
+func (c *Conn) Conn() *pgx.Conn {
 	pc, _ := c.RawConn(context.Background())
 	return pc
 }
 
 // RawConn is Conn with a context and an error.
-func (c *conn) RawConn(ctx context.Context) (*pgx.Conn, error) {
+func (c *Conn) RawConn(ctx context.Context) (*pgx.Conn, error) {
 	if _, err := c.session(ctx); err != nil {
 		return nil, err
 	}
 	return c.px, nil
 }
 
-func (c *conn) Prepare(query string) (driver.Stmt, error) {
+func (c *Conn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
-func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+func (c *Conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	if st, ok, err := c.connector.prepareVirtual(query); ok || err != nil {
 		return st, err
 	}
@@ -123,7 +131,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	return pg.PrepareContext(ctx, query)
 }
 
-func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+func (c *Conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if rows, ok, err := c.connector.execVirtual(ctx, query, args); ok || err != nil {
 		if err != nil {
 			return nil, err
@@ -138,7 +146,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	return pg.ExecContext(ctx, query, args)
 }
 
-func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+func (c *Conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if rows, ok, err := c.connector.execVirtual(ctx, query, args); ok || err != nil {
 		return rows, err
 	}
@@ -155,14 +163,14 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	return rows, err
 }
 
-func (c *conn) Begin() (driver.Tx, error) {
+func (c *Conn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
 // BeginTx starts a transaction. When the session is not open yet, BEGIN is sent
 // with the first statement that needs the database; a transaction that only runs
 // virtual procedures never reaches Postgres.
-func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+func (c *Conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if c.tx != nil {
 		return nil, errors.New("lakebase: a transaction is already open on this connection")
 	}
@@ -185,7 +193,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	return t, nil
 }
 
-func (c *conn) Ping(ctx context.Context) error {
+func (c *Conn) Ping(ctx context.Context) error {
 	pg, err := c.session(ctx)
 	if err != nil {
 		return err
@@ -193,12 +201,12 @@ func (c *conn) Ping(ctx context.Context) error {
 	return pg.Ping(ctx)
 }
 
-func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
+func (c *Conn) CheckNamedValue(nv *driver.NamedValue) error {
 	// pgx takes sql.Scanner, driver.Valuer and its own types natively; so do the procedures.
 	return nil
 }
 
-func (c *conn) ResetSession(ctx context.Context) error {
+func (c *Conn) ResetSession(ctx context.Context) error {
 	if c.pg == nil {
 		if c.closed {
 			return driver.ErrBadConn
@@ -209,14 +217,14 @@ func (c *conn) ResetSession(ctx context.Context) error {
 }
 
 // IsValid reports whether the connection may go back to the pool.
-func (c *conn) IsValid() bool {
+func (c *Conn) IsValid() bool {
 	if c.closed {
 		return false
 	}
 	return c.px == nil || !c.px.IsClosed()
 }
 
-func (c *conn) Close() error {
+func (c *Conn) Close() error {
 	if c.closed {
 		return nil
 	}
@@ -232,7 +240,7 @@ func (c *conn) Close() error {
 
 // lazyTx is a transaction whose BEGIN may wait for the session to open.
 type lazyTx struct {
-	c        *conn
+	c        *Conn
 	ctx      context.Context // BeginTx's: governs BEGIN, COMMIT and ROLLBACK, as in pgx
 	opts     driver.TxOptions
 	tx       driver.Tx // nil until BEGIN was sent
@@ -264,7 +272,7 @@ func (t *lazyTx) Rollback() error {
 // unpreparedStmt is a statement under AllowPreparedStatement=false: it runs its SQL
 // through the connection on every use.
 type unpreparedStmt struct {
-	c     *conn
+	c     *Conn
 	query string
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lakebase-go/lakebase"
 )
 
 // The lakebase connection opens its Postgres session lazily, so work that pgx does
@@ -254,4 +256,27 @@ func TestConn_PingContextDoesNotOutliveItself(t *testing.T) {
 		_, _ = tx.Exec("INSERT INTO " + table + " VALUES (1)")
 		return fmt.Sprintf("ping=%s after=%s tx=%s", errText(pingErr), errText(afterErr), errText(tx.Commit()))
 	})
+}
+
+// sql.Conn.Raw hands out *lakebase.Conn, whose Conn is the *pgx.Conn, as pgx's own
+// driver hands out *stdlib.Conn.
+func TestConn_RawGivesTheExportedConn(t *testing.T) {
+	needServers(t)
+	db, _ := newDB(t, emu.OAuthClientDSN())
+	sc, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	err = sc.Raw(func(dc any) error {
+		lc, ok := dc.(*lakebase.Conn)
+		if !ok {
+			return fmt.Errorf("Raw gave %T", dc)
+		}
+		var one int
+		return lc.Conn().QueryRow(context.Background(), "SELECT 1").Scan(&one)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

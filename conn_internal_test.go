@@ -13,7 +13,7 @@ import (
 // optional database/sql/driver interface that the lakebase connection lacks.
 func TestConn_InterfaceParityWithPgx(t *testing.T) {
 	pgxT := reflect.TypeOf((*stdlib.Conn)(nil))
-	ourT := reflect.TypeOf((*conn)(nil))
+	ourT := reflect.TypeOf((*Conn)(nil))
 
 	ifaces := []reflect.Type{
 		reflect.TypeOf((*driver.Conn)(nil)).Elem(),
@@ -73,7 +73,7 @@ func TestConn_LazySession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cn := dc.(*conn)
+	cn := dc.(*Conn)
 	if err := cn.ResetSession(ctx); err != nil || !cn.IsValid() {
 		t.Fatalf("ResetSession=%v IsValid=%v", err, cn.IsValid())
 	}

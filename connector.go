@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
 )
 
 // Connector is a driver.Connector for Lakebase. It owns the token pipeline of one
@@ -102,6 +104,8 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		c.ownTransport = tr
 		c.opts.httpClient = &http.Client{Transport: tr}
 	}
+	// Every workspace and OAuth request names the driver, as the Databricks SDKs do.
+	c.opts.httpClient = httpx.WithUserAgent(c.opts.httpClient, httpx.UserAgent(Version, c.cfg.AuthScheme.userAgentName()))
 	if c.opts.stderr == nil {
 		c.opts.stderr = os.Stderr
 	}
@@ -172,7 +176,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 				"are applied by lakebase.OpenDB and Connector.PoolConfig only; with sql.Open set them on the *sql.DB (SetMaxOpenConns, ...)")
 		})
 	}
-	return &conn{connector: c}, nil
+	return &Conn{connector: c}, nil
 }
 
 // Driver returns the lakebase Driver.

@@ -26,7 +26,7 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{connector: c, ownsConnector: true}, nil
+	return &Conn{connector: c, ownsConnector: true}, nil
 }
 
 // OpenDB returns a *sql.DB on c with pool settings suited to Lakebase: connections

@@ -230,7 +230,7 @@ func TestWrapper_ResetSessionAndIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := &conn{}
+	c := &Conn{}
 	if !c.IsValid() {
 		t.Fatal("a connection with no session yet is valid")
 	}

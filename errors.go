@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // ErrConfig is matched by every configuration error: errors.Is(err, lakebase.ErrConfig).
@@ -97,7 +98,7 @@ type (
 	// *oauth2.RetrieveError when the endpoint answered.
 	TokenError = oauth.TokenError
 	// APIError is an error of a Databricks REST API, such as minting a credential.
-	APIError = oauth.APIError
+	APIError = workspace.APIError
 	// SettingsFileError reports an unusable OAuthSettingsLocation file.
 	SettingsFileError = oauth.SettingsFileError
 )

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lakebase-go/lakebase/internal/ctxsync"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // tokenPipeline is the login of every token scheme: a workspace token from the
@@ -23,8 +24,10 @@ import (
 type tokenPipeline struct {
 	cfg *Config
 	log *slog.Logger
-	api *oauth.API
-	src oauth2.TokenSource
+	// rest is the workspace REST API, authenticated with the cached workspace token
+	// (pipelineTokens); a refused token reaches tokenRefused.
+	rest *workspace.Client
+	src  oauth2.TokenSource
 	// stored is the scheme's token store, for the schemes that keep one (OAuthClient,
 	// OAuthPKCE); nil otherwise.
 	stored *oauth.Source
@@ -33,7 +36,7 @@ type tokenPipeline struct {
 	userIsClientID bool
 
 	ws   *oauth.Cache[*oauth2.Token]
-	cred *oauth.Cache[oauth.DatabaseCredential]
+	cred *oauth.Cache[workspace.DatabaseCredential]
 
 	mu     sync.Mutex
 	target *target
@@ -79,8 +82,9 @@ func (t *target) checkState() error {
 	return fmt.Errorf("lakebase: %s is %s and cannot take connections", t.name(), t.state)
 }
 
-func newTokenPipeline(cfg *Config, log *slog.Logger, api *oauth.API, src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
-	p := &tokenPipeline{cfg: cfg, log: log, api: api, src: src, stored: stored}
+func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, onRetry func(string, int, time.Duration, error), src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
+	p := &tokenPipeline{cfg: cfg, log: log, src: src, stored: stored}
+	p.rest = workspace.New(cfg.DatabricksInstance, pipelineTokens{p}, hc, workspace.Options{OnTokenRefused: p.tokenRefused, OnRetry: onRetry})
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
@@ -96,7 +100,7 @@ func newTokenPipeline(cfg *Config, log *slog.Logger, api *oauth.API, src oauth2.
 			}
 			return t, t.Expiry, nil
 		}}
-	p.cred = &oauth.Cache[oauth.DatabaseCredential]{Name: "database credential", Timeout: timeout, OnEvent: p.event, Fetch: p.mint}
+	p.cred = &oauth.Cache[workspace.DatabaseCredential]{Name: "database credential", Timeout: timeout, OnEvent: p.event, Fetch: p.mint}
 	return p
 }
 
@@ -137,25 +141,17 @@ func (p *tokenPipeline) token(ctx context.Context) (*oauth2.Token, error) {
 // 403 (Databricks answers an expired or revoked token with 403 "Invalid access
 // token" as often as with 401).
 func refusedToken(err error) bool {
-	var ae *oauth.APIError
+	var ae *workspace.APIError
 	return errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden)
 }
 
-// withToken runs fn with the workspace token. When an API refuses the token (401 or
-// 403), the token is dropped from memory and from the store (so no other process
-// picks it up), a new one is obtained, and fn runs once more; a 403 with the new
-// token is a permission problem and is reported as such.
-func (p *tokenPipeline) withToken(ctx context.Context, fn func(tok string) error) error {
-	t, err := p.token(ctx)
-	if err != nil {
-		return err
-	}
-	err = fn(t.AccessToken)
-	if !refusedToken(err) {
-		return err
-	}
-	refused := t.AccessToken
-	p.log.Info("lakebase: a workspace API refused the token; getting a new one", slog.String("error", err.Error()))
+// tokenRefused is the workspace client's answer to a refused token (401 or 403): the
+// token is dropped from memory and from the store (so no other process picks it
+// up), and a new one is returned for the one more try the client makes; a 403 with
+// the new token is a permission problem and is reported as such. When nothing can
+// renew the token, the refusal is the error.
+func (p *tokenPipeline) tokenRefused(ctx context.Context, refused string, cause error) (string, error) {
+	p.log.Info("lakebase: a workspace API refused the token; getting a new one", slog.String("error", cause.Error()))
 	p.ws.Invalidate(func(t *oauth2.Token) bool { return t.AccessToken == refused })
 	if r, ok := p.src.(interface{ TokenRefused(string) }); ok {
 		r.TokenRefused(refused) // e.g. the CLI: ask it for a fresh token, not its cached one
@@ -167,20 +163,21 @@ func (p *tokenPipeline) withToken(ctx context.Context, fn func(tok string) error
 	}
 	// Another caller refused the same token at the same time and may already have a
 	// new one: take what the cache has (or its flight), unless that is the refused one.
-	if t, _, err = p.ws.Get(ctx); err != nil {
-		return err
+	t, _, err := p.ws.Get(ctx)
+	if err != nil {
+		return "", err
 	}
 	if t.AccessToken == refused {
 		if t, _, err = p.ws.GetFetchedAfter(ctx, time.Now()); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if t.AccessToken == refused {
 		// Nothing renews this token (OAuthAccessToken under InitiateOAuth=OFF, or a
 		// token source that hands out the same one): the token itself was refused.
-		return &refusedTokenError{err: err, off: p.cfg.InitiateOAuth == InitiateOff && p.stored != nil}
+		return "", &refusedTokenError{err: cause, off: p.cfg.InitiateOAuth == InitiateOff && p.stored != nil}
 	}
-	return fn(t.AccessToken)
+	return t.AccessToken, nil
 }
 
 // refusedTokenError reports a workspace token the workspace refused (401/403) when
@@ -191,7 +188,7 @@ type refusedTokenError struct {
 }
 
 func (e *refusedTokenError) Error() string {
-	var ae *oauth.APIError
+	var ae *workspace.APIError
 	status := 0
 	if errors.As(e.err, &ae) {
 		status = ae.StatusCode
@@ -219,10 +216,10 @@ func (p *tokenPipeline) mintFor(ctx context.Context) (endpoint, instance string,
 
 // mint fetches a database credential (the credential cache's Fetch): the stored one
 // when it has life left, else a new one from the credential API.
-func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, time.Time, error) {
+func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential, time.Time, error) {
 	endpoint, instance, err := p.mintFor(ctx)
 	if err != nil {
-		return oauth.DatabaseCredential{}, time.Time{}, err
+		return workspace.DatabaseCredential{}, time.Time{}, err
 	}
 	key := p.credentialKey(endpoint, instance)
 	// A stored credential is used when this process has none yet (a warm start), or
@@ -231,20 +228,17 @@ func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, tim
 	held, heldExp, has := p.cred.Peek()
 	if sc := p.storedCredential(ctx, key); sc != nil && (!has || sc.Token != held.Token && sc.Expiry.After(heldExp)) {
 		p.log.Debug("lakebase: database credential from the store", slog.Time("expiry", sc.Expiry))
-		return oauth.DatabaseCredential{Token: sc.Token, Expiry: sc.Expiry}, sc.Expiry, nil
+		return workspace.DatabaseCredential{Token: sc.Token, Expiry: sc.Expiry}, sc.Expiry, nil
 	}
-	var cred oauth.DatabaseCredential
+	var cred workspace.DatabaseCredential
 	minted := time.Now()
-	mintOnce := func() error {
-		return p.withToken(ctx, func(tok string) error {
-			var err error
-			if endpoint != "" {
-				cred, err = p.api.MintAutoscaling(ctx, tok, endpoint, time.Hour)
-			} else {
-				cred, err = p.api.MintProvisioned(ctx, tok, instance)
-			}
-			return err
-		})
+	mintOnce := func() (err error) {
+		if endpoint != "" {
+			cred, err = p.rest.GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: endpoint, TTL: time.Hour})
+		} else {
+			cred, err = p.rest.GenerateProvisionedCredential(ctx, workspace.ProvisionedCredentialRequest{Instances: []string{instance}})
+		}
+		return err
 	}
 	err = mintOnce()
 	if isNotFound(err) && p.cfg.Project != "" {
@@ -252,13 +246,13 @@ func (p *tokenPipeline) mint(ctx context.Context) (oauth.DatabaseCredential, tim
 		// (a deleted branch is then a clear error naming it).
 		p.dropTarget(ctx)
 		if endpoint, instance, err = p.mintFor(ctx); err != nil {
-			return oauth.DatabaseCredential{}, time.Time{}, err
+			return workspace.DatabaseCredential{}, time.Time{}, err
 		}
 		key = p.credentialKey(endpoint, instance)
 		err = mintOnce()
 	}
 	if err != nil {
-		return oauth.DatabaseCredential{}, time.Time{}, &credentialError{err}
+		return workspace.DatabaseCredential{}, time.Time{}, &credentialError{err}
 	}
 	p.remember(ctx, func(st *oauth.Settings) {
 		login, ok := p.stored.Current(st)
@@ -384,16 +378,16 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 			return t, nil
 		}
 	}
-	err := p.withToken(ctx, func(tok string) error {
+	err := func() error {
 		switch {
 		case cfg.Project != "" && t.host == "":
-			return p.resolveBranch(ctx, tok, t)
+			return p.resolveBranch(ctx, t)
 		case t.endpoint != "" && t.host == "":
-			ep, err := p.api.GetEndpoint(ctx, tok, t.endpoint)
+			ep, err := p.rest.GetEndpoint(ctx, t.endpoint)
 			if err != nil {
 				return err
 			}
-			t.host, t.state = ep.Status.Hosts.Host, ep.Status.CurrentState
+			t.host, t.state = ep.Status.Hosts.Host, string(ep.Status.CurrentState)
 			if err := t.checkState(); err != nil {
 				return err
 			}
@@ -406,11 +400,11 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 				return fmt.Errorf("lakebase: endpoint %s has no host yet (state %q)", t.endpoint, ep.Status.CurrentState)
 			}
 		case t.instance != "" && t.host == "":
-			inst, err := p.api.GetInstance(ctx, tok, t.instance)
+			inst, err := p.rest.GetInstance(ctx, t.instance)
 			if err != nil {
 				return err
 			}
-			t.host, t.state = inst.ReadWriteDNS, inst.State
+			t.host, t.state = inst.ReadWriteDNS, string(inst.State)
 			if err := t.checkState(); err != nil {
 				return err
 			}
@@ -423,12 +417,12 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 				return fmt.Errorf("lakebase: instance %s has no read_write_dns yet (state %q)", t.instance, inst.State)
 			}
 		case t.endpoint == "" && t.instance == "" && t.host != "":
-			return p.findByHost(ctx, tok, t)
+			return p.findByHost(ctx, t)
 		case t.endpoint == "" && t.instance == "":
 			return &ConfigError{Property: "Endpoint", Err: errors.New("or Instance is needed to mint database credentials (Endpoint=projects/<p>/branches/<b>/endpoints/<e> for Lakebase Autoscaling, Instance=<name> for Provisioned)")}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return nil, &credentialError{err}
 	}
@@ -453,14 +447,14 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 
 // resolveBranch finds the endpoint of Project and Branch (the default branch when
 // Branch is empty): its read-write endpoint, or its read-only one with ReadOnly.
-func (p *tokenPipeline) resolveBranch(ctx context.Context, tok string, t *target) error {
+func (p *tokenPipeline) resolveBranch(ctx context.Context, t *target) error {
 	cfg := p.cfg
 	project := "projects/" + cfg.Project
 	branch := ""
 	if cfg.Branch != "" {
 		branch = project + "/branches/" + cfg.Branch
 	} else {
-		branches, err := p.api.ListBranches(ctx, tok, project)
+		branches, err := p.rest.ListBranches(ctx, project)
 		if err != nil {
 			return notFound(err, "Project", cfg.Project, "project "+project+" does not exist in this workspace, or the identity cannot see it")
 		}
@@ -474,29 +468,29 @@ func (p *tokenPipeline) resolveBranch(ctx context.Context, tok string, t *target
 			return &ConfigError{Property: "Branch", Err: fmt.Errorf("is needed: project %s has no default branch", project)}
 		}
 	}
-	eps, err := p.api.ListBranchEndpoints(ctx, tok, branch)
+	eps, err := p.rest.ListEndpoints(ctx, branch)
 	if err != nil {
 		return notFound(err, "Branch", cfg.Branch, "branch "+branch+" does not exist (it may have been deleted or expired), or the identity cannot see it")
 	}
-	want := "ENDPOINT_TYPE_READ_WRITE"
+	want, kind := workspace.EndpointTypeReadWrite, "read-write"
 	if cfg.ReadOnly {
-		want = "ENDPOINT_TYPE_READ_ONLY"
+		want, kind = workspace.EndpointTypeReadOnly, "read-only"
 	}
 	for _, ep := range eps {
 		if ep.Type() == want {
-			t.endpoint, t.host, t.state = ep.Name, ep.Status.Hosts.Host, ep.Status.CurrentState
+			t.endpoint, t.host, t.state = ep.Name, ep.Status.Hosts.Host, string(ep.Status.CurrentState)
 			if t.host == "" {
 				return fmt.Errorf("lakebase: endpoint %s of branch %s has no host yet (state %q)", ep.Name, branch, ep.Status.CurrentState)
 			}
 			return t.checkState()
 		}
 	}
-	return fmt.Errorf("lakebase: branch %s has no %s endpoint; create one (lakebase branch create makes it with the branch)", branch, strings.ToLower(strings.TrimPrefix(want, "ENDPOINT_TYPE_")))
+	return fmt.Errorf("lakebase: branch %s has no %s endpoint; create one (lakebase branch create makes it with the branch)", branch, kind)
 }
 
 // isNotFound reports whether a workspace API answered 404 (NOT_FOUND).
 func isNotFound(err error) bool {
-	var ae *oauth.APIError
+	var ae *workspace.APIError
 	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
 }
 
@@ -524,7 +518,7 @@ func (p *tokenPipeline) dropTarget(ctx context.Context) {
 
 // notFound turns a 404 of a lookup into a ConfigError naming the property.
 func notFound(err error, prop, value, msg string) error {
-	var ae *oauth.APIError
+	var ae *workspace.APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
 		return &ConfigError{Property: prop, Value: value, Err: fmt.Errorf("%s: %s", msg, ae.Message)}
 	}
@@ -532,9 +526,9 @@ func notFound(err error, prop, value, msg string) error {
 }
 
 // findByHost finds the instance or endpoint whose host is Server.
-func (p *tokenPipeline) findByHost(ctx context.Context, tok string, t *target) error {
+func (p *tokenPipeline) findByHost(ctx context.Context, t *target) error {
 	var errs []error
-	insts, err := p.api.ListInstances(ctx, tok)
+	insts, err := p.rest.ListInstances(ctx)
 	if err == nil {
 		for _, in := range insts {
 			if strings.EqualFold(in.ReadWriteDNS, t.host) || strings.EqualFold(in.ReadOnlyDNS, t.host) {
@@ -545,7 +539,7 @@ func (p *tokenPipeline) findByHost(ctx context.Context, tok string, t *target) e
 	} else {
 		errs = append(errs, err)
 	}
-	eps, err := p.api.ListEndpoints(ctx, tok)
+	eps, err := p.rest.ListAllEndpoints(ctx)
 	if err == nil {
 		for _, ep := range eps {
 			if strings.EqualFold(ep.Status.Hosts.Host, t.host) || strings.EqualFold(ep.Status.Hosts.ReadOnlyHost, t.host) {
@@ -591,11 +585,8 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 		}
 	})
 	if u == "" {
-		err := p.withToken(ctx, func(tok string) error {
-			var err error
-			u, err = p.api.Me(ctx, tok)
-			return err
-		})
+		var err error
+		u, err = p.rest.Me(ctx)
 		if err != nil {
 			return "", fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
 		}
@@ -625,7 +616,7 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 // Me); on a warm start (a store holding all three) there is no request at all.
 func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, error) {
 	if refused != "" {
-		p.cred.Invalidate(func(c oauth.DatabaseCredential) bool { return c.Token == refused })
+		p.cred.Invalidate(func(c workspace.DatabaseCredential) bool { return c.Token == refused })
 		p.remember(ctx, func(st *oauth.Settings) {
 			for k, c := range st.Credentials {
 				if c.Token == refused {
@@ -638,7 +629,7 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 		p.dropTarget(ctx)
 	}
 	var (
-		cred oauth.DatabaseCredential
+		cred workspace.DatabaseCredential
 		user string
 		t    *target
 	)

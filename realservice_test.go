@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -264,4 +265,24 @@ func spToken(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return tok.AccessToken
+}
+
+// Every workspace and OAuth request carries a User-Agent naming the driver and its
+// version, the Go version, the OS and the auth scheme, as the Databricks SDKs do.
+func TestRequests_CarryTheDriversUserAgent(t *testing.T) {
+	e := lakebasetest.Start(t, lakebasetest.Options{HTTPOnly: true})
+	c, err := lakebase.NewConnector(e.OAuthClientDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := "lakebase-go/" + lakebase.Version + " go/" + strings.TrimPrefix(runtime.Version(), "go") + " os/" + runtime.GOOS + " auth/oauth-m2m"
+	for _, ep := range []string{lakebasetest.EPToken, lakebasetest.EPCredAutoscaling, lakebasetest.EPEndpoints} {
+		if got := e.UserAgent(ep); got != want {
+			t.Fatalf("%s: User-Agent %q, want %q", ep, got, want)
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lakebase-go/lakebase/lakebasetest"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/storedproc"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // secretField names the string fields that hold a secret; notSecret the fields
@@ -42,7 +43,7 @@ var samples = map[string]any{
 	"oauth.StoredToken":             &oauth.StoredToken{},
 	"oauth.Pending":                 &oauth.Pending{},
 	"oauth.Source":                  &oauth.Source{Client: &oauth.TokenClient{}},
-	"oauth.DatabaseCredential":      &oauth.DatabaseCredential{},
+	"workspace.DatabaseCredential":  &workspace.DatabaseCredential{},
 	"oauth.StoredCredential":        &oauth.StoredCredential{},
 	"oauth.EntraSource":             &oauth.EntraSource{},
 	"lakebasetest.ServicePrincipal": &lakebasetest.ServicePrincipal{},
@@ -52,7 +53,7 @@ var samples = map[string]any{
 // exported struct type with a secret field.
 func exportedSecretTypes(t *testing.T) []string {
 	var out []string
-	for pkg, dir := range map[string]string{"lakebase": ".", "oauth": "oauth", "storedproc": "storedproc", "lakebasetest": "lakebasetest"} {
+	for pkg, dir := range map[string]string{"lakebase": ".", "oauth": "oauth", "storedproc": "storedproc", "lakebasetest": "lakebasetest", "workspace": "workspace"} {
 		fset := token.NewFileSet()
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 		for _, f := range files {

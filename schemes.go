@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,9 +33,8 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 		c.logger.Info("lakebase: retrying after a transient failure", slog.String("op", op),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 	}
-	api := &oauth.API{HTTP: hc, Workspace: cfg.DatabricksInstance, OnRetry: onRetry}
 	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
-		return newTokenPipeline(cfg, c.logger, api, src, stored)
+		return newTokenPipeline(cfg, c.logger, hc, onRetry, src, stored)
 	}
 
 	switch cfg.AuthScheme {
@@ -189,4 +189,28 @@ func (f *fallbackStore) Update(ctx context.Context, fn func(*oauth.Settings) (bo
 		return f.mem.Update(ctx, fn)
 	}
 	return err
+}
+
+// userAgentName is the auth/ part of the User-Agent, in the Databricks SDKs' words
+// where they have one.
+func (s AuthScheme) userAgentName() string {
+	switch s {
+	case AuthOAuthClient:
+		return "oauth-m2m"
+	case AuthOAuthPKCE:
+		return "oauth-u2m"
+	case AuthDatabricksCLI:
+		return "databricks-cli"
+	case AuthOIDCFederation:
+		return "oidc-federation"
+	case AuthAzureAD:
+		return "azure-client-secret"
+	case AuthAzureMSI:
+		return "azure-msi"
+	case AuthTokenSource:
+		return "token-source"
+	case AuthPassword:
+		return "password"
+	}
+	return strings.ToLower(string(s))
 }

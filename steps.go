@@ -41,6 +41,13 @@ func (a Authorization) String() string {
 // Format hides the PKCE verifier for every fmt verb.
 func (a Authorization) Format(f fmt.State, _ rune) { io.WriteString(f, a.String()) }
 
+// Code reads the authorization code from what a person pasted after logging in
+// elsewhere: the code itself, or the whole URL the browser ended on (whose state
+// must be this authorization's).
+func (a Authorization) Code(pasted string) (string, error) {
+	return oauth.CodeFromPaste(pasted, a.State)
+}
+
 // CodeExchange holds the inputs of Connector.ExchangeCode.
 type CodeExchange struct {
 	Code  string // the code parameter of the callback (required)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase"
-	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // BranchOptions adjust Branch.
@@ -61,17 +61,10 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
 	defer cancel()
-	api := &oauth.API{HTTP: c.HTTPClient(), Workspace: cfg.DatabricksInstance}
-	token := func(ctx context.Context) string {
-		t, err := oauth.TokenContext(ctx, c.TokenSource())
-		if err != nil {
-			tb.Fatalf("lakebasetest.Branch: %v", err)
-		}
-		return t.AccessToken
-	}
+	api := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{})
 	id := BranchID(tb.Name())
 	name := "projects/" + project + "/branches/" + id
-	op, err := api.CreateBranch(ctx, token(ctx), "projects/"+project, id, parent, o.TTL)
+	op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/" + project, BranchID: id, Source: parent, TTL: o.TTL})
 	if err != nil {
 		tb.Fatalf("lakebasetest.Branch: creating %s: %v", name, err)
 	}
@@ -83,31 +76,30 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			return
 		}
 		defer c.Close()
-		api := &oauth.API{HTTP: c.HTTPClient(), Workspace: cfg.DatabricksInstance}
-		t, err := oauth.TokenContext(ctx, c.TokenSource())
+		op, err := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{}).DeleteBranch(ctx, name)
 		if err == nil {
-			err = api.DeleteBranch(ctx, t.AccessToken, name)
+			_, err = op.Wait(ctx)
 		}
 		if err != nil {
 			tb.Logf("lakebasetest.Branch: deleting %s: %v", name, err)
 		}
 	})
-	if err := api.Wait(ctx, c.TokenSource(), op); err != nil {
+	if _, err := op.Wait(ctx); err != nil {
 		tb.Fatalf("lakebasetest.Branch: creating %s (waiting up to %v): %v", name, o.Wait, err)
 	}
 	// Make sure the branch has a read-write endpoint to connect to.
-	eps, err := api.ListBranchEndpoints(ctx, token(ctx), name)
+	eps, err := api.ListEndpoints(ctx, name)
 	if err != nil {
 		tb.Fatalf("lakebasetest.Branch: listing the endpoints of %s: %v", name, err)
 	}
 	hasRW := false
 	for _, ep := range eps {
-		hasRW = hasRW || ep.Type() == "ENDPOINT_TYPE_READ_WRITE"
+		hasRW = hasRW || ep.Type() == workspace.EndpointTypeReadWrite
 	}
 	if !hasRW {
-		op, err := api.CreateEndpoint(ctx, token(ctx), name, "primary")
+		op, err := api.CreateEndpoint(ctx, workspace.CreateEndpointRequest{Branch: name, EndpointID: "primary"})
 		if err == nil {
-			err = api.Wait(ctx, c.TokenSource(), op)
+			_, err = op.Wait(ctx)
 		}
 		if err != nil {
 			tb.Fatalf("lakebasetest.Branch: creating the endpoint of %s: %v", name, err)

@@ -180,7 +180,8 @@ type Server struct {
 	ca          *testca.CA
 	tlsConf     *tls.Config
 	autoApp     atomic.Bool
-	clockOffset atomic.Int64 // AdvanceClock
+	clockOffset atomic.Int64      // AdvanceClock
+	userAgents  map[string]string // the last User-Agent seen per endpoint
 	outage      atomic.Bool
 	rotation    atomic.Bool
 	reuseDet    atomic.Bool
@@ -458,6 +459,14 @@ func (s *Server) AddPasswordRole(role, password string) error {
 
 // --- knobs ---
 
+// UserAgent returns the User-Agent of the last request to endpoint (one of the EP
+// constants).
+func (s *Server) UserAgent(endpoint string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userAgents[endpoint]
+}
+
 // AdvanceClock moves the emulator's clock, which decides whether tokens and
 // credentials have expired, d ahead (negative d moves it back): a test sees an
 // expiry without waiting for one, whatever the machine's speed.
@@ -670,6 +679,10 @@ func quoteDSN(v string) string {
 func (s *Server) gate(endpoint string, w http.ResponseWriter, r *http.Request) bool {
 	s.count(endpoint)
 	s.mu.Lock()
+	if s.userAgents == nil {
+		s.userAgents = map[string]string{}
+	}
+	s.userAgents[endpoint] = r.UserAgent()
 	lat, rate := s.latency[endpoint], s.errRate[endpoint]
 	if j := s.jitter[endpoint]; j > 0 {
 		lat += time.Duration(mrand.Int64N(int64(j)))

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
 )
 
 // ErrStateMismatch is returned when a callback's state is not the one sent.
@@ -146,8 +148,7 @@ func (d *DesktopLogin) listen() (net.Listener, string, error) {
 		bind = "127.0.0.1"
 	case "127.0.0.1", "::1":
 	default:
-		ip := net.ParseIP(host)
-		if ip == nil || !ip.IsLoopback() {
+		if !httpx.IsLoopbackHost(host) {
 			return nil, "", fmt.Errorf("oauth: CallbackURL host %q is not a loopback address; the desktop login serves the callback on this machine only", host)
 		}
 	}

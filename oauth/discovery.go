@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 
 	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
 )
 
 // Discovery finds and caches a workspace's OIDC endpoints from
@@ -103,12 +104,7 @@ func SecureURL(raw string) bool {
 	case "https":
 		return true
 	case "http":
-		h := u.Hostname()
-		if h == "localhost" {
-			return true
-		}
-		ip := net.ParseIP(h)
-		return ip != nil && ip.IsLoopback()
+		return httpx.IsLoopbackHost(u.Hostname())
 	}
 	return false
 }

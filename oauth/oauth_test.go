@@ -68,7 +68,7 @@ func TestRetry_TransientRetriedPermanentNot(t *testing.T) {
 	for _, perm := range []error{
 		&TokenError{Op: "x", StatusCode: 400, Code: "invalid_grant"},
 		&TokenError{Op: "x", StatusCode: 401, Code: "invalid_client"},
-		&APIError{Op: "x", StatusCode: 404},
+		&TokenError{Op: "x", StatusCode: 404},
 		errors.New("plain"),
 	} {
 		n = 0
@@ -82,7 +82,7 @@ func TestRetry_TransientRetriedPermanentNot(t *testing.T) {
 	r.Do(context.Background(), func(context.Context) error {
 		n++
 		if n == 1 {
-			return &APIError{Op: "x", StatusCode: 429, wait: 20 * time.Millisecond}
+			return &TokenError{Op: "x", StatusCode: 429, wait: 20 * time.Millisecond}
 		}
 		return nil
 	}, func(_ int, wait time.Duration, _ error) { waited = wait })
@@ -158,8 +158,7 @@ func TestMemoryStore_SharedByID(t *testing.T) {
 
 func TestToken_StringRedacts(t *testing.T) {
 	tok := &StoredToken{AccessToken: "SECRET-A", RefreshToken: "SECRET-R", Expiry: time.Now()}
-	cred := DatabaseCredential{Token: "SECRET-C", Expiry: time.Now()}
-	for _, s := range []string{tok.String(), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprintf("%v %+v %#v", cred, cred, cred)} {
+	for _, s := range []string{tok.String(), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok)} {
 		if strings.Contains(s, "SECRET") {
 			t.Fatalf("leak: %s", s)
 		}

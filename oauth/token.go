@@ -224,24 +224,6 @@ func ExpiryIn(raw json.RawMessage, now time.Time) time.Time {
 	return time.Time{}
 }
 
-// redactURLError drops the URL (which may carry a query) from a transport error,
-// keeping the cause.
-func redactURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
-	}
-	return err
-}
-
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<url>"
-	}
-	u.RawQuery, u.User, u.Fragment = "", nil, ""
-	return u.String()
-}
-
 // JWTExpiry returns the exp claim of a JWT, without checking its signature, or the
 // zero time when tok is not a JWT with exp.
 func JWTExpiry(tok string) time.Time {

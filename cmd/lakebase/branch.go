@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase"
-	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 const branchUsage = `usage: lakebase branch <create|list|delete|gc> [flags]
@@ -66,18 +66,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 	if project == "" {
 		return errors.New("branch: the connection string names no project (set Project, or Endpoint)")
 	}
-	api := &oauth.API{HTTP: c.HTTPClient(), Workspace: cfg.DatabricksInstance}
-	token := func() (string, error) {
-		t, err := oauth.TokenContext(ctx, c.TokenSource())
-		if err != nil {
-			return "", err
-		}
-		return t.AccessToken, nil
-	}
-	tok, err := token()
-	if err != nil {
-		return err
-	}
+	api := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{})
 	projectPath := "projects/" + project
 	// path is the resource name of a branch of the connection string's project, given
 	// as an id or a path; anything else is refused before a request is made.
@@ -86,7 +75,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		if !strings.HasPrefix(id, "projects/") {
 			full = projectPath + "/branches/" + id
 		}
-		if _, err := oauth.ResourcePath(full, "branches"); err != nil || strings.Count(full, "/") != 3 {
+		if _, err := workspace.ResourcePath(full, "branches"); err != nil || strings.Count(full, "/") != 3 {
 			return "", fmt.Errorf("branch %q: not a branch id (1-63 lowercase letters, digits and hyphens, starting with a letter) or projects/<p>/branches/<b>", id)
 		}
 		if !strings.HasPrefix(full, projectPath+"/branches/") {
@@ -102,7 +91,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			rand.Read(b)
 			id = "ci-" + hex.EncodeToString(b)
 		}
-		if !oauth.ValidResourceID(id) {
+		if !workspace.ValidResourceID(id) {
 			return fmt.Errorf("branch create: -name %q: a branch id is 1-63 lowercase letters, digits and hyphens, starting with a letter", id)
 		}
 		source := ""
@@ -116,23 +105,20 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			}
 		}
 		full := projectPath + "/branches/" + id
-		op, err := api.CreateBranch(ctx, tok, projectPath, id, source, *ttl)
+		op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: projectPath, BranchID: id, Source: source, TTL: *ttl})
 		if err != nil {
 			return err
 		}
-		if err := api.Wait(ctx, c.TokenSource(), op); err != nil {
-			return err
-		}
-		if tok, err = token(); err != nil {
+		if _, err := op.Wait(ctx); err != nil {
 			return err
 		}
 		if *export {
-			eps, err := api.ListBranchEndpoints(ctx, tok, full)
+			eps, err := api.ListEndpoints(ctx, full)
 			if err != nil {
 				return err
 			}
 			for _, ep := range eps {
-				if ep.Type() == "ENDPOINT_TYPE_READ_WRITE" {
+				if ep.Type() == workspace.EndpointTypeReadWrite {
 					fmt.Fprintf(stdout, "LAKEBASE_ENDPOINT=%s\n", ep.Name)
 					return nil
 				}
@@ -142,7 +128,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		fmt.Fprintf(stdout, "Project=%s;Branch=%s\n", project, id)
 		return nil
 	case "list":
-		bs, err := api.ListBranches(ctx, tok, projectPath)
+		bs, err := api.ListBranches(ctx, projectPath)
 		if err != nil {
 			return err
 		}
@@ -166,7 +152,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		if err != nil {
 			return err
 		}
-		b, err := api.GetBranch(ctx, tok, name)
+		b, err := api.GetBranch(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -176,13 +162,17 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		case b.Protected():
 			return fmt.Errorf("branch %s is protected: unprotect it in the workspace first", name)
 		}
-		if err := api.DeleteBranch(ctx, tok, name); err != nil {
+		op, err := api.DeleteBranch(ctx, name)
+		if err == nil {
+			_, err = op.Wait(ctx)
+		}
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted %s\n", name)
 		return nil
 	case "gc":
-		bs, err := api.ListBranches(ctx, tok, projectPath)
+		bs, err := api.ListBranches(ctx, projectPath)
 		if err != nil {
 			return err
 		}
@@ -191,7 +181,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		var failed []error
 		for _, b := range bs {
 			id := b.Name[strings.LastIndex(b.Name, "/")+1:]
-			expired := oauth.ParseLooseTime(b.ExpireTime)
+			expired := workspace.ParseTime(b.ExpireTime)
 			if !(*prefix != "" && strings.HasPrefix(id, *prefix) || !expired.IsZero() && time.Now().After(expired)) {
 				continue
 			}
@@ -207,7 +197,11 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 				fmt.Fprintf(stdout, "would delete %s\n", b.Name)
 				continue
 			}
-			if err := api.DeleteBranch(ctx, tok, b.Name); err != nil {
+			op, err := api.DeleteBranch(ctx, b.Name)
+			if err == nil {
+				_, err = op.Wait(ctx)
+			}
+			if err != nil {
 				fmt.Fprintf(stderr, "lakebase: could not delete %s: %v\n", b.Name, err)
 				failed = append(failed, err)
 				continue

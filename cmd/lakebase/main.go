@@ -33,7 +33,6 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase"
-	"github.com/lakebase-go/lakebase/oauth"
 )
 
 const usage = `usage: lakebase [-dsn CONNECTION_STRING] <command> [flags]
@@ -254,7 +253,7 @@ func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Re
 		if err != nil && line == "" {
 			return fmt.Errorf("reading the code: %w", err)
 		}
-		code, err := oauth.CodeFromPaste(line, a.State)
+		code, err := a.Code(line)
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,6 @@ import (
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
-	"github.com/lakebase-go/lakebase/oauth"
 )
 
 func main() {
@@ -87,7 +86,7 @@ func run(ctx context.Context, dsn, settings string, in io.Reader, out io.Writer)
 	if err != nil && line == "" {
 		return fmt.Errorf("reading the code: %w", err)
 	}
-	code, err := oauth.CodeFromPaste(line, a.State)
+	code, err := a.Code(line)
 	if err != nil {
 		return err
 	}

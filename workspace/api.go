@@ -1,0 +1,261 @@
+package workspace
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// CredentialRequest asks for a database credential of an Autoscaling endpoint
+// (POST /api/2.0/postgres/credentials).
+type CredentialRequest struct {
+	Endpoint string        // projects/<p>/branches/<b>/endpoints/<e>
+	TTL      time.Duration // clamped to 300s..3600s; 0 is 3600s
+}
+
+// GenerateCredential mints a database credential for an Autoscaling endpoint.
+func (c *Client) GenerateCredential(ctx context.Context, req CredentialRequest) (DatabaseCredential, error) {
+	if _, err := ResourcePath(req.Endpoint, "endpoints"); err != nil {
+		return DatabaseCredential{}, err
+	}
+	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
+	ttl = min(max(ttl, 300*time.Second), time.Hour)
+	var out struct {
+		Token      string `json:"token"`
+		ExpireTime Time   `json:"expire_time"`
+	}
+	in := map[string]string{"endpoint": req.Endpoint, "ttl": fmt.Sprintf("%ds", int(ttl/time.Second))}
+	const op = "mint Autoscaling credential"
+	if err := c.call(ctx, op, http.MethodPost, "/api/2.0/postgres/credentials", in, &out); err != nil {
+		return DatabaseCredential{}, err
+	}
+	if out.Token == "" {
+		return DatabaseCredential{}, &APIError{Op: op, StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
+	}
+	return DatabaseCredential{Token: out.Token, Expiry: out.ExpireTime.OrDefault(time.Now())}, nil
+}
+
+// ProvisionedCredentialRequest asks for a database credential of Provisioned
+// instances (POST /api/2.0/database/credentials); each request carries a fresh
+// request_id.
+type ProvisionedCredentialRequest struct {
+	Instances []string
+}
+
+// GenerateProvisionedCredential mints a database credential for Provisioned
+// instances.
+func (c *Client) GenerateProvisionedCredential(ctx context.Context, req ProvisionedCredentialRequest) (DatabaseCredential, error) {
+	if len(req.Instances) == 0 {
+		return DatabaseCredential{}, fmt.Errorf("%w: no instance named", ErrResourceName)
+	}
+	for _, n := range req.Instances {
+		if !instanceName.MatchString(n) {
+			return DatabaseCredential{}, fmt.Errorf("%w: instance name %q (letters, digits and hyphens)", ErrResourceName, n)
+		}
+	}
+	var out struct {
+		Token          string `json:"token"`
+		ExpirationTime Time   `json:"expiration_time"`
+	}
+	in := map[string]any{"request_id": uuid.NewString(), "instance_names": req.Instances}
+	const op = "mint Provisioned credential"
+	if err := c.call(ctx, op, http.MethodPost, "/api/2.0/database/credentials", in, &out); err != nil {
+		return DatabaseCredential{}, err
+	}
+	if out.Token == "" {
+		return DatabaseCredential{}, &APIError{Op: op, StatusCode: 200, Err: fmt.Errorf("the answer has no token")}
+	}
+	return DatabaseCredential{Token: out.Token, Expiry: out.ExpirationTime.OrDefault(time.Now())}, nil
+}
+
+// GetInstance looks up a Provisioned instance by name.
+func (c *Client) GetInstance(ctx context.Context, name string) (Instance, error) {
+	var inst Instance
+	if !instanceName.MatchString(name) {
+		return inst, fmt.Errorf("%w: instance name %q (letters, digits and hyphens)", ErrResourceName, name)
+	}
+	err := c.call(ctx, "look up instance "+name, http.MethodGet, "/api/2.0/database/instances/"+url.PathEscape(name), nil, &inst)
+	return inst, err
+}
+
+// ListInstances lists the Provisioned instances (every page).
+func (c *Client) ListInstances(ctx context.Context) ([]Instance, error) {
+	return list[Instance](ctx, c, "list instances", "/api/2.0/database/instances", "database_instances")
+}
+
+// ListProjects lists the Autoscaling projects' names (every page).
+func (c *Client) ListProjects(ctx context.Context) ([]string, error) {
+	type named struct {
+		Name string `json:"name"`
+	}
+	ps, err := list[named](ctx, c, "list projects", "/api/2.0/postgres/projects", "projects")
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Name)
+	}
+	return out, err
+}
+
+// ListBranches lists a project's branches (every page); project is projects/<id>.
+func (c *Client) ListBranches(ctx context.Context, project string) ([]Branch, error) {
+	path, err := ResourcePath(project, "projects")
+	if err != nil {
+		return nil, err
+	}
+	return list[Branch](ctx, c, "list branches of "+project, path+"/branches", "branches")
+}
+
+// GetBranch looks up a branch (projects/<p>/branches/<b>).
+func (c *Client) GetBranch(ctx context.Context, branch string) (Branch, error) {
+	var b Branch
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return b, err
+	}
+	err = c.call(ctx, "look up branch "+branch, http.MethodGet, path, nil, &b)
+	return b, err
+}
+
+// ListEndpoints lists a branch's endpoints (every page); branch is
+// projects/<p>/branches/<b>.
+func (c *Client) ListEndpoints(ctx context.Context, branch string) ([]Endpoint, error) {
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return nil, err
+	}
+	return list[Endpoint](ctx, c, "list endpoints of "+branch, path+"/endpoints", "endpoints")
+}
+
+// GetEndpoint looks up an Autoscaling endpoint by name.
+func (c *Client) GetEndpoint(ctx context.Context, name string) (Endpoint, error) {
+	var ep Endpoint
+	path, err := ResourcePath(name, "endpoints")
+	if err != nil {
+		return ep, err
+	}
+	err = c.call(ctx, "look up endpoint "+name, http.MethodGet, path, nil, &ep)
+	return ep, err
+}
+
+// ListAllEndpoints lists every Autoscaling endpoint of every project and branch,
+// following every page of each listing. Names the service should not have given
+// are never followed.
+func (c *Client) ListAllEndpoints(ctx context.Context) ([]Endpoint, error) {
+	projects, err := c.ListProjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var all []Endpoint
+	for _, p := range projects {
+		if _, err := ResourcePath(p, "projects"); err != nil {
+			continue
+		}
+		branches, err := c.ListBranches(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range branches {
+			if _, err := ResourcePath(b.Name, "branches"); err != nil {
+				continue
+			}
+			eps, err := c.ListEndpoints(ctx, b.Name)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, eps...)
+		}
+	}
+	return all, nil
+}
+
+// Me returns the SCIM userName of the token's identity: a user's e-mail, or a
+// service principal's application id.
+func (c *Client) Me(ctx context.Context) (string, error) {
+	var out struct {
+		UserName string `json:"userName"`
+	}
+	if err := c.call(ctx, "SCIM Me", http.MethodGet, "/api/2.0/preview/scim/v2/Me", nil, &out); err != nil {
+		return "", err
+	}
+	if out.UserName == "" {
+		return "", &APIError{Op: "SCIM Me", StatusCode: 200, Err: fmt.Errorf("the answer has no userName")}
+	}
+	return out.UserName, nil
+}
+
+// CreateBranchRequest asks for a new branch.
+type CreateBranchRequest struct {
+	Project  string        // projects/<p>
+	BranchID string        // the new branch's id
+	Source   string        // projects/<p>/branches/<b>; "" for the project's default branch
+	TTL      time.Duration // how long it lives unless deleted; 0: until deleted
+}
+
+// CreateBranch starts making a branch; the operation's Wait returns it.
+func (c *Client) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Operation[Branch], error) {
+	path, err := ResourcePath(req.Project, "projects")
+	if err != nil {
+		return nil, err
+	}
+	if !resourceID.MatchString(req.BranchID) {
+		return nil, fmt.Errorf("%w: branch id %q breaks the service's rule (1-63 lowercase letters, digits and hyphens, starting with a letter)", ErrResourceName, req.BranchID)
+	}
+	spec := map[string]any{}
+	if req.Source != "" {
+		if _, err := ResourcePath(req.Source, "branches"); err != nil {
+			return nil, err
+		}
+		spec["source_branch"] = req.Source
+	}
+	if req.TTL > 0 {
+		spec["ttl"] = fmt.Sprintf("%ds", int(req.TTL/time.Second))
+	}
+	op := &Operation[Branch]{c: c}
+	err = c.call(ctx, "create branch "+req.BranchID, http.MethodPost, path+"/branches?branch_id="+url.QueryEscape(req.BranchID), map[string]any{"spec": spec}, &op.state)
+	return op, err
+}
+
+// DeleteBranch starts deleting a branch (projects/<p>/branches/<b>); the operation
+// is often done at once.
+func (c *Client) DeleteBranch(ctx context.Context, branch string) (*Operation[struct{}], error) {
+	path, err := ResourcePath(branch, "branches")
+	if err != nil {
+		return nil, err
+	}
+	op := &Operation[struct{}]{c: c}
+	err = c.call(ctx, "delete branch "+branch, http.MethodDelete, path, nil, &op.state)
+	return op, err
+}
+
+// CreateEndpointRequest asks for a new endpoint on a branch.
+type CreateEndpointRequest struct {
+	Branch     string // projects/<p>/branches/<b>
+	EndpointID string
+	Type       EndpointType // default EndpointTypeReadWrite
+}
+
+// CreateEndpoint starts making an endpoint; the operation's Wait returns it.
+func (c *Client) CreateEndpoint(ctx context.Context, req CreateEndpointRequest) (*Operation[Endpoint], error) {
+	path, err := ResourcePath(req.Branch, "branches")
+	if err != nil {
+		return nil, err
+	}
+	if !resourceID.MatchString(req.EndpointID) {
+		return nil, fmt.Errorf("%w: endpoint id %q breaks the service's rule", ErrResourceName, req.EndpointID)
+	}
+	typ := req.Type
+	if typ == "" {
+		typ = EndpointTypeReadWrite
+	}
+	op := &Operation[Endpoint]{c: c}
+	body := map[string]any{"spec": map[string]any{"endpoint_type": typ}}
+	err = c.call(ctx, "create endpoint "+req.EndpointID, http.MethodPost, path+"/endpoints?endpoint_id="+url.QueryEscape(req.EndpointID), body, &op.state)
+	return op, err
+}

@@ -1,0 +1,179 @@
+package workspace
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
+)
+
+// Options are the optional parts of a Client.
+type Options struct {
+	// OnTokenRefused is called when the workspace refuses the token of a call (401,
+	// or 403): it returns the token to try once more (after dropping the refused one
+	// wherever it is kept), or an error. Without it the refusal is the call's error.
+	OnTokenRefused func(ctx context.Context, refused string, err error) (string, error)
+	// Retry is the policy for transient failures (5xx, 429, transport errors).
+	Retry httpx.Retry
+	// OnRetry, if set, is told of each retried call.
+	OnRetry func(op string, attempt int, wait time.Duration, err error)
+}
+
+// Client calls a workspace's Lakebase and SCIM REST APIs with the workspace token
+// of its TokenSource.
+type Client struct {
+	host   string
+	tokens oauth2.TokenSource
+	http   *http.Client
+	opts   Options
+}
+
+// New returns a client of the workspace at host (https://..., or http:// for a
+// loopback emulator), authenticating with tokens and sending through hc (nil:
+// http.DefaultClient); redirects are never followed.
+func New(host string, tokens oauth2.TokenSource, hc *http.Client, opts Options) *Client {
+	return &Client{host: strings.TrimRight(host, "/"), tokens: tokens, http: httpx.Client(hc), opts: opts}
+}
+
+// Host returns the workspace URL.
+func (c *Client) Host() string { return c.host }
+
+func (c *Client) token(ctx context.Context) (string, error) {
+	if c.tokens == nil {
+		return "", &APIError{Op: "authenticate", Err: fmt.Errorf("no token source")}
+	}
+	var t *oauth2.Token
+	var err error
+	if cts, ok := c.tokens.(interface {
+		TokenContext(context.Context) (*oauth2.Token, error)
+	}); ok {
+		t, err = cts.TokenContext(ctx)
+	} else {
+		t, err = c.tokens.Token()
+	}
+	if err != nil {
+		return "", err
+	}
+	return t.AccessToken, nil
+}
+
+// refusedToken reports whether the API refused the token itself: 401, or 403
+// (Databricks answers an expired or revoked token with 403 "Invalid access token"
+// as often as with 401).
+func refusedToken(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden)
+}
+
+// call makes one API call with the workspace token (retrying transient failures),
+// and once more with a new token when the token was refused.
+func (c *Client) call(ctx context.Context, op, method, path string, in, out any) error {
+	tok, err := c.token(ctx)
+	if err != nil {
+		return err
+	}
+	err = c.withRetry(ctx, op, method, path, tok, in, out)
+	if !refusedToken(err) || c.opts.OnTokenRefused == nil {
+		return err
+	}
+	if tok, err = c.opts.OnTokenRefused(ctx, tok, err); err != nil {
+		return err
+	}
+	return c.withRetry(ctx, op, method, path, tok, in, out)
+}
+
+func (c *Client) withRetry(ctx context.Context, op, method, path, tok string, in, out any) error {
+	return c.opts.Retry.Do(ctx, func(ctx context.Context) error {
+		return c.do(ctx, op, method, path, tok, in, out)
+	}, func(attempt int, wait time.Duration, err error) {
+		if c.opts.OnRetry != nil {
+			c.opts.OnRetry(op, attempt, wait, err)
+		}
+	})
+}
+
+func (c *Client) do(ctx context.Context, op, method, path, token string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.host+path, body)
+	if err != nil {
+		return &APIError{Op: op, Err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &APIError{Op: op, Err: httpx.RedactURLError(err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return &APIError{Op: op, Err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			ErrorCode string `json:"error_code"`
+			Message   string `json:"message"`
+		}
+		json.Unmarshal(data, &e)
+		return &APIError{Op: op, StatusCode: resp.StatusCode, ErrorCode: e.ErrorCode, Message: e.Message, wait: httpx.ParseRetryAfter(resp.Header)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return &APIError{Op: op, StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", err)}
+		}
+	}
+	return nil
+}
+
+// maxPages bounds a listing, against a service that never stops answering a next page.
+const maxPages = 10000
+
+// list calls a list API page by page (page_token, next_page_token) and returns the
+// items under key of every page.
+func list[T any](ctx context.Context, c *Client, op, path, key string) ([]T, error) {
+	var all []T
+	pageToken := ""
+	for range maxPages {
+		p := path
+		if pageToken != "" {
+			p += "?page_token=" + url.QueryEscape(pageToken)
+		}
+		var page map[string]json.RawMessage
+		if err := c.call(ctx, op, http.MethodGet, p, nil, &page); err != nil {
+			return nil, err
+		}
+		if raw, ok := page[key]; ok {
+			var items []T
+			if err := json.Unmarshal(raw, &items); err != nil {
+				return nil, &APIError{Op: op, StatusCode: 200, Err: fmt.Errorf("malformed answer: %w", err)}
+			}
+			all = append(all, items...)
+		}
+		var next string
+		if raw, ok := page["next_page_token"]; ok {
+			json.Unmarshal(raw, &next)
+		}
+		if next == "" || next == pageToken {
+			return all, nil
+		}
+		pageToken = next
+	}
+	return nil, &APIError{Op: op, StatusCode: 200, Err: fmt.Errorf("more than %d pages", maxPages)}
+}

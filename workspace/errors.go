@@ -1,0 +1,129 @@
+package workspace
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
+)
+
+// APIError is an error answer of a Databricks REST API (credential minting, lookups,
+// SCIM), or a failure to reach it.
+type APIError struct {
+	Op         string // e.g. "mint Autoscaling credential"
+	StatusCode int
+	ErrorCode  string // Databricks error_code, e.g. RESOURCE_DOES_NOT_EXIST
+	Message    string
+	Err        error
+	wait       time.Duration
+}
+
+// RetryAfter is how long the service asked to wait before another attempt.
+func (e *APIError) RetryAfter() time.Duration { return e.wait }
+
+// Error gives the API's error code and message.
+func (e *APIError) Error() string {
+	msg := "lakebase api: " + e.Op + ": "
+	switch {
+	case e.ErrorCode != "" || e.Message != "":
+		msg += fmt.Sprintf("%s: %s (HTTP %d)", e.ErrorCode, e.Message, e.StatusCode)
+	case e.StatusCode != 0:
+		msg += fmt.Sprintf("HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	case e.Err != nil:
+		msg += e.Err.Error() + httpx.TransportHint(e.Err)
+	}
+	if e.StatusCode == http.StatusForbidden {
+		msg += "; the identity may lack permission on the database"
+	}
+	return msg
+}
+
+// Unwrap returns the transport cause.
+func (e *APIError) Unwrap() error { return e.Err }
+
+// Format prints Error for every verb.
+func (e *APIError) Format(f fmt.State, _ rune) { io.WriteString(f, e.Error()) }
+
+// Temporary reports whether retrying may help.
+func (e *APIError) Temporary() bool {
+	return httpx.TransportFailure(e.StatusCode, e.Err) || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+}
+
+// temporary is implemented by errors worth retrying.
+type temporary interface{ Temporary() bool }
+
+// ErrResourceName is matched by an error about a resource name (a project, branch,
+// endpoint, operation or instance) that breaks the service's rules; such a name is
+// never sent.
+var ErrResourceName = errors.New("workspace: malformed resource name")
+
+var (
+	// resourceID is the service's rule for project, branch and endpoint ids: 1 to 63
+	// lowercase letters, digits and hyphens, starting with a letter.
+	resourceID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	// Operation ids are the service's own; only safe characters are accepted.
+	operationID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	// Provisioned instance names: letters, digits and hyphens.
+	instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,62}$`)
+)
+
+// ValidResourceID reports whether id follows the service's rule for project, branch
+// and endpoint ids.
+func ValidResourceID(id string) bool { return resourceID.MatchString(id) }
+
+// ValidInstanceName reports whether name can be a Provisioned instance's name.
+func ValidInstanceName(name string) bool { return instanceName.MatchString(name) }
+
+// collections are the resource kinds of the postgres API, and what may follow each.
+var collections = map[string]map[string]bool{
+	"":          {"projects": true},
+	"projects":  {"branches": true, "operations": true},
+	"branches":  {"endpoints": true, "operations": true, "roles": true, "databases": true},
+	"endpoints": {"operations": true},
+	"roles":     {"operations": true},
+	"databases": {"operations": true},
+}
+
+// ResourcePath checks a resource name of the postgres API (projects/<p>,
+// projects/<p>/branches/<b>, .../endpoints/<e>, .../operations/<o>, ...) against the
+// service's rules and returns it as a URL path below /api/2.0/postgres/, every
+// segment escaped. kinds, when given, are the kinds the name may be of (the last
+// collection: "branches", "endpoints", ...).
+func ResourcePath(name string, kinds ...string) (string, error) {
+	parts := strings.Split(name, "/")
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("%w: %q %s", ErrResourceName, name, why)
+	}
+	if len(parts) < 2 || len(parts)%2 != 0 {
+		return bad("is not a resource name (projects/<project>[/branches/<branch>[/endpoints/<endpoint>]])")
+	}
+	prev := ""
+	escaped := make([]string, len(parts))
+	for i := 0; i < len(parts); i += 2 {
+		kind, id := parts[i], parts[i+1]
+		if !collections[prev][kind] {
+			return bad("has " + strconv.Quote(kind) + " where it cannot be")
+		}
+		ok := resourceID.MatchString(id)
+		if kind == "operations" {
+			ok = operationID.MatchString(id)
+		}
+		if !ok {
+			return bad("has an id that breaks the service's rule (1-63 lowercase letters, digits and hyphens, starting with a letter)")
+		}
+		escaped[i], escaped[i+1] = kind, url.PathEscape(id)
+		prev = kind
+	}
+	if len(kinds) > 0 && !slices.Contains(kinds, prev) {
+		return bad("is not a resource of kind " + strings.Join(kinds, " or "))
+	}
+	return "/api/2.0/postgres/" + strings.Join(escaped, "/"), nil
+}

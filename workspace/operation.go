@@ -1,0 +1,72 @@
+package workspace
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// operationState is a long-running operation as the service answers it.
+type operationState struct {
+	Name     string          `json:"name"`
+	Done     bool            `json:"done"`
+	Response json.RawMessage `json:"response,omitempty"`
+	Error    *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// Operation is a long-running operation of the postgres API whose result is a T.
+type Operation[T any] struct {
+	c     *Client
+	state operationState
+}
+
+// Name is the operation's resource name.
+func (o *Operation[T]) Name() string { return o.state.Name }
+
+// Done reports whether the operation had ended when last seen.
+func (o *Operation[T]) Done() bool { return o.state.Done }
+
+// Wait polls the operation (GET /api/2.0/postgres/<name>, as the Databricks SDK
+// does, even for one that is done already) with backoff from 250 ms up to 5 s until
+// it is done or ctx ends, and returns its result or its failure.
+func (o *Operation[T]) Wait(ctx context.Context) (T, error) {
+	var zero T
+	delay := 250 * time.Millisecond
+	for first := true; ; first = false {
+		if !first {
+			if o.state.Done {
+				break
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return zero, fmt.Errorf("waiting for %s: %w", o.state.Name, ctx.Err())
+			case <-t.C:
+			}
+			delay = min(delay*2, 5*time.Second)
+		}
+		path, err := ResourcePath(o.state.Name, "operations")
+		if err != nil {
+			return zero, err
+		}
+		if err := o.c.call(ctx, "get operation", http.MethodGet, path, nil, &o.state); err != nil {
+			return zero, err
+		}
+	}
+	if e := o.state.Error; e != nil {
+		return zero, &APIError{Op: "operation " + o.state.Name, StatusCode: 200, ErrorCode: "OPERATION_FAILED", Message: e.Message}
+	}
+	var out T
+	if len(o.state.Response) > 0 {
+		if err := json.Unmarshal(o.state.Response, &out); err != nil {
+			return zero, &APIError{Op: "operation " + o.state.Name, StatusCode: 200, Err: fmt.Errorf("malformed result: %w", err)}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,158 @@
+package workspace_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/workspace"
+)
+
+func static(tok string) oauth2.TokenSource {
+	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok})
+}
+
+// A token the workspace refuses (403 "Invalid access token") reaches OnTokenRefused
+// once; the call is made once more with the token it returns.
+func TestClient_RefusedTokenIsRenewedOnceThroughTheHook(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Header.Get("Authorization") != "Bearer new" {
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"error_code":"PERMISSION_DENIED","message":"Invalid access token"}`))
+			return
+		}
+		w.Write([]byte(`{"userName":"ada@example.com"}`))
+	}))
+	defer srv.Close()
+	var hooked []string
+	c := workspace.New(srv.URL, static("old"), nil, workspace.Options{OnTokenRefused: func(_ context.Context, refused string, err error) (string, error) {
+		hooked = append(hooked, refused)
+		return "new", nil
+	}})
+	u, err := c.Me(context.Background())
+	if err != nil || u != "ada@example.com" || len(hooked) != 1 || hooked[0] != "old" || calls.Load() != 2 {
+		t.Fatalf("Me = %q, %v; hook %v; %d calls", u, err, hooked, calls.Load())
+	}
+	// Without a hook the refusal is the error.
+	_, err = workspace.New(srv.URL, static("old"), nil, workspace.Options{}).Me(context.Background())
+	var ae *workspace.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden {
+		t.Fatalf("without a hook: %v", err)
+	}
+}
+
+// A redirect is never followed with the workspace token.
+func TestClient_RedirectsAreNeverFollowed(t *testing.T) {
+	var hits atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer evil.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(evil.URL+"/steal", http.StatusTemporaryRedirect))
+	defer redirect.Close()
+	c := workspace.New(redirect.URL, static("WORKSPACE-TOKEN"), &http.Client{}, workspace.Options{})
+	_, err := c.GenerateCredential(context.Background(), workspace.CredentialRequest{Endpoint: "projects/p/branches/b/endpoints/e"})
+	if !errors.Is(err, httpx.ErrRedirect) || strings.Contains(fmt.Sprint(err), "WORKSPACE-TOKEN") || hits.Load() != 0 {
+		t.Fatalf("redirect: %v (target hit %d times)", err, hits.Load())
+	}
+}
+
+// Names that break the service's rule never reach a path.
+func TestResourcePath_RefusesNamesThatBreakTheServiceRule(t *testing.T) {
+	for name, want := range map[string]string{
+		"projects/p":                          "/api/2.0/postgres/projects/p",
+		"projects/p/branches/b-1":             "/api/2.0/postgres/projects/p/branches/b-1",
+		"projects/p/branches/b/endpoints/e":   "/api/2.0/postgres/projects/p/branches/b/endpoints/e",
+		"projects/p/branches/b/operations/Xy": "/api/2.0/postgres/projects/p/branches/b/operations/Xy",
+	} {
+		if got, err := workspace.ResourcePath(name); err != nil || got != want {
+			t.Fatalf("%s: %q %v", name, got, err)
+		}
+	}
+	for _, name := range []string{"", "projects", "projects/../x", "projects/p/branches/../../../../preview/scim/v2/Users/42",
+		"projects/p/branches/x?force=true", "projects/p/branches/a%2F..", "projects/P", "projects/p/users/u", "projects/p/branches/b/endpoints/e?x=1"} {
+		if _, err := workspace.ResourcePath(name); !errors.Is(err, workspace.ErrResourceName) {
+			t.Fatalf("%q was accepted: %v", name, err)
+		}
+	}
+	if _, err := workspace.ResourcePath("projects/p/branches/b", "endpoints"); err == nil {
+		t.Fatal("a branch was accepted as an endpoint")
+	}
+}
+
+// Operation.Wait GETs the operation (even one that is done already, as the SDK
+// does), polls with backoff until it is done, and decodes the result.
+func TestOperation_WaitPollsAndDecodes(t *testing.T) {
+	var polls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost:
+			w.Write([]byte(`{"name":"projects/p/branches/b/operations/op1","done":false}`))
+		case r.Method == http.MethodDelete:
+			w.Write([]byte(`{"name":"projects/p/branches/b/operations/op2","done":true,"response":{}}`))
+		case strings.HasSuffix(r.URL.Path, "/op1"):
+			if polls.Add(1) < 3 {
+				w.Write([]byte(`{"name":"projects/p/branches/b/operations/op1","done":false}`))
+				return
+			}
+			json.NewEncoder(w).Encode(map[string]any{"name": "projects/p/branches/b/operations/op1", "done": true,
+				"response": map[string]any{"name": "projects/p/branches/b", "status": map[string]any{"current_state": "READY"}}})
+		case strings.HasSuffix(r.URL.Path, "/op2"):
+			polls.Add(100)
+			w.Write([]byte(`{"name":"projects/p/branches/b/operations/op2","done":true,"response":{}}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	c := workspace.New(srv.URL, static("t"), nil, workspace.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	op, err := c.CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/p", BranchID: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := op.Wait(ctx)
+	if err != nil || b.Name != "projects/p/branches/b" || b.Status.CurrentState != "READY" || polls.Load() != 3 {
+		t.Fatalf("Wait: %+v %v after %d polls", b, err, polls.Load())
+	}
+	del, err := c.DeleteBranch(ctx, "projects/p/branches/b")
+	if err != nil || !del.Done() {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := del.Wait(ctx); err != nil || polls.Load() != 103 {
+		t.Fatalf("a done deletion's operation was not fetched once: %v, polls %d", err, polls.Load())
+	}
+}
+
+// Every listing follows next_page_token.
+func TestList_FollowsEveryPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page := r.URL.Query().Get("page_token")
+		next := map[string]string{"": "2", "2": "3", "3": ""}[page]
+		json.NewEncoder(w).Encode(map[string]any{"database_instances": []map[string]string{{"name": "i" + page}}, "next_page_token": next})
+	}))
+	defer srv.Close()
+	insts, err := workspace.New(srv.URL, static("t"), nil, workspace.Options{}).ListInstances(context.Background())
+	if err != nil || len(insts) != 3 {
+		t.Fatalf("%v %v", insts, err)
+	}
+}
+
+// A credential's fmt forms hide it.
+func TestDatabaseCredential_FormsHideTheToken(t *testing.T) {
+	cred := workspace.DatabaseCredential{Token: "SECRET-C", Expiry: time.Now()}
+	if s := fmt.Sprintf("%v %+v %#v %s", cred, cred, cred, &cred); strings.Contains(s, "SECRET") {
+		t.Fatalf("leak: %s", s)
+	}
+}
