@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lakebase-go/lakebase/internal/httpx"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 	"github.com/lakebase-go/lakebase/workspace"
 )
 
@@ -82,14 +84,25 @@ func (e *LoginError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrLoginRefused) true.
 func (e *LoginError) Is(target error) bool { return target == ErrLoginRefused }
 
-// Errors of the token pipeline, re-exported from package oauth so callers need one import.
+// Errors the driver's sub-packages return, re-exported so callers need one import.
 var (
+	// ErrRedirect: an OAuth or workspace endpoint answered with a redirect, which is
+	// never followed (every request carries a secret). Permanent.
+	ErrRedirect = httpx.ErrRedirect
+	// ErrNoKeyring: keyring:// was asked for and no OS keyring is reachable; use a
+	// file. Permanent on this machine.
+	ErrNoKeyring = settings.ErrNoKeyring
+	// ErrResourceName: a project, branch, endpoint, operation or instance name breaks
+	// the service's rule; nothing was sent. Permanent.
+	ErrResourceName = workspace.ErrResourceName
+	// ErrClosed: the Connector was closed while the call waited. Permanent.
+	ErrClosed = oauth.ErrClosed
 	// ErrReloginRequired: the refresh token was refused (invalid_grant); a person must log in again.
 	ErrReloginRequired = oauth.ErrReloginRequired
 	// ErrNoToken: no usable token, and the InitiateOAuth mode forbids getting one.
 	ErrNoToken = oauth.ErrNoToken
 	// ErrSettingsFile: the OAuthSettingsLocation file cannot be used (it is left as it was).
-	ErrSettingsFile = oauth.ErrSettingsFile
+	ErrSettingsFile = settings.ErrSettingsFile
 )
 
 type (
@@ -100,7 +113,7 @@ type (
 	// APIError is an error of a Databricks REST API, such as minting a credential.
 	APIError = workspace.APIError
 	// SettingsFileError reports an unusable OAuthSettingsLocation file.
-	SettingsFileError = oauth.SettingsFileError
+	SettingsFileError = settings.SettingsFileError
 )
 
 // ErrNotAwake is matched by a WakeError.
@@ -130,3 +143,24 @@ func (e *WakeError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrNotAwake) true.
 func (e *WakeError) Is(target error) bool { return target == ErrNotAwake }
+
+// ErrConnectorNotOpened is returned by the methods of a Connector that was not made
+// by NewConnector or NewConnectorFromConfig (a zero Connector).
+var ErrConnectorNotOpened = errors.New("lakebase: the Connector was not made by NewConnector or NewConnectorFromConfig")
+
+// ErrCredential is matched by a failure to mint a database credential or to find
+// the database: errors.Is(err, lakebase.ErrCredential).
+var ErrCredential = errors.New("lakebase: database credential")
+
+// ErrNoPersonLogin is returned by the login steps (and the EXEC procedures that adapt
+// them) under an AuthScheme that has no person to log in.
+var ErrNoPersonLogin = errors.New("lakebase: the login steps need AuthScheme=OAuthPKCE or OAuthClient, the schemes that can log a person in")
+
+// InputError reports a missing or wrong input of a login step.
+type InputError struct {
+	Input string
+	Msg   string
+}
+
+// Error names the input.
+func (e *InputError) Error() string { return "lakebase: " + e.Input + " " + e.Msg }

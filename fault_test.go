@@ -23,7 +23,7 @@ import (
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
-	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // Long variants: LAKEBASE_LONG=1 go test -run 'Soak|Fault' (make soak).
@@ -312,8 +312,8 @@ func TestFault_KillNineWhileWritingTheTokenFile(t *testing.T) {
 		if errors.Is(err, os.ErrNotExist) {
 			continue // killed before the first write
 		}
-		var s oauth.Settings
-		if err := json.Unmarshal(data, &s); err != nil || s.Version != oauth.SettingsVersion || s.Tokens["w|c|s"] == nil {
+		var s settings.Settings
+		if err := json.Unmarshal(data, &s); err != nil || s.Version != settings.SettingsVersion || s.Tokens["w|c|s"] == nil {
 			t.Fatalf("round %d: the file is torn (%v): %.200q", r, err, data)
 		}
 		versions++
@@ -322,8 +322,8 @@ func TestFault_KillNineWhileWritingTheTokenFile(t *testing.T) {
 		t.Fatal("the writer never wrote")
 	}
 	// A driver opening the file after all those kills reads it.
-	st, _ := oauth.OpenStore(file)
-	if err := st.Update(context.Background(), func(*oauth.Settings) (bool, error) { return false, nil }); err != nil {
+	st, _ := settings.OpenStore(file)
+	if err := st.Update(context.Background(), func(*settings.Settings) (bool, error) { return false, nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -331,10 +331,10 @@ func TestFault_KillNineWhileWritingTheTokenFile(t *testing.T) {
 // helperWriteLoop rewrites the settings file as fast as it can, with contents of
 // changing size.
 func helperWriteLoop() int {
-	st, _ := oauth.OpenStore(os.Getenv("LAKEBASE_HELPER_FILE"))
+	st, _ := settings.OpenStore(os.Getenv("LAKEBASE_HELPER_FILE"))
 	for i := 0; ; i++ {
-		err := st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
-			s.Tokens["w|c|s"] = &oauth.StoredToken{AccessToken: strings.Repeat("a", 1000+(i%50)*400), RefreshToken: fmt.Sprint(i)}
+		err := st.Update(context.Background(), func(s *settings.Settings) (bool, error) {
+			s.Tokens["w|c|s"] = &settings.StoredToken{AccessToken: strings.Repeat("a", 1000+(i%50)*400), RefreshToken: fmt.Sprint(i)}
 			return true, nil
 		})
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/testenv"
-	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // The keyring store is tested against a real Secret Service: this test starts a
@@ -63,36 +63,36 @@ func keyringInner(t *testing.T) {
 // The store itself: what the file store does, in the keyring.
 func TestKeyringInner_StoreSemantics(t *testing.T) {
 	keyringInner(t)
-	st, err := oauth.OpenStore("keyring://semantics")
+	st, err := settings.OpenStore("keyring://semantics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
-		s.Tokens["w|c|s"] = &oauth.StoredToken{AccessToken: "a", RefreshToken: "r"}
+	err = st.Update(context.Background(), func(s *settings.Settings) (bool, error) {
+		s.Tokens["w|c|s"] = &settings.StoredToken{AccessToken: "a", RefreshToken: "r"}
 		return true, nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := oauth.OpenStore("keyring://semantics")
+	again, _ := settings.OpenStore("keyring://semantics")
 	var got string
-	again.Update(context.Background(), func(s *oauth.Settings) (bool, error) { got = s.Tokens["w|c|s"].RefreshToken; return false, nil })
+	again.Update(context.Background(), func(s *settings.Settings) (bool, error) { got = s.Tokens["w|c|s"].RefreshToken; return false, nil })
 	if got != "r" || again.Location() != "keyring://semantics" {
 		t.Fatalf("read back %q", got)
 	}
 	// A corrupt item is an error naming the store, and is left alone.
 	for _, bad := range []string{"{{{", `{"version":1,"tokens":{},"pending":{"s":null}}`, `{"version":9,"tokens":{}}`} {
-		keyring.Set(oauth.KeyringService, "corrupt", bad)
-		cs, _ := oauth.OpenStore("keyring://corrupt")
-		err := cs.Update(context.Background(), func(*oauth.Settings) (bool, error) { return true, nil })
+		keyring.Set(settings.KeyringService, "corrupt", bad)
+		cs, _ := settings.OpenStore("keyring://corrupt")
+		err := cs.Update(context.Background(), func(*settings.Settings) (bool, error) { return true, nil })
 		if !errors.Is(err, lakebase.ErrSettingsFile) || !strings.Contains(err.Error(), "keyring://corrupt") {
 			t.Fatalf("%q: %v", bad, err)
 		}
-		if v, _ := keyring.Get(oauth.KeyringService, "corrupt"); v != bad {
+		if v, _ := keyring.Get(settings.KeyringService, "corrupt"); v != bad {
 			t.Fatal("the corrupt item was changed")
 		}
 	}
-	if _, err := oauth.OpenStore("keyring://bad name/x"); err == nil {
+	if _, err := settings.OpenStore("keyring://bad name/x"); err == nil {
 		t.Fatal("a bad keyring name was accepted")
 	}
 }
@@ -116,7 +116,7 @@ func TestKeyringInner_WarmRestartAndLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	v, _ := keyring.Get(oauth.KeyringService, "warm")
+	v, _ := keyring.Get(settings.KeyringService, "warm")
 	if strings.Contains(v, `"access_token"`) || strings.Contains(v, `"credentials":{"`) {
 		t.Fatalf("logout left a login in the keyring: %.200s", v)
 	}
@@ -136,12 +136,12 @@ func TestKeyring_UnavailableIsAClearError(t *testing.T) {
 		t.Skip("a keyring is available here")
 	}
 	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
-	st, err := oauth.OpenStore("keyring://none")
+	st, err := settings.OpenStore("keyring://none")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.Update(context.Background(), func(*oauth.Settings) (bool, error) { return true, nil })
-	if !errors.Is(err, oauth.ErrNoKeyring) || !strings.Contains(err.Error(), "OAuthSettingsLocation=<path>") {
+	err = st.Update(context.Background(), func(*settings.Settings) (bool, error) { return true, nil })
+	if !errors.Is(err, settings.ErrNoKeyring) || !strings.Contains(err.Error(), "OAuthSettingsLocation=<path>") {
 		t.Fatalf("no keyring: %v", err)
 	}
 	c, err := lakebase.NewConnector(emu.OAuthClientDSN("OAuthSettingsLocation=keyring://none"))
@@ -149,7 +149,7 @@ func TestKeyring_UnavailableIsAClearError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Login(context.Background()); !errors.Is(err, oauth.ErrNoKeyring) {
+	if _, err := c.Login(context.Background()); !errors.Is(err, settings.ErrNoKeyring) {
 		t.Fatalf("OAuthClient fell back silently: %v", err)
 	}
 }
@@ -179,9 +179,9 @@ func TestKeyringInner_ProcessesWithDifferentCacheDirsShareTheLock(t *testing.T) 
 			t.Fatalf("process %d: %v\n%s", i, errs[i], outs[i])
 		}
 	}
-	st, _ := oauth.OpenStore("keyring://counter")
+	st, _ := settings.OpenStore("keyring://counter")
 	var n string
-	st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
+	st.Update(context.Background(), func(s *settings.Settings) (bool, error) {
 		if e := s.Tokens["w|c|s"]; e != nil {
 			n = e.RefreshToken
 		}
@@ -196,18 +196,18 @@ func TestKeyringInner_ProcessesWithDifferentCacheDirsShareTheLock(t *testing.T) 
 func helperKeyringIncrement() int {
 	var n int
 	fmt.Sscan(os.Getenv("LAKEBASE_HELPER_N"), &n)
-	st, err := oauth.OpenStore("keyring://counter")
+	st, err := settings.OpenStore("keyring://counter")
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
 	for range n {
-		err := st.Update(context.Background(), func(s *oauth.Settings) (bool, error) {
+		err := st.Update(context.Background(), func(s *settings.Settings) (bool, error) {
 			v := 0
 			if e := s.Tokens["w|c|s"]; e != nil {
 				fmt.Sscan(e.RefreshToken, &v)
 			}
-			s.Tokens["w|c|s"] = &oauth.StoredToken{AccessToken: "a", RefreshToken: fmt.Sprint(v + 1)}
+			s.Tokens["w|c|s"] = &settings.StoredToken{AccessToken: "a", RefreshToken: fmt.Sprint(v + 1)}
 			return true, nil
 		})
 		if err != nil {

@@ -2,7 +2,6 @@ package lakebase
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -47,10 +46,6 @@ type loginInfo struct {
 	// when looked up.
 	database, state string
 }
-
-// ErrConnectorNotOpened is returned by the methods of a Connector that was not made
-// by NewConnector or NewConnectorFromConfig (a zero Connector).
-var ErrConnectorNotOpened = errors.New("lakebase: the Connector was not made by NewConnector or NewConnectorFromConfig")
 
 // source is the connector's login, or one that refuses everything for a Connector
 // that was never opened.
@@ -197,10 +192,6 @@ func (c *Connector) HasStoredLogin(ctx context.Context) (bool, error) {
 
 // SettingsLocation returns where the connector stores tokens ("" when nowhere).
 func (c *Connector) SettingsLocation() string { return c.source().settingsLocation() }
-
-// ErrCredential is matched by a failure to mint a database credential or to find
-// the database: errors.Is(err, lakebase.ErrCredential).
-var ErrCredential = errors.New("lakebase: database credential")
 
 type credentialError struct{ err error }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lakebase-go/lakebase/internal/ctxsync"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 	"github.com/lakebase-go/lakebase/workspace"
 )
 
@@ -221,12 +222,12 @@ func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential,
 	if err != nil {
 		return workspace.DatabaseCredential{}, time.Time{}, err
 	}
-	key := p.credentialKey(endpoint, instance)
+	key, keyed := p.credentialKey(endpoint, instance)
 	// A stored credential is used when this process has none yet (a warm start), or
 	// when another process minted a newer one than this process holds; a refresh
 	// ahead of expiry never takes back the credential it is replacing.
 	held, heldExp, has := p.cred.Peek()
-	if sc := p.storedCredential(ctx, key); sc != nil && (!has || sc.Token != held.Token && sc.Expiry.After(heldExp)) {
+	if sc := p.storedCredential(ctx, key, keyed); sc != nil && (!has || sc.Token != held.Token && sc.Expiry.After(heldExp)) {
 		p.log.Debug("lakebase: database credential from the store", slog.Time("expiry", sc.Expiry))
 		return workspace.DatabaseCredential{Token: sc.Token, Expiry: sc.Expiry}, sc.Expiry, nil
 	}
@@ -248,31 +249,28 @@ func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential,
 		if endpoint, instance, err = p.mintFor(ctx); err != nil {
 			return workspace.DatabaseCredential{}, time.Time{}, err
 		}
-		key = p.credentialKey(endpoint, instance)
+		key, keyed = p.credentialKey(endpoint, instance)
 		err = mintOnce()
 	}
 	if err != nil {
 		return workspace.DatabaseCredential{}, time.Time{}, &credentialError{err}
 	}
-	p.remember(ctx, func(st *oauth.Settings) {
+	p.remember(ctx, func(st *settings.Settings) {
 		login, ok := p.stored.Current(st)
 		if !ok {
 			return // the stored login changed meanwhile: this credential is not its
 		}
-		if st.Credentials == nil {
-			st.Credentials = map[string]*oauth.StoredCredential{}
-		}
-		st.Credentials[key] = &oauth.StoredCredential{Token: cred.Token, Expiry: cred.Expiry, Minted: minted,
-			Workspace: p.cfg.DatabricksInstance, Database: dbName(endpoint, instance), User: p.cfg.User, Login: login}
+		st.SetCredential(key, &settings.StoredCredential{Token: cred.Token, Expiry: cred.Expiry, Minted: minted,
+			Workspace: p.cfg.DatabricksInstance, Database: string(dbName(endpoint, instance)), User: p.cfg.User, Login: login})
 	})
 	return cred, cred.Expiry, nil
 }
 
-func dbName(endpoint, instance string) string {
+func dbName(endpoint, instance string) settings.Database {
 	if endpoint != "" {
-		return "endpoint:" + endpoint
+		return settings.EndpointDatabase(endpoint)
 	}
-	return "instance:" + instance
+	return settings.InstanceDatabase(instance)
 }
 
 // stores reports whether this pipeline keeps credentials and lookups in its store:
@@ -282,32 +280,32 @@ func (p *tokenPipeline) stores() bool {
 }
 
 // credentialKey keys a stored credential by everything it was minted for: the
-// workspace, client and scheme (the token key), the database, the user and the
-// read-only choice.
-func (p *tokenPipeline) credentialKey(endpoint, instance string) string {
+// login (workspace, client, scheme, scope), the database, the user and the
+// read-only choice; ok is false when the pipeline keeps nothing in a store.
+func (p *tokenPipeline) credentialKey(endpoint, instance string) (settings.CredentialKey, bool) {
 	if !p.stores() {
-		return ""
+		return settings.CredentialKey{}, false
 	}
-	return fmt.Sprintf("%s|%s|%s|ro=%v", p.stored.Key(), dbName(endpoint, instance), p.cfg.User, p.cfg.ReadOnly)
+	return settings.CredentialKey{Login: p.stored.Key(), Database: dbName(endpoint, instance), User: p.cfg.User, ReadOnly: p.cfg.ReadOnly}, true
 }
 
 // lookupKey keys a stored host lookup: the workspace and the database (or the
 // project and branch that name it).
-func (p *tokenPipeline) lookupKey(t *target) string {
-	name := dbName(t.endpoint, t.instance)
+func (p *tokenPipeline) lookupKey(t *target) settings.LookupKey {
+	db := dbName(t.endpoint, t.instance)
 	if p.cfg.Project != "" {
-		name = "branch:projects/" + p.cfg.Project + "/branches/" + p.cfg.Branch
+		db = settings.BranchDatabase(p.cfg.Project, p.cfg.Branch)
 	}
-	return fmt.Sprintf("%s|%s|ro=%v", p.cfg.DatabricksInstance, name, p.cfg.ReadOnly)
+	return settings.LookupKey{Workspace: p.cfg.DatabricksInstance, Database: db, ReadOnly: p.cfg.ReadOnly}
 }
 
-func (p *tokenPipeline) storedCredential(ctx context.Context, key string) *oauth.StoredCredential {
-	var out *oauth.StoredCredential
-	if key == "" {
+func (p *tokenPipeline) storedCredential(ctx context.Context, key settings.CredentialKey, keyed bool) *settings.StoredCredential {
+	var out *settings.StoredCredential
+	if !keyed {
 		return nil
 	}
-	p.recall(ctx, func(st *oauth.Settings) {
-		if c := st.Credentials[key]; c != nil && c.Usable(time.Now()) && p.ofCurrentLogin(st, c.Login) {
+	p.recall(ctx, func(st *settings.Settings) {
+		if c := st.Credential(key); c != nil && c.Usable(time.Now()) && p.ofCurrentLogin(st, c.Login) {
 			cp := *c
 			out = &cp
 		}
@@ -318,18 +316,18 @@ func (p *tokenPipeline) storedCredential(ctx context.Context, key string) *oauth
 // ofCurrentLogin reports whether something stored with login belongs to the login
 // this pipeline uses: the stored one, with no new login material in the connection
 // string. What came from another login (another person, perhaps) is never used.
-func (p *tokenPipeline) ofCurrentLogin(st *oauth.Settings, login string) bool {
+func (p *tokenPipeline) ofCurrentLogin(st *settings.Settings, login string) bool {
 	cur, ok := p.stored.Current(st)
 	return ok && login != "" && login == cur
 }
 
 // recall reads the store (when the pipeline keeps things there); a store that
 // cannot be read only costs the requests it would have saved.
-func (p *tokenPipeline) recall(ctx context.Context, fn func(*oauth.Settings)) {
+func (p *tokenPipeline) recall(ctx context.Context, fn func(*settings.Settings)) {
 	if !p.stores() {
 		return
 	}
-	err := p.stored.Store.Update(ctx, func(st *oauth.Settings) (bool, error) { fn(st); return false, nil })
+	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return false, nil })
 	if err != nil {
 		p.log.Debug("lakebase: the settings store could not be read for a warm start", slog.String("error", err.Error()))
 	}
@@ -337,11 +335,11 @@ func (p *tokenPipeline) recall(ctx context.Context, fn func(*oauth.Settings)) {
 
 // remember writes to the store (when the pipeline keeps things there); a failure is
 // logged, never fatal to the login.
-func (p *tokenPipeline) remember(ctx context.Context, fn func(*oauth.Settings)) {
+func (p *tokenPipeline) remember(ctx context.Context, fn func(*settings.Settings)) {
 	if !p.stores() {
 		return
 	}
-	err := p.stored.Store.Update(ctx, func(st *oauth.Settings) (bool, error) { fn(st); return true, nil })
+	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return true, nil })
 	if err != nil {
 		p.log.Warn("lakebase: could not keep the credential in the settings store", slog.String("error", err.Error()))
 	}
@@ -363,8 +361,8 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	t = &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
 	if t.host == "" && (t.endpoint != "" || t.instance != "" || cfg.Project != "") {
 		// A host looked up by an earlier process: hosts do not change.
-		p.recall(ctx, func(st *oauth.Settings) {
-			if l := st.Lookups[p.lookupKey(t)]; l != nil && (cfg.Project == "" || l.Endpoint != "") {
+		p.recall(ctx, func(st *settings.Settings) {
+			if l := st.Lookup(p.lookupKey(t)); l != nil && (cfg.Project == "" || l.Endpoint != "") {
 				t.host, t.state = l.Host, l.State
 				if cfg.Project != "" {
 					t.endpoint = l.Endpoint
@@ -431,15 +429,12 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	p.target = t
 	p.mu.Unlock()
 	if cfg.Server == "" {
-		p.remember(ctx, func(st *oauth.Settings) {
-			if st.Lookups == nil {
-				st.Lookups = map[string]*oauth.StoredLookup{}
-			}
-			l := &oauth.StoredLookup{Host: t.host, State: t.state, Updated: time.Now()}
+		p.remember(ctx, func(st *settings.Settings) {
+			l := &settings.StoredLookup{Host: t.host, State: t.state, Updated: time.Now()}
 			if cfg.Project != "" {
 				l.Endpoint = t.endpoint
 			}
-			st.Lookups[p.lookupKey(t)] = l
+			st.SetLookup(p.lookupKey(t), l)
 		})
 	}
 	return t, nil
@@ -513,7 +508,7 @@ func (p *tokenPipeline) dropTarget(ctx context.Context) {
 		t = &target{}
 	}
 	key := p.lookupKey(t)
-	p.remember(ctx, func(st *oauth.Settings) { delete(st.Lookups, key) })
+	p.remember(ctx, func(st *settings.Settings) { st.DeleteLookup(key) })
 }
 
 // notFound turns a 404 of a lookup into a ConfigError naming the property.
@@ -579,8 +574,8 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 	if u != "" {
 		return u, nil
 	}
-	p.recall(ctx, func(st *oauth.Settings) {
-		if su := st.UserNames[p.stored.Key()]; su != nil && p.ofCurrentLogin(st, su.Login) {
+	p.recall(ctx, func(st *settings.Settings) {
+		if su := st.UserName(p.stored.Key()); su != nil && p.ofCurrentLogin(st, su.Login) {
 			u = su.Name
 		}
 	})
@@ -590,15 +585,12 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
 		}
-		p.remember(ctx, func(st *oauth.Settings) {
+		p.remember(ctx, func(st *settings.Settings) {
 			login, ok := p.stored.Current(st)
 			if !ok {
 				return
 			}
-			if st.UserNames == nil {
-				st.UserNames = map[string]*oauth.StoredUser{}
-			}
-			st.UserNames[p.stored.Key()] = &oauth.StoredUser{Name: u, Login: login}
+			st.SetUserName(p.stored.Key(), &settings.StoredUser{Name: u, Login: login})
 		})
 	}
 	p.mu.Lock()
@@ -617,13 +609,7 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, error) {
 	if refused != "" {
 		p.cred.Invalidate(func(c workspace.DatabaseCredential) bool { return c.Token == refused })
-		p.remember(ctx, func(st *oauth.Settings) {
-			for k, c := range st.Credentials {
-				if c.Token == refused {
-					delete(st.Credentials, k)
-				}
-			}
-		})
+		p.remember(ctx, func(st *settings.Settings) { st.DropCredential(refused) })
 		// The endpoint a branch resolved to may be gone (the branch was deleted): look
 		// it up again rather than trust the stored answer.
 		p.dropTarget(ctx)
@@ -675,23 +661,23 @@ func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
 	if !p.stores() || p.cfg.Endpoint == "" && p.cfg.Instance == "" {
 		return true // nothing stored to start warm from, or a listing to make
 	}
-	key := p.credentialKey(p.cfg.Endpoint, p.cfg.Instance)
+	key, _ := p.credentialKey(p.cfg.Endpoint, p.cfg.Instance)
 	lookup := p.lookupKey(&target{endpoint: p.cfg.Endpoint, instance: p.cfg.Instance})
 	missing := false
-	p.recall(ctx, func(st *oauth.Settings) {
+	p.recall(ctx, func(st *settings.Settings) {
 		if _, ok := p.stored.Current(st); !ok {
 			missing = true // nothing stored, or the connection string brings a new login
 			return
 		}
 		if !haveCred {
-			c := st.Credentials[key]
+			c := st.Credential(key)
 			missing = missing || c == nil || !c.Usable(time.Now()) || !p.ofCurrentLogin(st, c.Login)
 		}
 		if !haveTarget && p.cfg.Server == "" {
-			missing = missing || st.Lookups[lookup] == nil
+			missing = missing || st.Lookup(lookup) == nil
 		}
 		if !haveUser {
-			su := st.UserNames[p.stored.Key()]
+			su := st.UserName(p.stored.Key())
 			missing = missing || su == nil || !p.ofCurrentLogin(st, su.Login)
 		}
 	})
@@ -702,13 +688,7 @@ func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
 func (p *tokenPipeline) forgetCredential() {
 	p.cred.Invalidate(nil)
 	if p.stores() {
-		p.remember(context.Background(), func(st *oauth.Settings) {
-			for k := range st.Credentials {
-				if strings.HasPrefix(k, p.stored.Key()+"|") {
-					delete(st.Credentials, k)
-				}
-			}
-		})
+		p.remember(context.Background(), func(st *settings.Settings) { st.ForgetCredentials(p.stored.Key()) })
 	}
 }
 

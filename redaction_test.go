@@ -16,6 +16,7 @@ import (
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 	"github.com/lakebase-go/lakebase/storedproc"
 	"github.com/lakebase-go/lakebase/workspace"
 )
@@ -40,11 +41,11 @@ var samples = map[string]any{
 	"lakebase.Authorization":        &lakebase.Authorization{},
 	"lakebase.CodeExchange":         &lakebase.CodeExchange{},
 	"oauth.TokenClient":             &oauth.TokenClient{},
-	"oauth.StoredToken":             &oauth.StoredToken{},
-	"oauth.Pending":                 &oauth.Pending{},
+	"settings.StoredToken":          &settings.StoredToken{},
+	"settings.Pending":              &settings.Pending{},
 	"oauth.Source":                  &oauth.Source{Client: &oauth.TokenClient{}},
 	"workspace.DatabaseCredential":  &workspace.DatabaseCredential{},
-	"oauth.StoredCredential":        &oauth.StoredCredential{},
+	"settings.StoredCredential":     &settings.StoredCredential{},
 	"oauth.EntraSource":             &oauth.EntraSource{},
 	"lakebasetest.ServicePrincipal": &lakebasetest.ServicePrincipal{},
 }
@@ -53,7 +54,7 @@ var samples = map[string]any{
 // exported struct type with a secret field.
 func exportedSecretTypes(t *testing.T) []string {
 	var out []string
-	for pkg, dir := range map[string]string{"lakebase": ".", "oauth": "oauth", "storedproc": "storedproc", "lakebasetest": "lakebasetest", "workspace": "workspace"} {
+	for pkg, dir := range map[string]string{"lakebase": ".", "oauth": "oauth", "storedproc": "storedproc", "lakebasetest": "lakebasetest", "workspace": "workspace", "settings": "settings"} {
 		fset := token.NewFileSet()
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 		for _, f := range files {

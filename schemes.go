@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // AuthTokenSource is the AuthScheme of a connector built WithTokenSource: the
@@ -87,7 +88,7 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 		openBrowser: c.opts.openBrowser, stderr: c.opts.stderr, scope: cfg.Scope}
 	// Pending logins live in the store when one was named (so another connection or
 	// process can finish them), otherwise in this process.
-	person.pending = oauth.MemoryStore("\x00lakebase-pending")
+	person.pending = settings.MemoryStore("\x00lakebase-pending")
 	if cfg.OAuthSettingsLocation != "" || cfg.AuthScheme == AuthOAuthPKCE && cfg.InitiateOAuth != InitiateOff {
 		person.pending = store
 	}
@@ -138,18 +139,18 @@ func DefaultSettingsLocation() (string, error) {
 // openStore opens the token store of OAuthSettingsLocation. OAuthClient without a
 // location keeps tokens in memory (client credentials can always be fetched again);
 // OAuthPKCE defaults to a file, since a login would be lost otherwise.
-func (c *Connector) openStore() (oauth.Store, error) {
+func (c *Connector) openStore() (settings.Store, error) {
 	loc := c.cfg.OAuthSettingsLocation
 	if loc == "" {
 		if c.cfg.AuthScheme == AuthOAuthClient {
-			return oauth.NewPrivateMemoryStore(), nil
+			return settings.NewPrivateMemoryStore(), nil
 		}
 		var err error
 		if loc, err = DefaultSettingsLocation(); err != nil {
 			return nil, &ConfigError{Property: "OAuthSettingsLocation", Err: fmt.Errorf("has no default here (%v); set it to a file path or memory://<id>", err)}
 		}
 	}
-	st, err := oauth.OpenStore(loc)
+	st, err := settings.OpenStore(loc)
 	if err != nil {
 		return nil, &ConfigError{Property: "OAuthSettingsLocation", Value: loc, Err: err}
 	}
@@ -162,14 +163,14 @@ func (c *Connector) openStore() (oauth.Store, error) {
 // fallbackStore is the OAuthClient store: when its file cannot be written (a
 // read-only file system, say), tokens stay in memory and a warning is logged.
 type fallbackStore struct {
-	oauth.Store
+	settings.Store
 	log  *slog.Logger
 	once sync.Once
-	mem  oauth.Store
+	mem  settings.Store
 	mu   sync.Mutex
 }
 
-func (f *fallbackStore) Update(ctx context.Context, fn func(*oauth.Settings) (bool, error)) error {
+func (f *fallbackStore) Update(ctx context.Context, fn func(*settings.Settings) (bool, error)) error {
 	f.mu.Lock()
 	mem := f.mem
 	f.mu.Unlock()
@@ -177,13 +178,13 @@ func (f *fallbackStore) Update(ctx context.Context, fn func(*oauth.Settings) (bo
 		return mem.Update(ctx, fn)
 	}
 	err := f.Store.Update(ctx, fn)
-	var se *oauth.SettingsFileError
-	if errors.As(err, &se) && se.Unwritable && !errors.Is(err, oauth.ErrNoKeyring) { // a keyring asked for is never swapped silently
+	var se *settings.SettingsFileError
+	if errors.As(err, &se) && se.Unwritable && !errors.Is(err, settings.ErrNoKeyring) { // a keyring asked for is never swapped silently
 		f.once.Do(func() {
 			f.log.Warn("lakebase: OAuthSettingsLocation cannot be written; keeping tokens in memory",
 				slog.String("location", f.Store.Location()), slog.String("error", se.Error()))
 			f.mu.Lock()
-			f.mem = oauth.NewPrivateMemoryStore()
+			f.mem = settings.NewPrivateMemoryStore()
 			f.mu.Unlock()
 		})
 		return f.mem.Update(ctx, fn)

@@ -2,7 +2,6 @@ package lakebase
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,11 +10,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 )
-
-// ErrNoPersonLogin is returned by the login steps (and the EXEC procedures that adapt
-// them) under an AuthScheme that has no person to log in.
-var ErrNoPersonLogin = errors.New("lakebase: the login steps need AuthScheme=OAuthPKCE or OAuthClient, the schemes that can log a person in")
 
 // AuthorizationRequest holds the optional inputs of Connector.AuthorizationURL.
 type AuthorizationRequest struct {
@@ -68,14 +64,14 @@ func (e CodeExchange) String() string {
 func (e CodeExchange) Format(f fmt.State, _ rune) { io.WriteString(f, e.String()) }
 
 // PendingLoginTTL is how long a pending authorization's PKCE verifier is kept.
-const PendingLoginTTL = oauth.PendingTTL
+const PendingLoginTTL = settings.PendingTTL
 
 // personLogin holds the login steps of a person (AuthScheme OAuthPKCE or OAuthClient).
 type personLogin struct {
 	cfg         *Config
 	log         *slog.Logger
 	client      *oauth.TokenClient
-	pending     oauth.Store // where pending PKCE verifiers live
+	pending     settings.Store // where pending PKCE verifiers live
 	stored      *oauth.Source
 	pipeline    *tokenPipeline
 	openBrowser func(string) error
@@ -110,11 +106,11 @@ func (c *Connector) AuthorizationURL(ctx context.Context, req AuthorizationReque
 	if err != nil {
 		return Authorization{}, err
 	}
-	err = p.pending.Update(ctx, func(st *oauth.Settings) (bool, error) {
+	err = p.pending.Update(ctx, func(st *settings.Settings) (bool, error) {
 		if st.Pending == nil {
-			st.Pending = map[string]*oauth.Pending{}
+			st.Pending = map[string]*settings.Pending{}
 		}
-		st.Pending[state] = &oauth.Pending{Verifier: verifier, CallbackURL: callback, Scope: scope, Key: p.stored.Key(), Created: time.Now()}
+		st.Pending[state] = &settings.Pending{Verifier: verifier, CallbackURL: callback, Scope: scope, Key: p.stored.Key().String(), Created: time.Now()}
 		return true, nil
 	})
 	if err != nil {
@@ -144,8 +140,8 @@ func (c *Connector) ExchangeCode(ctx context.Context, ex CodeExchange) (*oauth2.
 		if ex.State == "" {
 			return nil, &InputError{Input: "State", Msg: "is required to find the pending authorization (or pass PKCEVerifier)"}
 		}
-		var pend *oauth.Pending
-		err := p.pending.Update(ctx, func(st *oauth.Settings) (bool, error) {
+		var pend *settings.Pending
+		err := p.pending.Update(ctx, func(st *settings.Settings) (bool, error) {
 			pend = st.Pending[ex.State]
 			return false, nil
 		})
@@ -153,7 +149,7 @@ func (c *Connector) ExchangeCode(ctx context.Context, ex CodeExchange) (*oauth2.
 			return nil, err
 		}
 		if pend == nil {
-			return nil, &InputError{Input: "State", Msg: fmt.Sprintf("names no pending authorization in %s: it is unknown, already used, or older than %v; start again with AuthorizationURL (EXEC GetOAuthAuthorizationURL)", p.pending.Location(), oauth.PendingTTL)}
+			return nil, &InputError{Input: "State", Msg: fmt.Sprintf("names no pending authorization in %s: it is unknown, already used, or older than %v; start again with AuthorizationURL (EXEC GetOAuthAuthorizationURL)", p.pending.Location(), settings.PendingTTL)}
 		}
 		verifier = pend.Verifier
 		callback = orDefault(callback, pend.CallbackURL)
@@ -164,7 +160,7 @@ func (c *Connector) ExchangeCode(ctx context.Context, ex CodeExchange) (*oauth2.
 		return nil, err
 	}
 	if ex.State != "" {
-		p.pending.Update(ctx, func(st *oauth.Settings) (bool, error) {
+		p.pending.Update(ctx, func(st *settings.Settings) (bool, error) {
 			delete(st.Pending, ex.State)
 			return true, nil
 		})
@@ -248,12 +244,3 @@ func orDefault(v, def string) string {
 	}
 	return v
 }
-
-// InputError reports a missing or wrong input of a login step.
-type InputError struct {
-	Input string
-	Msg   string
-}
-
-// Error names the input.
-func (e *InputError) Error() string { return "lakebase: " + e.Input + " " + e.Msg }

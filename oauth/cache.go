@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // ErrClosed is returned by a closed Cache.
@@ -77,11 +79,9 @@ func (c *Cache[T]) init() {
 	c.once.Do(func() { c.base, c.cancel = context.WithCancel(context.Background()) })
 }
 
-// safety is how long before expiry a value stops being handed out: a fifth of its
-// lifetime, at most 30 s, so a login that starts with it finishes before it expires.
-func safety(lifetime time.Duration) time.Duration {
-	return min(lifetime/5, 30*time.Second)
-}
+// safety is how long before expiry a value stops being handed out (settings.Margin,
+// the same margin stored credentials are held to).
+func safety(lifetime time.Duration) time.Duration { return settings.Margin(lifetime) }
 
 // aheadBy is how long before expiry a background refresh starts: half the lifetime
 // (at most 15 minutes: a one-hour credential is refreshed after 45 minutes), or

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lakebase-go/lakebase/lakebasetest"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // A caller's deadline holds while another caller's token fetch is slow: the second
@@ -19,11 +20,11 @@ import (
 func TestSource_CallerDeadlineHoldsBehindASlowFetch(t *testing.T) {
 	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true, HTTPOnly: true})
 	tok := personToken(t, emu)
-	stores := map[string]oauth.Store{
-		"memory": oauth.MemoryStore(t.Name()),
-		"file":   &oauth.FileStore{Path: filepath.Join(t.TempDir(), "settings.json")},
+	stores := map[string]settings.Store{
+		"memory": settings.MemoryStore(t.Name()),
+		"file":   &settings.FileStore{Path: filepath.Join(t.TempDir(), "settings.json")},
 	}
-	newSource := func(st oauth.Store) *oauth.Source {
+	newSource := func(st settings.Store) *oauth.Source {
 		return &oauth.Source{Scheme: oauth.SchemePKCE, Mode: oauth.ModeRefresh, Workspace: emu.URL, Scope: "all-apis offline_access",
 			Client: &oauth.TokenClient{ClientID: "databricks-cli", Discovery: &oauth.Discovery{Workspace: emu.URL}}, Store: st}
 	}

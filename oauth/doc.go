@@ -1,8 +1,12 @@
-// Package oauth gets Databricks workspace OAuth tokens and Lakebase database
-// credentials: OIDC discovery, the client-credentials, authorization-code (PKCE S256)
-// and refresh-token grants, a loopback callback server for browser logins, the
-// Lakebase credential and lookup APIs, a token store shared safely between processes,
-// and a cache that keeps one fetch in flight and refreshes ahead of expiry.
+// Package oauth gets Databricks workspace OAuth tokens: OIDC discovery, the
+// client-credentials, authorization-code (PKCE S256), refresh-token and
+// token-exchange grants (through golang.org/x/oauth2), Source — the OAuthClient and
+// OAuthPKCE token source that keeps its tokens in a settings store — the desktop
+// login's loopback callback server, the Databricks CLI, OIDC federation, Microsoft
+// Entra and managed-identity sources, TokenError, and the refresh-ahead Cache the
+// driver keeps its tokens and credentials in.
 //
-// It knows nothing of database/sql; the lakebase package wires it to connections.
+// It knows nothing of database/sql or of the workspace REST API (package
+// workspace); the settings store is package settings. It must not import the
+// lakebase package or package workspace.
 package oauth

@@ -16,21 +16,22 @@ import (
 
 	"github.com/lakebase-go/lakebase/lakebasetest"
 	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // fullStore is a FileStore on a disk that can fill up: while full, every update
 // that would change the file fails as a write to a full disk does.
 type fullStore struct {
-	*oauth.FileStore
+	*settings.FileStore
 	full atomic.Bool
 }
 
-func (f *fullStore) Update(ctx context.Context, fn func(*oauth.Settings) (bool, error)) error {
+func (f *fullStore) Update(ctx context.Context, fn func(*settings.Settings) (bool, error)) error {
 	if !f.full.Load() {
 		return f.FileStore.Update(ctx, fn)
 	}
-	errFull := &oauth.SettingsFileError{Path: f.Path, Msg: "cannot be written", Err: syscall.ENOSPC, Unwritable: true}
-	err := f.FileStore.Update(ctx, func(s *oauth.Settings) (bool, error) {
+	errFull := &settings.SettingsFileError{Path: f.Path, Msg: "cannot be written", Err: syscall.ENOSPC, Unwritable: true}
+	err := f.FileStore.Update(ctx, func(s *settings.Settings) (bool, error) {
 		before, _ := json.Marshal(s)
 		if _, err := fn(s); err != nil {
 			return false, err
@@ -68,7 +69,7 @@ func TestSource_RotatedTokenSurvivesAFullDisk(t *testing.T) {
 	emu := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true, HTTPOnly: true, TokenLifetime: 20 * time.Second})
 	// Tokens of 20 s are inside the 30 s margin at once: every TokenContext refreshes.
 	tok := personToken(t, emu)
-	store := &fullStore{FileStore: &oauth.FileStore{Path: filepath.Join(t.TempDir(), "settings.json")}}
+	store := &fullStore{FileStore: &settings.FileStore{Path: filepath.Join(t.TempDir(), "settings.json")}}
 	var warnings atomic.Int32
 	src := &oauth.Source{Scheme: oauth.SchemePKCE, Mode: oauth.ModeRefresh, Workspace: emu.URL, Scope: "all-apis offline_access",
 		Client: &oauth.TokenClient{ClientID: "databricks-cli", Discovery: &oauth.Discovery{Workspace: emu.URL}},
@@ -101,7 +102,7 @@ func TestSource_RotatedTokenSurvivesAFullDisk(t *testing.T) {
 	// The file now holds the newest refresh token: a new process refreshes with it.
 	fresh := &oauth.Source{Scheme: oauth.SchemePKCE, Mode: oauth.ModeRefresh, Workspace: emu.URL, Scope: "all-apis offline_access",
 		Client: &oauth.TokenClient{ClientID: "databricks-cli", Discovery: &oauth.Discovery{Workspace: emu.URL}},
-		Store:  &oauth.FileStore{Path: store.Path}}
+		Store:  &settings.FileStore{Path: store.Path}}
 	if _, err := fresh.TokenContext(context.Background()); err != nil {
 		t.Fatalf("a new process after the full disk: %v", err)
 	}

@@ -3,18 +3,17 @@ package oauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // A server that must never be reached: it counts what it gets.
@@ -151,105 +150,6 @@ func TestDiscovery_RefusesPlainHTTPEndpoints(t *testing.T) {
 	}
 }
 
-// A settings document that parses but holds nulls or holes is an error naming the
-// file, never a panic, and the file is left as it was.
-func TestFileStore_WholeDocumentValidated(t *testing.T) {
-	for name, doc := range map[string]string{
-		"null pending":        `{"version":1,"tokens":{},"pending":{"s":null}}`,
-		"null token":          `{"version":1,"tokens":{"w|c|s":null}}`,
-		"token key":           `{"version":1,"tokens":{"nonsense":{"access_token":"a"}}}`,
-		"empty token":         `{"version":1,"tokens":{"w|c|s":{}}}`,
-		"pending no verifier": `{"version":1,"tokens":{},"pending":{"s":{"created":"2026-01-01T00:00:00Z"}}}`,
-	} {
-		path := filepath.Join(t.TempDir(), "settings.json")
-		os.WriteFile(path, []byte(doc), 0o600)
-		st, _ := OpenStore(path)
-		err := st.Update(context.Background(), func(*Settings) (bool, error) { return true, nil })
-		var se *SettingsFileError
-		if !errors.As(err, &se) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "corrupt") {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if b, _ := os.ReadFile(path); string(b) != doc {
-			t.Fatalf("%s: the file was changed", name)
-		}
-	}
-}
-
-// Pending logins are capped: the oldest go first, and the file stays small however
-// many logins are started.
-func TestFileStore_PendingLoginsCapped(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "settings.json")
-	st, _ := OpenStore(path)
-	base := time.Now()
-	for i := range 500 {
-		st.Update(context.Background(), func(s *Settings) (bool, error) {
-			if s.Pending == nil {
-				s.Pending = map[string]*Pending{}
-			}
-			s.Pending[fmt.Sprint("state-", i)] = &Pending{Verifier: NewVerifier(), Key: "w|c|s", Created: base.Add(time.Duration(i) * time.Millisecond)}
-			return true, nil
-		})
-	}
-	var n int
-	var newest, oldest bool
-	st.Update(context.Background(), func(s *Settings) (bool, error) {
-		n = len(s.Pending)
-		_, newest = s.Pending["state-499"]
-		_, oldest = s.Pending["state-0"]
-		return false, nil
-	})
-	if n != MaxPending || !newest || oldest {
-		t.Fatalf("%d pending (newest kept %v, oldest kept %v)", n, newest, oldest)
-	}
-	if fi, _ := os.Stat(path); fi.Size() > 32<<10 {
-		t.Fatalf("the file grew to %d bytes", fi.Size())
-	}
-}
-
-// The store refuses a file or lock file that is a symbolic link, belongs to another
-// user, or is open to its group or others; the error says how to fix it.
-func TestFileStore_RefusesUnsafeFiles(t *testing.T) {
-	good := `{"version":1,"tokens":{"w|c|s":{"access_token":"a"}}}`
-	check := func(name, path, want string) {
-		t.Helper()
-		st, _ := OpenStore(path)
-		err := st.Update(context.Background(), func(*Settings) (bool, error) { return true, nil })
-		if !errors.Is(err, ErrSettingsFile) || !strings.Contains(err.Error(), want) {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	dir := t.TempDir()
-	real := filepath.Join(dir, "real.json")
-	os.WriteFile(real, []byte(good), 0o600)
-	link := filepath.Join(dir, "link.json")
-	os.Symlink(real, link)
-	check("symlink", link, "symbolic link")
-
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
-		p := filepath.Join(t.TempDir(), "s.json")
-		os.WriteFile(p, []byte(good), 0o600)
-		os.Chmod(p, mode)
-		check(fmt.Sprintf("mode %#o", mode), p, "chmod 600")
-	}
-
-	lockLinked := filepath.Join(t.TempDir(), "s.json")
-	os.WriteFile(lockLinked, []byte(good), 0o600)
-	os.Symlink(filepath.Join(dir, "elsewhere"), lockLinked+".lock")
-	check("symlinked lock file", lockLinked, "lock file")
-
-	if os.Geteuid() == 0 {
-		p := filepath.Join(t.TempDir(), "s.json")
-		os.WriteFile(p, []byte(good), 0o600)
-		os.Chown(p, 65534, 65534) // nobody
-		check("foreign owner", p, "owned by user id 65534")
-	}
-	// The safe file is read.
-	st, _ := OpenStore(real)
-	if err := st.Update(context.Background(), func(*Settings) (bool, error) { return false, nil }); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A stored workspace token stops being handed out well before its expiry (Databricks
 // has refused tokens in their last ~30 s): a fifth of its lifetime, 30 s to 5 min.
 func TestTokenSkew_BasedOnLifetime(t *testing.T) {
@@ -257,37 +157,14 @@ func TestTokenSkew_BasedOnLifetime(t *testing.T) {
 	for _, c := range []struct {
 		life, want time.Duration
 	}{{time.Hour, 5 * time.Minute}, {10 * time.Minute, 2 * time.Minute}, {time.Minute, 30 * time.Second}} {
-		e := &StoredToken{AccessToken: "a", Updated: now, Expiry: now.Add(c.life)}
+		e := &settings.StoredToken{AccessToken: "a", Updated: now, Expiry: now.Add(c.life)}
 		if got := TokenSkew(e); got != c.want {
 			t.Fatalf("lifetime %v: skew %v, want %v", c.life, got, c.want)
 		}
 	}
 	// A one-hour token 4 minutes before expiry is refreshed, not handed out.
-	e := &StoredToken{AccessToken: "a", Updated: now.Add(-56 * time.Minute), Expiry: now.Add(4 * time.Minute)}
+	e := &settings.StoredToken{AccessToken: "a", Updated: now.Add(-56 * time.Minute), Expiry: now.Add(4 * time.Minute)}
 	if ValidFor(e.Token(), now, TokenSkew(e)) {
 		t.Fatal("a token 4 minutes from expiry was still handed out")
-	}
-}
-
-// A writer killed mid-write leaves its temporary file (a whole document, tokens
-// included) beside the settings file; the next update sweeps it under the lock.
-func TestFileStore_SweepsTheTemporaryFilesOfDeadWriters(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "settings.json")
-	stale := filepath.Join(dir, ".settings.json.tmp-123456")
-	if err := os.WriteFile(stale, []byte(`{"version":1,"tokens":{"w|c|s":{"access_token":"secret"}}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	other := filepath.Join(dir, ".other.json.tmp-1")
-	os.WriteFile(other, []byte("x"), 0o600)
-	st := &FileStore{Path: path}
-	if err := st.Update(context.Background(), func(*Settings) (bool, error) { return false, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the stale temporary file is still there (%v)", err)
-	}
-	if _, err := os.Stat(other); err != nil {
-		t.Fatal("another file's temporary file was removed")
 	}
 }

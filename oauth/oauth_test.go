@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -92,75 +89,5 @@ func TestRetry_TransientRetriedPermanentNot(t *testing.T) {
 	h := http.Header{"Retry-After": {"3"}}
 	if parseRetryAfter(h) != 3*time.Second {
 		t.Fatal("Retry-After seconds")
-	}
-}
-
-func TestFileStore_ModesAtomicWriteAndCorruption(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "sub")
-	path := filepath.Join(dir, "settings.json")
-	st, _ := OpenStore(path)
-	err := st.Update(context.Background(), func(s *Settings) (bool, error) {
-		s.Tokens["w|c|s"] = &StoredToken{AccessToken: "a", RefreshToken: "r"}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := os.Stat(path)
-	di, _ := os.Stat(dir)
-	if fi.Mode().Perm() != 0o600 || di.Mode().Perm() != 0o700 {
-		t.Fatalf("modes file %v dir %v", fi.Mode().Perm(), di.Mode().Perm())
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp-") {
-			t.Fatalf("temp file left: %s", e.Name())
-		}
-	}
-	var got string
-	st.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["w|c|s"].RefreshToken; return false, nil })
-	if got != "r" {
-		t.Fatalf("read back %q", got)
-	}
-
-	for name, content := range map[string]string{
-		"not JSON":      "{{{",
-		"wrong version": `{"version": 7, "tokens": {}}`,
-		"wrong types":   `{"version": 1, "tokens": []}`,
-	} {
-		os.WriteFile(path, []byte(content), 0o600)
-		err := st.Update(context.Background(), func(s *Settings) (bool, error) { return true, nil })
-		var se *SettingsFileError
-		if !errors.As(err, &se) || !strings.Contains(err.Error(), path) {
-			t.Fatalf("%s: err = %v", name, err)
-		}
-		if b, _ := os.ReadFile(path); string(b) != content {
-			t.Fatalf("%s: the file was changed", name)
-		}
-		if strings.Contains(err.Error(), content) && len(content) > 3 {
-			t.Fatalf("%s: the error shows the file content", name)
-		}
-	}
-}
-
-func TestMemoryStore_SharedByID(t *testing.T) {
-	a, b := MemoryStore("shared-test"), MemoryStore("shared-test")
-	a.Update(context.Background(), func(s *Settings) (bool, error) {
-		s.Tokens["w|c|s"] = &StoredToken{AccessToken: "x"}
-		return true, nil
-	})
-	var got string
-	b.Update(context.Background(), func(s *Settings) (bool, error) { got = s.Tokens["w|c|s"].AccessToken; return false, nil })
-	if got != "x" || NewPrivateMemoryStore() == NewPrivateMemoryStore() {
-		t.Fatalf("got %q", got)
-	}
-}
-
-func TestToken_StringRedacts(t *testing.T) {
-	tok := &StoredToken{AccessToken: "SECRET-A", RefreshToken: "SECRET-R", Expiry: time.Now()}
-	for _, s := range []string{tok.String(), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok)} {
-		if strings.Contains(s, "SECRET") {
-			t.Fatalf("leak: %s", s)
-		}
 	}
 }

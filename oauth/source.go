@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // Mode is how a Source may get tokens, as CData's InitiateOAuth.
@@ -80,7 +81,7 @@ type Source struct {
 	Verifier    string // an authorization code to exchange once (headless flow)
 	CallbackURL string // redirect URI for code exchanges
 
-	Store Store
+	Store settings.Store
 	// Login runs an interactive login (the desktop flow) for SchemePKCE with
 	// ModeGetAndRefresh when no usable token exists. It runs outside the store's
 	// lock; its token is stored under it afterwards.
@@ -101,7 +102,7 @@ type Source struct {
 
 type unsavedToken struct {
 	mu    sync.Mutex
-	entry *StoredToken
+	entry *settings.StoredToken
 }
 
 var unsavedInit sync.Mutex
@@ -131,7 +132,7 @@ func NeverExpires() time.Time { return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UT
 // TokenSkew is how long before its expiry a stored token is no longer handed out:
 // a fifth of its lifetime (it was stored when fresh), at least 30 s and at most
 // 5 minutes, since Databricks has refused tokens within about 30 s of expiry.
-func TokenSkew(e *StoredToken) time.Duration {
+func TokenSkew(e *settings.StoredToken) time.Duration {
 	if e.Expiry.IsZero() {
 		return 0
 	}
@@ -143,8 +144,8 @@ func TokenSkew(e *StoredToken) time.Duration {
 }
 
 // Key returns the store key of this source's tokens.
-func (s *Source) Key() string {
-	return Key(s.Workspace, s.Client.ClientID, string(s.Scheme), s.Scope)
+func (s *Source) Key() settings.TokenKey {
+	return settings.TokenKey{Workspace: s.Workspace, ClientID: s.Client.ClientID, Scheme: string(s.Scheme), Scope: s.Scope}
 }
 
 // clientLogin is the Login of client-credentials tokens: every one of them is the
@@ -169,8 +170,8 @@ func (s *Source) seed() string {
 // a login (a credential, a user name) is this source's. ok is false when nothing is
 // stored, or when the connection string brings login material the store does not
 // hold yet (then the next token replaces the stored login).
-func (s *Source) Current(st *Settings) (login string, ok bool) {
-	e := st.Tokens[s.Key()]
+func (s *Source) Current(st *settings.Settings) (login string, ok bool) {
+	e := st.Token(s.Key())
 	if e == nil || e.Login == "" || s.Mode == ModeOff {
 		return "", false
 	}
@@ -182,10 +183,10 @@ func (s *Source) Current(st *Settings) (login string, ok bool) {
 
 // replace stores t as a new login of this source and drops what was derived from the
 // login it replaces.
-func (s *Source) replace(st *Settings, t *oauth2.Token, seed, login string) *StoredToken {
-	e := newStoredToken(t, seed, login)
-	st.Tokens[s.Key()] = e
-	s.forgetDerived(st)
+func (s *Source) replace(st *settings.Settings, t *oauth2.Token, seed, login string) *settings.StoredToken {
+	e := settings.NewStoredToken(t, seed, login)
+	st.SetToken(s.Key(), e)
+	st.ForgetDerived(s.Key())
 	return e
 }
 
@@ -245,12 +246,12 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 		return t, nil
 	}
 	var out *oauth2.Token
-	var entry *StoredToken
+	var entry *settings.StoredToken
 	needLogin := false
-	err := s.Store.Update(ctx, func(st *Settings) (bool, error) {
+	err := s.Store.Update(ctx, func(st *settings.Settings) (bool, error) {
 		s.restoreUnsaved(st)
 		t, login, err := s.tokenLocked(ctx, st)
-		out, needLogin, entry = t, login, st.Tokens[s.Key()]
+		out, needLogin, entry = t, login, st.Token(s.Key())
 		return true, err
 	})
 	if err = s.keepUnsaved(err, out, entry); err != nil || !needLogin {
@@ -263,8 +264,8 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		s.replace(st, nt, "", newLoginID())
+	err = s.Store.Update(ctx, func(st *settings.Settings) (bool, error) {
+		s.replace(st, nt, "", settings.NewLoginID())
 		return true, nil
 	})
 	if err != nil {
@@ -276,7 +277,7 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 
 // restoreUnsaved puts back a token entry the store could not keep, unless the store
 // meanwhile holds a newer one of the same login (another process wrote it).
-func (s *Source) restoreUnsaved(st *Settings) {
+func (s *Source) restoreUnsaved(st *settings.Settings) {
 	h := s.held()
 	h.mu.Lock()
 	u := h.entry
@@ -284,9 +285,9 @@ func (s *Source) restoreUnsaved(st *Settings) {
 	if u == nil {
 		return
 	}
-	if e := st.Tokens[s.Key()]; e == nil || e.Login != u.Login || e.Updated.Before(u.Updated) {
+	if e := st.Token(s.Key()); e == nil || e.Login != u.Login || e.Updated.Before(u.Updated) {
 		cp := *u
-		st.Tokens[s.Key()] = &cp
+		st.SetToken(s.Key(), &cp)
 	}
 }
 
@@ -294,8 +295,8 @@ func (s *Source) restoreUnsaved(st *Settings) {
 // store could not be written (full disk, read-only mount), the token entry is kept
 // in memory for the next update to write, the failure is reported to OnUnsaved, and
 // the token is used. Once a write succeeds, nothing is held.
-func (s *Source) keepUnsaved(err error, tok *oauth2.Token, entry *StoredToken) error {
-	var se *SettingsFileError
+func (s *Source) keepUnsaved(err error, tok *oauth2.Token, entry *settings.StoredToken) error {
+	var se *settings.SettingsFileError
 	h := s.held()
 	if err == nil {
 		h.mu.Lock()
@@ -337,8 +338,8 @@ func (s *Source) HasStoredLogin(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	found := false
-	err := s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		found = st.Tokens[s.Key()] != nil
+	err := s.Store.Update(ctx, func(st *settings.Settings) (bool, error) {
+		found = st.Token(s.Key()) != nil
 		return false, nil
 	})
 	return found, err
@@ -350,23 +351,23 @@ func (s *Source) HasStoredLogin(ctx context.Context) (bool, error) {
 // Login material in the connection string that the store does not hold yet (an
 // authorization code to redeem, or tokens given) is a new login: it replaces the
 // stored one, and what was derived from that, before anything stored is used.
-func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token, login bool, _ error) {
+func (s *Source) tokenLocked(ctx context.Context, st *settings.Settings) (_ *oauth2.Token, login bool, _ error) {
 	key := s.Key()
-	e := st.Tokens[key]
+	e := st.Token(key)
 	if seed := s.seed(); seed != "" && (e == nil || e.Seed != seed) {
 		if s.Verifier != "" {
 			nt, err := s.exchangeVerifierLocked(ctx, st)
 			if err != nil {
 				return nil, false, err
 			}
-			s.replace(st, nt, seed, newLoginID())
+			s.replace(st, nt, seed, settings.NewLoginID())
 			s.told("verifier", nt)
 			return nt, false, nil
 		}
-		e = s.replace(st, s.givenToken(), seed, newLoginID())
+		e = s.replace(st, s.givenToken(), seed, settings.NewLoginID())
 	}
 	if e != nil && e.Login == "" {
-		e.Login = newLoginID() // written before logins were named
+		e.Login = settings.NewLoginID() // written before logins were named
 	}
 	now := time.Now()
 	if e != nil && ValidFor(e.Token(), now, TokenSkew(e)) {
@@ -377,7 +378,7 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 	if e != nil && e.RefreshToken != "" {
 		nt, err := s.Client.Refresh(ctx, e.RefreshToken)
 		if err == nil {
-			st.Tokens[key] = newStoredToken(nt, e.Seed, e.Login) // the same login, refreshed
+			st.SetToken(key, settings.NewStoredToken(nt, e.Seed, e.Login)) // the same login, refreshed
 			s.told("refreshed", nt)
 			return nt, false, nil
 		}
@@ -388,7 +389,7 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 			return nil, false, err
 		}
 		// The refresh token is dead: forget it, and get a new login if allowed.
-		delete(st.Tokens, key)
+		st.DeleteToken(key)
 		if s.Mode != ModeGetAndRefresh || (s.Scheme == SchemePKCE && s.Login == nil) {
 			return nil, false, err
 		}
@@ -401,7 +402,7 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 				return nil, false, err
 			}
 			if e != nil && e.Login == clientLogin {
-				st.Tokens[key] = newStoredToken(nt, "", clientLogin) // the same identity
+				st.SetToken(key, settings.NewStoredToken(nt, "", clientLogin)) // the same identity
 			} else {
 				s.replace(st, nt, "", clientLogin)
 			}
@@ -423,16 +424,16 @@ func (s *Source) tokenLocked(ctx context.Context, st *Settings) (_ *oauth2.Token
 
 // exchangeVerifierLocked redeems Verifier with the PKCE verifier of the newest
 // pending authorization for this source.
-func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*oauth2.Token, error) {
+func (s *Source) exchangeVerifierLocked(ctx context.Context, st *settings.Settings) (*oauth2.Token, error) {
 	var state string
-	var p *Pending
+	var p *settings.Pending
 	for k, c := range st.Pending {
-		if c.Key == s.Key() && (p == nil || c.Created.After(p.Created)) {
+		if c.Key == s.Key().String() && (p == nil || c.Created.After(p.Created)) {
 			state, p = k, c
 		}
 	}
 	if p == nil {
-		return nil, fmt.Errorf("%w: OAuthVerifier is set but %s holds no pending authorization (run EXEC GetOAuthAuthorizationURL with this OAuthSettingsLocation first; it is kept %v)", ErrNoToken, s.Store.Location(), PendingTTL)
+		return nil, fmt.Errorf("%w: OAuthVerifier is set but %s holds no pending authorization (run EXEC GetOAuthAuthorizationURL with this OAuthSettingsLocation first; it is kept %v)", ErrNoToken, s.Store.Location(), settings.PendingTTL)
 	}
 	cb := p.CallbackURL
 	if cb == "" {
@@ -450,10 +451,10 @@ func (s *Source) exchangeVerifierLocked(ctx context.Context, st *Settings) (*oau
 // what was derived from the previous login (credentials, user name) goes.
 func (s *Source) Save(ctx context.Context, t *oauth2.Token) error {
 	s.dropUnsaved()
-	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
+	return s.Store.Update(ctx, func(st *settings.Settings) (bool, error) {
 		// The seed is the connection string's, so its material does not replace
 		// this login again at the next start.
-		s.replace(st, t, s.seed(), newLoginID())
+		s.replace(st, t, s.seed(), settings.NewLoginID())
 		return true, nil
 	})
 }
@@ -464,10 +465,10 @@ func (s *Source) Drop(ctx context.Context, tok string) error {
 	if s.Mode == ModeOff {
 		return nil
 	}
-	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		if e := st.Tokens[s.Key()]; e != nil && e.AccessToken == tok {
+	return s.Store.Update(ctx, func(st *settings.Settings) (bool, error) {
+		if e := st.Token(s.Key()); e != nil && e.AccessToken == tok {
 			if e.RefreshToken == "" && e.Seed == "" {
-				delete(st.Tokens, s.Key()) // nothing else worth keeping
+				st.DeleteToken(s.Key()) // nothing else worth keeping
 				return true, nil
 			}
 			// Keep the entry (its refresh token, and the seed that says the token given
@@ -483,25 +484,10 @@ func (s *Source) Drop(ctx context.Context, tok string) error {
 // name and host lookups stored with it.
 func (s *Source) Forget(ctx context.Context) error {
 	s.dropUnsaved()
-	return s.Store.Update(ctx, func(st *Settings) (bool, error) {
-		delete(st.Tokens, s.Key())
-		s.forgetDerived(st)
-		for k := range st.Lookups {
-			if strings.HasPrefix(k, strings.TrimRight(s.Workspace, "/")+"|") {
-				delete(st.Lookups, k)
-			}
-		}
+	return s.Store.Update(ctx, func(st *settings.Settings) (bool, error) {
+		st.DeleteToken(s.Key())
+		st.ForgetDerived(s.Key())
+		st.ForgetLookups(s.Workspace)
 		return true, nil
 	})
-}
-
-// forgetDerived removes what was derived from this source's login: its database
-// credentials and its user name.
-func (s *Source) forgetDerived(st *Settings) {
-	for k := range st.Credentials {
-		if strings.HasPrefix(k, s.Key()+"|") {
-			delete(st.Credentials, k)
-		}
-	}
-	delete(st.UserNames, s.Key())
 }

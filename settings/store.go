@@ -1,4 +1,4 @@
-package oauth
+package settings
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,7 +72,7 @@ func (c StoredCredential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()
 // the last fifth of its life (at most 30 s), the margin the cache uses.
 func (c *StoredCredential) Usable(now time.Time) bool {
 	life := c.Expiry.Sub(c.Minted)
-	return c.Token != "" && now.Before(c.Expiry.Add(-safety(life)))
+	return c.Token != "" && now.Before(c.Expiry.Add(-Margin(life)))
 }
 
 // StoredLookup is the host of a database, as the workspace API answered it.
@@ -102,8 +101,8 @@ type StoredToken struct {
 	Updated time.Time `json:"updated"`
 }
 
-// newStoredToken is the stored form of t, a token of the login named login.
-func newStoredToken(t *oauth2.Token, seed, login string) *StoredToken {
+// NewStoredToken is the stored form of t, a token of the login named login.
+func NewStoredToken(t *oauth2.Token, seed, login string) *StoredToken {
 	return &StoredToken{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType,
 		Scope: scopeOf(t), Expiry: t.Expiry, Seed: seed, Login: login, Updated: time.Now()}
 }
@@ -116,8 +115,8 @@ func scopeOf(t *oauth2.Token) string {
 	return ""
 }
 
-// newLoginID names a new login.
-func newLoginID() string {
+// NewLoginID names a new login.
+func NewLoginID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return hex.EncodeToString(b)
@@ -157,15 +156,6 @@ func (p Pending) Format(f fmt.State, _ rune) { fmt.Fprint(f, p.String()) }
 // PendingTTL is how long a pending authorization's verifier is kept.
 const PendingTTL = 10 * time.Minute
 
-// Key is the store key of a workspace, client id, scheme and scope: tokens of
-// another scope are other tokens. The workspace's case and the order of the scope's
-// words do not matter.
-func Key(workspace, clientID, scheme, scope string) string {
-	words := strings.Fields(scope)
-	slices.Sort(words)
-	return strings.ToLower(strings.TrimRight(workspace, "/")) + "|" + clientID + "|" + scheme + "|" + strings.Join(words, " ")
-}
-
 // Store holds Settings. Update is the only way in: it runs fn on the current
 // settings under the store's lock (across processes for a file), and writes them
 // back when they changed (compared as a whole; fn's changed result is advisory).
@@ -185,11 +175,11 @@ func OpenStore(location string) (Store, error) {
 		return OpenKeyring(name)
 	}
 	if location == "" {
-		return nil, errors.New("oauth: empty settings location")
+		return nil, errors.New("settings: empty settings location")
 	}
 	abs, err := filepath.Abs(location)
 	if err != nil {
-		return nil, fmt.Errorf("oauth: settings location %s: %w", location, err)
+		return nil, fmt.Errorf("settings: settings location %s: %w", location, err)
 	}
 	return &FileStore{Path: abs}, nil
 }
@@ -241,7 +231,7 @@ func (m *memStore) Update(ctx context.Context, fn func(*Settings) (bool, error))
 // --- file ---
 
 // ErrSettingsFile is matched by every error about a settings file.
-var ErrSettingsFile = errors.New("oauth: settings file")
+var ErrSettingsFile = errors.New("settings: settings file")
 
 // SettingsFileError reports a settings file that cannot be used. The file is left as
 // it was.
@@ -263,7 +253,7 @@ func (e *SettingsFileError) Error() string {
 	if strings.Contains(e.Path, "://") {
 		kind = "settings store "
 	}
-	s := "oauth: " + kind + e.Path + ": " + e.Msg
+	s := "settings: " + kind + e.Path + ": " + e.Msg
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}

@@ -1,6 +1,6 @@
 //go:build !windows
 
-package oauth
+package settings
 
 import (
 	"fmt"
