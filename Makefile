@@ -58,4 +58,4 @@ bench:
 
 # The long soak and fault variants (60 s runs, 8 processes x 50 refreshes).
 soak:
-	LAKEBASE_LONG=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Fault' -v .
+	LAKEBASE_LONG=1 $(GO) test -race -count=1 -timeout 30m -run 'Soak|Pipeline_|SettingsFile_' -v .

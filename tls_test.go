@@ -100,3 +100,15 @@ func TestEnvironment_PGHostIgnoredWhenTheDatabaseIsNamed(t *testing.T) {
 		t.Fatalf("Server-only: %q %v", cfg.Server, err)
 	}
 }
+
+// UseSSL=false asks for plain text: refused whenever a token is the password.
+func TestUseSSLFalse_RefusedForTokens(t *testing.T) {
+	var ce *lakebase.ConfigError
+	if _, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b;UseSSL=false"); !errors.As(err, &ce) || ce.Property != "SSLMode" {
+		t.Fatalf("UseSSL=false with OAuth: %v", err)
+	}
+	cfg, err := lakebase.ParseDSN("AuthScheme=Password;Server=localhost;User=u;UseSSL=false")
+	if err != nil || cfg.SSLMode != lakebase.SSLDisable {
+		t.Fatalf("UseSSL=false on loopback: %v %v", cfg, err)
+	}
+}

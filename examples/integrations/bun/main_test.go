@@ -6,6 +6,6 @@ import (
 	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
-func TestRunsAgainstTheEmulator(t *testing.T) {
+func TestBun_QueriesThroughLakebase(t *testing.T) {
 	demo.Check(t, run, "bun: 2 books, first \"The Go Programming Language\"")
 }

@@ -6,6 +6,6 @@ import (
 	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
-func TestRunsAgainstTheEmulator(t *testing.T) {
+func TestDatabaseSQL_QueriesThroughLakebase(t *testing.T) {
 	demo.Check(t, run, "database/sql: 2 items")
 }

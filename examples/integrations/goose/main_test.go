@@ -6,6 +6,6 @@ import (
 	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
-func TestRunsAgainstTheEmulator(t *testing.T) {
+func TestGoose_MigratesThroughLakebase(t *testing.T) {
 	demo.Check(t, run, "goose: version 1, 2 orders")
 }

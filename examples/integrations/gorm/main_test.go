@@ -6,6 +6,6 @@ import (
 	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
-func TestRunsAgainstTheEmulator(t *testing.T) {
+func TestGORM_CreatesAndQueriesThroughLakebase(t *testing.T) {
 	demo.Check(t, run, "gorm: product D42 costs 200")
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
-func TestRunsAgainstTheEmulator(t *testing.T) {
+func TestOTel_TracesEveryQueryOfTheConnector(t *testing.T) {
 	demo.Check(t, run, `span "COMMIT" parent=true`)
 }
 

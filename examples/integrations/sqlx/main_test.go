@@ -6,6 +6,6 @@ import (
 	"github.com/lakebase-go/lakebase/examples/integrations/internal/demo"
 )
 
-func TestRunsAgainstTheEmulator(t *testing.T) {
+func TestSQLx_SelectsStructsThroughLakebase(t *testing.T) {
 	demo.Check(t, run, "sqlx: [{1 Ada} {2 Grace}]")
 }
