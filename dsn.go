@@ -2,6 +2,7 @@ package lakebase
 
 import (
 	"errors"
+
 	"github.com/lakebase-go/lakebase/internal/textdist"
 
 	"fmt"
@@ -12,13 +13,25 @@ import (
 	"time"
 )
 
-// property describes one connection property.
+// property describes one connection property: its name and aliases, whether it is
+// a secret, how it is set and written back, and where else it may come from when the
+// connection string leaves it out (see the environment conventions in env.go).
 type property struct {
 	name    string
 	aliases []string
 	secret  bool
 	set     func(c *Config, v string) error
 	get     func(c *Config) string // "" = not written by FormatDSN
+	// pgEnv is the Postgres variable (Databricks Apps inject them), env the
+	// Databricks variable, profile the ~/.databrickscfg key that fill it.
+	pgEnv, env, profile string
+}
+
+// from names where else p may come from: a PG* variable, a DATABRICKS_* (or ARM_*)
+// variable, a ~/.databrickscfg key ("" for none).
+func (p property) from(pgEnv, env, profile string) property {
+	p.pgEnv, p.env, p.profile = pgEnv, env, profile
+	return p
 }
 
 func strProp(name string, secret bool, field func(*Config) *string, aliases ...string) property {
@@ -43,10 +56,10 @@ var properties = []property{
 		},
 		get: func(c *Config) string { return string(c.AuthScheme) },
 	},
-	strProp("DatabricksInstance", false, func(c *Config) *string { return &c.DatabricksInstance }, "Workspace"),
+	strProp("DatabricksInstance", false, func(c *Config) *string { return &c.DatabricksInstance }, "Workspace").from("", "DATABRICKS_HOST", "host"),
 	strProp("Instance", false, func(c *Config) *string { return &c.Instance }),
 	strProp("Endpoint", false, func(c *Config) *string { return &c.Endpoint }),
-	strProp("Server", false, func(c *Config) *string { return &c.Server }),
+	strProp("Server", false, func(c *Config) *string { return &c.Server }).from("PGHOST", "", ""),
 	{
 		name: "Port",
 		set: func(c *Config, v string) error {
@@ -57,13 +70,14 @@ var properties = []property{
 			c.Port = n
 			return nil
 		},
-		get: func(c *Config) string { return strconv.Itoa(c.Port) },
+		get:   func(c *Config) string { return strconv.Itoa(c.Port) },
+		pgEnv: "PGPORT",
 	},
-	strProp("Database", false, func(c *Config) *string { return &c.Database }),
-	strProp("User", false, func(c *Config) *string { return &c.User }),
+	strProp("Database", false, func(c *Config) *string { return &c.Database }).from("PGDATABASE", "", ""),
+	strProp("User", false, func(c *Config) *string { return &c.User }).from("PGUSER", "", ""),
 	strProp("Password", true, func(c *Config) *string { return &c.Password }),
-	strProp("OAuthClientId", false, func(c *Config) *string { return &c.OAuthClientID }),
-	strProp("OAuthClientSecret", true, func(c *Config) *string { return &c.OAuthClientSecret }),
+	strProp("OAuthClientId", false, func(c *Config) *string { return &c.OAuthClientID }).from("", "DATABRICKS_CLIENT_ID", "client_id"),
+	strProp("OAuthClientSecret", true, func(c *Config) *string { return &c.OAuthClientSecret }).from("", "DATABRICKS_CLIENT_SECRET", "client_secret"),
 	strProp("Scope", false, func(c *Config) *string { return &c.Scope }),
 	{
 		name: "InitiateOAuth",
@@ -79,7 +93,7 @@ var properties = []property{
 		get: func(c *Config) string { return string(c.InitiateOAuth) },
 	},
 	strProp("OAuthSettingsLocation", false, func(c *Config) *string { return &c.OAuthSettingsLocation }),
-	strProp("OAuthAccessToken", true, func(c *Config) *string { return &c.OAuthAccessToken }),
+	strProp("OAuthAccessToken", true, func(c *Config) *string { return &c.OAuthAccessToken }).from("", "", "token"),
 	strProp("OAuthRefreshToken", true, func(c *Config) *string { return &c.OAuthRefreshToken }),
 	{
 		name: "OAuthExpiresIn",
@@ -137,7 +151,8 @@ var properties = []property{
 			}
 			return fmt.Errorf("must be one of require, verify-ca, verify-full (or disable, allow, prefer for a native password on a loopback host)")
 		},
-		get: func(c *Config) string { return string(c.SSLMode) },
+		get:   func(c *Config) string { return string(c.SSLMode) },
+		pgEnv: "PGSSLMODE",
 	},
 	strProp("SSLServerCert", false, func(c *Config) *string { return &c.SSLServerCert }),
 	{
@@ -160,7 +175,7 @@ var properties = []property{
 			return strconv.FormatInt(int64(c.Timeout/time.Second), 10)
 		},
 	},
-	strProp("ApplicationName", false, func(c *Config) *string { return &c.ApplicationName }),
+	strProp("ApplicationName", false, func(c *Config) *string { return &c.ApplicationName }).from("PGAPPNAME", "", ""),
 	{
 		name: "Verbosity",
 		set: func(c *Config, v string) error {
@@ -189,9 +204,9 @@ var properties = []property{
 			return ""
 		},
 	},
-	strProp("OIDCTokenFile", false, func(c *Config) *string { return &c.OIDCTokenFile }),
-	strProp("OIDCTokenEnv", false, func(c *Config) *string { return &c.OIDCTokenEnv }),
-	strProp("AzureTenant", false, func(c *Config) *string { return &c.AzureTenant }),
+	strProp("OIDCTokenFile", false, func(c *Config) *string { return &c.OIDCTokenFile }).from("", "DATABRICKS_OIDC_TOKEN_FILEPATH", "databricks_id_token_filepath"),
+	strProp("OIDCTokenEnv", false, func(c *Config) *string { return &c.OIDCTokenEnv }).from("", "DATABRICKS_OIDC_TOKEN_ENV", "oidc_token_env"),
+	strProp("AzureTenant", false, func(c *Config) *string { return &c.AzureTenant }).from("", "ARM_TENANT_ID", ""),
 	strProp("AzureAuthorityHost", false, func(c *Config) *string { return &c.AzureAuthorityHost }),
 	strProp("AzureMSIEndpoint", false, func(c *Config) *string { return &c.AzureMSIEndpoint }),
 	{
@@ -553,30 +568,6 @@ func refuseForeignForm(s string) error {
 	return nil
 }
 
-// setProperty sets one named property. Errors name the property and, for a secret, never the value.
-// It returns the property's canonical name.
-func (c *Config) setProperty(name, value string) (string, error) {
-	key := normalizeKey(name)
-	if p, ok := propByKey[key]; ok {
-		if err := p.set(c, value); err != nil {
-			return "", &ConfigError{Property: p.name, Value: value, Secret: p.secret, Err: err}
-		}
-		return p.name, nil
-	}
-	if canon, ok := ignoredByKey[key]; ok {
-		if c.Ignored == nil {
-			c.Ignored = map[string]string{}
-		}
-		c.Ignored[canon] = value
-		return canon, nil
-	}
-	hint := suggest(key)
-	if canon, ok := libpqKeywords[strings.ToLower(strings.TrimSpace(name))]; ok && canon != "" {
-		hint = fmt.Sprintf(" (libpq's %s is %s here)", strings.ToLower(strings.TrimSpace(name)), canon)
-	}
-	return "", &ConfigError{Property: name, Err: fmt.Errorf("unknown property%s", hint), unknown: true}
-}
-
 // splitPairs splits a CData connection string into name/value pairs.
 func splitPairs(s string) ([][2]string, error) {
 	for _, p := range dsnPrefixes {
@@ -710,43 +701,7 @@ func suggest(key string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-// FormatDSN writes the configuration back as a CData connection string, secrets
-// included, that ParseDSN reads to an equal Config.
-func (c *Config) FormatDSN() string { return c.format(false) }
-
 const redacted = "********"
-
-func (c *Config) format(redact bool) string {
-	var b strings.Builder
-	for i := range properties {
-		p := &properties[i]
-		v := p.get(c)
-		if v == "" {
-			continue
-		}
-		if p.secret && redact {
-			v = redacted
-		}
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(p.name)
-		b.WriteByte('=')
-		b.WriteString(quoteValue(v))
-	}
-	names := make([]string, 0, len(c.Ignored))
-	for n := range c.Ignored {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(n + "=" + quoteValue(c.Ignored[n]))
-	}
-	return b.String()
-}
 
 // quoteValue quotes a value when it holds ';', a quote or edge whitespace.
 func quoteValue(v string) string {

@@ -112,20 +112,6 @@ func (c *Connector) tokenClient(onRetry func(string, int, time.Duration, error))
 		ClientSecret: cfg.OAuthClientSecret, OnRetry: onRetry}
 }
 
-// givenExpiry is the expiry of OAuthAccessToken from OAuthExpiresIn and
-// OAuthTokenTimestamp: zero when unknown.
-func (c *Config) givenExpiry() time.Time {
-	switch {
-	case c.OAuthExpiresIn < 0:
-		return oauth.NeverExpires()
-	case c.OAuthExpiresIn == 0:
-		return time.Time{}
-	case c.OAuthTokenTimestamp.IsZero():
-		return time.Now().Add(c.OAuthExpiresIn)
-	}
-	return c.OAuthTokenTimestamp.Add(c.OAuthExpiresIn)
-}
-
 // DefaultSettingsLocation returns the default OAuthSettingsLocation for OAuthPKCE:
 // <user config dir>/lakebase/OAuthSettings.txt.
 func DefaultSettingsLocation() (string, error) {

@@ -1,55 +1,98 @@
 package lakebase
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"encoding/pem"
 	"os"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// basePgxConfig builds the pgx configuration from explicit values only. Every field
-// that a PG* environment variable, a service file or .pgpass could have set is
-// overwritten, so the environment never changes where or how the driver connects.
-// Host, user and password are filled in per connection.
-func (c *Config) basePgxConfig() (*pgx.ConnConfig, error) {
-	// Every key libpq reads from the environment is given, so pgx reads none of them;
-	// the password keeps .pgpass from being opened.
-	cc, err := pgx.ParseConfig("host=127.0.0.1 port=5432 user=lakebase password=unset dbname=lakebase " +
-		"sslmode=disable connect_timeout=0 target_session_attrs=any sslnegotiation=postgres")
+// ServerCertificate is what CheckServerCertificate found about the Postgres
+// server's TLS certificate.
+type ServerCertificate struct {
+	Host string
+	// Subject and Issuer of the leaf certificate, and its expiry.
+	Subject, Issuer string
+	NotAfter        time.Time
+	// SystemTrusted: the chain verifies against the operating system's roots and the
+	// certificate is for Host, so SSLMode=verify-full with SSLServerCert=system would
+	// accept this server. VerifyError says why not, when it does not.
+	SystemTrusted bool
+	VerifyError   string
+}
+
+// CheckServerCertificate resolves the server (running the token pipeline when the
+// host comes from Instance or Endpoint), opens a TLS session to it the way
+// PostgreSQL does (SSLRequest, then the handshake), and reports whether its
+// certificate verifies against the system roots and the host name. It sends no
+// credential. Use it to see whether SSLMode=verify-full with SSLServerCert=system
+// can be switched on.
+func (c *Connector) CheckServerCertificate(ctx context.Context) (ServerCertificate, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	li, err := c.login.login(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("lakebase: building the pgx configuration: %w", err)
+		return ServerCertificate{}, err
 	}
-	cc.Port = uint16(c.Port)
-	cc.Database = c.Database
-	cc.Password = ""
-	cc.Fallbacks = nil
-	cc.KerberosSrvName, cc.KerberosSpn = "", ""
-	cc.ValidateConnect = nil
-	cc.ConnectTimeout = 0 // the connector bounds the whole connect with Timeout
-	cc.SSLNegotiation = "postgres"
-	cc.RuntimeParams = map[string]string{"application_name": c.ApplicationName}
-	if c.TimeZone != "" {
-		cc.RuntimeParams["timezone"] = c.TimeZone
+	rep := ServerCertificate{Host: li.host}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(li.host, strconv.Itoa(li.port)))
+	if err != nil {
+		return rep, fmt.Errorf("lakebase: reaching %s: %w", li.host, err)
 	}
-	if c.SessionRole != "" {
-		// The session's default role, set at startup (as psql's -c role=R): RESET ROLE,
-		// RESET ALL, DISCARD ALL and SET SESSION AUTHORIZATION DEFAULT return to it, so
-		// no later user of a pooled session runs with the identity's wider rights.
-		cc.RuntimeParams["role"] = c.SessionRole
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
 	}
-	cc.DefaultQueryExecMode = c.execMode()
-	if c.StatementCacheCapacity != nil {
-		cc.StatementCacheCapacity = *c.StatementCacheCapacity
+	// SSLRequest: length 8, code 80877103.
+	var req [8]byte
+	binary.BigEndian.PutUint32(req[0:], 8)
+	binary.BigEndian.PutUint32(req[4:], 80877103)
+	if _, err := nc.Write(req[:]); err != nil {
+		return rep, err
 	}
-	if c.DescriptionCacheCapacity != nil {
-		cc.DescriptionCacheCapacity = *c.DescriptionCacheCapacity
+	var ans [1]byte
+	if _, err := io.ReadFull(nc, ans[:]); err != nil {
+		return rep, err
 	}
-	return cc, nil
+	if ans[0] != 'S' {
+		return rep, fmt.Errorf("lakebase: %s does not offer TLS", li.host)
+	}
+	tc := tls.Client(nc, &tls.Config{ServerName: li.host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return rep, fmt.Errorf("lakebase: TLS handshake with %s: %w", li.host, err)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return rep, fmt.Errorf("lakebase: %s sent no certificate", li.host)
+	}
+	rep.Subject, rep.Issuer, rep.NotAfter = certs[0].Subject.String(), certs[0].Issuer.String(), certs[0].NotAfter
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		rep.VerifyError = "the system roots cannot be read: " + err.Error()
+		return rep, nil
+	}
+	opts := x509.VerifyOptions{Roots: roots, DNSName: li.host, Intermediates: x509.NewCertPool()}
+	for _, ic := range certs[1:] {
+		opts.Intermediates.AddCert(ic)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		rep.VerifyError = err.Error()
+	} else {
+		rep.SystemTrusted = true
+	}
+	return rep, nil
 }
 
 // applyTLS sets the TLS policy of SSLMode for host on cc.

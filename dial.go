@@ -1,0 +1,251 @@
+package lakebase
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// dialSession opens a pgx session.
+func (c *Connector) dialSession(ctx context.Context) (session, *pgx.Conn, error) {
+	sc, err := c.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sc, sc.Conn(), nil
+}
+
+// dial opens a Postgres session: it obtains the login, connects through pgx, and
+// after a 28P01/28000 refusal retries once with a fresh credential.
+func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
+	parent := ctx
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	sc, err := c.dialOnce(ctx)
+	// A deadline the caller did not set is Timeout's: on this connect, or on the token
+	// fetch it waited for (which has its own Timeout and may expire a moment earlier).
+	if err != nil && parent.Err() == nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+		return nil, fmt.Errorf("lakebase: connecting (token work included) did not finish within Timeout=%v: %w", c.cfg.Timeout, err)
+	}
+	return sc, err
+}
+
+func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
+	li, err := c.login.login(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	sc, err := c.connectWaking(ctx, li)
+	if err == nil {
+		return sc, nil
+	}
+	state := authFailureState(err)
+	if state == "" {
+		return nil, c.hint(err, li)
+	}
+	if li.retryable {
+		c.logger.Info("lakebase: login refused; minting a fresh credential and retrying once",
+			slog.String("user", li.user), slog.String("sqlstate", state))
+		// A branch just made may refuse logins for a short while: with Project and
+		// Branch, refused logins are retried with fresh credentials for up to
+		// BranchLoginGrace (within Timeout).
+		deadline := time.Now()
+		if c.cfg.Branch != "" {
+			deadline = deadline.Add(BranchLoginGrace)
+		}
+		for delay := 250 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
+			if li, err = c.login.login(ctx, li.password); err != nil {
+				return nil, err
+			}
+			if sc, err = c.connectWaking(ctx, li); err == nil {
+				return sc, nil
+			}
+			if state = authFailureState(err); state == "" {
+				return nil, c.hint(err, li)
+			}
+			if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+				break
+			}
+			c.logger.Info("lakebase: login to a new branch refused; retrying", slog.String("database", li.database), slog.Duration("wait", delay))
+			select {
+			case <-ctx.Done():
+			case <-time.After(delay):
+			}
+		}
+	}
+	return nil, &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err}
+}
+
+// tlsHint says what to do about a server certificate that does not verify, as
+// lakebase status does: SSLServerCert names the CA (or system for the OS roots).
+func (c *Connector) tlsHint(err error, li loginInfo) error {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if !errors.As(err, &ua) && !errors.As(err, &he) && !errors.As(err, &ci) {
+		return err
+	}
+	if c.cfg.SSLServerCert == "" {
+		return fmt.Errorf("lakebase: the server certificate of %s does not verify with SSLMode=%s and no SSLServerCert: set SSLServerCert to its CA (a file or PEM), or SSLServerCert=system for the OS roots (lakebase status reports which works): %w", li.host, c.cfg.SSLMode, err)
+	}
+	return fmt.Errorf("lakebase: the server certificate of %s does not verify against SSLServerCert (lakebase status reports whether the system roots would): %w", li.host, err)
+}
+
+// BranchLoginGrace is how long refused logins to a branch named by Branch are
+// retried with fresh credentials: right after a branch is made, Lakebase may
+// refuse logins for a short while.
+const BranchLoginGrace = 30 * time.Second
+
+// hint adds what to do to connect errors that cannot heal by retrying.
+func (c *Connector) hint(err error, li loginInfo) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return c.tlsHint(err, li)
+	}
+	if rerr := c.sessionRoleError(pe, li.user); rerr != nil {
+		return rerr
+	}
+	where := li.database
+	if where == "" {
+		where = li.host
+	}
+	switch pe.Code {
+	case "3D000":
+		return fmt.Errorf("lakebase: database %q does not exist on %s (set Database to one of its databases, or name another database server with Endpoint, Instance, Project and Branch, or LAKEBASE_ENDPOINT; a branch has its parent's databases as they were when it was made): %w", c.cfg.Database, where, err)
+	case "42704":
+		return fmt.Errorf("lakebase: the role of %q does not exist on %s; create it for the identity (a role made on the parent after the branch was made is not on the branch): %w", li.user, where, err)
+	}
+	return err
+}
+
+func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {
+	cc, err := c.pgxConfigFor(li)
+	if err != nil {
+		return nil, err
+	}
+	var opts []stdlib.OptionOpenDB
+	if c.needsAfterConnect() {
+		opts = append(opts, stdlib.OptionAfterConnect(c.afterConnect))
+	}
+	dc, err := stdlib.GetConnector(*cc, opts...).Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return dc.(*stdlib.Conn), nil
+}
+
+// pgxConfigFor returns a pgx configuration for one login.
+func (c *Connector) pgxConfigFor(li loginInfo) (*pgx.ConnConfig, error) {
+	cc := c.base.Copy()
+	if err := c.applyLogin(cc, li); err != nil {
+		return nil, err
+	}
+	return cc, nil
+}
+
+// applyLogin runs the WithPgxConfig hooks, then sets what the login decides (where,
+// as whom, the password, TLS), so no hook can change those.
+func (c *Connector) applyLogin(cc *pgx.ConnConfig, li loginInfo) error {
+	for _, fn := range c.opts.pgxConfig {
+		fn(cc)
+	}
+	cc.Host, cc.Port, cc.User, cc.Password = li.host, uint16(li.port), li.user, li.password
+	cc.Fallbacks = nil
+	return c.cfg.applyTLS(&cc.Config, li.host, c.roots)
+}
+
+// needsAfterConnect reports whether new sessions need afterConnect.
+func (c *Connector) needsAfterConnect() bool { return len(c.opts.afterConnect) > 0 }
+
+// afterConnect runs the WithAfterConnect hooks on a new session.
+func (c *Connector) afterConnect(ctx context.Context, pc *pgx.Conn) error {
+	for _, fn := range c.opts.afterConnect {
+		if err := fn(ctx, pc); err != nil {
+			return fmt.Errorf("lakebase: an AfterConnect hook failed: %w", err)
+		}
+	}
+	return nil
+}
+
+// sessionRoleError is the clear form of a startup refused for SessionRole: the role
+// does not exist (22023 invalid value for parameter "role") or is not granted
+// (42501 permission denied to set role).
+func (c *Connector) sessionRoleError(pe *pgconn.PgError, user string) error {
+	role := c.cfg.SessionRole
+	if role == "" || (pe.Code != "42501" && pe.Code != "22023" && pe.Code != "42704") || !strings.Contains(pe.Message, "role") {
+		return nil
+	}
+	return &ConfigError{Property: "SessionRole", Value: role, Err: fmt.Errorf(
+		"cannot be set by %s (%s: %s): the role must exist and be granted to the identity (GRANT %s TO %s)",
+		user, pe.Code, pe.Message, pgx.Identifier{role}.Sanitize(), pgx.Identifier{user}.Sanitize())}
+}
+
+// connectWaking connects; when the database is a Lakebase endpoint or instance and
+// the connect fails as a waking compute does (dial errors, SQLSTATE class 08, 57P03
+// "the database system is starting up"), it retries with backoff until ctx ends
+// (Timeout), as the Databricks CLI does for scale-to-zero endpoints.
+func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {
+	sc, err := c.connectPgx(ctx, li)
+	if err == nil || li.database == "" || !coldStartError(err) {
+		return sc, err
+	}
+	start := time.Now()
+	c.logger.Info("lakebase: the database is not taking connections yet (an idle endpoint wakes on connect); retrying until Timeout",
+		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))
+	ctx, cancel := context.WithTimeout(ctx, maxWake)
+	defer cancel()
+	delay := 100 * time.Millisecond
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
+		case <-t.C:
+		}
+		delay = min(delay*2, 2*time.Second)
+		sc, err = c.connectPgx(ctx, li)
+		if err == nil {
+			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))
+			return sc, nil
+		}
+		if !coldStartError(err) {
+			return nil, err
+		}
+	}
+}
+
+// maxWake bounds the wait for a waking compute when Timeout sets no limit (the
+// Databricks CLI's budget).
+const maxWake = 120 * time.Second
+
+// coldStartError reports whether err is what a compute that is waking up answers.
+func coldStartError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P03"
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// authFailureState returns the SQLSTATE of a refused login, or "".
+func authFailureState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000") {
+		return pe.Code
+	}
+	return ""
+}
