@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lakebase-go/lakebase/internal/cache"
 	"github.com/lakebase-go/lakebase/internal/httpx"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/settings"
@@ -96,7 +97,7 @@ var (
 	// the service's rule; nothing was sent. Permanent.
 	ErrResourceName = workspace.ErrResourceName
 	// ErrClosed: the Connector was closed while the call waited. Permanent.
-	ErrClosed = oauth.ErrClosed
+	ErrClosed = cache.ErrClosed
 	// ErrReloginRequired: the refresh token was refused (invalid_grant); a person must log in again.
 	ErrReloginRequired = oauth.ErrReloginRequired
 	// ErrNoToken: no usable token, and the InitiateOAuth mode forbids getting one.

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/internal/cache"
 )
 
 // loginSource is where the login of a new Postgres session comes from: a fixed
@@ -108,10 +108,15 @@ func (c *Connector) TokenSource() oauth2.TokenSource { return c.source().tokenSo
 // database/sql users never need it (the driver retries by itself).
 func (c *Connector) ForgetCredential() { c.source().forgetCredential() }
 
+// CacheStats counts what one of the connector's caches did: fetches, refreshes
+// ahead of expiry, callers that waited for a fetch, and stalls (waits after the
+// first value).
+type CacheStats = cache.CacheStats
+
 // TokenStats counts what the token pipeline did.
 type TokenStats struct {
-	WorkspaceToken oauth.CacheStats
-	Credential     oauth.CacheStats
+	WorkspaceToken CacheStats
+	Credential     CacheStats
 }
 
 // TokenStats returns the token pipeline's counters (zero for AuthScheme=Password).

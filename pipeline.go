@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lakebase-go/lakebase/internal/cache"
 	"github.com/lakebase-go/lakebase/internal/ctxsync"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/settings"
@@ -36,8 +37,8 @@ type tokenPipeline struct {
 	// principals), so no SCIM lookup is needed.
 	userIsClientID bool
 
-	ws   *oauth.Cache[*oauth2.Token]
-	cred *oauth.Cache[workspace.DatabaseCredential]
+	ws   *cache.Cache[*oauth2.Token]
+	cred *cache.Cache[workspace.DatabaseCredential]
 
 	mu     sync.Mutex
 	target *target
@@ -90,7 +91,7 @@ func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, onRetry fu
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	p.ws = &oauth.Cache[*oauth2.Token]{Name: "workspace token", Timeout: timeout, OnEvent: p.event, MinSafety: 2 * time.Minute,
+	p.ws = &cache.Cache[*oauth2.Token]{Name: "workspace token", Timeout: timeout, OnEvent: p.event, MinSafety: 2 * time.Minute,
 		Fetch: func(ctx context.Context) (*oauth2.Token, time.Time, error) {
 			t, err := oauth.TokenContext(ctx, p.src)
 			if err != nil {
@@ -101,11 +102,11 @@ func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, onRetry fu
 			}
 			return t, t.Expiry, nil
 		}}
-	p.cred = &oauth.Cache[workspace.DatabaseCredential]{Name: "database credential", Timeout: timeout, OnEvent: p.event, Fetch: p.mint}
+	p.cred = &cache.Cache[workspace.DatabaseCredential]{Name: "database credential", Timeout: timeout, OnEvent: p.event, Fetch: p.mint}
 	return p
 }
 
-func (p *tokenPipeline) event(ev oauth.CacheEvent) {
+func (p *tokenPipeline) event(ev cache.CacheEvent) {
 	attrs := []any{slog.String("what", ev.Name), slog.Time("expiry", ev.Expiry),
 		slog.String("workspace", p.cfg.DatabricksInstance), slog.String("identity", p.identityForLog())}
 	switch ev.Kind {

@@ -3,8 +3,7 @@
 // token-exchange grants (through golang.org/x/oauth2), Source — the OAuthClient and
 // OAuthPKCE token source that keeps its tokens in a settings store — the desktop
 // login's loopback callback server, the Databricks CLI, OIDC federation, Microsoft
-// Entra and managed-identity sources, TokenError, and the refresh-ahead Cache the
-// driver keeps its tokens and credentials in.
+// Entra and managed-identity sources, and TokenError.
 //
 // It knows nothing of database/sql or of the workspace REST API (package
 // workspace); the settings store is package settings. It must not import the

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 )
 
 // TokenKey names a login's tokens: the workspace, the OAuth client, the scheme and
@@ -147,11 +146,4 @@ func (s *Settings) ForgetLookups(workspace string) {
 			delete(s.Lookups, key)
 		}
 	}
-}
-
-// Margin is how long before its expiry a value stops being handed out: a fifth of
-// its lifetime, at most 30 s, so a login that starts with it finishes before it
-// expires.
-func Margin(lifetime time.Duration) time.Duration {
-	return min(lifetime/5, 30*time.Second)
 }

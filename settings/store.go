@@ -18,6 +18,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/lakebase-go/lakebase/internal/ctxsync"
+
+	"github.com/lakebase-go/lakebase/internal/cache"
 )
 
 // SettingsVersion is the version of the settings file format.
@@ -72,7 +74,7 @@ func (c StoredCredential) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()
 // the last fifth of its life (at most 30 s), the margin the cache uses.
 func (c *StoredCredential) Usable(now time.Time) bool {
 	life := c.Expiry.Sub(c.Minted)
-	return c.Token != "" && now.Before(c.Expiry.Add(-Margin(life)))
+	return c.Token != "" && now.Before(c.Expiry.Add(-cache.Margin(life)))
 }
 
 // StoredLookup is the host of a database, as the workspace API answered it.

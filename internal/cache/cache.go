@@ -1,4 +1,4 @@
-package oauth
+package cache
 
 import (
 	"context"
@@ -6,12 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/lakebase-go/lakebase/settings"
 )
 
 // ErrClosed is returned by a closed Cache.
-var ErrClosed = errors.New("oauth: closed")
+var ErrClosed = errors.New("lakebase: closed")
 
 // CacheEvent describes something a Cache did, for logging.
 type CacheEvent struct {
@@ -79,9 +77,14 @@ func (c *Cache[T]) init() {
 	c.once.Do(func() { c.base, c.cancel = context.WithCancel(context.Background()) })
 }
 
-// safety is how long before expiry a value stops being handed out (settings.Margin,
-// the same margin stored credentials are held to).
-func safety(lifetime time.Duration) time.Duration { return settings.Margin(lifetime) }
+// Margin is how long before its expiry a value stops being handed out: a fifth of
+// its lifetime, at most 30 s, so a login that starts with it finishes before it
+// expires. Stored credentials are held to the same margin.
+func Margin(lifetime time.Duration) time.Duration {
+	return min(lifetime/5, 30*time.Second)
+}
+
+func safety(lifetime time.Duration) time.Duration { return Margin(lifetime) }
 
 // aheadBy is how long before expiry a background refresh starts: half the lifetime
 // (at most 15 minutes: a one-hour credential is refreshed after 45 minutes), or
