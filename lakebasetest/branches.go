@@ -3,7 +3,6 @@ package lakebasetest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -115,24 +114,7 @@ func (s *Server) copyDatabaseBetween(from *pgcluster.Cluster, src string, to *pg
 	}
 	dump := exec.CommandContext(ctx, pgcluster.Tool("pg_dump"), "-Fc", "-d", from.AdminConnString(src))
 	restore := exec.CommandContext(ctx, pgcluster.Tool("pg_restore"), "-d", to.AdminConnString(dst))
-	pipe, err := dump.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	restore.Stdin = pipe
-	var dErr, rErr strings.Builder
-	dump.Stderr, restore.Stderr = &dErr, &rErr
-	if err := dump.Start(); err != nil {
-		return err
-	}
-	if err := restore.Run(); err != nil {
-		dump.Wait()
-		return fmt.Errorf("pg_restore: %v: %s", err, rErr.String())
-	}
-	if err := dump.Wait(); err != nil {
-		return fmt.Errorf("pg_dump: %v: %s", err, dErr.String())
-	}
-	return nil
+	return pgcluster.Pipe(dump, restore)
 }
 
 func (s *Server) branchJSONOf(b *branch) map[string]any {

@@ -353,21 +353,27 @@ func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) 
 	}
 	defer lk.Unlock()
 
-	s, err := read()
-	if err != nil {
+	s, changed, err := readAndApply(fn, read)
+	if err != nil || !changed {
 		return err
+	}
+	return write(s)
+}
+
+// readAndApply reads the settings and runs fn on them (pending logins past their
+// time pruned before and after); changed reports whether the document changed.
+func readAndApply(fn func(*Settings) (bool, error), read func() (*Settings, error)) (s *Settings, changed bool, err error) {
+	if s, err = read(); err != nil {
+		return nil, false, err
 	}
 	before, _ := json.Marshal(s)
 	pruneExpiredPending(s, time.Now())
 	if _, err := fn(s); err != nil {
-		return err
+		return nil, false, err
 	}
 	pruneExpiredPending(s, time.Now())
 	after, _ := json.Marshal(s)
-	if string(before) == string(after) {
-		return nil
-	}
-	return write(s)
+	return s, string(before) != string(after), nil
 }
 
 // cannotCreate reports whether err says a file cannot be created or opened for
@@ -379,19 +385,9 @@ func cannotCreate(err error) bool {
 // readOnlyUpdate runs fn on settings read without a lock, for a store in a place
 // that cannot be written; a change fn makes cannot be kept and is reported.
 func readOnlyUpdate(key, lockPath string, lockErr error, fn func(*Settings) (bool, error), read func() (*Settings, error)) error {
-	s, err := read()
-	if err != nil {
+	_, changed, err := readAndApply(fn, read)
+	if err != nil || !changed {
 		return err
-	}
-	before, _ := json.Marshal(s)
-	pruneExpiredPending(s, time.Now())
-	if _, err := fn(s); err != nil {
-		return err
-	}
-	pruneExpiredPending(s, time.Now())
-	after, _ := json.Marshal(s)
-	if string(before) == string(after) {
-		return nil
 	}
 	return &SettingsFileError{Path: key, Msg: "is read-only here (its lock " + lockPath + " cannot be created); a change could not be written",
 		Err: lockErr, Unwritable: true, ReadOnly: true}

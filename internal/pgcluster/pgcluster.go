@@ -354,22 +354,8 @@ func (c *Cluster) Exec(ctx context.Context, db, sql string) error {
 func (c *Cluster) CopyRolesFrom(ctx context.Context, src *Cluster) error {
 	dump := exec.CommandContext(ctx, Tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "-d", src.AdminConnString("postgres"))
 	load := exec.CommandContext(ctx, Tool("psql"), "-X", "-q", "-d", c.AdminConnString("postgres"))
-	pipe, err := dump.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	load.Stdin = pipe
-	var dErr, lOut strings.Builder
-	dump.Stderr, load.Stdout, load.Stderr = &dErr, &lOut, &lOut // "role postgres already exists" is expected
-	if err := dump.Start(); err != nil {
-		return err
-	}
-	if err := load.Run(); err != nil {
-		dump.Wait()
-		return fmt.Errorf("pgcluster: loading roles: %v: %s", err, lOut.String())
-	}
-	if err := dump.Wait(); err != nil {
-		return fmt.Errorf("pgcluster: pg_dumpall --roles-only: %v: %s", err, dErr.String())
+	if err := Pipe(dump, load); err != nil { // "role postgres already exists" is expected and ignored by psql
+		return fmt.Errorf("pgcluster: copying roles: %w", err)
 	}
 	pc, err := pgconn.Connect(ctx, c.AdminConnString("postgres"))
 	if err != nil {
@@ -387,6 +373,33 @@ func (c *Cluster) CopyRolesFrom(ctx context.Context, src *Cluster) error {
 		}
 	}
 	return c.allowPeer(ctx, roles...)
+}
+
+// Pipe runs from | to (pg_dump | pg_restore, say) and reports the failure of
+// either with its output.
+func Pipe(from, to *exec.Cmd) error {
+	pipe, err := from.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	to.Stdin = pipe
+	var fromErr, toOut strings.Builder
+	from.Stderr = &fromErr
+	if to.Stdout == nil {
+		to.Stdout = &toOut
+	}
+	to.Stderr = &toOut
+	if err := from.Start(); err != nil {
+		return err
+	}
+	if err := to.Run(); err != nil {
+		from.Wait()
+		return fmt.Errorf("%s: %v: %s", filepath.Base(to.Path), err, toOut.String())
+	}
+	if err := from.Wait(); err != nil {
+		return fmt.Errorf("%s: %v: %s", filepath.Base(from.Path), err, fromErr.String())
+	}
+	return nil
 }
 
 // Tool returns the path of a PostgreSQL program (pg_dump, psql, ...): beside the
