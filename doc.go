@@ -40,7 +40,16 @@
 // sql.Conn.Raw, as with pgx's own driver:
 //
 //	conn.Raw(func(dc any) error {
-//		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+//		pc := dc.(*lakebase.Conn).Conn() // the *pgx.Conn
 //		...
 //	})
+//
+// # Packages
+//
+// The root holds the driver; package workspace is the Databricks workspace REST
+// API, package oauth the OAuth token sources, package settings the settings store,
+// package storedproc the EXEC grammar, and package lakebasetest the emulator. The
+// import graph points one way: the root imports them; workspace, oauth, settings
+// and storedproc never import the root (CONTRIBUTING.md lists what each may not
+// import).
 package lakebase

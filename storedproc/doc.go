@@ -10,5 +10,6 @@
 // SQL comments are skipped. Only the procedures in the table are intercepted:
 // anything else, including Postgres' own EXECUTE plan(...) and CALL, is left alone.
 //
-// The package knows nothing of OAuth; the driver supplies the behaviour.
+// The package knows nothing of OAuth; the driver supplies the behaviour. It must not
+// import the driver or any of its other packages.
 package storedproc
