@@ -54,9 +54,10 @@ func OpenKeyring(name string) (*KeyringStore, error) {
 // keyringLockDir is where keyring stores keep their lock files: one place per user,
 // whatever XDG_CACHE_HOME or HOME say (the keyring item is the user's, so every
 // process of the user must take the same lock). It is the cache directory under the
-// home directory of the user's account (the password database, not $HOME).
+// home directory of the user's account (the password database, not $HOME), or
+// the user cache directory when that home does not exist (a service account).
 func keyringLockDir() (string, error) {
-	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+	if u, err := user.Current(); err == nil && u.HomeDir != "" && isDir(u.HomeDir) {
 		switch runtime.GOOS {
 		case "darwin":
 			return filepath.Join(u.HomeDir, "Library", "Caches", "lakebase"), nil
@@ -70,6 +71,11 @@ func keyringLockDir() (string, error) {
 		return "", err
 	}
 	return filepath.Join(dir, "lakebase"), nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // Location is keyring://Name.
