@@ -34,6 +34,7 @@ type branch struct {
 	// protected branches refuse deletion (spec.is_protected, as the service's).
 	protected bool
 	created   time.Time
+	ready     time.Time // when its copy was done and it took connections
 	expires   time.Time // zero: never
 	err       error
 }
@@ -261,7 +262,7 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			b.state, b.err = "FAILED", err
 		} else {
-			b.state = "READY"
+			b.state, b.ready = "READY", time.Now()
 		}
 		s.mu.Unlock()
 		s.logf("branches: %s from %s: %v", name, source, err)
@@ -410,7 +411,7 @@ func (s *Server) branchTooNew(endpoint string) bool {
 	defer s.mu.Unlock()
 	for _, b := range s.branchesMap {
 		if b.endpoint == endpoint {
-			return time.Since(b.created) < s.opts.NewBranchLoginDelay
+			return b.state != "READY" || time.Since(b.ready) < s.opts.NewBranchLoginDelay
 		}
 	}
 	return false

@@ -115,7 +115,7 @@ type Options struct {
 	// Provisioned instances: a large workspace, to exercise pagination.
 	DecoyProjects int
 	// NewBranchLoginDelay refuses logins (28P01) to a branch for this long after it
-	// is made, as Lakebase may right after a branch is created.
+	// is ready (its creation operation done), as Lakebase may right after a branch is created.
 	NewBranchLoginDelay time.Duration
 	// NoProvisioned makes a workspace with no Lakebase Provisioned instance (only the
 	// Autoscaling project), as new workspaces are.
