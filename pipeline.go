@@ -382,7 +382,7 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 		case cfg.Project != "" && t.host == "":
 			return p.resolveBranch(ctx, t)
 		case t.endpoint != "" && t.host == "":
-			ep, err := p.rest.GetEndpoint(ctx, t.endpoint)
+			ep, err := p.rest.GetEndpoint(ctx, workspace.GetEndpointRequest{Name: t.endpoint})
 			if err != nil {
 				return err
 			}
@@ -399,7 +399,7 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 				return fmt.Errorf("lakebase: endpoint %s has no host yet (state %q)", t.endpoint, ep.Status.CurrentState)
 			}
 		case t.instance != "" && t.host == "":
-			inst, err := p.rest.GetInstance(ctx, t.instance)
+			inst, err := p.rest.GetInstance(ctx, workspace.GetInstanceRequest{Name: t.instance})
 			if err != nil {
 				return err
 			}
@@ -450,7 +450,7 @@ func (p *tokenPipeline) resolveBranch(ctx context.Context, t *target) error {
 	if cfg.Branch != "" {
 		branch = project + "/branches/" + cfg.Branch
 	} else {
-		branches, err := p.rest.ListBranches(ctx, project)
+		branches, err := p.rest.ListBranches(ctx, workspace.ListBranchesRequest{Project: project})
 		if err != nil {
 			return notFound(err, "Project", cfg.Project, "project "+project+" does not exist in this workspace, or the identity cannot see it")
 		}
@@ -464,7 +464,7 @@ func (p *tokenPipeline) resolveBranch(ctx context.Context, t *target) error {
 			return &ConfigError{Property: "Branch", Err: fmt.Errorf("is needed: project %s has no default branch", project)}
 		}
 	}
-	eps, err := p.rest.ListEndpoints(ctx, branch)
+	eps, err := p.rest.ListEndpoints(ctx, workspace.ListEndpointsRequest{Branch: branch})
 	if err != nil {
 		return notFound(err, "Branch", cfg.Branch, "branch "+branch+" does not exist (it may have been deleted or expired), or the identity cannot see it")
 	}
@@ -524,7 +524,7 @@ func notFound(err error, prop, value, msg string) error {
 // findByHost finds the instance or endpoint whose host is Server.
 func (p *tokenPipeline) findByHost(ctx context.Context, t *target) error {
 	var errs []error
-	insts, err := p.rest.ListInstances(ctx)
+	insts, err := p.rest.ListInstances(ctx, workspace.ListInstancesRequest{})
 	if err == nil {
 		for _, in := range insts {
 			if strings.EqualFold(in.ReadWriteDNS, t.host) || strings.EqualFold(in.ReadOnlyDNS, t.host) {

@@ -76,7 +76,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			return
 		}
 		defer c.Close()
-		op, err := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{}).DeleteBranch(ctx, name)
+		op, err := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{}).DeleteBranch(ctx, workspace.DeleteBranchRequest{Name: name})
 		if err == nil {
 			_, err = op.Wait(ctx)
 		}
@@ -88,7 +88,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 		tb.Fatalf("lakebasetest.Branch: creating %s (waiting up to %v): %v", name, o.Wait, err)
 	}
 	// Make sure the branch has a read-write endpoint to connect to.
-	eps, err := api.ListEndpoints(ctx, name)
+	eps, err := api.ListEndpoints(ctx, workspace.ListEndpointsRequest{Branch: name})
 	if err != nil {
 		tb.Fatalf("lakebasetest.Branch: listing the endpoints of %s: %v", name, err)
 	}

@@ -75,8 +75,12 @@ func (c *Client) GenerateProvisionedCredential(ctx context.Context, req Provisio
 	return DatabaseCredential{Token: out.Token, Expiry: out.ExpirationTime.OrDefault(time.Now())}, nil
 }
 
-// GetInstance looks up a Provisioned instance by name.
-func (c *Client) GetInstance(ctx context.Context, name string) (Instance, error) {
+// GetInstanceRequest names a Provisioned instance.
+type GetInstanceRequest struct{ Name string }
+
+// GetInstance looks up a Provisioned instance.
+func (c *Client) GetInstance(ctx context.Context, req GetInstanceRequest) (Instance, error) {
+	name := req.Name
 	var inst Instance
 	if !instanceName.MatchString(name) {
 		return inst, fmt.Errorf("%w: instance name %q (letters, digits and hyphens)", ErrResourceName, name)
@@ -85,13 +89,19 @@ func (c *Client) GetInstance(ctx context.Context, name string) (Instance, error)
 	return inst, err
 }
 
+// ListInstancesRequest lists the workspace's Provisioned instances.
+type ListInstancesRequest struct{}
+
 // ListInstances lists the Provisioned instances (every page).
-func (c *Client) ListInstances(ctx context.Context) ([]Instance, error) {
+func (c *Client) ListInstances(ctx context.Context, _ ListInstancesRequest) ([]Instance, error) {
 	return list[Instance](ctx, c, "list instances", "/api/2.0/database/instances", "database_instances")
 }
 
+// ListProjectsRequest lists the workspace's Autoscaling projects.
+type ListProjectsRequest struct{}
+
 // ListProjects lists the Autoscaling projects' names (every page).
-func (c *Client) ListProjects(ctx context.Context) ([]string, error) {
+func (c *Client) ListProjects(ctx context.Context, _ ListProjectsRequest) ([]string, error) {
 	type named struct {
 		Name string `json:"name"`
 	}
@@ -103,8 +113,12 @@ func (c *Client) ListProjects(ctx context.Context) ([]string, error) {
 	return out, err
 }
 
-// ListBranches lists a project's branches (every page); project is projects/<id>.
-func (c *Client) ListBranches(ctx context.Context, project string) ([]Branch, error) {
+// ListBranchesRequest names the project (projects/<id>) whose branches to list.
+type ListBranchesRequest struct{ Project string }
+
+// ListBranches lists a project's branches (every page).
+func (c *Client) ListBranches(ctx context.Context, req ListBranchesRequest) ([]Branch, error) {
+	project := req.Project
 	path, err := ResourcePath(project, "projects")
 	if err != nil {
 		return nil, err
@@ -112,8 +126,12 @@ func (c *Client) ListBranches(ctx context.Context, project string) ([]Branch, er
 	return list[Branch](ctx, c, "list branches of "+project, path+"/branches", "branches")
 }
 
-// GetBranch looks up a branch (projects/<p>/branches/<b>).
-func (c *Client) GetBranch(ctx context.Context, branch string) (Branch, error) {
+// GetBranchRequest names a branch (projects/<p>/branches/<b>).
+type GetBranchRequest struct{ Name string }
+
+// GetBranch looks up a branch.
+func (c *Client) GetBranch(ctx context.Context, req GetBranchRequest) (Branch, error) {
+	branch := req.Name
 	var b Branch
 	path, err := ResourcePath(branch, "branches")
 	if err != nil {
@@ -123,9 +141,13 @@ func (c *Client) GetBranch(ctx context.Context, branch string) (Branch, error) {
 	return b, err
 }
 
-// ListEndpoints lists a branch's endpoints (every page); branch is
-// projects/<p>/branches/<b>.
-func (c *Client) ListEndpoints(ctx context.Context, branch string) ([]Endpoint, error) {
+// ListEndpointsRequest names the branch (projects/<p>/branches/<b>) whose
+// endpoints to list.
+type ListEndpointsRequest struct{ Branch string }
+
+// ListEndpoints lists a branch's endpoints (every page).
+func (c *Client) ListEndpoints(ctx context.Context, req ListEndpointsRequest) ([]Endpoint, error) {
+	branch := req.Branch
 	path, err := ResourcePath(branch, "branches")
 	if err != nil {
 		return nil, err
@@ -133,8 +155,12 @@ func (c *Client) ListEndpoints(ctx context.Context, branch string) ([]Endpoint, 
 	return list[Endpoint](ctx, c, "list endpoints of "+branch, path+"/endpoints", "endpoints")
 }
 
-// GetEndpoint looks up an Autoscaling endpoint by name.
-func (c *Client) GetEndpoint(ctx context.Context, name string) (Endpoint, error) {
+// GetEndpointRequest names an endpoint (projects/<p>/branches/<b>/endpoints/<e>).
+type GetEndpointRequest struct{ Name string }
+
+// GetEndpoint looks up an Autoscaling endpoint.
+func (c *Client) GetEndpoint(ctx context.Context, req GetEndpointRequest) (Endpoint, error) {
+	name := req.Name
 	var ep Endpoint
 	path, err := ResourcePath(name, "endpoints")
 	if err != nil {
@@ -148,7 +174,7 @@ func (c *Client) GetEndpoint(ctx context.Context, name string) (Endpoint, error)
 // following every page of each listing. Names the service should not have given
 // are never followed.
 func (c *Client) ListAllEndpoints(ctx context.Context) ([]Endpoint, error) {
-	projects, err := c.ListProjects(ctx)
+	projects, err := c.ListProjects(ctx, ListProjectsRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +183,7 @@ func (c *Client) ListAllEndpoints(ctx context.Context) ([]Endpoint, error) {
 		if _, err := ResourcePath(p, "projects"); err != nil {
 			continue
 		}
-		branches, err := c.ListBranches(ctx, p)
+		branches, err := c.ListBranches(ctx, ListBranchesRequest{Project: p})
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +191,7 @@ func (c *Client) ListAllEndpoints(ctx context.Context) ([]Endpoint, error) {
 			if _, err := ResourcePath(b.Name, "branches"); err != nil {
 				continue
 			}
-			eps, err := c.ListEndpoints(ctx, b.Name)
+			eps, err := c.ListEndpoints(ctx, ListEndpointsRequest{Branch: b.Name})
 			if err != nil {
 				return nil, err
 			}
@@ -222,9 +248,12 @@ func (c *Client) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Op
 	return op, err
 }
 
-// DeleteBranch starts deleting a branch (projects/<p>/branches/<b>); the operation
-// is often done at once.
-func (c *Client) DeleteBranch(ctx context.Context, branch string) (*Operation[struct{}], error) {
+// DeleteBranchRequest names the branch (projects/<p>/branches/<b>) to delete.
+type DeleteBranchRequest struct{ Name string }
+
+// DeleteBranch starts deleting a branch; the operation is often done at once.
+func (c *Client) DeleteBranch(ctx context.Context, req DeleteBranchRequest) (*Operation[struct{}], error) {
+	branch := req.Name
 	path, err := ResourcePath(branch, "branches")
 	if err != nil {
 		return nil, err

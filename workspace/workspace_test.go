@@ -126,7 +126,7 @@ func TestOperation_WaitPollsAndDecodes(t *testing.T) {
 	if err != nil || b.Name != "projects/p/branches/b" || b.Status.CurrentState != "READY" || polls.Load() != 3 {
 		t.Fatalf("Wait: %+v %v after %d polls", b, err, polls.Load())
 	}
-	del, err := c.DeleteBranch(ctx, "projects/p/branches/b")
+	del, err := c.DeleteBranch(ctx, workspace.DeleteBranchRequest{Name: "projects/p/branches/b"})
 	if err != nil || !del.Done() {
 		t.Fatalf("delete: %v", err)
 	}
@@ -143,7 +143,7 @@ func TestList_FollowsEveryPage(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"database_instances": []map[string]string{{"name": "i" + page}}, "next_page_token": next})
 	}))
 	defer srv.Close()
-	insts, err := workspace.New(srv.URL, static("t"), nil, workspace.Options{}).ListInstances(context.Background())
+	insts, err := workspace.New(srv.URL, static("t"), nil, workspace.Options{}).ListInstances(context.Background(), workspace.ListInstancesRequest{})
 	if err != nil || len(insts) != 3 {
 		t.Fatalf("%v %v", insts, err)
 	}

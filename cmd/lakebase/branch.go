@@ -113,7 +113,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			return err
 		}
 		if *export {
-			eps, err := api.ListEndpoints(ctx, full)
+			eps, err := api.ListEndpoints(ctx, workspace.ListEndpointsRequest{Branch: full})
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		fmt.Fprintf(stdout, "Project=%s;Branch=%s\n", project, id)
 		return nil
 	case "list":
-		bs, err := api.ListBranches(ctx, projectPath)
+		bs, err := api.ListBranches(ctx, workspace.ListBranchesRequest{Project: projectPath})
 		if err != nil {
 			return err
 		}
@@ -152,7 +152,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		if err != nil {
 			return err
 		}
-		b, err := api.GetBranch(ctx, name)
+		b, err := api.GetBranch(ctx, workspace.GetBranchRequest{Name: name})
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		case b.Protected():
 			return fmt.Errorf("branch %s is protected: unprotect it in the workspace first", name)
 		}
-		op, err := api.DeleteBranch(ctx, name)
+		op, err := api.DeleteBranch(ctx, workspace.DeleteBranchRequest{Name: name})
 		if err == nil {
 			_, err = op.Wait(ctx)
 		}
@@ -172,7 +172,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		fmt.Fprintf(stdout, "deleted %s\n", name)
 		return nil
 	case "gc":
-		bs, err := api.ListBranches(ctx, projectPath)
+		bs, err := api.ListBranches(ctx, workspace.ListBranchesRequest{Project: projectPath})
 		if err != nil {
 			return err
 		}
@@ -197,7 +197,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 				fmt.Fprintf(stdout, "would delete %s\n", b.Name)
 				continue
 			}
-			op, err := api.DeleteBranch(ctx, b.Name)
+			op, err := api.DeleteBranch(ctx, workspace.DeleteBranchRequest{Name: b.Name})
 			if err == nil {
 				_, err = op.Wait(ctx)
 			}
