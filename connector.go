@@ -37,7 +37,10 @@ type Connector struct {
 	// open opens a Postgres session: dialSession, or a stand-in in unit tests.
 	open func(ctx context.Context) (session, *pgx.Conn, error)
 
-	poolApplied  atomic.Bool // OpenDB or PoolConfig applied the pool properties
+	poolApplied atomic.Bool // OpenDB or PoolConfig applied the pool properties
+	// sessions counts the Postgres sessions of this connector's database/sql
+	// connections that are open now (for the connection-limit message).
+	sessions     atomic.Int64
 	poolWarnOnce sync.Once
 	poolWaitOnce sync.Once
 

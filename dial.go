@@ -21,7 +21,19 @@ func (c *Connector) dialSession(ctx context.Context) (session, *pgx.Conn, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	return sc, sc.Conn(), nil
+	c.sessions.Add(1)
+	return countedSession{sc, c}, sc.Conn(), nil
+}
+
+// countedSession is a session that leaves the connector's count when it closes.
+type countedSession struct {
+	*stdlib.Conn
+	c *Connector
+}
+
+func (s countedSession) Close() error {
+	s.c.sessions.Add(-1)
+	return s.Conn.Close()
 }
 
 // dial opens a Postgres session: it obtains the login, connects through pgx, and
@@ -119,6 +131,9 @@ func (c *Connector) hint(err error, li loginInfo) error {
 		where = li.host
 	}
 	switch pe.Code {
+	case "53300":
+		// The compute's connection limit: never a waking compute, never retried.
+		return &TooManyConnectionsError{Database: where, Held: int(c.sessions.Load()), Err: err}
 	case "3D000":
 		return fmt.Errorf("lakebase: database %q does not exist on %s (set Database to one of its databases, or name another database server with Endpoint, Instance, Project and Branch, or LAKEBASE_ENDPOINT; a branch has its parent's databases as they were when it was made): %w", c.cfg.Database, where, err)
 	case "42704":

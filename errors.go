@@ -165,3 +165,28 @@ type InputError struct {
 
 // Error names the input.
 func (e *InputError) Error() string { return "lakebase: " + e.Input + " " + e.Msg }
+
+// ErrTooManyConnections is matched by a TooManyConnectionsError.
+var ErrTooManyConnections = errors.New("lakebase: too many connections")
+
+// TooManyConnectionsError reports a login refused because the database has as many
+// connections as its compute allows (SQLSTATE 53300; 0.5 CU allows 104, 8 CU
+// 1,678, at most 4,000). It is never retried as a waking compute.
+type TooManyConnectionsError struct {
+	Database string // the endpoint or instance (or host)
+	Held     int    // sessions this process's connector holds open now
+	Err      error  // the server's error
+}
+
+// Error names the database, the sessions held, and the fixes.
+func (e *TooManyConnectionsError) Error() string {
+	return fmt.Sprintf("lakebase: %s has as many connections as its compute allows (this process holds %d of them): "+
+		"lower PoolMaxSize (or the pool's maximum) across your processes, connect through the pooled host (Pooled=true), "+
+		"or give the endpoint a larger compute: %v", e.Database, e.Held, e.Err)
+}
+
+// Unwrap returns the server's error.
+func (e *TooManyConnectionsError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrTooManyConnections) true.
+func (e *TooManyConnectionsError) Is(target error) bool { return target == ErrTooManyConnections }

@@ -97,6 +97,19 @@ func (fd *frontDoor) untrack(ss *session) {
 	fd.mu.Unlock()
 }
 
+// relayed counts the sessions relayed to PostgreSQL now.
+func (fd *frontDoor) relayed() int {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	n := 0
+	for ss := range fd.sessions {
+		if ss.backend != nil {
+			n++
+		}
+	}
+	return n
+}
+
 func (fd *frontDoor) dropAll() {
 	fd.mu.Lock()
 	for ss := range fd.sessions {
@@ -262,6 +275,12 @@ func (fd *frontDoor) handle(ss *session) {
 				return
 			}
 		}
+	}
+	if max := fd.s.opts.MaxConnections; max > 0 && fd.relayed() >= max {
+		// The compute's connection limit, as PostgreSQL answers it.
+		fd.s.count(EPLoginRefused)
+		writeError(conn, "53300", "sorry, too many clients already")
+		return
 	}
 	network, addr := pg.RelayAddr()
 	backend, err := net.DialTimeout(network, addr, 10*time.Second)

@@ -117,6 +117,11 @@ type Options struct {
 	// NewBranchLoginDelay refuses logins (28P01) to a branch for this long after it
 	// is ready (its creation operation done), as Lakebase may right after a branch is created.
 	NewBranchLoginDelay time.Duration
+	// MaxConnections limits the sessions the front door relays at once, as a
+	// compute size does (0.5 CU: 104, ..., at most 4,000); beyond it a login is
+	// answered 53300 "sorry, too many clients already", as PostgreSQL does. 0: no
+	// limit.
+	MaxConnections int
 	// NoProvisioned makes a workspace with no Lakebase Provisioned instance (only the
 	// Autoscaling project), as new workspaces are.
 	NoProvisioned bool

@@ -57,6 +57,7 @@ func main() {
 	flag.DurationVar(&opts.WakeDelay, "wake-delay", time.Second, "how long a suspended endpoint takes to wake (57P03 meanwhile)")
 	flag.IntVar(&opts.PageSize, "page-size", lakebasetest.DefaultPageSize, "items per page of list calls (with next_page_token)")
 	flag.IntVar(&opts.DecoyProjects, "decoy-projects", 0, "extra projects and instances listed before the real ones (a large workspace)")
+	flag.IntVar(&opts.MaxConnections, "max-connections", 0, "sessions the front door relays at once, as a compute size allows; beyond it logins get 53300 (0: no limit)")
 	flag.StringVar(&opts.CredentialExpiryFormat, "credential-expiry-format", lakebasetest.ExpiryRFC3339Nano, "expiry of minted credentials: rfc3339, rfc3339nano, epoch, epoch-millis or none")
 	flag.BoolVar(&verbose, "v", false, "log events on stderr")
 	flag.Parse()
