@@ -223,6 +223,30 @@ func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential,
 	if err != nil {
 		return workspace.DatabaseCredential{}, time.Time{}, err
 	}
+	var cred workspace.DatabaseCredential
+	// Of a fleet starting at once on one store, one process mints and stores; the
+	// others wait here and take what it stored.
+	err = p.exclusive(ctx, "credential", func() (err error) {
+		cred, err = p.mintOrRecall(ctx, endpoint, instance)
+		return err
+	})
+	return cred, cred.Expiry, err
+}
+
+// exclusive runs fn under the store's lock called name when the pipeline keeps
+// things in a store, so one process of those sharing the store does the work;
+// otherwise it just runs fn.
+func (p *tokenPipeline) exclusive(ctx context.Context, name string, fn func() error) error {
+	if !p.stores() {
+		return fn()
+	}
+	return settings.Exclusive(ctx, p.stored.Store, name, fn)
+}
+
+// mintOrRecall returns the stored credential when it will do, else mints one and
+// stores it.
+func (p *tokenPipeline) mintOrRecall(ctx context.Context, endpoint, instance string) (workspace.DatabaseCredential, error) {
+	var err error
 	key, keyed := p.credentialKey(endpoint, instance)
 	// A stored credential is used when this process has none yet (a warm start), or
 	// when another process minted a newer one than this process holds; a refresh
@@ -230,7 +254,7 @@ func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential,
 	held, heldExp, has := p.cred.Peek()
 	if sc := p.storedCredential(ctx, key, keyed); sc != nil && (!has || sc.Token != held.Token && sc.Expiry.After(heldExp)) {
 		p.log.Debug("lakebase: database credential from the store", slog.Time("expiry", sc.Expiry))
-		return workspace.DatabaseCredential{Token: sc.Token, Expiry: sc.Expiry}, sc.Expiry, nil
+		return workspace.DatabaseCredential{Token: sc.Token, Expiry: sc.Expiry}, nil
 	}
 	var cred workspace.DatabaseCredential
 	minted := time.Now()
@@ -248,13 +272,13 @@ func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential,
 		// (a deleted branch is then a clear error naming it).
 		p.dropTarget(ctx)
 		if endpoint, instance, err = p.mintFor(ctx); err != nil {
-			return workspace.DatabaseCredential{}, time.Time{}, err
+			return workspace.DatabaseCredential{}, err
 		}
 		key, keyed = p.credentialKey(endpoint, instance)
 		err = mintOnce()
 	}
 	if err != nil {
-		return workspace.DatabaseCredential{}, time.Time{}, &credentialError{err}
+		return workspace.DatabaseCredential{}, &credentialError{err}
 	}
 	p.remember(ctx, func(st *settings.Settings) {
 		login, ok := p.stored.Current(st)
@@ -264,7 +288,7 @@ func (p *tokenPipeline) mint(ctx context.Context) (workspace.DatabaseCredential,
 		st.SetCredential(key, &settings.StoredCredential{Token: cred.Token, Expiry: cred.Expiry, Minted: minted,
 			Workspace: p.cfg.DatabricksInstance, Database: string(dbName(endpoint, instance)), User: p.cfg.User, Login: login})
 	})
-	return cred, cred.Expiry, nil
+	return cred, nil
 }
 
 func dbName(endpoint, instance string) settings.Database {
@@ -358,8 +382,20 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	if t != nil {
 		return t, nil
 	}
+	// Of a fleet starting at once on one store, one process looks the database up
+	// and stores it; the others wait here and find it stored.
+	err := p.exclusive(ctx, "lookup", func() (err error) {
+		t, err = p.lookUpTarget(ctx)
+		return err
+	})
+	return t, err
+}
+
+// lookUpTarget finds the database: from the store (an earlier lookup), else from
+// the workspace, storing the answer.
+func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 	cfg := p.cfg
-	t = &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
+	t := &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
 	if t.host == "" && (t.endpoint != "" || t.instance != "" || cfg.Project != "") {
 		// A host looked up by an earlier process: hosts do not change.
 		p.recall(ctx, func(st *settings.Settings) {
@@ -575,24 +611,28 @@ func (p *tokenPipeline) resolveUser(ctx context.Context) (string, error) {
 	if u != "" {
 		return u, nil
 	}
-	p.recall(ctx, func(st *settings.Settings) {
-		if su := st.UserName(p.stored.Key()); su != nil && p.ofCurrentLogin(st, su.Login) {
-			u = su.Name
+	err := p.exclusive(ctx, "user", func() error {
+		p.recall(ctx, func(st *settings.Settings) {
+			if su := st.UserName(p.stored.Key()); su != nil && p.ofCurrentLogin(st, su.Login) {
+				u = su.Name
+			}
+		})
+		if u != "" {
+			return nil
 		}
-	})
-	if u == "" {
 		var err error
-		u, err = p.rest.Me(ctx)
-		if err != nil {
-			return "", fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
+		if u, err = p.rest.Me(ctx); err != nil {
+			return fmt.Errorf("lakebase: finding the user name (set User to skip this): %w", err)
 		}
 		p.remember(ctx, func(st *settings.Settings) {
-			login, ok := p.stored.Current(st)
-			if !ok {
-				return
+			if login, ok := p.stored.Current(st); ok {
+				st.SetUserName(p.stored.Key(), &settings.StoredUser{Name: u, Login: login})
 			}
-			st.SetUserName(p.stored.Key(), &settings.StoredUser{Name: u, Login: login})
 		})
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	p.mu.Lock()
 	p.user = u

@@ -156,6 +156,9 @@ type fallbackStore struct {
 	mu   sync.Mutex
 }
 
+// Unwrap returns the store it falls back from (settings.Exclusive locks that one).
+func (f *fallbackStore) Unwrap() settings.Store { return f.Store }
+
 func (f *fallbackStore) Update(ctx context.Context, fn func(*settings.Settings) (bool, error)) error {
 	f.mu.Lock()
 	mem := f.mem

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lakebase-go/lakebase"
@@ -136,5 +137,46 @@ func TestWarmRestart_EntriesDoNotMix(t *testing.T) {
 	}
 	if lo.Password == la.Password || lo.User == la.User {
 		t.Fatal("another identity got the first one's credential")
+	}
+}
+
+// Eight processes starting at once on one settings store make one token, one
+// credential and one lookup request between them (the first does the work under the
+// store's lock and stores it; the others wait and take it), and none on the next
+// start.
+func TestFleet_EightProcessesOnOneStoreMintOnce(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	file := filepath.Join(t.TempDir(), "settings.json")
+	dsn := e.OAuthClientDSN("OAuthSettingsLocation=" + file)
+	run := func() {
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cmd := exec.Command(os.Args[0], "-test.run=^$")
+				cmd.Env = append(os.Environ(), "LAKEBASE_HELPER=query-once", "LAKEBASE_HELPER_DSN="+dsn)
+				if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "query ok") {
+					errs <- fmt.Errorf("process: %v\n%s", err, out)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	run()
+	tokens, creds, lookups := e.Count(lakebasetest.EPToken), e.Count(lakebasetest.EPCredAutoscaling), e.Count(lakebasetest.EPEndpoints)
+	if tokens != 1 || creds != 1 || lookups != 1 {
+		t.Fatalf("8 processes at once: %d token, %d credential, %d lookup requests; want 1 each", tokens, creds, lookups)
+	}
+	e.ResetCounts()
+	run()
+	if n := workspaceRequests(e); n != 0 {
+		t.Fatalf("the next start made %d workspace requests", n)
 	}
 }
