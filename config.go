@@ -182,6 +182,11 @@ type Config struct {
 	PoolMinSize         *int
 	PoolIdleTimeout     time.Duration
 	PoolWaitTime        time.Duration
+	// PoolMaxLifetime is the longest a pooled session lives (default
+	// DefaultConnMaxLifetime, 45 minutes, jittered by up to a tenth so a fleet does not
+	// reconnect at once): below Lakebase's 3-day session limit. OpenDB and PoolConfig
+	// apply it.
+	PoolMaxLifetime time.Duration
 
 	// envIgnored lists environment variables left unused because the connection
 	// string named the database (logged by the connector).
@@ -301,7 +306,7 @@ func (c *Config) execMode() pgx.QueryExecMode {
 
 // poolSettings reports whether any CData pool property is set.
 func (c *Config) poolSettings() bool {
-	return c.NoConnectionPooling || c.PoolMaxSize != nil || c.PoolMinSize != nil || c.PoolIdleTimeout != 0 || c.PoolWaitTime != 0
+	return c.NoConnectionPooling || c.PoolMaxSize != nil || c.PoolMinSize != nil || c.PoolIdleTimeout != 0 || c.PoolWaitTime != 0 || c.PoolMaxLifetime != 0
 }
 
 // validate checks a configuration whose defaults are set.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -27,6 +29,7 @@ type Conn struct {
 	connector *Connector
 	pg        session   // nil until the session is opened
 	px        *pgx.Conn // pg's *pgx.Conn (nil when the session is not pgx's)
+	expires   time.Time // when the session leaves the pool (OpenDB's lifetime); zero: never
 	tx        *lazyTx   // the open transaction, if any (points at txState)
 	txState   lazyTx    // reused by every transaction: BeginTx does not allocate
 	closed    bool
@@ -78,6 +81,10 @@ func (c *Conn) session(ctx context.Context) (session, error) {
 			return nil, err
 		}
 		c.pg, c.px = pg, px
+		if life := time.Duration(c.connector.lifetime.Load()); life > 0 {
+			// Up to a tenth earlier, so sessions opened together do not all end together.
+			c.expires = time.Now().Add(life - time.Duration(rand.Int64N(int64(life/10)+1)))
+		}
 	}
 	if t := c.tx; t != nil && t.tx == nil {
 		if t.beginErr != nil {
@@ -212,6 +219,15 @@ func (c *Conn) ResetSession(ctx context.Context) error {
 			return driver.ErrBadConn
 		}
 		return nil
+	}
+	if c.px != nil && serverEnded(c.px.PgConn()) {
+		// The server ended the session while it sat in the pool (Lakebase closes
+		// sessions idle for 24 hours and may close any older than 3 days): discard it
+		// before a statement is sent on it.
+		return driver.ErrBadConn
+	}
+	if !c.expires.IsZero() && time.Now().After(c.expires) {
+		return driver.ErrBadConn // past its jittered lifetime
 	}
 	return c.pg.ResetSession(ctx)
 }

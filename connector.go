@@ -40,7 +40,10 @@ type Connector struct {
 	poolApplied atomic.Bool // OpenDB or PoolConfig applied the pool properties
 	// sessions counts the Postgres sessions of this connector's database/sql
 	// connections that are open now (for the connection-limit message).
-	sessions     atomic.Int64
+	sessions atomic.Int64
+	// lifetime is the pooled sessions' maximum lifetime (set by OpenDB); each
+	// session leaves the pool at a jittered moment before it.
+	lifetime     atomic.Int64
 	poolWarnOnce sync.Once
 	poolWaitOnce sync.Once
 

@@ -45,7 +45,12 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 // waits with (context.WithTimeout), and a Warn line says so once.
 func OpenDB(c *Connector) *sql.DB {
 	db := sql.OpenDB(c)
-	db.SetConnMaxLifetime(DefaultConnMaxLifetime)
+	lifetime := DefaultConnMaxLifetime
+	if c.cfg.PoolMaxLifetime > 0 {
+		lifetime = c.cfg.PoolMaxLifetime
+	}
+	c.lifetime.Store(int64(lifetime))
+	db.SetConnMaxLifetime(lifetime)
 	db.SetConnMaxIdleTime(10 * time.Minute)
 	db.SetMaxIdleConns(5)
 	cfg := c.cfg

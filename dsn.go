@@ -291,6 +291,7 @@ var properties = []property{
 	optIntProp("PoolMaxSize", func(c *Config) **int { return &c.PoolMaxSize }),
 	optIntProp("PoolMinSize", func(c *Config) **int { return &c.PoolMinSize }),
 	secondsProp("PoolIdleTimeout", func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
+	secondsProp("PoolMaxLifetime", func(c *Config) *time.Duration { return &c.PoolMaxLifetime }),
 	secondsProp("PoolWaitTime", func(c *Config) *time.Duration { return &c.PoolWaitTime }),
 }
 

@@ -3,6 +3,7 @@ package lakebase
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,6 +50,15 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 		pc.AfterConnect = c.afterConnect
 	}
 	pc.MaxConnLifetime = DefaultConnMaxLifetime
+	if c.cfg.PoolMaxLifetime > 0 {
+		pc.MaxConnLifetime = c.cfg.PoolMaxLifetime
+	}
+	pc.MaxConnLifetimeJitter = pc.MaxConnLifetime / 10 // a fleet does not reconnect at once
+	// A session the server ended while it sat in the pool is pinged (and so
+	// discarded) before it is handed out, however short its idle time.
+	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return p.IdleDuration > time.Second || serverEnded(p.Conn.PgConn())
+	}
 	cfg := c.cfg
 	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {
 		pc.MaxConns = int32(*cfg.PoolMaxSize)

@@ -311,12 +311,125 @@ func (fd *frontDoor) handle(ss *session) {
 	}
 	fd.s.count(EPLogin)
 	conn.SetDeadline(time.Time{})
+	lim := &sessionLimits{s: fd.s, client: conn, backend: backend, started: time.Now(),
+		idle: fd.s.opts.IdleSessionTimeout, life: fd.s.opts.MaxSessionLifetime}
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(backend, br); backend.Close(); done <- struct{}{} }()
-	go func() { io.Copy(conn, backend); conn.Close(); done <- struct{}{} }()
+	go func() { io.Copy(backend, lim.clientReads(br)); backend.Close(); done <- struct{}{} }()
+	go func() { lim.relayBackend(); conn.Close(); done <- struct{}{} }()
 	<-done
 	<-done
+	lim.stop()
 }
+
+// sessionLimits ends a session as Lakebase does: idle (between transactions) for
+// IdleSessionTimeout, or past MaxSessionLifetime at its next idle moment — FATAL
+// 57P01, then the socket closes, as PostgreSQL does for an administrator's
+// shutdown. It watches the backend's ReadyForQuery messages for the idle moments.
+type sessionLimits struct {
+	s               *Server
+	client, backend net.Conn
+	started         time.Time
+	idle, life      time.Duration
+
+	wmu   sync.Mutex // serializes writes to the client; guards ended
+	ended bool
+	tmu   sync.Mutex // guards timer (never held across a write: the client's stream must keep flowing)
+	timer *time.Timer
+}
+
+// relayBackend copies the backend's messages to the client, noting idle moments.
+func (l *sessionLimits) relayBackend() {
+	r := bufio.NewReaderSize(l.backend, 64<<10)
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
+		if n < 0 {
+			return
+		}
+		msg := make([]byte, 5+n)
+		copy(msg, hdr[:])
+		if _, err := io.ReadFull(r, msg[5:]); err != nil {
+			return
+		}
+		l.wmu.Lock()
+		if l.ended {
+			l.wmu.Unlock()
+			return
+		}
+		_, err := l.client.Write(msg)
+		l.wmu.Unlock()
+		if err != nil {
+			return
+		}
+		if hdr[0] == 'Z' && n == 1 && msg[5] == 'I' {
+			l.idleNow()
+		}
+	}
+}
+
+// idleNow is told that the session is idle between transactions.
+func (l *sessionLimits) idleNow() {
+	if l.life > 0 && time.Since(l.started) >= l.life {
+		l.end("lifetime")
+		return
+	}
+	if l.idle > 0 {
+		l.tmu.Lock()
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.timer = time.AfterFunc(l.idle, func() { l.end("idle") })
+		l.tmu.Unlock()
+	}
+}
+
+// clientReads wraps the client's stream: anything the client sends ends the idle wait.
+func (l *sessionLimits) clientReads(r io.Reader) io.Reader {
+	return readerFunc(func(p []byte) (int, error) {
+		n, err := r.Read(p)
+		if n > 0 {
+			l.tmu.Lock()
+			if l.timer != nil {
+				l.timer.Stop()
+				l.timer = nil
+			}
+			l.tmu.Unlock()
+		}
+		return n, err
+	})
+}
+
+// end closes the session with FATAL 57P01.
+func (l *sessionLimits) end(why string) {
+	l.wmu.Lock()
+	if l.ended {
+		l.wmu.Unlock()
+		return
+	}
+	l.ended = true
+	l.client.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a client that reads nothing cannot hold this
+	writeError(l.client, "57P01", "terminating connection due to administrator command")
+	l.wmu.Unlock()
+	l.s.count(EPSessionEnded)
+	l.s.count(EPSessionEnded + ":" + why)
+	l.client.Close()
+	l.backend.Close()
+}
+
+func (l *sessionLimits) stop() {
+	l.tmu.Lock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.tmu.Unlock()
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 func hostOf(a net.Addr) string {
 	h, _, _ := net.SplitHostPort(a.String())

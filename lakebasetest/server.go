@@ -51,6 +51,7 @@ const (
 	EPEntraToken      = "entra.token"       // the emulated Microsoft Entra ID token endpoint
 	EPIMDS            = "imds"              // the emulated Azure instance metadata endpoint
 	EPBranches        = "branches"          // the branches API (create, get, delete, operations)
+	EPSessionEnded    = "session.ended"     // sessions the front door ended (IdleSessionTimeout, MaxSessionLifetime); also per reason, session.ended:idle
 	EPLogin           = "frontdoor.login"   // a login accepted by the front door
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
 )
@@ -117,6 +118,11 @@ type Options struct {
 	// NewBranchLoginDelay refuses logins (28P01) to a branch for this long after it
 	// is ready (its creation operation done), as Lakebase may right after a branch is created.
 	NewBranchLoginDelay time.Duration
+	// IdleSessionTimeout ends a session idle between transactions this long, and
+	// MaxSessionLifetime a session this old at its next idle moment, as Lakebase does
+	// (24 hours idle; sessions older than 3 days may be closed): FATAL 57P01, then the
+	// socket closes. 0: never.
+	IdleSessionTimeout, MaxSessionLifetime time.Duration
 	// MaxConnections limits the sessions the front door relays at once, as a
 	// compute size does (0.5 CU: 104, ..., at most 4,000); beyond it a login is
 	// answered 53300 "sorry, too many clients already", as PostgreSQL does. 0: no

@@ -54,6 +54,8 @@ func main() {
 	flag.Var(errRates, "error-rate", "endpoint=fraction: fail that share of requests with 503 (repeatable)")
 	flag.IntVar(&opts.InvalidTokenStatus, "invalid-token-status", 403, "HTTP status answering an expired, revoked or unknown workspace token: 403 (as Databricks mostly does) or 401")
 	flag.DurationVar(&opts.ScaleToZero, "scale-to-zero", 0, "suspend the endpoint after this long without a session (0: never); it then reports IDLE and wakes on connect")
+	flag.DurationVar(&opts.IdleSessionTimeout, "idle-session-timeout", 0, "end a session idle between transactions this long, with FATAL 57P01, as Lakebase does after 24h (0: never)")
+	flag.DurationVar(&opts.MaxSessionLifetime, "max-session-lifetime", 0, "end a session this old at its next idle moment, with FATAL 57P01 (Lakebase: 3 days; 0: never)")
 	flag.DurationVar(&opts.WakeDelay, "wake-delay", time.Second, "how long a suspended endpoint takes to wake (57P03 meanwhile)")
 	flag.IntVar(&opts.PageSize, "page-size", lakebasetest.DefaultPageSize, "items per page of list calls (with next_page_token)")
 	flag.IntVar(&opts.DecoyProjects, "decoy-projects", 0, "extra projects and instances listed before the real ones (a large workspace)")
