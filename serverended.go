@@ -14,6 +14,9 @@ func serverEnded(pc *pgconn.PgConn) bool {
 	if pc == nil || pc.IsClosed() {
 		return pc != nil
 	}
+	if pc.IsBusy() {
+		return false // a read or write under way is pgx's to finish
+	}
 	conn := pc.Conn()
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()

@@ -19,7 +19,10 @@ func peekIdle(conn net.Conn) peekResult {
 	}
 	res := peekNothing
 	var buf [1]byte
-	rc.Read(func(fd uintptr) bool {
+	// Control, not Read: it takes no read lock, so a read another goroutine has
+	// under way (pgconn's background reader) never makes this wait. A peek takes
+	// nothing from the stream.
+	rc.Control(func(fd uintptr) {
 		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case err == nil && n == 0:
@@ -27,7 +30,6 @@ func peekIdle(conn net.Conn) peekResult {
 		case err == nil && n > 0:
 			res = peekData
 		}
-		return true // never wait
 	})
 	return res
 }
