@@ -31,6 +31,20 @@ func desktopLoginAs(email string) lakebase.Option {
 	})
 }
 
+// adaLogsIn logs the emulator's person (Ada) in with the desktop flow into a new
+// settings file and returns its path.
+func adaLogsIn(t *testing.T) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+	ada, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "OAuthSettingsLocation="+file),
+		desktopLoginAs(emu.User.Email), lakebase.WithStderr(&strings.Builder{}))
+	if u := currentUser(t, ada); u != emu.User.Email {
+		t.Fatalf("Ada's desktop login: current_user = %q", u)
+	}
+	ada.Close()
+	return file
+}
+
 // addPerson registers a person of the emulated workspace, with a Postgres role.
 func addPerson(t *testing.T, email string) {
 	t.Helper()
@@ -46,13 +60,7 @@ func TestWarmStart_HeadlessLoginOfAnotherPersonReplacesTheStoredLogin(t *testing
 	needServers(t)
 	bob := "bob-headless@example.com"
 	addPerson(t, bob)
-	file := filepath.Join(t.TempDir(), "OAuthSettings.txt")
-	ada, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "OAuthSettingsLocation="+file),
-		desktopLoginAs(emu.User.Email), lakebase.WithStderr(&strings.Builder{}))
-	if u := currentUser(t, ada); u != emu.User.Email {
-		t.Fatalf("Ada's desktop login: current_user = %q", u)
-	}
-	ada.Close()
+	file := adaLogsIn(t)
 
 	dsn := emu.OAuthPKCEDSN("InitiateOAuth=REFRESH", "OAuthSettingsLocation="+file)
 	steps, _ := newDB(t, dsn)
@@ -84,13 +92,7 @@ func TestWarmStart_GivenTokensOfAnotherPersonReplaceTheStoredLogin(t *testing.T)
 	needServers(t)
 	carol := "carol-given@example.com"
 	addPerson(t, carol)
-	file := filepath.Join(t.TempDir(), "OAuthSettings.txt")
-	ada, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "OAuthSettingsLocation="+file),
-		desktopLoginAs(emu.User.Email), lakebase.WithStderr(&strings.Builder{}))
-	if u := currentUser(t, ada); u != emu.User.Email {
-		t.Fatalf("Ada: current_user = %q", u)
-	}
-	ada.Close()
+	file := adaLogsIn(t)
 
 	// Carol's tokens, obtained elsewhere.
 	mem, _ := newDB(t, emu.OAuthPKCEDSN("OAuthSettingsLocation=memory://"+t.Name()))

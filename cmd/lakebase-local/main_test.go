@@ -48,35 +48,7 @@ func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-credential-lifetime", "10m")
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var in info
-	select {
-	case line, ok := <-lines:
-		if !ok {
-			t.Fatalf("no JSON line; stderr:\n%s", stderr.String())
-		}
-		if err := json.Unmarshal([]byte(line), &in); err != nil {
-			t.Fatalf("first line is not JSON: %q", line)
-		}
-	case <-time.After(90 * time.Second):
-		t.Fatal("lakebase-local did not print its JSON line")
-	}
+	cmd, in, stderr := startLocal(t, bin, "-credential-lifetime", "10m")
 	for name, v := range map[string]string{"workspace": in.Workspace, "server": in.Server, "database": in.Database,
 		"ca_file": in.CAFile, "endpoint": in.Endpoint, "instance": in.Instance, "client_id": in.ClientID,
 		"client_secret": in.ClientSecret, "user": in.User} {
@@ -152,9 +124,9 @@ func mustDo(t *testing.T, req *http.Request, out any) {
 }
 
 // startLocal starts the built lakebase-local and reads its JSON line.
-func startLocal(t *testing.T, bin string) (*exec.Cmd, info) {
+func startLocal(t *testing.T, bin string, args ...string) (*exec.Cmd, info, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, args...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -179,7 +151,7 @@ func startLocal(t *testing.T, bin string) (*exec.Cmd, info) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("lakebase-local did not print its JSON line")
 	}
-	return cmd, in
+	return cmd, in, &stderr
 }
 
 // A lakebase-local killed with SIGKILL leaves its temporary directories (with the
@@ -191,7 +163,7 @@ func TestLakebaseLocal_KilledInstancesAreSweptAndSIGHUPStopsCleanly(t *testing.T
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	killed, first := startLocal(t, bin)
+	killed, first, _ := startLocal(t, bin)
 	killed.Process.Signal(syscall.SIGKILL)
 	killed.Wait()
 	if len(first.TempDirs) < 2 {
@@ -208,7 +180,7 @@ func TestLakebaseLocal_KilledInstancesAreSweptAndSIGHUPStopsCleanly(t *testing.T
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	second, next := startLocal(t, bin)
+	second, next, _ := startLocal(t, bin)
 	for _, d := range first.TempDirs {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the killed instance's %s is still there after the next start (%v)", d, err)

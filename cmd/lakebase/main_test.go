@@ -125,27 +125,12 @@ func TestCommand_LoginDesktopAndHeadlessThenLogout(t *testing.T) {
 	dsn := emu.OAuthPKCEDSN(fmt.Sprintf("CallbackURL=http://localhost:%d", freePort(t)), "OAuthSettingsLocation="+settings)
 
 	// Desktop: the URL goes to stderr; the "browser" follows it to the callback.
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	var out bytes.Buffer
-	go func() {
-		done <- run(context.Background(), []string{"-dsn", dsn, "login", "-no-browser"}, strings.NewReader(""), &out, pw)
-		pw.Close()
-	}()
-	sc := bufio.NewScanner(pr)
-	var stderr strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
-		stderr.WriteString(line + "\n")
-		if u := strings.TrimSpace(line); strings.HasPrefix(u, emu.URL+"/oidc/v1/authorize?") {
-			go followURL(t, u, true)
-		}
+	code, out, stderr := loginNoBrowser(t, dsn, emu.URL+"/oidc/v1/authorize?")
+	if code != 0 || !strings.Contains(out, "Logged in as "+emu.User.Email) {
+		t.Fatalf("login (%d): %s\n%s", code, out, stderr)
 	}
-	if code := <-done; code != 0 || !strings.Contains(out.String(), "Logged in as "+emu.User.Email) {
-		t.Fatalf("login (%d): %s\n%s", code, out.String(), stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "waiting for the browser login") {
-		t.Fatalf("no progress line: %s", stderr.String())
+	if !strings.Contains(stderr, "waiting for the browser login") {
+		t.Fatalf("no progress line: %s", stderr)
 	}
 	refresh := dsn + ";InitiateOAuth=REFRESH"
 	if o, e, code := lakebaseCmd(t, refresh, nil, "status"); code != 0 || !strings.Contains(o, emu.User.Email) {
@@ -161,6 +146,7 @@ func TestCommand_LoginDesktopAndHeadlessThenLogout(t *testing.T) {
 	}
 
 	// Headless: paste the URL the browser ended on.
+	done := make(chan int, 1)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	go func() {
@@ -233,8 +219,8 @@ func TestCommand_UsageOnceAndErrorsPrefixedOnce(t *testing.T) {
 }
 
 // loginNoBrowser runs lakebase login -no-browser, following the printed URL as the
-// person's browser would, and returns the exit code and output.
-func loginNoBrowser(t *testing.T, dsn, authorizePrefix string) (int, string) {
+// person's browser would, and returns the exit code, stdout and stderr.
+func loginNoBrowser(t *testing.T, dsn, authorizePrefix string) (int, string, string) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
@@ -244,12 +230,15 @@ func loginNoBrowser(t *testing.T, dsn, authorizePrefix string) (int, string) {
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)
+	var stderr strings.Builder
 	for sc.Scan() {
-		if u := strings.TrimSpace(sc.Text()); strings.HasPrefix(u, authorizePrefix) {
+		line := sc.Text()
+		stderr.WriteString(line + "\n")
+		if u := strings.TrimSpace(line); strings.HasPrefix(u, authorizePrefix) {
 			go followURL(t, u, true)
 		}
 	}
-	return <-done, out.String()
+	return <-done, out.String(), stderr.String()
 }
 
 // The README's OAuthPKCE sequence, exactly as written (no InitiateOAuth, no
@@ -268,7 +257,7 @@ func TestCommand_READMEPKCESequenceWithAFreshHome(t *testing.T) {
 		t.Fatalf("the connection string is not the README's: %s", dsn)
 	}
 
-	if code, out := loginNoBrowser(t, dsn, emu.URL+"/oidc/v1/authorize?"); code != 0 || !strings.Contains(out, "Logged in as "+emu.User.Email) {
+	if code, out, _ := loginNoBrowser(t, dsn, emu.URL+"/oidc/v1/authorize?"); code != 0 || !strings.Contains(out, "Logged in as "+emu.User.Email) {
 		t.Fatalf("login (%d): %s", code, out)
 	}
 	if o, e, code := lakebaseCmd(t, dsn, nil, "status"); code != 0 || !strings.Contains(o, emu.User.Email) {
