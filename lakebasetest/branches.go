@@ -32,11 +32,12 @@ type branch struct {
 	endpoint string             // projects/<p>/branches/<b>/endpoints/<e>
 	state    string             // INIT until the copy is done, then READY
 	// protected branches refuse deletion (spec.is_protected, as the service's).
-	protected bool
-	created   time.Time
-	ready     time.Time // when its copy was done and it took connections
-	expires   time.Time // zero: never
-	err       error
+	protected  bool
+	created    time.Time
+	ready      time.Time // when its copy was done and it took connections
+	firstLogin time.Time // its first login attempt (NewBranchLoginDelay counts from it)
+	expires    time.Time // zero: never
+	err        error
 }
 
 var resourceID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -411,7 +412,12 @@ func (s *Server) branchTooNew(endpoint string) bool {
 	defer s.mu.Unlock()
 	for _, b := range s.branchesMap {
 		if b.endpoint == endpoint {
-			return b.state != "READY" || time.Since(b.ready) < s.opts.NewBranchLoginDelay
+			// The window opens at the branch's first login, so how long a client took
+			// to learn that the branch is ready (its polling) does not matter.
+			if b.firstLogin.IsZero() {
+				b.firstLogin = time.Now()
+			}
+			return b.state != "READY" || time.Since(b.firstLogin) < s.opts.NewBranchLoginDelay
 		}
 	}
 	return false

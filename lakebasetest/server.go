@@ -115,8 +115,8 @@ type Options struct {
 	// endpoint on hosts that do not exist), listed before the real one, and as many
 	// Provisioned instances: a large workspace, to exercise pagination.
 	DecoyProjects int
-	// NewBranchLoginDelay refuses logins (28P01) to a branch for this long after it
-	// is ready (its creation operation done), as Lakebase may right after a branch is created.
+	// NewBranchLoginDelay refuses logins (28P01) to a new branch for this long from
+	// its first login attempt, as Lakebase may right after a branch is created.
 	NewBranchLoginDelay time.Duration
 	// IdleSessionTimeout ends a session idle between transactions this long, and
 	// MaxSessionLifetime a session this old at its next idle moment, as Lakebase does
