@@ -140,6 +140,13 @@ type Config struct {
 	Logfile               string
 	Profile               string // ~/.databrickscfg profile to take workspace settings from
 	ReadOnly              bool   // connect to the read-only host of the instance or endpoint
+	// Pooled connects to the Autoscaling endpoint's pooled host (Lakebase's PgBouncer
+	// in transaction mode; the read-only pooled host with ReadOnly), or says that
+	// Server is one (with AuthScheme=Password, say): nothing is
+	// prepared by name on the server (QueryExecMode defaults to cache_describe, and
+	// database/sql's Prepare sends its SQL on every use), SessionRole is refused, and
+	// session-level advisory locks are refused through database/sql.
+	Pooled bool
 	OIDCTokenFile         string // OIDCFederation: file holding the workload identity JWT
 	OIDCTokenEnv          string // OIDCFederation: environment variable holding it
 	AzureTenant           string // AzureAD: the Entra ID tenant (directory) id
@@ -163,8 +170,9 @@ type Config struct {
 	// read-only with ReadOnly). Branch "" is the project's default branch.
 	Project string
 	Branch  string
-	// SessionRole is a role the identity was granted: every session runs SET ROLE to
-	// it after login, so current_user is the role and session_user the identity.
+	// SessionRole is a role the identity was granted: every session starts with it
+	// (the role startup parameter), so current_user is the role and session_user the
+	// identity.
 	SessionRole string
 	// TimeZone is the session time zone (an IANA name, e.g. Europe/Paris); "" leaves
 	// the server's.
@@ -301,7 +309,72 @@ func (c *Config) execMode() pgx.QueryExecMode {
 	if c.DisablePreparedStatements {
 		return pgx.QueryExecModeExec
 	}
+	if c.Pooled {
+		// One round trip that parses its statement each time (Parse, Bind, Execute,
+		// Sync), with the description cached: nothing outlives the transaction, so
+		// it is safe through PgBouncer's transaction pooling, and still binary.
+		return pgx.QueryExecModeCacheDescribe
+	}
 	return pgx.QueryExecModeCacheStatement
+}
+
+// checkPooled refuses what the pooled host cannot do: PgBouncer in transaction mode
+// gives each transaction any server session of the pool, so nothing set for a
+// session lasts. TimeZone is kept: PgBouncer tracks it as a startup parameter.
+func (c *Config) checkPooled() error {
+	if c.SessionRole != "" {
+		return &ConfigError{Property: "SessionRole", Value: c.SessionRole, Err: errors.New(
+			"cannot be used with Pooled=true: the pooled host (PgBouncer in transaction mode) keeps no session state and refuses the role startup parameter; " +
+				"connect to the direct host (Pooled=false) for a session role, or run SET LOCAL ROLE inside each transaction")}
+	}
+	if c.Instance != "" {
+		return &ConfigError{Property: "Pooled", Value: "true", Err: fmt.Errorf(
+			"needs a Lakebase Autoscaling endpoint (Endpoint= or Project=): Provisioned instances such as %s have no pooled host", c.Instance)}
+	}
+	return nil
+}
+
+// checkPooledSQL refuses, on the pooled host, a statement that takes a session-level
+// advisory lock (the session functions all contain "advisory_lock"; the transaction
+// ones are pg_advisory_xact_lock*), before anything is sent.
+func (c *Config) checkPooledSQL(query string) error {
+	if !c.Pooled || !containsFoldASCII(query, "advisory_lock") {
+		return nil
+	}
+	return fmt.Errorf("%w (Pooled=true): the statement calls a session-level advisory lock function, which through PgBouncer's transaction pooling "+
+		"neither holds past the transaction nor can be unlocked; run migrations and other session-locked work on the direct host (Pooled=false), "+
+		"or take pg_advisory_xact_lock inside a transaction", ErrPooledSessionLock)
+}
+
+// containsFoldASCII reports whether s contains the lower-case ASCII word sub, in
+// any case, without allocating.
+func containsFoldASCII(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for ; j < len(sub); j++ {
+			b := s[i+j]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != sub[j] {
+				break
+			}
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// preparesOnServer reports whether database/sql's Prepare makes a server-side
+// prepared statement: not with AllowPreparedStatement=false, nor on the pooled
+// host unless QueryExecMode=cache_statement says the pooler keeps them.
+func (c *Config) preparesOnServer() bool {
+	if c.DisablePreparedStatements {
+		return false
+	}
+	return !c.Pooled || c.QueryExecMode == "cache_statement"
 }
 
 // poolSettings reports whether any CData pool property is set.
@@ -328,6 +401,11 @@ func (c *Config) validate() error {
 	if c.TimeZone != "" {
 		if err := checkTimeZone(c.TimeZone); err != nil {
 			return &ConfigError{Property: "TimeZone", Value: c.TimeZone, Err: err}
+		}
+	}
+	if c.Pooled {
+		if err := c.checkPooled(); err != nil {
+			return err
 		}
 	}
 	if c.PoolMaxSize != nil && c.PoolMinSize != nil && *c.PoolMaxSize > 0 && *c.PoolMinSize > *c.PoolMaxSize {

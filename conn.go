@@ -126,9 +126,12 @@ func (c *Conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	if st, ok, err := c.connector.prepareVirtual(query); ok || err != nil {
 		return st, err
 	}
-	if c.connector.cfg.DisablePreparedStatements {
-		// AllowPreparedStatement=false: nothing is prepared on the server; the
-		// statement sends its SQL with every use, in the configured exec mode.
+	if err := c.connector.cfg.checkPooledSQL(query); err != nil {
+		return nil, err
+	}
+	if !c.connector.cfg.preparesOnServer() {
+		// AllowPreparedStatement=false, or the pooled host: nothing is prepared on the
+		// server; the statement sends its SQL with every use, in the exec mode.
 		return &unpreparedStmt{c: c, query: query}, nil
 	}
 	pg, err := c.session(ctx)
@@ -146,6 +149,9 @@ func (c *Conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		rows.Close()
 		return driver.RowsAffected(0), nil
 	}
+	if err := c.connector.cfg.checkPooledSQL(query); err != nil {
+		return nil, err
+	}
 	pg, err := c.session(ctx)
 	if err != nil {
 		return nil, err
@@ -156,6 +162,9 @@ func (c *Conn) ExecContext(ctx context.Context, query string, args []driver.Name
 func (c *Conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if rows, ok, err := c.connector.execVirtual(ctx, query, args); ok || err != nil {
 		return rows, err
+	}
+	if err := c.connector.cfg.checkPooledSQL(query); err != nil {
+		return nil, err
 	}
 	pg, err := c.session(ctx)
 	if err != nil {

@@ -60,7 +60,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	if err == nil {
 		return sc, nil
 	}
-	state := authFailureState(err)
+	state := authFailureState(err, li.pooled)
 	if state == "" {
 		return nil, c.hint(err, li)
 	}
@@ -81,7 +81,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 			if sc, err = c.connectWaking(ctx, li); err == nil {
 				return sc, nil
 			}
-			if state = authFailureState(err); state == "" {
+			if state = authFailureState(err, li.pooled); state == "" {
 				return nil, c.hint(err, li)
 			}
 			if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
@@ -94,7 +94,8 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 			}
 		}
 	}
-	return nil, &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err}
+	return nil, &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err,
+		PooledOAuth: li.pooled && li.retryable}
 }
 
 // tlsHint says what to do about a server certificate that does not verify, as
@@ -250,16 +251,26 @@ func coldStartError(err error) bool {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P03"
+		// 08P01 (protocol violation) is a server that is up and refused what it was
+		// sent: PgBouncer answers every refusal of its own so.
+		return (strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01") || pe.Code == "57P03"
 	}
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
-// authFailureState returns the SQLSTATE of a refused login, or "".
-func authFailureState(err error) string {
+// authFailureState returns the SQLSTATE of a refused login, or "". Through a pooled
+// host it is also PgBouncer's own refusal of a password (08P01 "password
+// authentication failed", or "SASL authentication failed").
+func authFailureState(err error, pooled bool) string {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000") {
+	if !errors.As(err, &pe) {
+		return ""
+	}
+	if pe.Code == "28P01" || pe.Code == "28000" {
+		return pe.Code
+	}
+	if pooled && pe.Code == "08P01" && strings.HasSuffix(pe.Message, "authentication failed") {
 		return pe.Code
 	}
 	return ""

@@ -190,6 +190,7 @@ var properties = []property{
 	},
 	strProp("Logfile", false, func(c *Config) *string { return &c.Logfile }),
 	strProp("Profile", false, func(c *Config) *string { return &c.Profile }),
+	boolProp("Pooled", func(c *Config) *bool { return &c.Pooled }),
 	{
 		name: "ReadOnly",
 		set: func(c *Config, v string) error {

@@ -64,10 +64,13 @@ var ErrLoginRefused = errors.New("lakebase: login refused")
 // LoginError reports that Postgres refused the login even after a fresh credential
 // was minted and the login retried once.
 type LoginError struct {
-	SQLState string // 28P01 or 28000
+	SQLState string // 28P01 or 28000 (08P01 from a pooled host's PgBouncer)
 	User     string // the Postgres role the driver logged in as
 	Host     string
-	Err      error
+	// PooledOAuth: the refusal came from a pooled host, to an OAuth database
+	// credential. errors.Is(err, ErrPooledOAuthRefused) is then true too.
+	PooledOAuth bool
+	Err         error
 }
 
 // Error says who was refused where, and what to check.
@@ -76,14 +79,33 @@ func (e *LoginError) Error() string {
 	if strings.Contains(e.User, "@") {
 		hint = "check that a Postgres role for this user exists on the database"
 	}
+	if e.PooledOAuth {
+		hint = "the pooled host refused the OAuth database credential (Lakebase's pooler may accept native Postgres password roles only): " +
+			"connect to the direct host (Pooled=false), or log in through the pooler as a native password role " +
+			"(AuthScheme=Password;Pooled=true;Server=<the pooled host>;User=<role>;Password=...); if the pooler does take OAuth roles, " + hint
+	}
 	return fmt.Sprintf("lakebase: login as %q to %s refused (SQLSTATE %s): %s: %v", e.User, e.Host, e.SQLState, hint, e.Err)
 }
 
 // Unwrap returns the cause (a *pgconn.PgError).
 func (e *LoginError) Unwrap() error { return e.Err }
 
-// Is makes errors.Is(err, ErrLoginRefused) true.
-func (e *LoginError) Is(target error) bool { return target == ErrLoginRefused }
+// Is makes errors.Is(err, ErrLoginRefused) true, and ErrPooledOAuthRefused for a
+// pooled host's refusal of an OAuth credential.
+func (e *LoginError) Is(target error) bool {
+	return target == ErrLoginRefused || (target == ErrPooledOAuthRefused && e.PooledOAuth)
+}
+
+// ErrPooledOAuthRefused is matched by a LoginError from a pooled host that refused
+// an OAuth database credential even freshly minted.
+var ErrPooledOAuthRefused = errors.New("lakebase: the pooled host refused the OAuth credential")
+
+// ErrPooledSessionLock is returned through database/sql on the pooled host for a
+// statement that takes a session-level advisory lock (pg_advisory_lock,
+// pg_try_advisory_lock and their _shared forms): PgBouncer in transaction mode
+// hands the next transaction another server session, so the lock neither holds
+// nor can be released, and two migrations could run at once. Nothing is sent.
+var ErrPooledSessionLock = errors.New("lakebase: a session-level advisory lock cannot work through the pooled host")
 
 // Errors the driver's sub-packages return, re-exported so callers need one import.
 var (

@@ -3,6 +3,8 @@ package lakebase
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -41,10 +43,25 @@ type loginInfo struct {
 	password  string
 	expiry    time.Time // of the password; zero for a native password
 	retryable bool      // a refused login is worth one retry with a fresh credential
+	pooled    bool      // host is a pooled host (PgBouncer in transaction mode)
 	// database names the Lakebase endpoint or instance ("" for a native password):
 	// its connects are retried while it wakes from scale-to-zero; state is its state
 	// when looked up.
 	database, state string
+}
+
+// splitHostPort splits a host the workspace reported with a port ("host:port", as
+// the emulator's pooled host is) into both; any other host keeps port.
+func splitHostPort(host string, port int) (string, int) {
+	h, p, err := net.SplitHostPort(host)
+	if err != nil {
+		return host, port
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return host, port
+	}
+	return h, n
 }
 
 // source is the connector's login, or one that refuses everything for a Connector
@@ -77,7 +94,7 @@ func (unopenedLogin) close()                          {}
 type passwordLogin struct{ cfg *Config }
 
 func (a *passwordLogin) login(context.Context, string) (loginInfo, error) {
-	return loginInfo{host: a.cfg.Server, port: a.cfg.Port, user: a.cfg.User, password: a.cfg.Password}, nil
+	return loginInfo{host: a.cfg.Server, port: a.cfg.Port, user: a.cfg.User, password: a.cfg.Password, pooled: a.cfg.Pooled}, nil
 }
 func (a *passwordLogin) forgetCredential()                            {}
 func (a *passwordLogin) describe(*Status)                             {}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -321,7 +322,7 @@ func (p *tokenPipeline) lookupKey(t *target) settings.LookupKey {
 	if p.cfg.Project != "" {
 		db = settings.BranchDatabase(p.cfg.Project, p.cfg.Branch)
 	}
-	return settings.LookupKey{Workspace: p.cfg.DatabricksInstance, Database: db, ReadOnly: p.cfg.ReadOnly}
+	return settings.LookupKey{Workspace: p.cfg.DatabricksInstance, Database: db, ReadOnly: p.cfg.ReadOnly, Pooled: p.cfg.Pooled}
 }
 
 func (p *tokenPipeline) storedCredential(ctx context.Context, key settings.CredentialKey, keyed bool) *settings.StoredCredential {
@@ -422,18 +423,11 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 			if err != nil {
 				return err
 			}
-			t.host, t.state = ep.Status.Hosts.Host, string(ep.Status.CurrentState)
+			t.state = string(ep.Status.CurrentState)
 			if err := t.checkState(); err != nil {
 				return err
 			}
-			if cfg.ReadOnly {
-				if t.host = ep.Status.Hosts.ReadOnlyHost; t.host == "" {
-					return fmt.Errorf("lakebase: endpoint %s has no read-only host (ReadOnly=true needs a read replica)", t.endpoint)
-				}
-			}
-			if t.host == "" {
-				return fmt.Errorf("lakebase: endpoint %s has no host yet (state %q)", t.endpoint, ep.Status.CurrentState)
-			}
+			return t.pickHost(&ep, cfg)
 		case t.instance != "" && t.host == "":
 			inst, err := p.rest.GetInstance(ctx, workspace.GetInstanceRequest{Name: t.instance})
 			if err != nil {
@@ -511,6 +505,17 @@ func (p *tokenPipeline) resolveBranch(ctx context.Context, t *target) error {
 	for _, ep := range eps {
 		if ep.Type() == want {
 			t.endpoint, t.host, t.state = ep.Name, ep.Status.Hosts.Host, string(ep.Status.CurrentState)
+			if cfg.Pooled {
+				// The branch's read-only endpoint is a compute of its own: its pooler is
+				// its pooled host, whichever field names it.
+				h := ep.Status.Hosts
+				if t.host = h.ReadWritePooledHost; cfg.ReadOnly && h.ReadOnlyPooledHost != "" {
+					t.host = h.ReadOnlyPooledHost
+				}
+				if t.host == "" {
+					return fmt.Errorf("lakebase: endpoint %s of branch %s has no pooled host: connect to its direct host (Pooled=false)", ep.Name, branch)
+				}
+			}
 			if t.host == "" {
 				return fmt.Errorf("lakebase: endpoint %s of branch %s has no host yet (state %q)", ep.Name, branch, ep.Status.CurrentState)
 			}
@@ -557,6 +562,31 @@ func notFound(err error, prop, value, msg string) error {
 	return err
 }
 
+// pickHost sets t.host to the endpoint's host that cfg asks for: direct or pooled,
+// read-write or read-only.
+func (t *target) pickHost(ep *workspace.Endpoint, cfg *Config) error {
+	h := ep.Status.Hosts
+	switch {
+	case cfg.Pooled && cfg.ReadOnly:
+		if t.host = h.ReadOnlyPooledHost; t.host == "" {
+			return fmt.Errorf("lakebase: endpoint %s has no read-only pooled host (Pooled=true with ReadOnly=true needs a read replica with a pooler)", ep.Name)
+		}
+	case cfg.Pooled:
+		if t.host = h.ReadWritePooledHost; t.host == "" {
+			return fmt.Errorf("lakebase: endpoint %s has no pooled host (status.hosts.read_write_pooled_host is empty): connect to its direct host (Pooled=false)", ep.Name)
+		}
+	case cfg.ReadOnly:
+		if t.host = h.ReadOnlyHost; t.host == "" {
+			return fmt.Errorf("lakebase: endpoint %s has no read-only host (ReadOnly=true needs a read replica)", ep.Name)
+		}
+	default:
+		if t.host = h.Host; t.host == "" {
+			return fmt.Errorf("lakebase: endpoint %s has no host yet (state %q)", ep.Name, ep.Status.CurrentState)
+		}
+	}
+	return nil
+}
+
 // findByHost finds the instance or endpoint whose host is Server.
 func (p *tokenPipeline) findByHost(ctx context.Context, t *target) error {
 	var errs []error
@@ -574,7 +604,9 @@ func (p *tokenPipeline) findByHost(ctx context.Context, t *target) error {
 	eps, err := p.rest.ListAllEndpoints(ctx)
 	if err == nil {
 		for _, ep := range eps {
-			if strings.EqualFold(ep.Status.Hosts.Host, t.host) || strings.EqualFold(ep.Status.Hosts.ReadOnlyHost, t.host) {
+			h := ep.Status.Hosts
+			if slices.ContainsFunc([]string{h.Host, h.ReadOnlyHost, h.ReadWritePooledHost, h.ReadOnlyPooledHost},
+				func(s string) bool { return s != "" && strings.EqualFold(s, t.host) }) {
 				t.endpoint = ep.Name
 				return nil
 			}
@@ -680,8 +712,9 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 	if err := g.Wait(); err != nil {
 		return loginInfo{}, err
 	}
-	return loginInfo{host: t.host, port: p.cfg.Port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,
-		database: t.name(), state: t.state}, nil
+	host, port := splitHostPort(t.host, p.cfg.Port)
+	return loginInfo{host: host, port: port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,
+		database: t.name(), state: t.state, pooled: p.cfg.Pooled}, nil
 }
 
 // needsToken reports whether this login will call the workspace: something it

@@ -285,6 +285,11 @@ func (s *Server) handleGetInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) endpointJSON() map[string]any {
+	hosts := map[string]any{"host": s.Host, "read_only_host": s.ReadOnlyHost}
+	if s.PooledHost != "" {
+		hosts["read_write_pooled_host"] = s.PooledHost
+		hosts["read_only_pooled_host"] = s.ReadOnlyPooledHost
+	}
 	return map[string]any{
 		"name": s.Endpoint,
 		"uid":  "ep-0a1b2c3d",
@@ -292,12 +297,7 @@ func (s *Server) endpointJSON() map[string]any {
 		"status": map[string]any{
 			"current_state": s.endpointState(),
 			"endpoint_type": "ENDPOINT_TYPE_READ_WRITE",
-			"hosts": map[string]any{
-				"host":                   s.Host,
-				"read_only_host":         s.ReadOnlyHost,
-				"read_write_pooled_host": "ep-pooler.invalid",
-				"read_only_pooled_host":  "ep-ro-pooler.invalid",
-			},
+			"hosts":         hosts,
 		},
 	}
 }

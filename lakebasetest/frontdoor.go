@@ -31,6 +31,10 @@ type frontDoor struct {
 	s  *Server
 	ln net.Listener
 	wg sync.WaitGroup
+	// pooled makes this the endpoint's pooled host: sessions go to the PgBouncer in
+	// transaction mode, not straight to PostgreSQL, and the compute's connection
+	// limit is the pooler's to keep.
+	pooled bool
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -46,12 +50,12 @@ func (s *session) close() {
 	}
 }
 
-func newFrontDoor(s *Server) (*frontDoor, error) {
+func newFrontDoor(s *Server, pooled bool) (*frontDoor, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	fd := &frontDoor{s: s, ln: ln, sessions: map[*session]struct{}{}}
+	fd := &frontDoor{s: s, ln: ln, pooled: pooled, sessions: map[*session]struct{}{}}
 	fd.wg.Add(1)
 	go fd.serve()
 	return fd, nil
@@ -228,7 +232,8 @@ func (fd *frontDoor) handle(ss *session) {
 		return
 	}
 	defer fd.s.leave()
-	if tc.ConnectionState().ServerName == "" {
+	readOnly := tc.ConnectionState().ServerName == ""
+	if readOnly && !fd.pooled {
 		// Reached through the read-only host (an IP address, so no SNI): a replica.
 		params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")
 	}
@@ -251,6 +256,10 @@ func (fd *frontDoor) handle(ss *session) {
 		fd.s.count(EPLoginRefused)
 		fd.s.logf("frontdoor: refused %s: endpoint %s does not exist", user, c.Endpoint)
 		writeError(conn, "28000", fmt.Sprintf("endpoint %s does not exist or is not available", c.Endpoint))
+		return
+	}
+	if fd.pooled {
+		fd.relayPooled(ss, conn, br, params, pw, readOnly)
 		return
 	}
 	pg := fd.s.pg
@@ -277,12 +286,40 @@ func (fd *frontDoor) handle(ss *session) {
 		}
 	}
 	if max := fd.s.opts.MaxConnections; max > 0 && fd.relayed() >= max {
+		// (The pooled host keeps its own limit, as the real pooler does.)
 		// The compute's connection limit, as PostgreSQL answers it.
 		fd.s.count(EPLoginRefused)
 		writeError(conn, "53300", "sorry, too many clients already")
 		return
 	}
 	network, addr := pg.RelayAddr()
+	fd.relay(ss, conn, br, network, addr, params, "")
+}
+
+// relayPooled sends a session to the pooler: the main branch's database (the
+// pooled host is the main endpoint's), read-only through the read-only pooled host.
+// The pooler asks for the password itself when it checks native passwords.
+func (fd *frontDoor) relayPooled(ss *session, conn net.Conn, br *bufio.Reader, params map[string]string, pw string, readOnly bool) {
+	if c, err := fd.s.parseJWT(pw); err == nil && c.Endpoint != "" && c.Endpoint != fd.s.Endpoint {
+		fd.s.count(EPLoginRefused)
+		writeError(conn, "28000", fmt.Sprintf("endpoint %s is not served by this host", c.Endpoint))
+		return
+	}
+	if readOnly && params["database"] == fd.s.Database {
+		params["database"] = readOnlyPoolDB(fd.s.Database)
+	}
+	fd.s.count(EPPooledLogin)
+	network, addr := fd.s.pooler.Addr()
+	fd.relay(ss, conn, br, network, addr, params, pw)
+}
+
+// readOnlyPoolDB is the pooler's name for db through the read-only pooled host.
+func readOnlyPoolDB(db string) string { return db + "_readonly" }
+
+// relay opens the backend session (PostgreSQL or the pooler), sends the startup
+// packet, answers a clear-text password request with password, and copies the two
+// streams until either side ends.
+func (fd *frontDoor) relay(ss *session, conn net.Conn, br *bufio.Reader, network, addr string, params map[string]string, password string) {
 	backend, err := net.DialTimeout(network, addr, 10*time.Second)
 	if err != nil {
 		writeError(conn, "57P03", "the database is not available")
@@ -309,9 +346,26 @@ func (fd *frontDoor) handle(ss *session) {
 	if _, err := backend.Write(startup); err != nil {
 		return
 	}
+	bbr := bufio.NewReaderSize(backend, 64<<10)
+	if fd.pooled {
+		// The pooler checking native passwords asks for one in clear text (the
+		// client's, which the front door has read); trusting, it goes on at once.
+		backend.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if hdr, err := bbr.Peek(9); err == nil && hdr[0] == 'R' && binary.BigEndian.Uint32(hdr[5:9]) == 3 {
+			bbr.Discard(9)
+			msg := make([]byte, 5, 6+len(password))
+			msg[0] = 'p'
+			msg = append(append(msg, password...), 0)
+			binary.BigEndian.PutUint32(msg[1:], uint32(len(msg)-1))
+			if _, err := backend.Write(msg); err != nil {
+				return
+			}
+		}
+		backend.SetReadDeadline(time.Time{})
+	}
 	fd.s.count(EPLogin)
 	conn.SetDeadline(time.Time{})
-	lim := &sessionLimits{s: fd.s, client: conn, backend: backend, started: time.Now(),
+	lim := &sessionLimits{s: fd.s, client: conn, backend: backend, backendR: bbr, started: time.Now(),
 		idle: fd.s.opts.IdleSessionTimeout, life: fd.s.opts.MaxSessionLifetime}
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(backend, lim.clientReads(br)); backend.Close(); done <- struct{}{} }()
@@ -328,6 +382,7 @@ func (fd *frontDoor) handle(ss *session) {
 type sessionLimits struct {
 	s               *Server
 	client, backend net.Conn
+	backendR        io.Reader // backend's stream, buffered
 	started         time.Time
 	idle, life      time.Duration
 
@@ -339,7 +394,7 @@ type sessionLimits struct {
 
 // relayBackend copies the backend's messages to the client, noting idle moments.
 func (l *sessionLimits) relayBackend() {
-	r := bufio.NewReaderSize(l.backend, 64<<10)
+	r := l.backendR
 	var hdr [5]byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {

@@ -54,7 +54,18 @@ const (
 	EPSessionEnded    = "session.ended"     // sessions the front door ended (IdleSessionTimeout, MaxSessionLifetime); also per reason, session.ended:idle
 	EPLogin           = "frontdoor.login"   // a login accepted by the front door
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
+	EPPooledLogin     = "frontdoor.pooled"  // a login the pooled host sent to the pooler
 )
+
+// Values of Options.PoolerAuth.
+const (
+	PoolerAuthAny      = "any"      // the pooled host takes OAuth credentials and native passwords
+	PoolerAuthPassword = "password" // the pooled host takes native Postgres passwords only
+)
+
+// ErrNoPgBouncer is returned by NewServer with Options.Pooler when no pgbouncer
+// program is installed (on Debian: apt-get install -y pgbouncer).
+var ErrNoPgBouncer = pgcluster.ErrNoPgBouncer
 
 // ErrNoPostgres is returned by NewServer when no PostgreSQL server binaries are
 // installed (on Debian: apt-get install -y postgresql).
@@ -128,6 +139,22 @@ type Options struct {
 	// answered 53300 "sorry, too many clients already", as PostgreSQL does. 0: no
 	// limit.
 	MaxConnections int
+	// Pooler gives the Autoscaling endpoint a pooled host, as Lakebase's are: a real
+	// PgBouncer (the pgbouncer program, 1.18 or later) in transaction mode behind
+	// its own TLS listener (PooledPort) with the same credential checks as the
+	// direct host, reported as status.hosts.read_write_pooled_host ("localhost:<PooledPort>")
+	// and read_only_pooled_host ("127.0.0.1:<PooledPort>": read-only sessions).
+	// Branch endpoints and the Provisioned instance have none.
+	Pooler bool
+	// PoolerAuth is what the pooled host accepts: PoolerAuthAny (the default: OAuth
+	// credentials and native passwords) or PoolerAuthPassword (native Postgres
+	// passwords only, checked by PgBouncer itself: an OAuth credential is refused
+	// with PgBouncer's own "password authentication failed"). The service's
+	// documents disagree on which is true.
+	PoolerAuth string
+	// PoolerPoolSize is the pooler's server sessions per user and database (default:
+	// nine tenths of MaxConnections when it is set, as Lakebase sizes it, else 10).
+	PoolerPoolSize int
 	// NoProvisioned makes a workspace with no Lakebase Provisioned instance (only the
 	// Autoscaling project), as new workspaces are.
 	NoProvisioned bool
@@ -149,6 +176,10 @@ type Server struct {
 	// instance and endpoint APIs return (and the TLS certificate holds).
 	Host string
 	Port int
+	// PooledPort is the pooled host's port (with Options.Pooler; else 0), and
+	// PooledHost and ReadOnlyPooledHost what the endpoint API reports for it.
+	PooledPort                     int
+	PooledHost, ReadOnlyPooledHost string
 	// ReadOnlyHost is the read-only host (read_only_dns, read_only_host) of the
 	// instance and endpoint: 127.0.0.1, the same front door. Sessions that arrive
 	// without a TLS server name (as connections to an IP address do) are read-only.
@@ -186,6 +217,8 @@ type Server struct {
 	httpSrv     *http.Server
 	httpLn      net.Listener
 	fd          *frontDoor
+	pfd         *frontDoor // the pooled host (Options.Pooler)
+	pooler      *pgcluster.Bouncer
 	key         *rsa.PrivateKey
 	keyID       string
 	ca          *testca.CA
@@ -329,10 +362,48 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.startHTTP(); err != nil {
 		return err
 	}
-	if s.fd, err = newFrontDoor(s); err != nil {
+	if s.fd, err = newFrontDoor(s, false); err != nil {
 		return err
 	}
 	s.Port = s.fd.port()
+	if s.opts.Pooler {
+		return s.startPooler(ctx)
+	}
+	return nil
+}
+
+// startPooler starts the PgBouncer of the pooled host and its listener.
+func (s *Server) startPooler(ctx context.Context) error {
+	switch s.opts.PoolerAuth {
+	case "", PoolerAuthAny, PoolerAuthPassword:
+	default:
+		return fmt.Errorf("PoolerAuth %q: must be %q or %q", s.opts.PoolerAuth, PoolerAuthAny, PoolerAuthPassword)
+	}
+	size := s.opts.PoolerPoolSize
+	if size <= 0 {
+		size = 10
+		if s.opts.MaxConnections > 0 {
+			size = max(1, s.opts.MaxConnections*9/10)
+		}
+	}
+	var err error
+	s.pooler, err = pgcluster.StartBouncer(ctx, pgcluster.BouncerOptions{
+		PoolSize: size,
+		Password: s.opts.PoolerAuth == PoolerAuthPassword,
+		Databases: []pgcluster.BouncerDatabase{
+			{Name: s.Database, Cluster: s.pg, DBName: s.Database},
+			{Name: readOnlyPoolDB(s.Database), Cluster: s.pg, DBName: s.Database, ReadOnly: true},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if s.pfd, err = newFrontDoor(s, true); err != nil {
+		return err
+	}
+	s.PooledPort = s.pfd.port()
+	s.PooledHost = net.JoinHostPort(s.Host, strconv.Itoa(s.PooledPort))
+	s.ReadOnlyPooledHost = net.JoinHostPort(s.ReadOnlyHost, strconv.Itoa(s.PooledPort))
 	return nil
 }
 
@@ -351,8 +422,14 @@ func (s *Server) startHTTP() error {
 // PostgreSQL, and removes the emulator's temporary files.
 func (s *Server) Close() error {
 	var errs []error
+	if s.pfd != nil {
+		s.pfd.close()
+	}
 	if s.fd != nil {
 		s.fd.close()
+	}
+	if s.pooler != nil {
+		errs = append(errs, s.pooler.Stop())
 	}
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -440,6 +517,18 @@ func (s *Server) Exec(sql string) error {
 	return s.pg.Exec(ctx, s.Database, sql)
 }
 
+// Sessions returns how many PostgreSQL sessions (client backends) role has open on
+// the emulator's database now: through the pooled host, the pooler's server
+// sessions, however many clients share them.
+func (s *Server) Sessions(role string) (int, error) {
+	if s.pg == nil {
+		return 0, errors.New("lakebasetest: Sessions needs PostgreSQL (the server is HTTPOnly)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.pg.CountSessions(ctx, role, s.Database)
+}
+
 // DropRole drops an identity's Postgres role (its logins are then refused).
 func (s *Server) DropRole(role string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -459,10 +548,16 @@ func (s *Server) DropRole(role string) error {
 
 // AddPasswordRole creates a native Postgres role that logs in with a password.
 func (s *Server) AddPasswordRole(role, password string) error {
-	if err := s.CreateRole(role); err != nil {
-		return err
+	if s.pg != nil {
+		// The role's Postgres password too: the pooler checks it (PoolerAuthPassword).
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.pg.CreateRole(ctx, role, password, s.Database); err != nil {
+			return fmt.Errorf("creating role %q: %w", role, err)
+		}
 	}
 	s.mu.Lock()
+	s.roles[role] = true
 	s.passwords[role] = password
 	s.mu.Unlock()
 	return nil
@@ -573,7 +668,12 @@ func (s *Server) remember(secret string) {
 }
 
 // DropSessions closes every open Postgres session of the front door.
-func (s *Server) DropSessions() { s.fd.dropAll() }
+func (s *Server) DropSessions() {
+	s.fd.dropAll()
+	if s.pfd != nil {
+		s.pfd.dropAll()
+	}
+}
 
 // Count returns how many requests reached endpoint (one of the EP constants). Token
 // requests are also counted per grant, as "token:<grant_type>".
@@ -625,7 +725,18 @@ func (s *Server) TempDirs() []string {
 	if d := s.pg.Dir(); d != "" {
 		out = append(out, d, filepath.Dir(s.pg.CAFile)) // the cluster's, and its CA's
 	}
+	if s.pooler != nil {
+		out = append(out, s.pooler.Dir())
+	}
 	return out
+}
+
+// PoolerPID returns the PgBouncer's process id (Options.Pooler), or 0.
+func (s *Server) PoolerPID() int {
+	if s.pooler == nil {
+		return 0
+	}
+	return s.pooler.Pid()
 }
 
 // StopPostgres stops the PostgreSQL server behind the front door; the workspace APIs

@@ -54,11 +54,16 @@ type LookupKey struct {
 	Workspace string
 	Database  Database
 	ReadOnly  bool
+	Pooled    bool // the pooled host
 }
 
-// String is the key as stored.
+// String is the key as stored (the direct host's keys are as they always were).
 func (k LookupKey) String() string {
-	return fmt.Sprintf("%s|%s|ro=%v", strings.ToLower(strings.TrimRight(k.Workspace, "/")), k.Database, k.ReadOnly)
+	s := fmt.Sprintf("%s|%s|ro=%v", strings.ToLower(strings.TrimRight(k.Workspace, "/")), k.Database, k.ReadOnly)
+	if k.Pooled {
+		s += "|pooled"
+	}
+	return s
 }
 
 // Token returns the stored token of k, or nil.

@@ -118,6 +118,9 @@ type Endpoint struct {
 		Hosts        struct {
 			Host         string `json:"host"`
 			ReadOnlyHost string `json:"read_only_host"`
+			// The pooled hosts: Lakebase's PgBouncer in transaction mode.
+			ReadWritePooledHost string `json:"read_write_pooled_host"`
+			ReadOnlyPooledHost  string `json:"read_only_pooled_host"`
 		} `json:"hosts"`
 	} `json:"status"`
 	Spec struct {

@@ -60,6 +60,9 @@ func main() {
 	flag.IntVar(&opts.PageSize, "page-size", lakebasetest.DefaultPageSize, "items per page of list calls (with next_page_token)")
 	flag.IntVar(&opts.DecoyProjects, "decoy-projects", 0, "extra projects and instances listed before the real ones (a large workspace)")
 	flag.IntVar(&opts.MaxConnections, "max-connections", 0, "sessions the front door relays at once, as a compute size allows; beyond it logins get 53300 (0: no limit)")
+	flag.BoolVar(&opts.Pooler, "pooler", false, "give the endpoint a pooled host: a real PgBouncer (pgbouncer on PATH) in transaction mode behind its own TLS port (pooled_port)")
+	flag.StringVar(&opts.PoolerAuth, "pooler-auth", lakebasetest.PoolerAuthAny, "what the pooled host accepts: any (OAuth credentials and native passwords) or password (native passwords only)")
+	flag.IntVar(&opts.PoolerPoolSize, "pooler-pool-size", 0, "the pooler's server sessions per user and database (0: nine tenths of -max-connections, else 10)")
 	flag.StringVar(&opts.CredentialExpiryFormat, "credential-expiry-format", lakebasetest.ExpiryRFC3339Nano, "expiry of minted credentials: rfc3339, rfc3339nano, epoch, epoch-millis or none")
 	flag.BoolVar(&verbose, "v", false, "log events on stderr")
 	flag.Parse()
@@ -71,6 +74,10 @@ func main() {
 	case lakebasetest.ExpiryRFC3339, lakebasetest.ExpiryRFC3339Nano, lakebasetest.ExpiryEpoch, lakebasetest.ExpiryEpochMillis, lakebasetest.ExpiryNone:
 	default:
 		fmt.Fprintln(os.Stderr, "lakebase-local: -credential-expiry-format must be rfc3339, rfc3339nano, epoch, epoch-millis or none")
+		os.Exit(2)
+	}
+	if opts.PoolerAuth != lakebasetest.PoolerAuthAny && opts.PoolerAuth != lakebasetest.PoolerAuthPassword {
+		fmt.Fprintln(os.Stderr, "lakebase-local: -pooler-auth must be any or password")
 		os.Exit(2)
 	}
 	if verbose {
@@ -114,6 +121,11 @@ func main() {
 		"temp_dirs":       srv.TempDirs(),
 		"dsn_oauthclient": srv.OAuthClientDSN(),
 		"dsn_oauthpkce":   srv.OAuthPKCEDSN(),
+	}
+	if srv.PooledPort != 0 {
+		info["pooled_port"] = srv.PooledPort
+		info["pooled_host"] = srv.PooledHost
+		info["pgbouncer_pid"] = srv.PoolerPID()
 	}
 	line, _ := json.Marshal(info)
 	fmt.Println(string(line))

@@ -34,6 +34,8 @@ type info struct {
 	User         string   `json:"user"`
 	PostgresPID  int      `json:"postgres_pid"`
 	TempDirs     []string `json:"temp_dirs"`
+	PooledPort   int      `json:"pooled_port"`
+	PgBouncerPID int      `json:"pgbouncer_pid"`
 }
 
 // TestLakebaseLocal_PsqlThroughItThenCleanStop runs the command, mints a credential
@@ -57,27 +59,11 @@ func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
 		}
 	}
 
-	// curl -u "$client_id:$client_secret" -d grant_type=client_credentials -d scope=all-apis $workspace/oidc/v1/token
-	req, _ := http.NewRequest("POST", in.Workspace+"/oidc/v1/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(in.ClientID, in.ClientSecret)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	mustDo(t, req, &tok)
-	// curl -H "Authorization: Bearer $token" -d '{"endpoint":"..."}' $workspace/api/2.0/postgres/credentials
-	body, _ := json.Marshal(map[string]string{"endpoint": in.Endpoint})
-	req, _ = http.NewRequest("POST", in.Workspace+"/api/2.0/postgres/credentials", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	var cred struct {
-		Token string `json:"token"`
-	}
-	mustDo(t, req, &cred)
-
+	cred := mintCredential(t, in)
 	conn := "host=" + in.Server + " port=" + strconv.Itoa(in.Port) + " dbname=" + in.Database +
 		" user=" + in.ClientID + " sslmode=verify-full sslrootcert=" + in.CAFile
 	ps := exec.Command(psql, conn, "-XAtc", "SELECT current_user")
-	ps.Env = append(os.Environ(), "PGPASSWORD="+cred.Token)
+	ps.Env = append(os.Environ(), "PGPASSWORD="+cred)
 	out, err := ps.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != in.ClientID {
 		t.Fatalf("psql: %v: %s", err, out)
@@ -104,6 +90,71 @@ func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
 	for _, d := range in.TempDirs {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("temp dir %s left behind (%v)", d, err)
+		}
+	}
+}
+
+// mintCredential gets a database credential for the service principal the way the
+// README's curl lines do.
+func mintCredential(t *testing.T, in info) string {
+	t.Helper()
+	// curl -u "$client_id:$client_secret" -d grant_type=client_credentials -d scope=all-apis $workspace/oidc/v1/token
+	req, _ := http.NewRequest("POST", in.Workspace+"/oidc/v1/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(in.ClientID, in.ClientSecret)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	mustDo(t, req, &tok)
+	// curl -H "Authorization: Bearer $token" -d '{"endpoint":"..."}' $workspace/api/2.0/postgres/credentials
+	body, _ := json.Marshal(map[string]string{"endpoint": in.Endpoint})
+	req, _ = http.NewRequest("POST", in.Workspace+"/api/2.0/postgres/credentials", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	var cred struct {
+		Token string `json:"token"`
+	}
+	mustDo(t, req, &cred)
+	return cred.Token
+}
+
+// -pooler serves the endpoint's pooled host on pooled_port: a real PgBouncer that
+// psql logs in through with a credential; with -pooler-auth=password the same login
+// gets PgBouncer's refusal. SIGTERM stops the pooler too.
+func TestLakebaseLocal_PoolerOnPooledPort(t *testing.T) {
+	testenv.NeedPgBouncer(t)
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
+	}
+	bin := filepath.Join(t.TempDir(), "lakebase-local")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "-pooler", "-pooler-auth", "sometimes").CombinedOutput(); err == nil || !strings.Contains(string(out), "-pooler-auth must be any or password") {
+		t.Fatalf("-pooler-auth=sometimes: %v: %s", err, out)
+	}
+	for _, auth := range []string{"any", "password"} {
+		cmd, in, stderr := startLocal(t, bin, "-pooler", "-pooler-auth", auth)
+		if in.PooledPort == 0 || in.PooledPort == in.Port || in.PgBouncerPID == 0 {
+			t.Fatalf("-pooler: pooled_port %d (port %d), pgbouncer_pid %d", in.PooledPort, in.Port, in.PgBouncerPID)
+		}
+		conn := "host=" + in.Server + " port=" + strconv.Itoa(in.PooledPort) + " dbname=" + in.Database +
+			" user=" + in.ClientID + " sslmode=verify-full sslrootcert=" + in.CAFile
+		ps := exec.Command(psql, conn, "-XAtc", "SELECT current_user")
+		ps.Env = append(os.Environ(), "PGPASSWORD="+mintCredential(t, in))
+		out, err := ps.CombinedOutput()
+		if auth == "any" && (err != nil || strings.TrimSpace(string(out)) != in.ClientID) {
+			t.Fatalf("psql through the pooled host: %v: %s", err, out)
+		}
+		if auth == "password" && (err == nil || !strings.Contains(string(out), "password authentication failed")) {
+			t.Fatalf("psql with a credential through a password-only pooler: %v: %s", err, out)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+		if err := syscall.Kill(in.PgBouncerPID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("PgBouncer (pid %d) still runs after stop: %v", in.PgBouncerPID, err)
 		}
 	}
 }

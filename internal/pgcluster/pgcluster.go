@@ -53,7 +53,7 @@ type Cluster struct {
 	admin    string // admin connection string
 	dir      string
 	caDir    string // holds only ca.crt, readable by everyone
-	osUser   string // the OS user whose peer logins are mapped to roles
+	osUsers  []string // the OS users whose peer logins are mapped to roles: this process's and the server's
 	identMu  sync.Mutex
 	mapped   map[string]bool
 	cmd      *exec.Cmd
@@ -185,8 +185,15 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
-	if c.osUser, err = osUserName(); err != nil {
+	me, err := osUserName()
+	if err != nil {
 		return err
+	}
+	// The server's own OS user (a pooler runs as it) may log in as the roles too: it
+	// owns the data already.
+	c.osUsers = []string{me}
+	if srv := credUserName(cred); srv != "" && srv != me {
+		c.osUsers = append(c.osUsers, srv)
 	}
 
 	data := filepath.Join(dir, "data")
@@ -205,7 +212,7 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 		return err
 	}
 	c.mapped = map[string]bool{"postgres": true}
-	if err := os.WriteFile(filepath.Join(data, "pg_ident.conf"), []byte(identLine(c.osUser, "postgres")), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(data, "pg_ident.conf"), []byte(c.identLines("postgres")), 0o600); err != nil {
 		return err
 	}
 	if err := chownTree(data, cred); err != nil {
@@ -348,6 +355,21 @@ func (c *Cluster) Exec(ctx context.Context, db, sql string) error {
 	return err
 }
 
+// CountSessions counts the client backends of role on db (pg_stat_activity).
+func (c *Cluster) CountSessions(ctx context.Context, role, db string) (int, error) {
+	pc, err := pgconn.Connect(ctx, c.AdminConnString("postgres"))
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Close(context.Background())
+	res := pc.ExecParams(ctx, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = $1 AND datname = $2",
+		[][]byte{[]byte(role), []byte(db)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return 0, res.Err
+	}
+	return strconv.Atoi(string(res.Rows[0][0]))
+}
+
 // CopyRolesFrom makes the roles of src (with their memberships and attributes, as
 // pg_dumpall --roles-only has them) in c, and lets the login roles log in over c's
 // socket: a branch has its parent's roles.
@@ -469,9 +491,13 @@ END $$`, QuoteLiteral(role), QuoteIdent(role), pw, QuoteIdent(role), pw)
 		QuoteIdent(db), QuoteIdent(role), QuoteIdent(role)))
 }
 
-// identLine maps peer logins of osUser to role (pg_ident.conf, map "lakebase").
-func identLine(osUser, role string) string {
-	return "lakebase " + identToken(osUser) + " " + identToken(role) + "\n"
+// identLines map the peer logins of c's OS users to role (pg_ident.conf, map "lakebase").
+func (c *Cluster) identLines(role string) string {
+	var b strings.Builder
+	for _, u := range c.osUsers {
+		b.WriteString("lakebase " + identToken(u) + " " + identToken(role) + "\n")
+	}
+	return b.String()
 }
 
 func identToken(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
@@ -488,7 +514,7 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	role := ""
 	for _, r := range roles {
 		if !c.mapped[r] {
-			lines.WriteString(identLine(c.osUser, r))
+			lines.WriteString(c.identLines(r))
 			role = r
 		}
 	}

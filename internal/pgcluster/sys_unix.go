@@ -50,6 +50,9 @@ func runAsAttr(cred *credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: cred}
 }
 
+// terminate asks a pooler for an immediate shutdown.
+func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
 // interrupt asks the server for a fast shutdown.
 func interrupt(p *os.Process) error { return p.Signal(syscall.SIGINT) }
 
@@ -63,4 +66,16 @@ func osUserName() (string, error) {
 		return "", fmt.Errorf("pgcluster: the name of this OS user (for peer logins): %w", err)
 	}
 	return u.Username, nil
+}
+
+// credUserName is the name of the user cred runs as ("" for nil).
+func credUserName(cred *credential) string {
+	if cred == nil {
+		return ""
+	}
+	u, err := user.LookupId(strconv.Itoa(int(cred.Uid)))
+	if err != nil {
+		return ""
+	}
+	return u.Username
 }

@@ -19,9 +19,13 @@ func sysProcAttr(*credential) *syscall.SysProcAttr { return nil }
 // interrupt stops the server; Windows has no SIGINT for another process.
 func interrupt(p *os.Process) error { return p.Kill() }
 
+func terminate(p *os.Process) error { return p.Kill() }
+
 // localAuth is how the server takes logins over its Unix socket: Windows has no
 // peer authentication, and the socket directory is the user's own.
 const localAuth = "trust"
 
 // osUserName is unused where there are no peer logins.
 func osUserName() (string, error) { return "", nil }
+
+func credUserName(*credential) string { return "" }

@@ -4,6 +4,8 @@
 package testenv
 
 import (
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
+
 	"os"
 	"testing"
 )
@@ -23,3 +25,20 @@ func KeyringRequired() bool { return os.Getenv("LAKEBASE_REQUIRE_KEYRING") == "1
 // BrowserRequired reports whether a missing Chromium is a failure rather than a
 // skip: `make test` sets LAKEBASE_REQUIRE_BROWSER=1.
 func BrowserRequired() bool { return os.Getenv("LAKEBASE_REQUIRE_BROWSER") == "1" }
+
+// PgBouncerRequired reports whether a missing pgbouncer is a failure rather than a
+// skip: `make test` sets LAKEBASE_REQUIRE_PGBOUNCER=1 (and installs it).
+func PgBouncerRequired() bool { return os.Getenv("LAKEBASE_REQUIRE_PGBOUNCER") == "1" }
+
+// NeedPgBouncer skips tb under -short, and where no pgbouncer program is installed
+// unless PgBouncerRequired, when it fails: the pooled-host tests run a real one.
+func NeedPgBouncer(tb testing.TB) {
+	tb.Helper()
+	NeedPostgres(tb)
+	if _, err := pgcluster.FindPgBouncer(); err != nil {
+		if PgBouncerRequired() {
+			tb.Fatalf("LAKEBASE_REQUIRE_PGBOUNCER=1: %v", err)
+		}
+		tb.Skipf("needs PgBouncer for the pooled host: %v", err)
+	}
+}
