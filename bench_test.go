@@ -3,7 +3,10 @@ package lakebase_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -520,4 +523,80 @@ func BenchmarkBranch(b *testing.B) {
 		}
 		bdb.Close()
 	}
+}
+
+// BenchmarkPooledHost compares the pooled host (the emulator's real PgBouncer in
+// transaction mode) with the direct host: a connect (TLS, login, startup) and a
+// query with an argument, through plain pgx (with the credential minted once) and
+// through the driver (each with its default exec mode: cache_statement direct,
+// cache_describe pooled).
+func BenchmarkPooledHost(b *testing.B) {
+	if _, err := exec.LookPath("pgbouncer"); err != nil {
+		if _, err := os.Stat("/usr/sbin/pgbouncer"); err != nil {
+			b.Skip("needs pgbouncer")
+		}
+	}
+	e := lakebasetest.Start(b, lakebasetest.Options{Pooler: true})
+	ctx := context.Background()
+	for _, host := range []struct {
+		name  string
+		extra []string
+		port  int
+		mode  string
+	}{{"direct", nil, e.Port, "cache_statement"}, {"pooled", []string{"Pooled=true"}, e.PooledPort, "cache_describe"}} {
+		c, err := lakebase.NewConnector(e.OAuthClientDSN(host.extra...))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		li, err := c.Login(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=verify-full sslrootcert=%s default_query_exec_mode=%s",
+			li.Host, host.port, li.User, li.Password, e.Database, e.CAFile, host.mode)
+		b.Run("connect/"+host.name+"/pgx", func(b *testing.B) {
+			for b.Loop() {
+				pc, err := pgx.Connect(ctx, cs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				pc.Close(ctx)
+			}
+		})
+		b.Run("connect/"+host.name+"/lakebase", func(b *testing.B) {
+			for b.Loop() {
+				dc, err := c.Connect(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := dc.(driver.Pinger).Ping(ctx); err != nil { // the session opens at first use
+					b.Fatal(err)
+				}
+				dc.Close()
+			}
+		})
+		pgxDB := stdlib.OpenDB(*mustParse(b, cs))
+		lbDB := sql.OpenDB(c)
+		b.Cleanup(func() { pgxDB.Close(); lbDB.Close() })
+		for name, db := range map[string]*sql.DB{"pgx": pgxDB, "lakebase": lbDB} {
+			b.Run("query/"+host.name+"/"+name, func(b *testing.B) {
+				var v int
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := db.QueryRowContext(ctx, "SELECT $1::int", 1).Scan(&v); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func mustParse(tb testing.TB, cs string) *pgx.ConnConfig {
+	cc, err := pgx.ParseConfig(cs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cc
 }

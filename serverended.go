@@ -17,19 +17,28 @@ func serverEnded(pc *pgconn.PgConn) bool {
 	if pc.IsBusy() {
 		return false // a read or write under way is pgx's to finish
 	}
-	conn := pc.Conn()
-	if tc, ok := conn.(*tls.Conn); ok {
-		conn = tc.NetConn()
+	// The peeker is made once per session and kept with it: a look allocates nothing.
+	pk, _ := pc.CustomData()[peekerKey].(*peeker)
+	if pk == nil {
+		conn := pc.Conn()
+		if tc, ok := conn.(*tls.Conn); ok {
+			conn = tc.NetConn()
+		}
+		pk = newPeeker(conn)
+		pc.CustomData()[peekerKey] = pk
 	}
-	switch peekIdle(conn) {
+	switch pk.peek() {
 	case peekEOF:
 		return true
 	case peekData:
 		pc.CheckConn() // reads what waits: a FATAL closes the connection
-		return pc.IsClosed() || peekIdle(conn) == peekEOF
+		return pc.IsClosed() || pk.peek() == peekEOF
 	}
 	return false
 }
+
+// peekerKey holds a session's peeker in its pgconn CustomData.
+const peekerKey = "lakebase.peeker"
 
 type peekResult int
 

@@ -4,6 +4,9 @@ package lakebase
 
 import "net"
 
-// peekIdle cannot look at a socket without reading it here; pgx's own liveness
+// peeker cannot look at a socket without reading it here; pgx's own liveness
 // check (a ping after a second idle) applies.
-func peekIdle(net.Conn) peekResult { return peekNothing }
+type peeker struct{}
+
+func newPeeker(net.Conn) *peeker { return &peeker{} }
+func (*peeker) peek() peekResult { return peekNothing }
