@@ -94,8 +94,13 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 			}
 		}
 	}
-	return nil, &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err,
+	lerr := &LoginError{SQLState: state, User: li.user, Host: li.host, Err: err,
 		PooledOAuth: li.pooled && li.retryable}
+	if li.retryable && !li.pooled && ctx.Err() == nil {
+		// Lakebase answers a missing role as a wrong password: ask the workspace.
+		return nil, c.missingRole(ctx, lerr)
+	}
+	return nil, lerr
 }
 
 // tlsHint says what to do about a server certificate that does not verify, as

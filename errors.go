@@ -96,6 +96,46 @@ func (e *LoginError) Is(target error) bool {
 	return target == ErrLoginRefused || (target == ErrPooledOAuthRefused && e.PooledOAuth)
 }
 
+// ErrNoRole is matched by a NoRoleError: errors.Is(err, lakebase.ErrNoRole).
+var ErrNoRole = errors.New("lakebase: the identity has no Postgres role")
+
+// NoRoleError reports a login refused (28P01, twice, the second time with a fresh
+// credential) because the identity has no Postgres role on the branch or instance,
+// as the workspace's roles API says. Lakebase answers a missing role as if the
+// password were wrong. Unknown: the roles could not be listed (403), so the role
+// may be missing. It also matches ErrLoginRefused, and unwraps to the LoginError.
+type NoRoleError struct {
+	Identity string // the Postgres role the driver logged in as: application id, e-mail
+	Where    string // "branch projects/<p>/branches/<b>" or "instance <name>"
+	Unknown  bool
+	Err      *LoginError
+}
+
+// Error names the identity, where, and the fixes.
+func (e *NoRoleError) Error() string {
+	kind := "SERVICE_PRINCIPAL"
+	if strings.Contains(e.Identity, "@") {
+		kind = "USER"
+	}
+	fix := fmt.Sprintf("create it with `lakebase role create %s` (the connection string's branch or instance; -branch for another), "+
+		"give the Databricks App a database resource, or run `CREATE EXTENSION IF NOT EXISTS databricks_auth; SELECT databricks_create_role('%s', '%s')` as a database owner",
+		e.Identity, e.Identity, kind)
+	if e.Unknown {
+		return fmt.Sprintf("lakebase: login as %q refused (SQLSTATE 28P01): the identity may have no Postgres role on %s (its roles could not be listed: "+
+			"check with `lakebase role list` as an identity that may read them, or in the workspace's Lakebase roles page); if it is missing, %s: %v",
+			e.Identity, e.Where, fix, e.Err.Err)
+	}
+	return fmt.Sprintf("lakebase: %q has no Postgres role on %s, and Lakebase answers that as a wrong password (SQLSTATE 28P01): %s: %v",
+		e.Identity, e.Where, fix, e.Err.Err)
+}
+
+// Unwrap returns the LoginError.
+func (e *NoRoleError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrNoRole) true (when the role is known to be missing, or
+// may be).
+func (e *NoRoleError) Is(target error) bool { return target == ErrNoRole }
+
 // ErrPooledOAuthRefused is matched by a LoginError from a pooled host that refused
 // an OAuth database credential even freshly minted.
 var ErrPooledOAuthRefused = errors.New("lakebase: the pooled host refused the OAuth credential")

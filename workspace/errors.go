@@ -113,8 +113,11 @@ func ResourcePath(name string, kinds ...string) (string, error) {
 			return bad("has " + strconv.Quote(kind) + " where it cannot be")
 		}
 		ok := resourceID.MatchString(id)
-		if kind == "operations" {
+		switch kind {
+		case "operations":
 			ok = operationID.MatchString(id)
+		case "roles":
+			ok = roleID.MatchString(id) // RFC 1123: an application id may start with a digit
 		}
 		if !ok {
 			return bad("has an id that breaks the service's rule (1-63 lowercase letters, digits and hyphens, starting with a letter)")

@@ -1,0 +1,79 @@
+package lakebase
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/lakebase-go/lakebase/workspace"
+)
+
+// roleChecker is a login source that can ask the workspace whether an identity has
+// a Postgres role on its database (the token pipeline can; a native password
+// cannot).
+type roleChecker interface {
+	// checkRole reports where the role would be (the branch or instance) and
+	// whether it is missing; err is the roles API's failure.
+	checkRole(ctx context.Context, user string) (where string, missing bool, err error)
+}
+
+// checkRole lists the roles of the endpoint's branch (Autoscaling, every page) or
+// of the instance (Provisioned) and looks for user among them.
+func (p *tokenPipeline) checkRole(ctx context.Context, user string) (string, bool, error) {
+	t, err := p.resolveTarget(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	switch {
+	case t.endpoint != "":
+		branch := t.endpoint
+		if i := strings.Index(branch, "/endpoints/"); i >= 0 {
+			branch = branch[:i]
+		}
+		roles, err := p.rest.ListRoles(ctx, workspace.ListRolesRequest{Branch: branch})
+		if err != nil {
+			return "branch " + branch, false, err
+		}
+		for _, r := range roles {
+			if strings.EqualFold(r.PostgresRole(), user) {
+				return "branch " + branch, false, nil
+			}
+		}
+		return "branch " + branch, true, nil
+	case t.instance != "":
+		roles, err := p.rest.ListInstanceRoles(ctx, workspace.ListInstanceRolesRequest{Instance: t.instance})
+		if err != nil {
+			return "instance " + t.instance, false, err
+		}
+		for _, r := range roles {
+			if strings.EqualFold(r.Name, user) {
+				return "instance " + t.instance, false, nil
+			}
+		}
+		return "instance " + t.instance, true, nil
+	}
+	return "", false, nil
+}
+
+// missingRole turns a login refused twice with 28P01 into a NoRoleError when the
+// workspace says the identity has no role there (or cannot say: 403), else returns
+// lerr. It mints nothing.
+func (c *Connector) missingRole(ctx context.Context, lerr *LoginError) error {
+	rc, ok := c.login.(roleChecker)
+	if !ok || lerr.SQLState != "28P01" {
+		return lerr
+	}
+	where, missing, err := rc.checkRole(ctx, lerr.User)
+	var ae *workspace.APIError
+	switch {
+	case err != nil && errors.As(err, &ae) && (ae.StatusCode == http.StatusForbidden || ae.StatusCode == http.StatusUnauthorized):
+		return &NoRoleError{Identity: lerr.User, Where: where, Unknown: true, Err: lerr}
+	case err != nil:
+		c.logger.Debug("lakebase: the roles could not be listed after a refused login: " + err.Error())
+		return lerr
+	case missing:
+		return &NoRoleError{Identity: lerr.User, Where: where, Err: lerr}
+	}
+	return lerr
+}

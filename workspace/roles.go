@@ -1,0 +1,272 @@
+package workspace
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Postgres roles, through both APIs, shaped as the Databricks Go SDK sends them:
+// Autoscaling (service/postgres: CreateRole, GetRole, ListRoles, DeleteRole) and
+// Provisioned (service/database: CreateDatabaseInstanceRole and the rest).
+
+// RoleIdentityType is the Databricks identity a role stands for.
+type RoleIdentityType string
+
+const (
+	RoleIdentityUser             RoleIdentityType = "USER"
+	RoleIdentityServicePrincipal RoleIdentityType = "SERVICE_PRINCIPAL"
+	RoleIdentityGroup            RoleIdentityType = "GROUP"
+	// RoleIdentityPgOnly is the Provisioned API's plain Postgres role (no
+	// Databricks identity; a native password).
+	RoleIdentityPgOnly RoleIdentityType = "PG_ONLY"
+)
+
+// RoleAuthMethod is how an Autoscaling role logs in.
+type RoleAuthMethod string
+
+const (
+	RoleAuthOAuth    RoleAuthMethod = "LAKEBASE_OAUTH_V1"         // a database credential minted for the identity
+	RoleAuthPassword RoleAuthMethod = "PG_PASSWORD_SCRAM_SHA_256" // a native Postgres password
+	RoleAuthNoLogin  RoleAuthMethod = "NO_LOGIN"
+)
+
+// RoleMembership is a standard role a role can be a member of.
+type RoleMembership string
+
+// RoleMembershipSuperuser is databricks_superuser.
+const RoleMembershipSuperuser RoleMembership = "DATABRICKS_SUPERUSER"
+
+// RoleAttributes are the Postgres attributes the API can grant.
+type RoleAttributes struct {
+	Bypassrls  bool `json:"bypassrls,omitempty"`
+	Createdb   bool `json:"createdb,omitempty"`
+	Createrole bool `json:"createrole,omitempty"`
+}
+
+// RoleSpec is an Autoscaling role's desired state (and RoleStatus its state).
+type RoleSpec struct {
+	PostgresRole    string           `json:"postgres_role,omitempty"` // the identity: e-mail, application id or group name
+	IdentityType    RoleIdentityType `json:"identity_type,omitempty"`
+	AuthMethod      RoleAuthMethod   `json:"auth_method,omitempty"`
+	MembershipRoles []RoleMembership `json:"membership_roles,omitempty"`
+	Attributes      *RoleAttributes  `json:"attributes,omitempty"`
+}
+
+// RoleStatus is an Autoscaling role as it is.
+type RoleStatus struct {
+	RoleSpec
+	RoleID string `json:"role_id,omitempty"`
+}
+
+// Role is an Autoscaling role: projects/<p>/branches/<b>/roles/<id>.
+type Role struct {
+	Name   string      `json:"name,omitempty"`
+	Parent string      `json:"parent,omitempty"`
+	RoleID string      `json:"role_id,omitempty"`
+	Spec   *RoleSpec   `json:"spec,omitempty"`
+	Status *RoleStatus `json:"status,omitempty"`
+}
+
+// PostgresRole is the role's name in Postgres (from its status, else its spec).
+func (r Role) PostgresRole() string {
+	if r.Status != nil && r.Status.PostgresRole != "" {
+		return r.Status.PostgresRole
+	}
+	if r.Spec != nil {
+		return r.Spec.PostgresRole
+	}
+	return ""
+}
+
+// roleID is the Autoscaling role id rule (RFC 1123, 4-63 characters).
+var roleID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$`)
+
+// RoleIDFor returns the role id to ask for an identity: the identity itself when it
+// keeps the rule (an application id), else "" for the service to choose (an e-mail).
+func RoleIDFor(identity string) string {
+	if id := strings.ToLower(identity); roleID.MatchString(id) {
+		return id
+	}
+	return ""
+}
+
+// CreateRoleRequest asks for a role on an Autoscaling branch.
+type CreateRoleRequest struct {
+	Branch string // projects/<p>/branches/<b>
+	RoleID string // "": RoleIDFor(Spec.PostgresRole), or the service's choice
+	Spec   RoleSpec
+}
+
+// CreateRole starts making a role (POST .../roles?role_id=..., the role as the
+// body); the operation's Wait returns it.
+func (c *Client) CreateRole(ctx context.Context, req CreateRoleRequest) (*Operation[Role], error) {
+	path, err := ResourcePath(req.Branch, "branches")
+	if err != nil {
+		return nil, err
+	}
+	if req.Spec.PostgresRole == "" {
+		return nil, fmt.Errorf("%w: a role needs its Postgres role name (the identity)", ErrResourceName)
+	}
+	id := req.RoleID
+	if id == "" {
+		id = RoleIDFor(req.Spec.PostgresRole)
+	} else if !roleID.MatchString(id) {
+		return nil, fmt.Errorf("%w: role id %q breaks the service's rule (4-63 lowercase letters, digits and hyphens)", ErrResourceName, id)
+	}
+	path += "/roles"
+	if id != "" {
+		path += "?role_id=" + url.QueryEscape(id)
+	}
+	spec := req.Spec
+	op := &Operation[Role]{c: c}
+	err = c.call(ctx, "create role "+req.Spec.PostgresRole, http.MethodPost, path, Role{Spec: &spec}, &op.state)
+	return op, err
+}
+
+// ListRolesRequest names the branch whose roles to list.
+type ListRolesRequest struct{ Branch string }
+
+// ListRoles lists a branch's roles (every page).
+func (c *Client) ListRoles(ctx context.Context, req ListRolesRequest) ([]Role, error) {
+	path, err := ResourcePath(req.Branch, "branches")
+	if err != nil {
+		return nil, err
+	}
+	return list[Role](ctx, c, "list roles of "+req.Branch, path+"/roles", "roles")
+}
+
+// GetRoleRequest names a role (projects/<p>/branches/<b>/roles/<id>).
+type GetRoleRequest struct{ Name string }
+
+// GetRole looks up a role.
+func (c *Client) GetRole(ctx context.Context, req GetRoleRequest) (Role, error) {
+	var r Role
+	path, err := ResourcePath(req.Name, "roles")
+	if err != nil {
+		return r, err
+	}
+	err = c.call(ctx, "look up role "+req.Name, http.MethodGet, path, nil, &r)
+	return r, err
+}
+
+// DeleteRoleRequest names the role to delete; ReassignOwnedTo, when set, gets what
+// it owns.
+type DeleteRoleRequest struct {
+	Name            string
+	ReassignOwnedTo string
+}
+
+// DeleteRole starts deleting a role.
+func (c *Client) DeleteRole(ctx context.Context, req DeleteRoleRequest) (*Operation[struct{}], error) {
+	path, err := ResourcePath(req.Name, "roles")
+	if err != nil {
+		return nil, err
+	}
+	if req.ReassignOwnedTo != "" {
+		path += "?reassign_owned_to=" + url.QueryEscape(req.ReassignOwnedTo)
+	}
+	op := &Operation[struct{}]{c: c}
+	err = c.call(ctx, "delete role "+req.Name, http.MethodDelete, path, nil, &op.state)
+	return op, err
+}
+
+// InstanceRole is a Provisioned instance's role.
+type InstanceRole struct {
+	Name                string           `json:"name"` // the Postgres role: e-mail, application id, group or plain name
+	IdentityType        RoleIdentityType `json:"identity_type,omitempty"`
+	MembershipRole      RoleMembership   `json:"membership_role,omitempty"`
+	Attributes          *RoleAttributes  `json:"attributes,omitempty"`
+	EffectiveAttributes *RoleAttributes  `json:"effective_attributes,omitempty"`
+	InstanceName        string           `json:"instance_name,omitempty"`
+}
+
+// instanceRolesPath is /api/2.0/database/instances/<instance>/roles[/<role>].
+func instanceRolesPath(instance, role string) (string, error) {
+	if !ValidInstanceName(instance) {
+		return "", fmt.Errorf("%w: instance name %q breaks the service's rule", ErrResourceName, instance)
+	}
+	p := "/api/2.0/database/instances/" + url.PathEscape(instance) + "/roles"
+	if role != "" {
+		if strings.ContainsAny(role, "/?#") || strings.TrimSpace(role) != role {
+			return "", fmt.Errorf("%w: role name %q cannot be part of a path", ErrResourceName, role)
+		}
+		p += "/" + url.PathEscape(role)
+	}
+	return p, nil
+}
+
+// CreateInstanceRoleRequest asks for a role on a Provisioned instance.
+type CreateInstanceRoleRequest struct {
+	Instance string
+	Role     InstanceRole
+}
+
+// CreateInstanceRole makes a role (POST .../roles, the role as the body).
+func (c *Client) CreateInstanceRole(ctx context.Context, req CreateInstanceRoleRequest) (InstanceRole, error) {
+	var out InstanceRole
+	path, err := instanceRolesPath(req.Instance, "")
+	if err != nil {
+		return out, err
+	}
+	if req.Role.Name == "" {
+		return out, fmt.Errorf("%w: a role needs its name", ErrResourceName)
+	}
+	err = c.call(ctx, "create role "+req.Role.Name, http.MethodPost, path, req.Role, &out)
+	return out, err
+}
+
+// ListInstanceRolesRequest names the instance whose roles to list.
+type ListInstanceRolesRequest struct{ Instance string }
+
+// ListInstanceRoles lists an instance's roles (every page).
+func (c *Client) ListInstanceRoles(ctx context.Context, req ListInstanceRolesRequest) ([]InstanceRole, error) {
+	path, err := instanceRolesPath(req.Instance, "")
+	if err != nil {
+		return nil, err
+	}
+	return list[InstanceRole](ctx, c, "list roles of "+req.Instance, path, "database_instance_roles")
+}
+
+// GetInstanceRoleRequest names a role of an instance.
+type GetInstanceRoleRequest struct{ Instance, Name string }
+
+// GetInstanceRole looks up a role of an instance.
+func (c *Client) GetInstanceRole(ctx context.Context, req GetInstanceRoleRequest) (InstanceRole, error) {
+	var out InstanceRole
+	path, err := instanceRolesPath(req.Instance, req.Name)
+	if err != nil {
+		return out, err
+	}
+	err = c.call(ctx, "look up role "+req.Name, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// DeleteInstanceRoleRequest names a role of an instance to delete.
+type DeleteInstanceRoleRequest struct {
+	Instance, Name  string
+	AllowMissing    bool
+	ReassignOwnedTo string
+}
+
+// DeleteInstanceRole deletes a role of an instance.
+func (c *Client) DeleteInstanceRole(ctx context.Context, req DeleteInstanceRoleRequest) error {
+	path, err := instanceRolesPath(req.Instance, req.Name)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if req.AllowMissing {
+		q.Set("allow_missing", "true")
+	}
+	if req.ReassignOwnedTo != "" {
+		q.Set("reassign_owned_to", req.ReassignOwnedTo)
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return c.call(ctx, "delete role "+req.Name, http.MethodDelete, path, nil, nil)
+}
