@@ -192,7 +192,10 @@ func TestOAuthClient_RevokedCredentialReplacedAfterOne28P01(t *testing.T) {
 	}
 }
 
-func TestOAuthClient_RefusedTwiceIsLoginErrorNamingIdentity(t *testing.T) {
+// An identity without a Postgres role is refused as if its password were wrong
+// (28P01, as Lakebase answers it); after the retry with a fresh credential the
+// driver asks the roles API and says what is missing and how to make it.
+func TestOAuthClient_MissingRoleIsNoRoleErrorNamingIdentity(t *testing.T) {
 	needServers(t)
 	if err := emu.AddServicePrincipal("sp-without-role", "sp-secret"); err != nil {
 		t.Fatal(err)
@@ -203,10 +206,11 @@ func TestOAuthClient_RefusedTwiceIsLoginErrorNamingIdentity(t *testing.T) {
 	db, _ := newDB(t, emu.OAuthClientDSN("OAuthClientId=sp-without-role", "OAuthClientSecret=sp-secret"))
 	err := db.Ping()
 	var le *lakebase.LoginError
-	if !errors.As(err, &le) || le.SQLState != "28000" || le.User != "sp-without-role" {
-		t.Fatalf("err = %v, want a LoginError for sp-without-role with 28000", err)
+	var ne *lakebase.NoRoleError
+	if !errors.As(err, &le) || le.SQLState != "28P01" || le.User != "sp-without-role" || !errors.As(err, &ne) || !errors.Is(err, lakebase.ErrNoRole) {
+		t.Fatalf("err = %v, want a NoRoleError for sp-without-role (28P01)", err)
 	}
-	if !strings.Contains(err.Error(), "role") || strings.Contains(err.Error(), "sp-secret") {
+	if !strings.Contains(err.Error(), "lakebase role create sp-without-role") || strings.Contains(err.Error(), "sp-secret") {
 		t.Fatalf("message = %v", err)
 	}
 }

@@ -22,6 +22,9 @@ type BranchOptions struct {
 	// ConnectorOptions are given to the connectors that make and delete the branch
 	// (e.g. lakebase.WithHTTPClient: their requests go through its client).
 	ConnectorOptions []lakebase.Option
+	// Roles are made on the new branch through the roles API, so a test can log in
+	// to it as another identity (a role the parent lacks).
+	Roles []workspace.RoleSpec
 }
 
 // Branch makes a database branch for tb from the database parentDSN names (a
@@ -103,6 +106,15 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 		}
 		if err != nil {
 			tb.Fatalf("lakebasetest.Branch: creating the endpoint of %s: %v", name, err)
+		}
+	}
+	for _, spec := range o.Roles {
+		op, err := api.CreateRole(ctx, workspace.CreateRoleRequest{Branch: name, Spec: spec})
+		if err == nil {
+			_, err = op.Wait(ctx)
+		}
+		if err != nil {
+			tb.Fatalf("lakebasetest.Branch: creating the role %s on %s: %v", spec.PostgresRole, name, err)
 		}
 	}
 	// The branch's connection string is the parent's configuration naming the branch

@@ -5,6 +5,7 @@ import (
 
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -285,6 +286,10 @@ func (fd *frontDoor) handle(ss *session) {
 			}
 		}
 	}
+	if !pg.HasLoginRole(user) {
+		fd.refuseNoRole(conn, user)
+		return
+	}
 	if max := fd.s.opts.MaxConnections; max > 0 && fd.relayed() >= max {
 		// (The pooled host keeps its own limit, as the real pooler does.)
 		// The compute's connection limit, as PostgreSQL answers it.
@@ -305,12 +310,25 @@ func (fd *frontDoor) relayPooled(ss *session, conn net.Conn, br *bufio.Reader, p
 		writeError(conn, "28000", fmt.Sprintf("endpoint %s is not served by this host", c.Endpoint))
 		return
 	}
+	if !fd.s.pg.HasLoginRole(params["user"]) {
+		fd.refuseNoRole(conn, params["user"])
+		return
+	}
 	if readOnly && params["database"] == fd.s.Database {
 		params["database"] = readOnlyPoolDB(fd.s.Database)
 	}
 	fd.s.count(EPPooledLogin)
 	network, addr := fd.s.pooler.Addr()
 	fd.relay(ss, conn, br, network, addr, params, pw)
+}
+
+// refuseNoRole answers a login of an identity without a Postgres role exactly as
+// Lakebase does: as a wrong password.
+func (fd *frontDoor) refuseNoRole(conn net.Conn, user string) {
+	fd.s.count(EPLoginRefused)
+	fd.s.count(EPNoRole)
+	fd.s.logf("frontdoor: refused %s: no Postgres role", user)
+	writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user '%s'", user))
 }
 
 // readOnlyPoolDB is the pooler's name for db through the read-only pooled host.
@@ -540,9 +558,19 @@ func (fd *frontDoor) relayCancelTo(pg *pgcluster.Cluster, code uint32, body []by
 func (s *Server) checkLogin(user, password string) string {
 	s.mu.Lock()
 	native, hasNative := s.passwords[user]
+	pgPassword := s.pgPasswords[user]
 	s.mu.Unlock()
 	if hasNative {
 		if native == password {
+			return ""
+		}
+		return "wrong native password"
+	}
+	if pgPassword && s.pg != nil {
+		// A password role of the roles API: PostgreSQL holds its password.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if s.pg.CheckPassword(ctx, user, password) {
 			return ""
 		}
 		return "wrong native password"

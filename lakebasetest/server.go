@@ -51,10 +51,13 @@ const (
 	EPEntraToken      = "entra.token"       // the emulated Microsoft Entra ID token endpoint
 	EPIMDS            = "imds"              // the emulated Azure instance metadata endpoint
 	EPBranches        = "branches"          // the branches API (create, get, delete, operations)
+	EPRoles           = "roles"             // the roles APIs (Autoscaling and Provisioned)
+	EPThrottled       = "throttled"         // requests answered 429 (SetThrottle)
 	EPSessionEnded    = "session.ended"     // sessions the front door ended (IdleSessionTimeout, MaxSessionLifetime); also per reason, session.ended:idle
 	EPLogin           = "frontdoor.login"   // a login accepted by the front door
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
 	EPPooledLogin     = "frontdoor.pooled"  // a login the pooled host sent to the pooler
+	EPNoRole          = "frontdoor.norole"  // a login refused because the identity has no Postgres role
 )
 
 // Values of Options.PoolerAuth.
@@ -239,15 +242,20 @@ type Server struct {
 	latency     map[string]time.Duration
 	jitter      map[string]time.Duration
 	errRate     map[string]float64
+	denied      map[string]bool
+	throttles   map[string]*throttle
 	revoked     map[string]bool // jti of access tokens and credentials, refresh tokens
 	codes       map[string]*authCode
 	pending     map[string]*authRequest
 	refresh     map[string]*refreshToken
 	families    map[string]bool // revoked families
 	passwords   map[string]string
-	roles       map[string]bool
-	revokeCreds time.Time // credentials issued before this are refused
-	issued      []string  // every token, credential and code handed out
+	roles       map[string]bool   // the main branch's login roles
+	roleIDs     map[string]string // branch|role -> the role id it was made with (roles API)
+	roleTypes   map[string]string // role -> identity type given to the roles API
+	pgPasswords map[string]bool   // password roles of the roles API: PostgreSQL checks the password
+	revokeCreds time.Time         // credentials issued before this are refused
+	issued      []string          // every token, credential and code handed out
 	trusted     map[string]trustedIssuer
 	msi         string // client id of the managed identity IMDS hands out
 }
@@ -279,6 +287,9 @@ func NewServer(opts Options) (*Server, error) {
 		families:     map[string]bool{},
 		passwords:    map[string]string{},
 		roles:        map[string]bool{},
+		roleIDs:      map[string]string{},
+		roleTypes:    map[string]string{},
+		pgPasswords:  map[string]bool{},
 		trusted:      map[string]trustedIssuer{},
 		tokenTTL:     opts.TokenLifetime,
 		credTTL:      opts.CredentialLifetime,
@@ -353,8 +364,16 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.pg.CreateDatabase(ctx, s.Database); err != nil {
 		return fmt.Errorf("creating database %s: %w", s.Database, err)
 	}
+	// databricks_superuser, as Lakebase has it; the ready-made identities are the
+	// project's owners: members, and able to manage roles.
+	if err := s.pg.Exec(ctx, "", "CREATE ROLE databricks_superuser NOLOGIN CREATEDB CREATEROLE"); err != nil {
+		return fmt.Errorf("creating databricks_superuser: %w", err)
+	}
 	for _, role := range []string{s.ServicePrincipal.ClientID, s.User.Email} {
 		if err := s.CreateRole(role); err != nil {
+			return err
+		}
+		if err := s.pg.Exec(ctx, "", fmt.Sprintf("GRANT databricks_superuser TO %[1]s; ALTER ROLE %[1]s CREATEROLE", pgcluster.QuoteIdent(role))); err != nil {
 			return err
 		}
 	}
@@ -540,6 +559,7 @@ func (s *Server) DropRole(role string) error {
 	if err := s.pg.Exec(ctx, "", "DROP ROLE "+pgcluster.QuoteIdent(role)); err != nil {
 		return err
 	}
+	s.pg.ForgetRole(role)
 	s.mu.Lock()
 	delete(s.roles, role)
 	s.mu.Unlock()
@@ -617,6 +637,35 @@ func (s *Server) SetErrorRate(endpoint string, rate float64) {
 	s.mu.Lock()
 	s.errRate[endpoint] = math.Max(0, math.Min(1, rate))
 	s.mu.Unlock()
+}
+
+// SetPermissionDenied makes endpoint answer every request 403 PERMISSION_DENIED (or
+// serve again), as the service answers an identity without the permission: the
+// roles API for an identity that may not manage the project, say.
+func (s *Server) SetPermissionDenied(endpoint string, on bool) {
+	s.mu.Lock()
+	if s.denied == nil {
+		s.denied = map[string]bool{}
+	}
+	s.denied[endpoint] = on
+	s.mu.Unlock()
+}
+
+// SetThrottle makes endpoint answer its next n requests 429 REQUEST_LIMIT_EXCEEDED
+// with Retry-After (whole seconds, at least 1), as a rate-limited service does.
+// Count(EPThrottled) counts them.
+func (s *Server) SetThrottle(endpoint string, n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	if s.throttles == nil {
+		s.throttles = map[string]*throttle{}
+	}
+	s.throttles[endpoint] = &throttle{left: n, after: max(retryAfter, time.Second)}
+	s.mu.Unlock()
+}
+
+type throttle struct {
+	left  int
+	after time.Duration
 }
 
 // SetOutage makes every HTTP endpoint of the workspace answer 503 (true) or recover.
@@ -809,7 +858,24 @@ func (s *Server) gate(endpoint string, w http.ResponseWriter, r *http.Request) b
 	if j := s.jitter[endpoint]; j > 0 {
 		lat += time.Duration(mrand.Int64N(int64(j)))
 	}
+	denied := s.denied[endpoint]
+	th := s.throttles[endpoint]
+	if th != nil && th.left > 0 {
+		th.left--
+	} else {
+		th = nil
+	}
 	s.mu.Unlock()
+	if th != nil {
+		s.count(EPThrottled)
+		w.Header().Set("Retry-After", strconv.Itoa(int((th.after+time.Second-1)/time.Second)))
+		writeAPIError(w, http.StatusTooManyRequests, "REQUEST_LIMIT_EXCEEDED", "Too many requests. Please retry later.")
+		return false
+	}
+	if denied {
+		writeAPIError(w, http.StatusForbidden, "PERMISSION_DENIED", "The caller does not have permission for this call.")
+		return false
+	}
 	if lat > 0 {
 		select {
 		case <-time.After(lat):

@@ -549,7 +549,8 @@ func TestFrontDoor_RoleMustExist(t *testing.T) {
 	tr := postToken(t, url.Values{"grant_type": {"client_credentials"}}, "no-role-sp", "sec")
 	cred, _ := mintAutoscaling(t, tr.AccessToken, "")
 	_, err := pgConnect(context.Background(), "no-role-sp", cred.Token, "require")
-	if sqlState(err) != "28000" || !strings.Contains(err.Error(), "does not exist") {
+	// Exactly the service's answer: as if the password were wrong.
+	if sqlState(err) != "28P01" || !strings.Contains(err.Error(), "password authentication failed for user 'no-role-sp'") {
 		t.Fatalf("login without a role: %v", err)
 	}
 }

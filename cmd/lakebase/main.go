@@ -48,6 +48,8 @@ commands:
   psql [args...]        run psql with a fresh credential in PGPASSWORD
   branch create|list|delete|gc
                         database branches of the project (lakebase branch -h)
+  role create|list|delete
+                        Postgres roles of the branch or instance (lakebase role -h)
   version               print the version
   help [command]        show this, or a command's flags (also: lakebase <command> -h)
 
@@ -95,7 +97,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		cmd, rest = rest[0], []string{"-h"}
 	}
-	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest) || cmd == "branch" && len(rest) > 1 && isHelp(rest[1])
+	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest) || (cmd == "branch" || cmd == "role") && len(rest) > 1 && isHelp(rest[1])
 	cfg, err := lakebase.ParseDSN(*dsn)
 	if err != nil && !help {
 		fmt.Fprintln(stderr, err) // errors of the driver start with "lakebase:"
@@ -119,6 +121,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fn = psql
 	case "branch":
 		fn = branchCmd
+	case "role":
+		fn = roleCmd
 	default:
 		fmt.Fprintf(stderr, "lakebase: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -552,6 +552,36 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	}
 }
 
+// CheckPassword reports whether PostgreSQL takes password for role (a SCRAM login
+// over loopback TCP).
+func (c *Cluster) CheckPassword(ctx context.Context, role, password string) bool {
+	cs := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres sslmode=disable", c.Host, c.Port, quoteKV(role), quoteKV(password))
+	pc, err := pgconn.Connect(ctx, cs)
+	if err != nil {
+		return false
+	}
+	pc.Close(ctx)
+	return true
+}
+
+// HasLoginRole reports whether role may log in over the socket (a role CreateRole
+// made, or a branch copied). An external server: always true (it cannot tell).
+func (c *Cluster) HasLoginRole(role string) bool {
+	if c.dir == "" || localAuth != "peer map=lakebase" {
+		return true
+	}
+	c.identMu.Lock()
+	defer c.identMu.Unlock()
+	return c.mapped[role]
+}
+
+// ForgetRole records that role was dropped (its peer line stays, matching nothing).
+func (c *Cluster) ForgetRole(role string) {
+	c.identMu.Lock()
+	delete(c.mapped, role)
+	c.identMu.Unlock()
+}
+
 // Stop shuts the server down (fast shutdown, then kill) and removes its directory.
 func (c *Cluster) Stop() error {
 	var err error

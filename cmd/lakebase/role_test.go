@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/internal/testenv"
+	"github.com/lakebase-go/lakebase/lakebasetest"
+)
+
+// lakebase role: a service principal without a role is refused; role create gives
+// it one through the roles API and it logs in; list shows it; delete removes it
+// and it is refused again. -password makes a native role whose printed password
+// logs in; nothing else prints it.
+func TestRole_CreateListDeleteAndPasswordRoles(t *testing.T) {
+	testenv.NeedPostgres(t)
+	emu := lakebasetest.Start(t)
+	dsn := emu.OAuthClientDSN()
+	const app = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+	if err := emu.AddServicePrincipal(app, "app-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.DropRole(app); err != nil {
+		t.Fatal(err)
+	}
+	ping := func() error {
+		db, err := sql.Open("lakebase", emu.OAuthClientDSN("OAuthClientId="+app, "OAuthClientSecret=app-secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		return db.PingContext(context.Background())
+	}
+	if err := ping(); !errors.Is(err, lakebase.ErrNoRole) {
+		t.Fatalf("before role create: %v", err)
+	}
+	emu.ResetCounts()
+	if o, e, code := lakebaseCmd(t, dsn, nil, "role", "create", app); code != 0 || !strings.Contains(o, "OAuth") {
+		t.Fatalf("role create (%d): %s %s", code, o, e)
+	}
+	if emu.Count(lakebasetest.EPRoles) == 0 {
+		t.Fatal("role create did not use the roles API")
+	}
+	if err := ping(); err != nil {
+		t.Fatalf("after role create: %v", err)
+	}
+	o, e, code := lakebaseCmd(t, dsn, nil, "role", "list")
+	if code != 0 || !strings.Contains(o, app+"\tSERVICE_PRINCIPAL\tLAKEBASE_OAUTH_V1") || !strings.Contains(o, emu.User.Email+"\tUSER") {
+		t.Fatalf("role list (%d): %s %s", code, o, e)
+	}
+	if o, e, code := lakebaseCmd(t, dsn, nil, "role", "delete", app); code != 0 {
+		t.Fatalf("role delete (%d): %s %s", code, o, e)
+	}
+	if err := ping(); !errors.Is(err, lakebase.ErrNoRole) {
+		t.Fatalf("after role delete: %v", err)
+	}
+
+	o, e, code = lakebaseCmd(t, dsn, nil, "role", "create", "-password", "report_reader")
+	if code != 0 {
+		t.Fatalf("role create -password (%d): %s %s", code, o, e)
+	}
+	lines := strings.Split(strings.TrimSpace(o), "\n")
+	if len(lines) < 2 || len(lines[1]) < 24 || strings.Contains(e, lines[1]) {
+		t.Fatalf("role create -password printed: %q (stderr %q)", o, e)
+	}
+	secret := lines[1]
+	db, err := sql.Open("lakebase", emu.PasswordDSN("report_reader", secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var who string
+	if err := db.QueryRow("SELECT current_user").Scan(&who); err != nil || who != "report_reader" {
+		t.Fatalf("the password role logs in as %q: %v", who, err)
+	}
+	wrong, _ := sql.Open("lakebase", emu.PasswordDSN("report_reader", "not-"+secret))
+	defer wrong.Close()
+	if err := wrong.Ping(); err == nil {
+		t.Fatal("a wrong password logged in")
+	}
+	if o, _, _ := lakebaseCmd(t, dsn, nil, "role", "list"); !strings.Contains(o, "report_reader\t-\tPG_PASSWORD_SCRAM_SHA_256") {
+		t.Fatalf("role list: %s", o)
+	}
+
+	// Provisioned: the instance's roles API.
+	pk := emu.OAuthClientDSN("Endpoint=", "Instance="+emu.Instance)
+	if o, e, code := lakebaseCmd(t, pk, nil, "role", "create", "analysts"); code != 0 {
+		t.Fatalf("role create on the instance (%d): %s %s", code, o, e)
+	}
+	if o, _, _ := lakebaseCmd(t, pk, nil, "role", "list"); !strings.Contains(o, "analysts\tGROUP") {
+		t.Fatalf("role list of the instance: %s", o)
+	}
+	for _, args := range [][]string{{"role", "create"}, {"role", "create", "a", "b"}, {"role", "create", "-type", "robot", "x"}, {"role", "delete", "nobody-here"}} {
+		if _, e, code := lakebaseCmd(t, dsn, nil, args...); code == 0 || e == "" {
+			t.Fatalf("%v succeeded", args)
+		}
+	}
+}
