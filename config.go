@@ -146,12 +146,12 @@ type Config struct {
 	// prepared by name on the server (QueryExecMode defaults to cache_describe, and
 	// database/sql's Prepare sends its SQL on every use), SessionRole is refused, and
 	// session-level advisory locks are refused through database/sql.
-	Pooled bool
-	OIDCTokenFile         string // OIDCFederation: file holding the workload identity JWT
-	OIDCTokenEnv          string // OIDCFederation: environment variable holding it
-	AzureTenant           string // AzureAD: the Entra ID tenant (directory) id
-	AzureAuthorityHost    string // AzureAD: the Entra ID authority (DefaultAzureAuthorityHost)
-	AzureMSIEndpoint      string // AzureMSI: the managed identity endpoint (DefaultAzureMSIEndpoint)
+	Pooled             bool
+	OIDCTokenFile      string // OIDCFederation: file holding the workload identity JWT
+	OIDCTokenEnv       string // OIDCFederation: environment variable holding it
+	AzureTenant        string // AzureAD: the Entra ID tenant (directory) id
+	AzureAuthorityHost string // AzureAD: the Entra ID authority (DefaultAzureAuthorityHost)
+	AzureMSIEndpoint   string // AzureMSI: the managed identity endpoint (DefaultAzureMSIEndpoint)
 
 	// QueryExecMode is pgx's default query exec mode: cache_statement (pgx's default),
 	// cache_describe, describe_exec, exec or simple_protocol. "" is cache_statement,

@@ -62,10 +62,10 @@ func (s *Server) branchCluster(branch string) (*pgcluster.Cluster, string, bool)
 
 // pgRole is a role as PostgreSQL has it.
 type pgRole struct {
-	name                             string
-	login, password                  bool
-	createdb, createrole, bypassrls  bool
-	superuser                        bool // member of databricks_superuser
+	name                            string
+	login, password                 bool
+	createdb, createrole, bypassrls bool
+	superuser                       bool // member of databricks_superuser
 }
 
 func listPGRoles(ctx context.Context, pg *pgcluster.Cluster, role string) ([]pgRole, error) {

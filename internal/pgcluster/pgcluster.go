@@ -52,7 +52,7 @@ type Cluster struct {
 
 	admin    string // admin connection string
 	dir      string
-	caDir    string // holds only ca.crt, readable by everyone
+	caDir    string   // holds only ca.crt, readable by everyone
 	osUsers  []string // the OS users whose peer logins are mapped to roles: this process's and the server's
 	identMu  sync.Mutex
 	mapped   map[string]bool
