@@ -195,6 +195,10 @@ type Config struct {
 	// reconnect at once): below Lakebase's 3-day session limit. OpenDB and PoolConfig
 	// apply it.
 	PoolMaxLifetime time.Duration
+	// CredentialLifetime is the lifetime asked of Autoscaling database credentials
+	// (the ttl of the request, 300 s to 1 h; 0: 1 h). Refresh-ahead follows the
+	// expiry the service answers.
+	CredentialLifetime time.Duration
 
 	// envIgnored lists environment variables left unused because the connection
 	// string named the database (logged by the connector).

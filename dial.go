@@ -219,6 +219,11 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (*stdlib.Co
 	if err == nil || li.database == "" || !coldStartError(err) {
 		return sc, err
 	}
+	if dc, ok := c.login.(interface{ endpointDisabled(context.Context) error }); ok {
+		if err := dc.endpointDisabled(ctx); err != nil {
+			return nil, err // a disabled endpoint does not wake: no retries
+		}
+	}
 	start := time.Now()
 	c.logger.Info("lakebase: the database is not taking connections yet (an idle endpoint wakes on connect); retrying until Timeout",
 		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))

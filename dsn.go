@@ -294,6 +294,23 @@ var properties = []property{
 	secondsProp("PoolIdleTimeout", func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
 	secondsProp("PoolMaxLifetime", func(c *Config) *time.Duration { return &c.PoolMaxLifetime }),
 	secondsProp("PoolWaitTime", func(c *Config) *time.Duration { return &c.PoolWaitTime }),
+	{
+		name: "CredentialLifetime",
+		set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 300 || n > 3600 {
+				return fmt.Errorf("must be a number of seconds from 300 to 3600 (the lifetimes Lakebase mints credentials for)")
+			}
+			c.CredentialLifetime = time.Duration(n) * time.Second
+			return nil
+		},
+		get: func(c *Config) string {
+			if c.CredentialLifetime > 0 {
+				return strconv.FormatInt(int64(c.CredentialLifetime/time.Second), 10)
+			}
+			return ""
+		},
+	},
 }
 
 // optIntProp is a property holding a count from 0 up; unset is nil.

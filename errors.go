@@ -96,6 +96,10 @@ func (e *LoginError) Is(target error) bool {
 	return target == ErrLoginRefused || (target == ErrPooledOAuthRefused && e.PooledOAuth)
 }
 
+// ErrEndpointDisabled: the Autoscaling endpoint is disabled (spec.disabled). A
+// connect fails at once: a disabled endpoint does not wake.
+var ErrEndpointDisabled = errors.New("lakebase: the endpoint is disabled")
+
 // ErrNoRole is matched by a NoRoleError: errors.Is(err, lakebase.ErrNoRole).
 var ErrNoRole = errors.New("lakebase: the identity has no Postgres role")
 

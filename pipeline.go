@@ -261,7 +261,11 @@ func (p *tokenPipeline) mintOrRecall(ctx context.Context, endpoint, instance str
 	minted := time.Now()
 	mintOnce := func() (err error) {
 		if endpoint != "" {
-			cred, err = p.rest.GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: endpoint, TTL: time.Hour})
+			ttl := p.cfg.CredentialLifetime
+			if ttl <= 0 {
+				ttl = time.Hour
+			}
+			cred, err = p.rest.GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: endpoint, TTL: ttl})
 		} else {
 			cred, err = p.rest.GenerateProvisionedCredential(ctx, workspace.ProvisionedCredentialRequest{Instances: []string{instance}})
 		}
@@ -424,6 +428,9 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 				return err
 			}
 			t.state = string(ep.Status.CurrentState)
+			if ep.Spec.Disabled {
+				return disabledError(ep.Name)
+			}
 			if err := t.checkState(); err != nil {
 				return err
 			}
@@ -504,6 +511,9 @@ func (p *tokenPipeline) resolveBranch(ctx context.Context, t *target) error {
 	}
 	for _, ep := range eps {
 		if ep.Type() == want {
+			if ep.Spec.Disabled {
+				return disabledError(ep.Name)
+			}
 			t.endpoint, t.host, t.state = ep.Name, ep.Status.Hosts.Host, string(ep.Status.CurrentState)
 			if cfg.Pooled {
 				// The branch's read-only endpoint is a compute of its own: its pooler is
@@ -560,6 +570,27 @@ func notFound(err error, prop, value, msg string) error {
 		return &ConfigError{Property: prop, Value: value, Err: fmt.Errorf("%s: %s", msg, ae.Message)}
 	}
 	return err
+}
+
+// disabledError is the error of a disabled endpoint: it is never waited for.
+func disabledError(endpoint string) error {
+	return fmt.Errorf("%w: %s (spec.disabled): it takes no connections and does not wake on one; enable it in the workspace (or with the endpoints API) and connect again", ErrEndpointDisabled, endpoint)
+}
+
+// endpointDisabled asks the workspace whether the endpoint of this login is
+// disabled (a connect that failed as a waking compute does), and returns its error.
+func (p *tokenPipeline) endpointDisabled(ctx context.Context) error {
+	p.mu.Lock()
+	t := p.target
+	p.mu.Unlock()
+	if t == nil || t.endpoint == "" {
+		return nil
+	}
+	ep, err := p.rest.GetEndpoint(ctx, workspace.GetEndpointRequest{Name: t.endpoint})
+	if err != nil || !ep.Spec.Disabled {
+		return nil
+	}
+	return disabledError(ep.Name)
 }
 
 // pickHost sets t.host to the endpoint's host that cfg asks for: direct or pooled,

@@ -175,8 +175,9 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		return
 	}
 	var body struct {
-		Endpoint string `json:"endpoint"`
-		TTL      string `json:"ttl"`
+		Endpoint   string `json:"endpoint"`
+		TTL        string `json:"ttl"`
+		ExpireTime string `json:"expire_time"`
 	}
 	if !decodeBody(w, r, &body) {
 		return
@@ -194,6 +195,16 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		d, err := time.ParseDuration(body.TTL)
 		if err != nil || !strings.HasSuffix(body.TTL, "s") || d < 300*time.Second || d > 3600*time.Second {
 			writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "ttl must be a duration in seconds from 300s to 3600s, e.g. \"3600s\"")
+			return
+		}
+		ttl = d
+	}
+	if body.ExpireTime != "" {
+		// The other way to ask for a lifetime: an instant, 300 s to 1 h from now.
+		at, err := time.Parse(time.RFC3339Nano, body.ExpireTime)
+		d := time.Until(at)
+		if err != nil || body.TTL != "" || d < 299*time.Second || d > 3601*time.Second {
+			writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "expire_time must be an RFC 3339 time from 300s to 3600s from now, and not given with ttl")
 			return
 		}
 		ttl = d
@@ -298,12 +309,18 @@ func (s *Server) endpointJSON() map[string]any {
 		hosts["read_write_pooled_host"] = s.PooledHost
 		hosts["read_only_pooled_host"] = s.ReadOnlyPooledHost
 	}
+	spec := map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"}
+	state := s.endpointState()
+	if s.disabled.Load() {
+		spec["disabled"] = true
+		state = "IDLE"
+	}
 	return map[string]any{
 		"name": s.Endpoint,
 		"uid":  "ep-0a1b2c3d",
-		"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"},
+		"spec": spec,
 		"status": map[string]any{
-			"current_state": s.endpointState(),
+			"current_state": state,
 			"endpoint_type": "ENDPOINT_TYPE_READ_WRITE",
 			"hosts":         hosts,
 		},

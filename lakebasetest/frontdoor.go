@@ -229,6 +229,7 @@ func (fd *frontDoor) handle(ss *session) {
 	if reason := fd.s.admit(); reason != "" {
 		// A suspended endpoint wakes on connect; until then it refuses sessions.
 		fd.s.logf("frontdoor: %s", reason)
+		fd.s.count(EPNotReady)
 		writeError(conn, "57P03", reason)
 		return
 	}

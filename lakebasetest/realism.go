@@ -81,6 +81,9 @@ func (s *Server) endpointStateLocked(now time.Time) string {
 // admit is asked by the front door for each new session: "" to go on, or the reason
 // the compute cannot take it yet (a wake has started).
 func (s *Server) admit() string {
+	if s.disabled.Load() {
+		return "the endpoint is disabled"
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -99,6 +102,11 @@ func (s *Server) admit() string {
 	s.lastActive = now
 	return ""
 }
+
+// SetEndpointDisabled disables the Autoscaling endpoint (spec.disabled; it reports
+// IDLE), or enables it again: while disabled the front door answers every login
+// 57P03, and the endpoint never wakes.
+func (s *Server) SetEndpointDisabled(on bool) { s.disabled.Store(on) }
 
 // leave is told when a session ends.
 func (s *Server) leave() {

@@ -58,6 +58,7 @@ const (
 	EPLoginRefused    = "frontdoor.refused" // a login refused by the front door
 	EPPooledLogin     = "frontdoor.pooled"  // a login the pooled host sent to the pooler
 	EPNoRole          = "frontdoor.norole"  // a login refused because the identity has no Postgres role
+	EPNotReady        = "frontdoor.57p03"   // a login answered 57P03: waking, or disabled
 )
 
 // Values of Options.PoolerAuth.
@@ -230,6 +231,7 @@ type Server struct {
 	clockOffset atomic.Int64      // AdvanceClock
 	userAgents  map[string]string // the last User-Agent seen per endpoint
 	outage      atomic.Bool
+	disabled    atomic.Bool // SetEndpointDisabled
 	rotation    atomic.Bool
 	reuseDet    atomic.Bool
 

@@ -344,6 +344,14 @@ func TestCredentialAPIs(t *testing.T) {
 	if code != 200 || cr.Token == "" || err != nil || time.Until(exp) < 590*time.Second || time.Until(exp) > 601*time.Second {
 		t.Fatalf("autoscaling: %d %+v %v", code, cr, err)
 	}
+	var et credResp
+	at := time.Now().Add(20 * time.Minute).Truncate(time.Second)
+	if code := apiCall(t, "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": srv.Endpoint, "expire_time": at.Format(time.RFC3339)}, &et); code != 200 || et.Token == "" {
+		t.Fatalf("expire_time: %d %+v", code, et)
+	}
+	if got, err := time.Parse(time.RFC3339, et.ExpireTime); err != nil || got.Sub(at).Abs() > 2*time.Second {
+		t.Fatalf("expire_time %v answered %q", at, et.ExpireTime)
+	}
 	var pr credResp
 	code = apiCall(t, "POST", "/api/2.0/database/credentials", tok, map[string]any{"request_id": "r1", "instance_names": []string{srv.Instance}}, &pr)
 	if _, err := time.Parse(time.RFC3339, pr.ExpirationTime); code != 200 || pr.Token == "" || err != nil {
@@ -358,6 +366,9 @@ func TestCredentialAPIs(t *testing.T) {
 	}{
 		{"ttl too short", "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": srv.Endpoint, "ttl": "60s"}, 400, "INVALID_PARAMETER_VALUE"},
 		{"ttl too long", "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": srv.Endpoint, "ttl": "7200s"}, 400, "INVALID_PARAMETER_VALUE"},
+		{"expire_time too near", "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": srv.Endpoint, "expire_time": time.Now().Add(time.Minute).Format(time.RFC3339)}, 400, "INVALID_PARAMETER_VALUE"},
+		{"expire_time too far", "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": srv.Endpoint, "expire_time": time.Now().Add(2 * time.Hour).Format(time.RFC3339)}, 400, "INVALID_PARAMETER_VALUE"},
+		{"expire_time with ttl", "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": srv.Endpoint, "ttl": "600s", "expire_time": time.Now().Add(20 * time.Minute).Format(time.RFC3339)}, 400, "INVALID_PARAMETER_VALUE"},
 		{"unknown endpoint", "POST", "/api/2.0/postgres/credentials", tok, map[string]string{"endpoint": "projects/x/branches/y/endpoints/z"}, 404, "NOT_FOUND"},
 		{"unknown instance", "POST", "/api/2.0/database/credentials", tok, map[string]any{"request_id": "r", "instance_names": []string{"nope"}}, 404, "RESOURCE_DOES_NOT_EXIST"},
 		{"no request_id", "POST", "/api/2.0/database/credentials", tok, map[string]any{"instance_names": []string{srv.Instance}}, 400, "INVALID_PARAMETER_VALUE"},

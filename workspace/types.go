@@ -125,6 +125,8 @@ type Endpoint struct {
 	} `json:"status"`
 	Spec struct {
 		EndpointType EndpointType `json:"endpoint_type"`
+		// Disabled: the endpoint takes no connections and does not wake on one.
+		Disabled bool `json:"disabled,omitempty"`
 	} `json:"spec"`
 }
 

@@ -10,6 +10,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -40,6 +42,7 @@ func main() {
 	var (
 		opts     lakebasetest.Options
 		verbose  bool
+		noRole   bool
 		latency  = kv{}
 		errRates = kv{}
 	)
@@ -64,6 +67,7 @@ func main() {
 	flag.StringVar(&opts.PoolerAuth, "pooler-auth", lakebasetest.PoolerAuthAny, "what the pooled host accepts: any (OAuth credentials and native passwords) or password (native passwords only)")
 	flag.IntVar(&opts.PoolerPoolSize, "pooler-pool-size", 0, "the pooler's server sessions per user and database (0: nine tenths of -max-connections, else 10)")
 	flag.StringVar(&opts.CredentialExpiryFormat, "credential-expiry-format", lakebasetest.ExpiryRFC3339Nano, "expiry of minted credentials: rfc3339, rfc3339nano, epoch, epoch-millis or none")
+	flag.BoolVar(&noRole, "sp-without-role", false, "add a service principal with no Postgres role (norole_client_id, norole_client_secret): its logins are refused as the service refuses them")
 	flag.BoolVar(&verbose, "v", false, "log events on stderr")
 	flag.Parse()
 	if opts.InvalidTokenStatus != 401 && opts.InvalidTokenStatus != 403 {
@@ -122,6 +126,16 @@ func main() {
 		"dsn_oauthclient": srv.OAuthClientDSN(),
 		"dsn_oauthpkce":   srv.OAuthPKCEDSN(),
 	}
+	if noRole {
+		id, secret := "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b", randomSecret()
+		if err := srv.AddServicePrincipal(id, secret); err != nil {
+			fail(srv, err)
+		}
+		if err := srv.DropRole(id); err != nil {
+			fail(srv, err)
+		}
+		info["norole_client_id"], info["norole_client_secret"] = id, secret
+	}
 	if srv.PooledPort != 0 {
 		info["pooled_port"] = srv.PooledPort
 		info["pooled_host"] = srv.PooledHost
@@ -136,6 +150,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "lakebase-local:", err)
 		os.Exit(1)
 	}
+}
+
+func randomSecret() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return "dose" + hex.EncodeToString(b)
 }
 
 func fail(srv *lakebasetest.Server, err error) {

@@ -35,6 +35,8 @@ type info struct {
 	PostgresPID  int      `json:"postgres_pid"`
 	TempDirs     []string `json:"temp_dirs"`
 	PooledPort   int      `json:"pooled_port"`
+	NoRoleID     string   `json:"norole_client_id"`
+	NoRoleSecret string   `json:"norole_client_secret"`
 	PgBouncerPID int      `json:"pgbouncer_pid"`
 }
 
@@ -156,6 +158,35 @@ func TestLakebaseLocal_PoolerOnPooledPort(t *testing.T) {
 		if err := syscall.Kill(in.PgBouncerPID, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Fatalf("PgBouncer (pid %d) still runs after stop: %v", in.PgBouncerPID, err)
 		}
+	}
+}
+
+// -sp-without-role adds a service principal whose role is missing: its credential is
+// refused exactly as the service refuses it.
+func TestLakebaseLocal_SPWithoutRole(t *testing.T) {
+	testenv.NeedPostgres(t)
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
+	}
+	bin := filepath.Join(t.TempDir(), "lakebase-local")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd, in, _ := startLocal(t, bin, "-sp-without-role")
+	defer cmd.Process.Signal(syscall.SIGTERM)
+	if in.NoRoleID == "" || in.NoRoleSecret == "" || in.NoRoleID == in.ClientID {
+		t.Fatalf("norole_client_id %q", in.NoRoleID)
+	}
+	norole := in
+	norole.ClientID, norole.ClientSecret = in.NoRoleID, in.NoRoleSecret
+	conn := "host=" + in.Server + " port=" + strconv.Itoa(in.Port) + " dbname=" + in.Database +
+		" user=" + in.NoRoleID + " sslmode=verify-full sslrootcert=" + in.CAFile
+	ps := exec.Command(psql, conn, "-XAtc", "SELECT 1")
+	ps.Env = append(os.Environ(), "PGPASSWORD="+mintCredential(t, norole))
+	out, err := ps.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "password authentication failed for user '"+in.NoRoleID+"'") {
+		t.Fatalf("psql as the service principal without a role: %v: %s", err, out)
 	}
 }
 
