@@ -139,7 +139,11 @@ type Config struct {
 	Verbosity             int // 0 (off) .. 5
 	Logfile               string
 	Profile               string // ~/.databrickscfg profile to take workspace settings from
-	ReadOnly              bool   // connect to the read-only host of the instance or endpoint
+	// WorkspaceID is the workspace's id, sent on every workspace API request as
+	// X-Databricks-Workspace-Id (as the Go SDK does): a unified host serves many
+	// workspaces. "": the host's metadata names it when a unified host asks.
+	WorkspaceID string
+	ReadOnly    bool // connect to the read-only host of the instance or endpoint
 	// Pooled connects to the Autoscaling endpoint's pooled host (Lakebase's PgBouncer
 	// in transaction mode; the read-only pooled host with ReadOnly), or says that
 	// Server is one (with AuthScheme=Password, say): nothing is

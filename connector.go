@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/oauth"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // Connector is a driver.Connector for Lakebase. It owns the token pipeline of one
@@ -33,6 +35,9 @@ type Connector struct {
 	logf   io.Closer    // the Logfile, when the connector opened it
 
 	ownTransport *http.Transport // closed by Close when the connector made it
+	// hostMeta is the workspace host's metadata, read when first needed (a unified
+	// host's OIDC and workspace id).
+	hostMeta *oauth.HostMetadataCache
 
 	// open opens a Postgres session: dialSession, or a stand-in in unit tests.
 	open func(ctx context.Context) (session, *pgx.Conn, error)
@@ -108,6 +113,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	}
 	// Every workspace and OAuth request names the driver, as the Databricks SDKs do.
 	c.opts.httpClient = httpx.WithUserAgent(c.opts.httpClient, httpx.UserAgent(Version, c.cfg.AuthScheme.userAgentName()))
+	c.hostMeta = &oauth.HostMetadataCache{HTTP: c.opts.httpClient, Host: c.cfg.DatabricksInstance}
 	if c.opts.stderr == nil {
 		c.opts.stderr = os.Stderr
 	}
@@ -237,6 +243,37 @@ func (c *Connector) bounded(ctx context.Context) (context.Context, context.Cance
 		return context.WithTimeout(ctx, c.cfg.Timeout)
 	}
 	return context.WithCancel(ctx)
+}
+
+// Workspace returns a client of the workspace REST API with this connector's
+// workspace token and HTTP client, naming the workspace (X-Databricks-Workspace-Id)
+// as the connector's own calls do: WorkspaceId, else what the host's metadata says
+// when a unified host asks for it.
+func (c *Connector) Workspace() *workspace.Client {
+	return workspace.New(c.cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), c.workspaceOptions(workspace.Options{}))
+}
+
+// workspaceOptions adds the workspace id handling to o.
+func (c *Connector) workspaceOptions(o workspace.Options) workspace.Options {
+	o.WorkspaceID = c.cfg.WorkspaceID
+	meta := c.hostMeta
+	if meta == nil {
+		return o
+	}
+	o.KnownWorkspaceID = func() string {
+		if m := meta.Known(); m != nil {
+			return m.WorkspaceID
+		}
+		return ""
+	}
+	o.ResolveWorkspaceID = func(ctx context.Context) (string, error) {
+		m, err := meta.Get(ctx)
+		if err != nil {
+			return "", err
+		}
+		return m.WorkspaceID, nil
+	}
+	return o
 }
 
 // DefaultConnMaxLifetime is the pooled connection lifetime Databricks recommends for

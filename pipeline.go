@@ -85,9 +85,10 @@ func (t *target) checkState() error {
 	return fmt.Errorf("lakebase: %s is %s and cannot take connections", t.name(), t.state)
 }
 
-func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, onRetry func(string, int, time.Duration, error), src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
+func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, wo workspace.Options, src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
 	p := &tokenPipeline{cfg: cfg, log: log, src: src, stored: stored}
-	p.rest = workspace.New(cfg.DatabricksInstance, pipelineTokens{p}, hc, workspace.Options{OnTokenRefused: p.tokenRefused, OnRetry: onRetry})
+	wo.OnTokenRefused = p.tokenRefused
+	p.rest = workspace.New(cfg.DatabricksInstance, pipelineTokens{p}, hc, wo)
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Minute

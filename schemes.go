@@ -15,6 +15,7 @@ import (
 
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/settings"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // AuthTokenSource is the AuthScheme of a connector built WithTokenSource: the
@@ -35,7 +36,7 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 	}
 	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
-		return newTokenPipeline(cfg, c.logger, hc, onRetry, src, stored)
+		return newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
 	}
 
 	switch cfg.AuthScheme {
@@ -107,7 +108,7 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 func (c *Connector) tokenClient(onRetry func(string, int, time.Duration, error)) *oauth.TokenClient {
 	cfg := c.cfg
 	disc := &oauth.Discovery{HTTP: c.opts.httpClient, Workspace: cfg.DatabricksInstance,
-		Override: oauth2.Endpoint{AuthURL: cfg.OAuthAuthorizationURL, TokenURL: cfg.OAuthAccessTokenURL}}
+		Override: oauth2.Endpoint{AuthURL: cfg.OAuthAuthorizationURL, TokenURL: cfg.OAuthAccessTokenURL}, Metadata: c.hostMeta}
 	return &oauth.TokenClient{HTTP: c.opts.httpClient, Discovery: disc, ClientID: cfg.OAuthClientID,
 		ClientSecret: cfg.OAuthClientSecret, OnRetry: onRetry}
 }

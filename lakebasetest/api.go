@@ -136,6 +136,18 @@ func (s *Server) api(endpoint string, w http.ResponseWriter, r *http.Request) (s
 	if !s.gate(endpoint, w, r) {
 		return "", false
 	}
+	if s.opts.UnifiedHost {
+		// A unified host serves many workspaces: each call must say which.
+		if got := r.Header.Get("X-Databricks-Workspace-Id"); got != s.WorkspaceID {
+			s.count(EPNoWorkspaceID)
+			msg := "This host serves several workspaces: set the X-Databricks-Workspace-Id header to the workspace id."
+			if got != "" {
+				msg = fmt.Sprintf("Workspace %s is not available on this host.", got)
+			}
+			writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", msg)
+			return "", false
+		}
+	}
 	return s.bearer(w, r)
 }
 

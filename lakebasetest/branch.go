@@ -64,7 +64,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
 	defer cancel()
-	api := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{})
+	api := c.Workspace()
 	id := BranchID(tb.Name())
 	name := "projects/" + project + "/branches/" + id
 	op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/" + project, BranchID: id, Source: parent, TTL: o.TTL})
@@ -79,7 +79,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 			return
 		}
 		defer c.Close()
-		op, err := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{}).DeleteBranch(ctx, workspace.DeleteBranchRequest{Name: name})
+		op, err := c.Workspace().DeleteBranch(ctx, workspace.DeleteBranchRequest{Name: name})
 		if err == nil {
 			_, err = op.Wait(ctx)
 		}

@@ -55,11 +55,15 @@ func (s *Server) routes() http.Handler {
 		if !s.gate(EPDiscovery, w, r) {
 			return
 		}
+		if !s.oidcPath(w, r) {
+			return
+		}
+		base := s.oidcBase()
 		writeJSON(w, http.StatusOK, map[string]any{
-			"issuer":                                s.URL + "/oidc",
-			"authorization_endpoint":                s.URL + "/oidc/v1/authorize",
-			"token_endpoint":                        s.URL + "/oidc/v1/token",
-			"jwks_uri":                              s.URL + "/oidc/v1/keys",
+			"issuer":                                base,
+			"authorization_endpoint":                base + "/v1/authorize",
+			"token_endpoint":                        base + "/v1/token",
+			"jwks_uri":                              base + "/v1/keys",
 			"response_types_supported":              []string{"code"},
 			"grant_types_supported":                 []string{"client_credentials", "authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"},
 			"code_challenge_methods_supported":      []string{"S256"},
@@ -67,14 +71,60 @@ func (s *Server) routes() http.Handler {
 			"scopes_supported":                      []string{"all-apis", "offline_access", "postgres", "sql"},
 		})
 	}
-	mux.HandleFunc("GET /oidc/.well-known/oauth-authorization-server", disc)
-	mux.HandleFunc("GET /oidc/.well-known/openid-configuration", disc)
-	mux.HandleFunc("GET /oidc/v1/keys", s.handleJWKS)
-	mux.HandleFunc("GET /oidc/v1/authorize", s.handleAuthorize)
-	mux.HandleFunc("POST /oidc/v1/authorize/decision", s.handleDecision)
-	mux.HandleFunc("POST /oidc/v1/token", s.handleToken)
+	// A workspace host serves OIDC at /oidc; a unified host at the account's path.
+	for _, prefix := range []string{"/oidc", "/oidc/accounts/{account}"} {
+		mux.HandleFunc("GET "+prefix+"/.well-known/oauth-authorization-server", disc)
+		mux.HandleFunc("GET "+prefix+"/.well-known/openid-configuration", disc)
+		mux.HandleFunc("GET "+prefix+"/v1/keys", s.oidcOnly(s.handleJWKS))
+		mux.HandleFunc("GET "+prefix+"/v1/authorize", s.oidcOnly(s.handleAuthorize))
+		mux.HandleFunc("POST "+prefix+"/v1/authorize/decision", s.oidcOnly(s.handleDecision))
+		mux.HandleFunc("POST "+prefix+"/v1/token", s.oidcOnly(s.handleToken))
+	}
+	mux.HandleFunc("GET /.well-known/databricks-config", s.handleHostMetadata)
 	s.apiRoutes(mux)
 	return mux
+}
+
+// oidcBase is where OIDC lives: <URL>/oidc on a workspace host, the account's
+// <URL>/oidc/accounts/<AccountID> on a unified host (as its metadata says).
+func (s *Server) oidcBase() string {
+	if s.opts.UnifiedHost {
+		return s.URL + "/oidc/accounts/" + s.AccountID
+	}
+	return s.URL + "/oidc"
+}
+
+// oidcPath answers 404 for an OIDC path that is not where this host serves OIDC.
+func (s *Server) oidcPath(w http.ResponseWriter, r *http.Request) bool {
+	if !strings.HasPrefix(r.URL.Path, strings.TrimPrefix(s.oidcBase(), s.URL)+"/") {
+		http.NotFound(w, r)
+		return false
+	}
+	return true
+}
+
+func (s *Server) oidcOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.oidcPath(w, r) {
+			h(w, r)
+		}
+	}
+}
+
+// handleHostMetadata serves GET /.well-known/databricks-config, as the Go SDK reads
+// it: where OIDC lives ({account_id} left for the client to fill in on a unified
+// host), the workspace and account ids, the host type.
+func (s *Server) handleHostMetadata(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPHostMetadata, w, r) {
+		return
+	}
+	meta := map[string]any{"oidc_endpoint": s.URL + "/oidc", "workspace_id": s.WorkspaceID, "account_id": s.AccountID,
+		"host_type": "WORKSPACE_HOST", "cloud": "AWS"}
+	if s.opts.UnifiedHost {
+		meta["oidc_endpoint"] = s.URL + "/oidc/accounts/{account_id}"
+		meta["host_type"] = "UNIFIED_HOST"
+	}
+	writeJSON(w, http.StatusOK, meta)
 }
 
 func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
@@ -159,7 +209,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	consentPage.Execute(w, map[string]string{"ID": id, "Client": clientID, "User": user, "Scope": scope, "Workspace": s.URL})
+	action := strings.TrimPrefix(s.oidcBase(), s.URL) + "/v1/authorize/decision"
+	consentPage.Execute(w, map[string]string{"ID": id, "Client": clientID, "User": user, "Scope": scope, "Workspace": s.URL, "Action": action})
 }
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, req *authRequest) {
@@ -219,7 +270,7 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 <p><strong id="client">{{.Client}}</strong> wants to access the workspace <code>{{.Workspace}}</code> as</p>
 <p id="identity"><strong>{{.User}}</strong></p>
 <p>Scopes: <code id="scope">{{.Scope}}</code></p>
-<form method="post" action="/oidc/v1/authorize/decision">
+<form method="post" action="{{.Action}}">
 <input type="hidden" name="request" value="{{.ID}}">
 <button id="approve" type="submit" name="decision" value="approve">Approve</button>
 <button id="deny" type="submit" name="decision" value="deny">Deny</button>

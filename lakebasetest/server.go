@@ -59,6 +59,8 @@ const (
 	EPPooledLogin     = "frontdoor.pooled"  // a login the pooled host sent to the pooler
 	EPNoRole          = "frontdoor.norole"  // a login refused because the identity has no Postgres role
 	EPNotReady        = "frontdoor.57p03"   // a login answered 57P03: waking, or disabled
+	EPHostMetadata    = "host.metadata"     // GET /.well-known/databricks-config
+	EPNoWorkspaceID   = "workspace.refused" // workspace API calls a unified host refused (no or another X-Databricks-Workspace-Id)
 )
 
 // Values of Options.PoolerAuth.
@@ -159,6 +161,12 @@ type Options struct {
 	// PoolerPoolSize is the pooler's server sessions per user and database (default:
 	// nine tenths of MaxConnections when it is set, as Lakebase sizes it, else 10).
 	PoolerPoolSize int
+	// UnifiedHost makes the workspace a unified host, as Databricks is moving
+	// workspaces to: its metadata (/.well-known/databricks-config) says
+	// UNIFIED_HOST, OIDC lives at <URL>/oidc/accounts/<AccountID> (and not at
+	// /oidc), and workspace API calls without X-Databricks-Workspace-Id: <WorkspaceID>
+	// (or with another id) are refused with 400.
+	UnifiedHost bool
 	// NoProvisioned makes a workspace with no Lakebase Provisioned instance (only the
 	// Autoscaling project), as new workspaces are.
 	NoProvisioned bool
@@ -197,6 +205,8 @@ type Server struct {
 	// Endpoint is the Autoscaling endpoint path; Instance the Provisioned instance name.
 	Endpoint string
 	Instance string
+	// WorkspaceID and AccountID are what the host metadata reports.
+	WorkspaceID, AccountID string
 	// AzureTenant is the tenant of the emulated Entra ID token endpoint,
 	// <URL>/<AzureTenant>/oauth2/v2.0/token (use URL as AzureAuthorityHost).
 	AzureTenant string
@@ -303,6 +313,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.branchesMap = map[string]*branch{}
 	s.operations = map[string]*lro{}
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
+	s.WorkspaceID, s.AccountID = "1234567890123456", "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
 	s.autoApp.Store(opts.AutoApprove)
 	s.rotation.Store(!opts.NoRefreshRotation)
 	s.reuseDet.Store(!opts.NoReuseDetection)

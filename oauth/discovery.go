@@ -22,6 +22,9 @@ type Discovery struct {
 	Workspace string          // https://host
 	Override  oauth2.Endpoint // OAuthAuthorizationURL (AuthURL) / OAuthAccessTokenURL (TokenURL)
 	Retry     Retry
+	// Metadata, when set, is consulted when the workspace has no discovery document
+	// at /oidc: a unified or account host names where OIDC lives in its metadata.
+	Metadata *HostMetadataCache
 
 	mu  sync.Mutex
 	got *oauth2.Endpoint
@@ -49,6 +52,16 @@ func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
 				return oauth2.Endpoint{}, err
 			}
 			ep = oauth2.Endpoint{AuthURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
+			if d.Metadata != nil {
+				// The host's metadata says where OIDC lives (unified and account hosts).
+				if m, merr := d.Metadata.Get(ctx); merr == nil && m.OIDCRoot() != "" {
+					if got, ferr := d.fetchAt(ctx, m.OIDCRoot()+"/.well-known/oauth-authorization-server"); ferr == nil {
+						ep = got
+					} else {
+						ep = oauth2.Endpoint{AuthURL: m.OIDCRoot() + "/v1/authorize", TokenURL: m.OIDCRoot() + "/v1/token"}
+					}
+				}
+			}
 		}
 		d.got = &ep
 	}
@@ -63,7 +76,10 @@ func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
 }
 
 func (d *Discovery) fetch(ctx context.Context) (oauth2.Endpoint, error) {
-	u := strings.TrimRight(d.Workspace, "/") + "/oidc/.well-known/oauth-authorization-server"
+	return d.fetchAt(ctx, strings.TrimRight(d.Workspace, "/")+"/oidc/.well-known/oauth-authorization-server")
+}
+
+func (d *Discovery) fetchAt(ctx context.Context, u string) (oauth2.Endpoint, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Err: err}

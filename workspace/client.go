@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -27,6 +28,14 @@ type Options struct {
 	Retry httpx.Retry
 	// OnRetry, if set, is told of each retried call.
 	OnRetry func(op string, attempt int, wait time.Duration, err error)
+	// WorkspaceID, when known, goes on every request as X-Databricks-Workspace-Id,
+	// as the Go SDK sends it: a unified host serves many workspaces. When it is not,
+	// KnownWorkspaceID may name one already learned, and ResolveWorkspaceID is asked
+	// once (the host's metadata) after a call is answered 400 without one; the call
+	// is then made again with it.
+	WorkspaceID        string
+	KnownWorkspaceID   func() string
+	ResolveWorkspaceID func(ctx context.Context) (string, error)
 }
 
 // Client calls a workspace's Lakebase and SCIM REST APIs with the workspace token
@@ -36,6 +45,46 @@ type Client struct {
 	tokens oauth2.TokenSource
 	http   *http.Client
 	opts   Options
+
+	wsMu       sync.Mutex
+	wsID       string // resolved
+	wsResolved bool
+}
+
+// workspaceID is the id to send, if any is known.
+func (c *Client) workspaceID() string {
+	if c.opts.WorkspaceID != "" {
+		return c.opts.WorkspaceID
+	}
+	c.wsMu.Lock()
+	id := c.wsID
+	c.wsMu.Unlock()
+	if id == "" && c.opts.KnownWorkspaceID != nil {
+		id = c.opts.KnownWorkspaceID()
+	}
+	return id
+}
+
+// resolveWorkspaceID asks ResolveWorkspaceID once; it reports whether an id is now
+// known that was not.
+func (c *Client) resolveWorkspaceID(ctx context.Context) bool {
+	if c.opts.ResolveWorkspaceID == nil || c.workspaceID() != "" {
+		return false
+	}
+	c.wsMu.Lock()
+	defer c.wsMu.Unlock()
+	if c.wsResolved {
+		return false
+	}
+	id, err := c.opts.ResolveWorkspaceID(ctx)
+	if ctx.Err() == nil {
+		c.wsResolved = true
+	}
+	if err != nil || id == "" {
+		return false
+	}
+	c.wsID = id
+	return true
 }
 
 // New returns a client of the workspace at host (https://..., or http:// for a
@@ -83,6 +132,11 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 		return err
 	}
 	err = c.withRetry(ctx, op, method, path, tok, in, out)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && c.resolveWorkspaceID(ctx) {
+		// A unified host refuses a call that does not say which workspace it is for.
+		err = c.withRetry(ctx, op, method, path, tok, in, out)
+	}
 	if !refusedToken(err) || c.opts.OnTokenRefused == nil {
 		return err
 	}
@@ -114,6 +168,9 @@ func (c *Client) do(ctx context.Context, op, method, path, token string, in, out
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
+	if id := c.workspaceID(); id != "" {
+		req.Header.Set("X-Databricks-Workspace-Id", id)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -66,7 +66,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 	if project == "" {
 		return errors.New("branch: the connection string names no project (set Project, or Endpoint)")
 	}
-	api := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{})
+	api := c.Workspace()
 	projectPath := "projects/" + project
 	// path is the resource name of a branch of the connection string's project, given
 	// as an id or a path; anything else is refused before a request is made.

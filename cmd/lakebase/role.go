@@ -112,7 +112,7 @@ func roleCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Read
 		return err
 	}
 	defer c.Close()
-	api := workspace.New(cfg.DatabricksInstance, c.TokenSource(), c.HTTPClient(), workspace.Options{})
+	api := c.Workspace()
 	if where.branch == "" && where.instance == "" {
 		// Project without Branch: the project's default branch.
 		branches, err := api.ListBranches(ctx, workspace.ListBranchesRequest{Project: "projects/" + where.project})

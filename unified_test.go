@@ -1,0 +1,75 @@
+package lakebase_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/workspace"
+)
+
+// A unified host: OIDC lives where the host's metadata says (not at /oidc), and
+// workspace calls must name the workspace. Without WorkspaceId the driver reads the
+// metadata once, when first needed, and names the workspace from then on; with
+// WorkspaceId every call names it from the first; a wrong id is the service's refusal.
+func TestUnifiedHost_MetadataOIDCAndTheWorkspaceHeader(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t, lakebasetest.Options{UnifiedHost: true})
+
+	db, _ := newDB(t, e.OAuthClientDSN())
+	if u := currentUser(t, db); u != e.ServicePrincipal.ClientID {
+		t.Fatalf("logged in as %q", u)
+	}
+	if n := e.Count(lakebasetest.EPHostMetadata); n != 1 {
+		t.Fatalf("the host metadata was read %d times, want once", n)
+	}
+	if n := e.Count(lakebasetest.EPNoWorkspaceID); n > 1 {
+		t.Fatalf("%d calls were refused for want of the workspace id, want at most the first", n)
+	}
+	// Later calls name the workspace: a role list through the connector's client.
+	c, err := lakebase.NewConnector(e.OAuthClientDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e.ResetCounts()
+	if _, err := c.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	refusedBefore := e.Count(lakebasetest.EPNoWorkspaceID)
+	if _, err := c.Workspace().ListRoles(context.Background(), workspace.ListRolesRequest{Branch: "projects/lakebase/branches/main"}); err != nil {
+		t.Fatalf("Connector.Workspace on a unified host: %v", err)
+	}
+	if e.Count(lakebasetest.EPNoWorkspaceID) != refusedBefore {
+		t.Fatal("a call after the workspace id was learned did not name it")
+	}
+
+	e.ResetCounts()
+	known, _ := newDB(t, e.OAuthClientDSN("WorkspaceId="+e.WorkspaceID))
+	if err := known.Ping(); err != nil {
+		t.Fatalf("with WorkspaceId: %v", err)
+	}
+	if n := e.Count(lakebasetest.EPNoWorkspaceID); n != 0 {
+		t.Fatalf("with WorkspaceId, %d calls were refused", n)
+	}
+
+	wrong, _ := newDB(t, e.OAuthClientDSN("WorkspaceId=42"))
+	if err := wrong.Ping(); err == nil || !strings.Contains(err.Error(), "Workspace 42 is not available on this host") {
+		t.Fatalf("with a wrong WorkspaceId: %v", err)
+	}
+}
+
+// WorkspaceId comes from DATABRICKS_WORKSPACE_ID too.
+func TestUnifiedHost_WorkspaceIDFromTheEnvironment(t *testing.T) {
+	t.Setenv("DATABRICKS_WORKSPACE_ID", "7777")
+	c, err := lakebase.NewConnector("AuthScheme=OAuthClient;DatabricksInstance=http://127.0.0.1:1;OAuthClientId=x;OAuthClientSecret=y;Endpoint=projects/p/branches/b/endpoints/e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.Config().WorkspaceID; got != "7777" {
+		t.Fatalf("WorkspaceID from the environment: %q", got)
+	}
+}
