@@ -139,6 +139,9 @@ type Config struct {
 	Verbosity             int // 0 (off) .. 5
 	Logfile               string
 	Profile               string // ~/.databrickscfg profile to take workspace settings from
+	// LoginHost is where a host-agnostic login (DiscoveryLogin, lakebase login with
+	// no workspace) starts (default https://login.databricks.com).
+	LoginHost string
 	// WorkspaceID is the workspace's id, sent on every workspace API request as
 	// X-Databricks-Workspace-Id (as the Go SDK does): a unified host serves many
 	// workspaces. "": the host's metadata names it when a unified host asks.

@@ -76,6 +76,7 @@ var properties = []property{
 	strProp("Database", false, func(c *Config) *string { return &c.Database }).from("PGDATABASE", "", ""),
 	strProp("User", false, func(c *Config) *string { return &c.User }).from("PGUSER", "", ""),
 	strProp("Password", true, func(c *Config) *string { return &c.Password }),
+	strProp("LoginHost", false, func(c *Config) *string { return &c.LoginHost }),
 	strProp("WorkspaceId", false, func(c *Config) *string { return &c.WorkspaceID }).from("", "DATABRICKS_WORKSPACE_ID", "workspace_id"),
 	strProp("OAuthClientId", false, func(c *Config) *string { return &c.OAuthClientID }).from("", "DATABRICKS_CLIENT_ID", "client_id"),
 	strProp("OAuthClientSecret", true, func(c *Config) *string { return &c.OAuthClientSecret }).from("", "DATABRICKS_CLIENT_SECRET", "client_secret"),

@@ -81,6 +81,7 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("POST "+prefix+"/v1/token", s.oidcOnly(s.handleToken))
 	}
 	mux.HandleFunc("GET /.well-known/databricks-config", s.handleHostMetadata)
+	mux.HandleFunc("GET /login/{$}", s.handleLoginHost)
 	s.apiRoutes(mux)
 	return mux
 }
@@ -109,6 +110,28 @@ func (s *Server) oidcOnly(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		}
 	}
+}
+
+// LoginHost is the emulator's stand-in for https://login.databricks.com: give it
+// as the driver's LoginHost. A host-agnostic login starts there, names the
+// workspace's authorize path and query as destination_url, and is sent on to this
+// workspace (the only one it knows), as the real one is after the person picks a
+// workspace.
+func (s *Server) LoginHost() string { return s.URL + "/login" }
+
+func (s *Server) handleLoginHost(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(EPLoginHost, w, r) {
+		return
+	}
+	dest := r.URL.Query().Get("destination_url")
+	u, err := url.Parse(dest)
+	if err != nil || u.IsAbs() || u.Host != "" || !strings.HasPrefix(u.Path, "/oidc/v1/authorize") {
+		http.Error(w, "destination_url must be the workspace's /oidc/v1/authorize path and query", http.StatusBadRequest)
+		return
+	}
+	// A unified host's authorize path is the account's.
+	path := strings.TrimPrefix(s.oidcBase(), s.URL) + strings.TrimPrefix(u.Path, "/oidc")
+	http.Redirect(w, r, s.URL+path+"?"+u.RawQuery, http.StatusFound)
 }
 
 // handleHostMetadata serves GET /.well-known/databricks-config, as the Go SDK reads
@@ -219,7 +242,9 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, req *authReques
 	s.mu.Lock()
 	s.codes[code] = &authCode{authRequest: *req, subject: req.user, expires: time.Now().Add(5 * time.Minute)}
 	s.mu.Unlock()
-	v := url.Values{"code": {code}}
+	// iss names the authorization server (RFC 9207), as Databricks' callbacks do: a
+	// login through the login host learns the workspace from it.
+	v := url.Values{"code": {code}, "iss": {s.oidcBase()}}
 	if req.state != "" {
 		v.Set("state", req.state)
 	}

@@ -60,6 +60,7 @@ const (
 	EPNoRole          = "frontdoor.norole"  // a login refused because the identity has no Postgres role
 	EPNotReady        = "frontdoor.57p03"   // a login answered 57P03: waking, or disabled
 	EPHostMetadata    = "host.metadata"     // GET /.well-known/databricks-config
+	EPLoginHost       = "login.host"        // the login host (LoginHost), where a host-agnostic login starts
 	EPNoWorkspaceID   = "workspace.refused" // workspace API calls a unified host refused (no or another X-Databricks-Workspace-Id)
 )
 

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,20 +42,99 @@ type DesktopLogin struct {
 
 // Run performs the login. It ends when the callback arrives or ctx ends.
 func (d *DesktopLogin) Run(ctx context.Context) (*oauth2.Token, error) {
-	ln, redirect, err := d.listen()
+	cb, err := d.await(ctx, func(redirect, state, verifier string) (string, error) {
+		return d.Client.AuthCodeURL(ctx, redirect, d.Scope, state, verifier)
+	})
 	if err != nil {
 		return nil, err
 	}
+	return d.Client.Exchange(ctx, cb.code, cb.verifier, cb.redirect)
+}
+
+// RunDiscovery performs a host-agnostic login, as the Databricks Go SDK's u2m
+// discovery login does: the authorization URL is the login host's
+// (https://login.databricks.com by default) with the workspace authorize path and
+// query as destination_url; the person picks the workspace there; the callback's
+// iss names it, and the code is exchanged at <iss>/v1/token. It returns the
+// workspace host (scheme and host of iss) and the tokens.
+func (d *DesktopLogin) RunDiscovery(ctx context.Context, loginHost, clientID string) (string, *oauth2.Token, error) {
+	cb, err := d.await(ctx, func(redirect, state, verifier string) (string, error) {
+		return DiscoveryAuthorizeURL(loginHost, clientID, redirect, d.Scope, state, verifier), nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	var hc *http.Client
+	if d.Client != nil {
+		hc = d.Client.HTTP
+	}
+	return ExchangeAtIssuer(ctx, hc, cb.iss, clientID, cb.code, cb.verifier, cb.redirect)
+}
+
+// DefaultLoginHost is where a host-agnostic login starts.
+const DefaultLoginHost = "https://login.databricks.com"
+
+// DiscoveryAuthorizeURL is the login host's URL of a host-agnostic login: the
+// workspace's /oidc/v1/authorize path with every OAuth parameter (PKCE S256),
+// URL-encoded as destination_url, as the Go SDK builds it.
+func DiscoveryAuthorizeURL(loginHost, clientID, redirect, scope, state, verifier string) string {
+	auth := url.Values{}
+	auth.Set("client_id", clientID)
+	auth.Set("redirect_uri", redirect)
+	auth.Set("response_type", "code")
+	auth.Set("scope", scope)
+	auth.Set("state", state)
+	auth.Set("code_challenge", S256Challenge(verifier))
+	auth.Set("code_challenge_method", "S256")
+	top := url.Values{}
+	top.Set("destination_url", "/oidc/v1/authorize?"+auth.Encode())
+	return strings.TrimRight(loginHost, "/") + "/?" + top.Encode()
+}
+
+// HostFromIssuer is the workspace host (scheme and host) of an issuer the callback
+// named: https only (http for loopback hosts, local emulators).
+func HostFromIssuer(iss string) (string, error) {
+	u, err := url.Parse(iss)
+	if iss == "" || err != nil || u.Host == "" || !SecureURL(iss) {
+		return "", &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback's iss is not an https URL of the workspace (the login host must name the workspace)"}
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// ExchangeAtIssuer redeems the code of a host-agnostic login at <iss>/v1/token and
+// returns the workspace host with the tokens.
+func ExchangeAtIssuer(ctx context.Context, hc *http.Client, iss, clientID, code, verifier, redirect string) (string, *oauth2.Token, error) {
+	host, err := HostFromIssuer(iss)
+	if err != nil {
+		return "", nil, err
+	}
+	tc := &TokenClient{HTTP: hc, ClientID: clientID, Discovery: &Discovery{HTTP: hc, Workspace: host,
+		Override: oauth2.Endpoint{AuthURL: strings.TrimRight(iss, "/") + "/v1/authorize", TokenURL: strings.TrimRight(iss, "/") + "/v1/token"}}}
+	tok, err := tc.Exchange(ctx, code, verifier, redirect)
+	return host, tok, err
+}
+
+// callbackResult is what the callback brought.
+type callbackResult struct {
+	code, iss, verifier, redirect string
+}
+
+// await serves the callback, opens the URL authURL makes, and waits for the code.
+func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, verifier string) (string, error)) (callbackResult, error) {
+	ln, redirect, err := d.listen()
+	if err != nil {
+		return callbackResult{}, err
+	}
 	state, verifier := NewState(), NewVerifier()
-	authURL, err := d.Client.AuthCodeURL(ctx, redirect, d.Scope, state, verifier)
+	u, err := authURL(redirect, state, verifier)
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return callbackResult{}, err
 	}
 
 	type result struct {
-		code string
-		err  error
+		code, iss string
+		err       error
 	}
 	results := make(chan result, 1)
 	var once sync.Once
@@ -84,7 +164,7 @@ func (d *DesktopLogin) Run(ctx context.Context) (*oauth2.Token, error) {
 		case q.Get("code") == "":
 			res.err = &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback has no code"}
 		default:
-			res.code = q.Get("code")
+			res.code, res.iss = q.Get("code"), q.Get("iss")
 		}
 		handled := false
 		once.Do(func() { handled = true; results <- res })
@@ -109,24 +189,24 @@ func (d *DesktopLogin) Run(ctx context.Context) (*oauth2.Token, error) {
 	}()
 
 	if d.Out != nil {
-		fmt.Fprintf(d.Out, "lakebase: to log in, open this URL in a browser:\n  %s\n", authURL)
+		fmt.Fprintf(d.Out, "lakebase: to log in, open this URL in a browser:\n  %s\n", u)
 	}
 	open := d.OpenBrowser
 	if open == nil {
 		open = OpenBrowser
 	}
-	if err := open(authURL); err != nil && d.Out != nil {
+	if err := open(u); err != nil && d.Out != nil {
 		fmt.Fprintf(d.Out, "lakebase: could not open a browser (%v); open the URL above by hand\n", err)
 	}
 
 	select {
 	case res := <-results:
 		if res.err != nil {
-			return nil, res.err
+			return callbackResult{}, res.err
 		}
-		return d.Client.Exchange(ctx, res.code, verifier, redirect)
+		return callbackResult{code: res.code, iss: res.iss, verifier: verifier, redirect: redirect}, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("oauth: the browser login did not complete in time: %w", ctx.Err())
+		return callbackResult{}, fmt.Errorf("oauth: the browser login did not complete in time: %w", ctx.Err())
 	}
 }
 

@@ -67,6 +67,7 @@ func main() {
 	flag.StringVar(&opts.PoolerAuth, "pooler-auth", lakebasetest.PoolerAuthAny, "what the pooled host accepts: any (OAuth credentials and native passwords) or password (native passwords only)")
 	flag.IntVar(&opts.PoolerPoolSize, "pooler-pool-size", 0, "the pooler's server sessions per user and database (0: nine tenths of -max-connections, else 10)")
 	flag.StringVar(&opts.CredentialExpiryFormat, "credential-expiry-format", lakebasetest.ExpiryRFC3339Nano, "expiry of minted credentials: rfc3339, rfc3339nano, epoch, epoch-millis or none")
+	flag.BoolVar(&opts.UnifiedHost, "unified-host", false, "be a unified host: OIDC at /oidc/accounts/<account_id> (as the host metadata says), workspace API calls without X-Databricks-Workspace-Id refused")
 	flag.BoolVar(&noRole, "sp-without-role", false, "add a service principal with no Postgres role (norole_client_id, norole_client_secret): its logins are refused as the service refuses them")
 	flag.BoolVar(&verbose, "v", false, "log events on stderr")
 	flag.Parse()
@@ -118,6 +119,8 @@ func main() {
 		"ca_file":         srv.CAFile,
 		"endpoint":        srv.Endpoint,
 		"instance":        srv.Instance,
+		"workspace_id":    srv.WorkspaceID,
+		"account_id":      srv.AccountID,
 		"client_id":       srv.ServicePrincipal.ClientID,
 		"client_secret":   srv.ServicePrincipal.ClientSecret,
 		"user":            srv.User.Email,

@@ -36,6 +36,7 @@ type info struct {
 	TempDirs     []string `json:"temp_dirs"`
 	PooledPort   int      `json:"pooled_port"`
 	NoRoleID     string   `json:"norole_client_id"`
+	WorkspaceID  string   `json:"workspace_id"`
 	NoRoleSecret string   `json:"norole_client_secret"`
 	PgBouncerPID int      `json:"pgbouncer_pid"`
 }
@@ -100,8 +101,18 @@ func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
 // README's curl lines do.
 func mintCredential(t *testing.T, in info) string {
 	t.Helper()
+	// Where OIDC lives and the workspace id, from the host's metadata (a unified host
+	// serves OIDC at the account's path and wants the id on every call).
+	var meta struct {
+		OIDC        string `json:"oidc_endpoint"`
+		WorkspaceID string `json:"workspace_id"`
+		AccountID   string `json:"account_id"`
+	}
+	req, _ := http.NewRequest("GET", in.Workspace+"/.well-known/databricks-config", nil)
+	mustDo(t, req, &meta)
+	oidc := strings.ReplaceAll(meta.OIDC, "{account_id}", meta.AccountID)
 	// curl -u "$client_id:$client_secret" -d grant_type=client_credentials -d scope=all-apis $workspace/oidc/v1/token
-	req, _ := http.NewRequest("POST", in.Workspace+"/oidc/v1/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}.Encode()))
+	req, _ = http.NewRequest("POST", oidc+"/v1/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(in.ClientID, in.ClientSecret)
 	var tok struct {
@@ -112,6 +123,7 @@ func mintCredential(t *testing.T, in info) string {
 	body, _ := json.Marshal(map[string]string{"endpoint": in.Endpoint})
 	req, _ = http.NewRequest("POST", in.Workspace+"/api/2.0/postgres/credentials", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("X-Databricks-Workspace-Id", meta.WorkspaceID)
 	var cred struct {
 		Token string `json:"token"`
 	}
@@ -162,8 +174,9 @@ func TestLakebaseLocal_PoolerOnPooledPort(t *testing.T) {
 }
 
 // -sp-without-role adds a service principal whose role is missing: its credential is
-// refused exactly as the service refuses it.
-func TestLakebaseLocal_SPWithoutRole(t *testing.T) {
+// refused exactly as the service refuses it. (With -unified-host too: workspace
+// calls must name the workspace.)
+func TestLakebaseLocal_SPWithoutRoleOnAUnifiedHost(t *testing.T) {
 	testenv.NeedPostgres(t)
 	psql, err := exec.LookPath("psql")
 	if err != nil {
@@ -173,8 +186,16 @@ func TestLakebaseLocal_SPWithoutRole(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd, in, _ := startLocal(t, bin, "-sp-without-role")
+	cmd, in, _ := startLocal(t, bin, "-sp-without-role", "-unified-host")
 	defer cmd.Process.Signal(syscall.SIGTERM)
+	// -unified-host: a workspace call without the workspace id is refused.
+	req, _ := http.NewRequest("GET", in.Workspace+"/api/2.0/postgres/"+in.Endpoint, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a call without X-Databricks-Workspace-Id on a unified host: %v %v", resp, err)
+	}
+	if in.WorkspaceID == "" {
+		t.Fatal("no workspace_id in the JSON line")
+	}
 	if in.NoRoleID == "" || in.NoRoleSecret == "" || in.NoRoleID == in.ClientID {
 		t.Fatalf("norole_client_id %q", in.NoRoleID)
 	}

@@ -99,6 +99,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest) || (cmd == "branch" || cmd == "role") && len(rest) > 1 && isHelp(rest[1])
 	cfg, err := lakebase.ParseDSN(*dsn)
+	var ce *lakebase.ConfigError
+	if cmd == "login" && !help && errors.As(err, &ce) && ce.Property == "DatabricksInstance" && ce.Value == "" {
+		// No workspace: a host-agnostic login through the login host.
+		if err := discoveryLogin(ctx, *dsn, rest, stdin, stdout, stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "lakebase") {
+				msg = "lakebase: " + msg
+			}
+			fmt.Fprintln(stderr, msg)
+			return 1
+		}
+		return 0
+	}
 	if err != nil && !help {
 		fmt.Fprintln(stderr, err) // errors of the driver start with "lakebase:"
 		return 2
@@ -178,6 +194,70 @@ func goVersion() string {
 func connector(cfg *lakebase.Config, stderr io.Writer) (*lakebase.Connector, error) {
 	useStoredLogin(cfg)
 	return lakebase.NewConnectorFromConfig(cfg, lakebase.WithStderr(stderr))
+}
+
+// discoveryLogin is lakebase login with no workspace: the person picks it at the
+// login host (LoginHost); the tokens are stored under it, and the connection
+// string to use from then on is printed.
+func discoveryLogin(ctx context.Context, dsn string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	headless := fs.Bool("headless", false, "print the login URL and read the URL the browser ends on from standard input")
+	noBrowser := fs.Bool("no-browser", false, "do not open a browser; only print the login URL (the callback is still served here)")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute) // a person needs time to log in
+	defer cancel()
+	opts := []lakebase.Option{lakebase.WithStderr(stderr)}
+	if *noBrowser {
+		opts = append(opts, lakebase.WithBrowserOpener(func(string) error { return nil }))
+	}
+	var cfg *lakebase.Config
+	var err error
+	if *headless {
+		a, err := lakebase.NewDiscoveryAuthorization(dsn)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Open this URL in a browser on any machine, log in and pick the workspace:\n\n  %s\n\nThen paste the URL the browser ends on: ", a.URL)
+		line, rerr := bufio.NewReader(stdin).ReadString('\n')
+		if rerr != nil && line == "" {
+			return fmt.Errorf("reading the URL: %w", rerr)
+		}
+		if cfg, err = lakebase.FinishDiscoveryLogin(ctx, dsn, a, line, opts...); err != nil {
+			return err
+		}
+	} else if cfg, err = lakebase.DiscoveryLogin(ctx, dsn, opts...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Logged in to %s. Use this connection string (add Endpoint=, Project= or Instance= to name the database):\n%s\n",
+		cfg.DatabricksInstance, connectionStringOf(cfg))
+	return nil
+}
+
+// connectionStringOf is cfg's connection string without secrets or defaults that
+// only repeat themselves.
+func connectionStringOf(cfg *lakebase.Config) string {
+	parts := []string{"AuthScheme=OAuthPKCE", "DatabricksInstance=" + cfg.DatabricksInstance}
+	if cfg.OAuthClientID != lakebase.DefaultPKCEClientID {
+		parts = append(parts, "OAuthClientId="+cfg.OAuthClientID)
+	}
+	for _, kv := range [][2]string{{"Endpoint", cfg.Endpoint}, {"Project", cfg.Project}, {"Branch", cfg.Branch}, {"Instance", cfg.Instance},
+		{"OAuthSettingsLocation", cfg.OAuthSettingsLocation}, {"InitiateOAuth", string(lakebase.InitiateRefresh)}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+"="+quoteValue(kv[1]))
+		}
+	}
+	return strings.Join(parts, ";")
+}
+
+// quoteValue quotes a connection-string value that needs it.
+func quoteValue(v string) string {
+	if !strings.ContainsAny(v, ";'\" ") {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
 // useStoredLogin makes the command use the stored login of a person: for OAuthPKCE
