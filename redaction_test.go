@@ -36,18 +36,19 @@ func isSecret(typeName, field string) bool {
 // package. TestRedaction_EveryExportedTypeWithASecret finds those types in the
 // source and fails when one is missing here, so a new one cannot slip by.
 var samples = map[string]any{
-	"lakebase.Config":               &lakebase.Config{},
-	"lakebase.Login":                &lakebase.Login{},
-	"lakebase.Authorization":        &lakebase.Authorization{},
-	"lakebase.CodeExchange":         &lakebase.CodeExchange{},
-	"oauth.TokenClient":             &oauth.TokenClient{},
-	"settings.StoredToken":          &settings.StoredToken{},
-	"settings.Pending":              &settings.Pending{},
-	"oauth.Source":                  &oauth.Source{Client: &oauth.TokenClient{}},
-	"workspace.DatabaseCredential":  &workspace.DatabaseCredential{},
-	"settings.StoredCredential":     &settings.StoredCredential{},
-	"oauth.EntraSource":             &oauth.EntraSource{},
-	"lakebasetest.ServicePrincipal": &lakebasetest.ServicePrincipal{},
+	"lakebase.Config":                 &lakebase.Config{},
+	"lakebase.Login":                  &lakebase.Login{},
+	"lakebase.Authorization":          &lakebase.Authorization{},
+	"lakebase.CodeExchange":           &lakebase.CodeExchange{},
+	"lakebase.DiscoveryAuthorization": &lakebase.DiscoveryAuthorization{},
+	"oauth.TokenClient":               &oauth.TokenClient{},
+	"settings.StoredToken":            &settings.StoredToken{},
+	"settings.Pending":                &settings.Pending{},
+	"oauth.Source":                    &oauth.Source{Client: &oauth.TokenClient{}},
+	"workspace.DatabaseCredential":    &workspace.DatabaseCredential{},
+	"settings.StoredCredential":       &settings.StoredCredential{},
+	"oauth.EntraSource":               &oauth.EntraSource{},
+	"lakebasetest.ServicePrincipal":   &lakebasetest.ServicePrincipal{},
 }
 
 // exportedSecretTypes parses the packages' sources and lists "pkg.Type" for every
