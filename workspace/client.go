@@ -46,9 +46,10 @@ type Client struct {
 	http   *http.Client
 	opts   Options
 
-	wsMu       sync.Mutex
-	wsID       string // resolved
+	wsMu       sync.Mutex // guards wsID and wsResolved (held briefly)
+	wsID       string     // resolved
 	wsResolved bool
+	resolveMu  sync.Mutex // one resolution at a time
 }
 
 // workspaceID is the id to send, if any is known.
@@ -65,26 +66,29 @@ func (c *Client) workspaceID() string {
 	return id
 }
 
-// resolveWorkspaceID asks ResolveWorkspaceID once; it reports whether an id is now
-// known that was not.
-func (c *Client) resolveWorkspaceID(ctx context.Context) bool {
-	if c.opts.ResolveWorkspaceID == nil || c.workspaceID() != "" {
-		return false
+// resolveWorkspaceID asks ResolveWorkspaceID once (concurrent callers wait for
+// it) and returns the id now known, if any.
+func (c *Client) resolveWorkspaceID(ctx context.Context) string {
+	if id := c.workspaceID(); id != "" || c.opts.ResolveWorkspaceID == nil {
+		return id
 	}
+	c.resolveMu.Lock()
+	defer c.resolveMu.Unlock()
 	c.wsMu.Lock()
-	defer c.wsMu.Unlock()
-	if c.wsResolved {
-		return false
+	done := c.wsResolved || c.wsID != ""
+	c.wsMu.Unlock()
+	if !done {
+		id, err := c.opts.ResolveWorkspaceID(ctx)
+		c.wsMu.Lock()
+		if ctx.Err() == nil {
+			c.wsResolved = true
+		}
+		if err == nil {
+			c.wsID = id
+		}
+		c.wsMu.Unlock()
 	}
-	id, err := c.opts.ResolveWorkspaceID(ctx)
-	if ctx.Err() == nil {
-		c.wsResolved = true
-	}
-	if err != nil || id == "" {
-		return false
-	}
-	c.wsID = id
-	return true
+	return c.workspaceID()
 }
 
 // New returns a client of the workspace at host (https://..., or http:// for a
@@ -131,9 +135,10 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 	if err != nil {
 		return err
 	}
+	sent := c.workspaceID()
 	err = c.withRetry(ctx, op, method, path, tok, in, out)
 	var ae *APIError
-	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && c.resolveWorkspaceID(ctx) {
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && sent == "" && c.resolveWorkspaceID(ctx) != "" {
 		// A unified host refuses a call that does not say which workspace it is for.
 		err = c.withRetry(ctx, op, method, path, tok, in, out)
 	}

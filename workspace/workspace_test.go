@@ -156,3 +156,60 @@ func TestDatabaseCredential_FormsHideTheToken(t *testing.T) {
 		t.Fatalf("leak: %s", s)
 	}
 }
+
+// A unified host refuses calls that do not name the workspace. Two calls refused at
+// once both go through once the id is resolved (once), and later calls name it
+// from the start; a host that refuses with 400 for another reason costs one
+// resolution, never a loop.
+func TestClient_WorkspaceIDIsResolvedOnceForConcurrentRefusals(t *testing.T) {
+	var refused, served atomic.Int32
+	bothRefused := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Databricks-Workspace-Id") != "42" {
+			if refused.Add(1) == 2 {
+				close(bothRefused)
+			}
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error_code":"INVALID_PARAMETER_VALUE","message":"name the workspace"}`))
+			return
+		}
+		served.Add(1)
+		w.Write([]byte(`{"userName":"ada@example.com"}`))
+	}))
+	defer srv.Close()
+	var resolutions atomic.Int32
+	c := workspace.New(srv.URL, static("t"), nil, workspace.Options{ResolveWorkspaceID: func(ctx context.Context) (string, error) {
+		resolutions.Add(1)
+		<-bothRefused // the second call was refused before the id was known
+		return "42", nil
+	}})
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := c.Me(context.Background()); errs <- err }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Me(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, s, n := refused.Load(), served.Load(), resolutions.Load(); r != 2 || s != 3 || n != 1 {
+		t.Fatalf("%d refused, %d served, %d resolutions; want 2, 3, 1", r, s, n)
+	}
+
+	plain := workspace.New(srv.URL, static("t"), nil, workspace.Options{ResolveWorkspaceID: func(context.Context) (string, error) {
+		resolutions.Add(1)
+		return "", errors.New("no metadata")
+	}})
+	resolutions.Store(0)
+	for range 3 {
+		if _, err := plain.Me(context.Background()); err == nil {
+			t.Fatal("a refused call succeeded")
+		}
+	}
+	if n := resolutions.Load(); n != 1 {
+		t.Fatalf("%d resolutions for three refused calls, want 1", n)
+	}
+}
