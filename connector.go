@@ -126,6 +126,10 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		c.Close()
 		return nil, err
 	}
+	if p, ok := c.login.(*tokenPipeline); ok {
+		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
+		p.hostMeta = c.hostMeta
+	}
 	if c.cfg.ConnectOnOpen {
 		// Log in once now: a wrong secret, host or role fails here, not at the first query.
 		sc, err := c.dial(context.Background())

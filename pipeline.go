@@ -45,6 +45,10 @@ type tokenPipeline struct {
 	target *target
 	user   string
 
+	// hostMeta is the workspace host's metadata (nil for a bare pipeline); metadata
+	// read during a token fetch is stored once the login is done.
+	hostMeta *oauth.HostMetadataCache
+
 	// One lookup of each kind at a time: concurrent logins wait for it (as long as
 	// their contexts allow) and share it.
 	targetMu, userMu ctxsync.Mutex
@@ -374,6 +378,28 @@ func (p *tokenPipeline) remember(ctx context.Context, fn func(*settings.Settings
 	if err != nil {
 		p.log.Warn("lakebase: could not keep the credential in the settings store", slog.String("error", err.Error()))
 	}
+}
+
+// loadHostMetadata reads the workspace host's metadata from the store.
+func (p *tokenPipeline) loadHostMetadata(ctx context.Context) *oauth.HostMetadata {
+	var out *oauth.HostMetadata
+	p.recall(ctx, func(st *settings.Settings) {
+		if m := st.HostMetadata[strings.ToLower(p.cfg.DatabricksInstance)]; m != nil {
+			out = &oauth.HostMetadata{OIDCEndpoint: m.OIDCEndpoint, AccountID: m.AccountID, WorkspaceID: m.WorkspaceID, HostType: m.HostType}
+		}
+	})
+	return out
+}
+
+// saveHostMetadata keeps the workspace host's metadata in the store.
+func (p *tokenPipeline) saveHostMetadata(ctx context.Context, m *oauth.HostMetadata) {
+	p.remember(ctx, func(st *settings.Settings) {
+		if st.HostMetadata == nil {
+			st.HostMetadata = map[string]*settings.StoredHostMetadata{}
+		}
+		st.HostMetadata[strings.ToLower(p.cfg.DatabricksInstance)] = &settings.StoredHostMetadata{OIDCEndpoint: m.OIDCEndpoint,
+			AccountID: m.AccountID, WorkspaceID: m.WorkspaceID, HostType: m.HostType, Updated: time.Now()}
+	})
 }
 
 // resolveTarget works out, once, which database to mint for and its host.
@@ -743,6 +769,9 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 	g.Go(func() (err error) { t, err = p.resolveTarget(gctx); return err })
 	if err := g.Wait(); err != nil {
 		return loginInfo{}, err
+	}
+	if p.hostMeta != nil {
+		p.hostMeta.Flush(ctx) // outside every store lock
 	}
 	host, port := splitHostPort(t.host, p.cfg.Port)
 	return loginInfo{host: host, port: port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,

@@ -2,6 +2,8 @@ package lakebase_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,5 +73,35 @@ func TestUnifiedHost_WorkspaceIDFromTheEnvironment(t *testing.T) {
 	defer c.Close()
 	if got := c.Config().WorkspaceID; got != "7777" {
 		t.Fatalf("WorkspaceID from the environment: %q", got)
+	}
+}
+
+// The host's metadata is kept in the settings store like the other lookups: a later
+// process on the same store reads it there, not from the host.
+func TestUnifiedHost_MetadataIsKeptInTheSettingsStore(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t, lakebasetest.Options{UnifiedHost: true})
+	store := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+	dsn := e.OAuthClientDSN("OAuthSettingsLocation=" + store)
+	db, _ := newDB(t, dsn)
+	if err := db.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	data, err := os.ReadFile(store)
+	if err != nil || !strings.Contains(string(data), `"host_metadata"`) || !strings.Contains(string(data), e.WorkspaceID) {
+		t.Fatalf("the settings file has no host metadata (%d bytes): %v", len(data), err)
+	}
+	e.RevokeAllCredentials() // the next process must mint, through the workspace API
+	e.ResetCounts()
+	again, _ := newDB(t, dsn)
+	if err := again.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Count(lakebasetest.EPHostMetadata); n != 0 {
+		t.Fatalf("the metadata was read from the host again (%d times)", n)
+	}
+	if e.Count(lakebasetest.EPCredAutoscaling) == 0 {
+		t.Fatal("no credential was minted: the test proves nothing")
 	}
 }

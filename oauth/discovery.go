@@ -54,7 +54,7 @@ func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
 			ep = oauth2.Endpoint{AuthURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
 			if d.Metadata != nil {
 				// The host's metadata says where OIDC lives (unified and account hosts).
-				if m, merr := d.Metadata.Get(ctx); merr == nil && m.OIDCRoot() != "" {
+				if m, merr := d.Metadata.GetFromHost(ctx); merr == nil && m.OIDCRoot() != "" {
 					if got, ferr := d.fetchAt(ctx, m.OIDCRoot()+"/.well-known/oauth-authorization-server"); ferr == nil {
 						ep = got
 					} else {

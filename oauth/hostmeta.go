@@ -65,20 +65,61 @@ func FetchHostMetadata(ctx context.Context, hc *http.Client, host string) (*Host
 type HostMetadataCache struct {
 	HTTP *http.Client
 	Host string
+	// Load and Save, when set, keep the metadata beyond the process (the settings
+	// store): Load is asked first; what is read from the host is given to Save.
+	Load func(ctx context.Context) *HostMetadata
+	Save func(ctx context.Context, m *HostMetadata)
 
-	mu   sync.Mutex
-	done bool
-	m    *HostMetadata
-	err  error
+	mu    sync.Mutex
+	done  bool
+	saved bool // given to Save, or read by Load
+	m     *HostMetadata
+	err   error
 }
 
-// Get returns the metadata, reading it on the first call.
-func (c *HostMetadataCache) Get(ctx context.Context) (*HostMetadata, error) {
+// Flush gives metadata read from the host by GetFromHost to Save, once; call it
+// where the store's lock is not held.
+func (c *HostMetadataCache) Flush(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.m != nil && !c.saved && c.Save != nil {
+		c.Save(ctx, c.m)
+		c.saved = true
+	}
+}
+
+// Get returns the metadata, reading it on the first call (from Load, else from the
+// host, then given to Save).
+func (c *HostMetadataCache) Get(ctx context.Context) (*HostMetadata, error) {
+	return c.get(ctx, true)
+}
+
+// GetFromHost is Get without Load and Save: for callers that may hold the store's
+// lock (the OIDC discovery of a token fetch), which Load and Save take.
+func (c *HostMetadataCache) GetFromHost(ctx context.Context) (*HostMetadata, error) {
+	return c.get(ctx, false)
+}
+
+func (c *HostMetadataCache) get(ctx context.Context, store bool) (*HostMetadata, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !store && !c.done {
+		c.m, c.err = FetchHostMetadata(ctx, c.HTTP, c.Host)
+		c.done = ctx.Err() == nil
+		return c.m, c.err
+	}
+	if !c.done && c.Load != nil {
+		if m := c.Load(ctx); m != nil {
+			c.m, c.err, c.done, c.saved = m, nil, true, true
+		}
+	}
 	if !c.done {
 		c.m, c.err = FetchHostMetadata(ctx, c.HTTP, c.Host)
 		c.done = ctx.Err() == nil
+		if c.err == nil && c.Save != nil {
+			c.Save(ctx, c.m)
+			c.saved = true
+		}
 	}
 	return c.m, c.err
 }

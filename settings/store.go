@@ -39,6 +39,18 @@ type Settings struct {
 	// came from. Neither is secret.
 	Lookups   map[string]*StoredLookup `json:"lookups,omitempty"`
 	UserNames map[string]*StoredUser   `json:"user_names,omitempty"`
+	// HostMetadata is each workspace host's /.well-known/databricks-config (not
+	// secret), keyed by the lower-cased host URL.
+	HostMetadata map[string]*StoredHostMetadata `json:"host_metadata,omitempty"`
+}
+
+// StoredHostMetadata is a host's metadata as read.
+type StoredHostMetadata struct {
+	OIDCEndpoint string    `json:"oidc_endpoint,omitempty"`
+	AccountID    string    `json:"account_id,omitempty"`
+	WorkspaceID  string    `json:"workspace_id,omitempty"`
+	HostType     string    `json:"host_type,omitempty"`
+	Updated      time.Time `json:"updated"`
 }
 
 // StoredUser is the Postgres user name of a login (its SCIM userName).
