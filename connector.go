@@ -46,6 +46,8 @@ type Connector struct {
 	// sessions counts the Postgres sessions of this connector's database/sql
 	// connections that are open now (for the connection-limit message).
 	sessions atomic.Int64
+	// connecting counts the logins under way.
+	connecting atomic.Int64
 	// lifetime is the pooled sessions' maximum lifetime (set by OpenDB); each
 	// session leaves the pool at a jittered moment before it.
 	lifetime     atomic.Int64
@@ -129,6 +131,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if p, ok := c.login.(*tokenPipeline); ok {
 		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
 		p.hostMeta = c.hostMeta
+		p.obs = c.opts.observers
 	}
 	if c.cfg.ConnectOnOpen {
 		// Log in once now: a wrong secret, host or role fails here, not at the first query.

@@ -39,6 +39,8 @@ func (s countedSession) Close() error {
 // dial opens a Postgres session: it obtains the login, connects through pgx, and
 // after a 28P01/28000 refusal retries once with a fresh credential.
 func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
+	c.connecting.Add(1)
+	defer c.connecting.Add(-1)
 	parent := ctx
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
@@ -67,6 +69,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	if li.retryable {
 		c.logger.Info("lakebase: login refused; minting a fresh credential and retrying once",
 			slog.String("user", li.user), slog.String("sqlstate", state))
+		c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: state, Start: time.Now()}, nil)
 		// A branch just made may refuse logins for a short while: with Project and
 		// Branch, refused logins are retried with fresh credentials for up to
 		// BranchLoginGrace (within Timeout).
@@ -149,6 +152,23 @@ func (c *Connector) hint(err error, li loginInfo) error {
 }
 
 func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {
+	if len(c.opts.observers) == 0 {
+		return c.connectPgxOnce(ctx, li)
+	}
+	start := time.Now()
+	sc, err := c.connectPgxOnce(ctx, li)
+	c.opts.observers.emit(ctx, Event{Kind: EventLogin, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user,
+		Start: start, Duration: time.Since(start)}, err)
+	return sc, err
+}
+
+// loginDatabase is the resource name of a login's database ("" for a host).
+func loginDatabase(li loginInfo) string {
+	_, name, _ := strings.Cut(li.database, " ")
+	return name
+}
+
+func (c *Connector) connectPgxOnce(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {
 	cc, err := c.pgxConfigFor(li)
 	if err != nil {
 		return nil, err
@@ -214,7 +234,7 @@ func (c *Connector) sessionRoleError(pe *pgconn.PgError, user string) error {
 // the connect fails as a waking compute does (dial errors, SQLSTATE class 08, 57P03
 // "the database system is starting up"), it retries with backoff until ctx ends
 // (Timeout), as the Databricks CLI does for scale-to-zero endpoints.
-func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (*stdlib.Conn, error) {
+func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.Conn, wakeErr error) {
 	sc, err := c.connectPgx(ctx, li)
 	if err == nil || li.database == "" || !coldStartError(err) {
 		return sc, err
@@ -224,7 +244,12 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (*stdlib.Co
 			return nil, err // a disabled endpoint does not wake: no retries
 		}
 	}
-	start := time.Now()
+	start, octx := time.Now(), ctx
+	c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: "wake", Start: start}, nil)
+	defer func() {
+		// How long the connect waited for the compute, and whether it woke.
+		c.opts.observers.emit(octx, Event{Kind: EventWakeWait, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), Start: start, Duration: time.Since(start)}, wakeErr)
+	}()
 	c.logger.Info("lakebase: the database is not taking connections yet (an idle endpoint wakes on connect); retrying until Timeout",
 		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))
 	ctx, cancel := context.WithTimeout(ctx, maxWake)

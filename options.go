@@ -22,6 +22,7 @@ type options struct {
 	tokenSource  oauth2.TokenSource
 	pgxConfig    []func(*pgx.ConnConfig)
 	afterConnect []func(context.Context, *pgx.Conn) error
+	observers    observers
 }
 
 // WithLogger sends the driver's log records to l. Without it, the Verbosity and

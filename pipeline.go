@@ -48,6 +48,8 @@ type tokenPipeline struct {
 	// hostMeta is the workspace host's metadata (nil for a bare pipeline); metadata
 	// read during a token fetch is stored once the login is done.
 	hostMeta *oauth.HostMetadataCache
+	// obs are told what the pipeline does (nil: nobody).
+	obs observers
 
 	// One lookup of each kind at a time: concurrent logins wait for it (as long as
 	// their contexts allow) and share it.
@@ -99,13 +101,18 @@ func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, wo workspa
 	}
 	p.ws = &cache.Cache[*oauth2.Token]{Name: "workspace token", Timeout: timeout, OnEvent: p.event, MinSafety: 2 * time.Minute,
 		Fetch: func(ctx context.Context) (*oauth2.Token, time.Time, error) {
+			start := time.Now()
 			t, err := oauth.TokenContext(ctx, p.src)
+			if err == nil && (t == nil || t.AccessToken == "") {
+				err = fmt.Errorf("%w: the token source returned no access token", ErrNoToken)
+			}
+			ev := Event{Kind: EventWorkspaceToken, Scheme: cfg.AuthScheme, Start: start, Duration: time.Since(start)}
 			if err != nil {
+				p.obs.emit(ctx, ev, err)
 				return nil, time.Time{}, err
 			}
-			if t == nil || t.AccessToken == "" {
-				return nil, time.Time{}, fmt.Errorf("%w: the token source returned no access token", ErrNoToken)
-			}
+			ev.Expiry = t.Expiry
+			p.obs.emit(ctx, ev, nil)
 			return t, t.Expiry, nil
 		}}
 	p.cred = &cache.Cache[workspace.DatabaseCredential]{Name: "database credential", Timeout: timeout, OnEvent: p.event, Fetch: p.mint}
@@ -160,6 +167,7 @@ func refusedToken(err error) bool {
 // renew the token, the refusal is the error.
 func (p *tokenPipeline) tokenRefused(ctx context.Context, refused string, cause error) (string, error) {
 	p.log.Info("lakebase: a workspace API refused the token; getting a new one", slog.String("error", cause.Error()))
+	p.obs.emit(ctx, Event{Kind: EventRetry, Scheme: p.cfg.AuthScheme, Cause: httpStatusCause(cause), Start: time.Now()}, nil)
 	p.ws.Invalidate(func(t *oauth2.Token) bool { return t.AccessToken == refused })
 	if r, ok := p.src.(interface{ TokenRefused(string) }); ok {
 		r.TokenRefused(refused) // e.g. the CLI: ask it for a fresh token, not its cached one
@@ -265,6 +273,15 @@ func (p *tokenPipeline) mintOrRecall(ctx context.Context, endpoint, instance str
 	var cred workspace.DatabaseCredential
 	minted := time.Now()
 	mintOnce := func() (err error) {
+		start := time.Now()
+		ev := Event{Kind: EventCredentialMint, Scheme: p.cfg.AuthScheme, Database: endpoint, API: "autoscaling", Start: start}
+		if endpoint == "" {
+			ev.Database, ev.API = instance, "provisioned"
+		}
+		defer func() {
+			ev.Duration, ev.Expiry = time.Since(start), cred.Expiry
+			p.obs.emit(ctx, ev, err)
+		}()
 		if endpoint != "" {
 			ttl := p.cfg.CredentialLifetime
 			if ttl <= 0 {
@@ -362,7 +379,9 @@ func (p *tokenPipeline) recall(ctx context.Context, fn func(*settings.Settings))
 	if !p.stores() {
 		return
 	}
+	start := time.Now()
 	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return false, nil })
+	p.obs.emit(ctx, Event{Kind: EventStoreRead, Scheme: p.cfg.AuthScheme, Start: start, Duration: time.Since(start)}, err)
 	if err != nil {
 		p.log.Debug("lakebase: the settings store could not be read for a warm start", slog.String("error", err.Error()))
 	}
@@ -374,7 +393,9 @@ func (p *tokenPipeline) remember(ctx context.Context, fn func(*settings.Settings
 	if !p.stores() {
 		return
 	}
+	start := time.Now()
 	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return true, nil })
+	p.obs.emit(ctx, Event{Kind: EventStoreWrite, Scheme: p.cfg.AuthScheme, Start: start, Duration: time.Since(start)}, err)
 	if err != nil {
 		p.log.Warn("lakebase: could not keep the credential in the settings store", slog.String("error", err.Error()))
 	}
