@@ -1,6 +1,6 @@
 GO ?= go
 # Modules: the driver, and the examples with their ORM and migration tools.
-MODULES := . examples/integrations
+MODULES := . examples/integrations otel
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 
