@@ -1,5 +1,6 @@
 GO ?= go
-# Modules: the driver, and the examples with their ORM and migration tools.
+# Modules: the driver, the examples with their ORM and migration tools, and the
+# OpenTelemetry module.
 MODULES := . examples/integrations otel
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m

@@ -600,3 +600,33 @@ func mustParse(tb testing.TB, cs string) *pgx.ConnConfig {
 	}
 	return cc
 }
+
+// BenchmarkObserver shows what the observer hook costs a query: nothing, with no
+// observer and with one (events come from logins only), beside plain pgx.
+func BenchmarkObserver(b *testing.B) {
+	noop := lakebase.ObserverFunc(func(context.Context, lakebase.Event) {})
+	dbs := map[string]*sql.DB{"pgx": pgxStdlibDB(b, "")}
+	for name, opts := range map[string][]lakebase.Option{"lakebase": nil, "lakebase+observer": {lakebase.WithObserver(noop)}} {
+		c, err := lakebase.NewConnector(passwordDSN(""), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		dbs[name] = sql.OpenDB(c)
+	}
+	for _, name := range []string{"pgx", "lakebase", "lakebase+observer"} {
+		db := dbs[name]
+		db.SetMaxIdleConns(4)
+		b.Cleanup(func() { db.Close() })
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			var v int
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/lakebase-go/lakebase"
@@ -67,7 +68,16 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 	}
 	step("Opening a database with AuthScheme=%s", cfg.AuthScheme)
 	say("connection string (secrets hidden): %s", cfg)
-	c, err := lakebase.NewConnectorFromConfig(cfg)
+	// An observer counts what the login pipeline does (the otel module exports the
+	// same events to OpenTelemetry: README, "Observability").
+	var evMu sync.Mutex
+	events := map[lakebase.EventKind]int{}
+	count := lakebase.ObserverFunc(func(_ context.Context, e lakebase.Event) {
+		evMu.Lock()
+		events[e.Kind]++
+		evMu.Unlock()
+	})
+	c, err := lakebase.NewConnectorFromConfig(cfg, lakebase.WithObserver(count))
 	if err != nil {
 		return err
 	}
@@ -132,6 +142,12 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
+
+	evMu.Lock()
+	say("the login pipeline reported %d workspace token, %d credential mint and %d login events to its observer;",
+		events[lakebase.EventWorkspaceToken], events[lakebase.EventCredentialMint], events[lakebase.EventLogin])
+	evMu.Unlock()
+	say("export them as OpenTelemetry metrics and spans with github.com/lakebase-go/lakebase/otel (README: Observability)")
 
 	if emu == nil {
 		step("Done (the OAuthPKCE web login is shown on the emulator only)")
