@@ -202,6 +202,11 @@ type Config struct {
 	// reconnect at once): below Lakebase's 3-day session limit. OpenDB and PoolConfig
 	// apply it.
 	PoolMaxLifetime time.Duration
+	// CredentialClaims scope every database credential minted (both APIs'
+	// claims): with READ_ONLY it only reads the Unity Catalog tables named
+	// (CredentialClaims=READ_ONLY:main.sales.orders,main.sales.items). nil:
+	// unscoped. A scoped and an unscoped credential are stored apart.
+	CredentialClaims *workspace.CredentialClaims
 	// CredentialLifetime is the lifetime asked of Autoscaling database credentials
 	// (the ttl of the request, 300 s to 1 h; 0: 1 h). Refresh-ahead follows the
 	// expiry the service answers.

@@ -79,6 +79,12 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 			o(&c.opts)
 		}
 	}
+	if cl := c.opts.claims; cl != nil {
+		if err := cl.Validate(); err != nil {
+			return nil, &ConfigError{Property: "CredentialClaims", Value: cl.String(), Err: err}
+		}
+		c.cfg.CredentialClaims = cl
+	}
 	if c.opts.tokenSource != nil {
 		switch c.cfg.AuthScheme {
 		case "", AuthTokenSource:

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/lakebase-go/lakebase/internal/textdist"
+	"github.com/lakebase-go/lakebase/workspace"
 
 	"fmt"
 	"os"
@@ -296,6 +297,22 @@ var properties = []property{
 	secondsProp("PoolIdleTimeout", func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
 	secondsProp("PoolMaxLifetime", func(c *Config) *time.Duration { return &c.PoolMaxLifetime }),
 	secondsProp("PoolWaitTime", func(c *Config) *time.Duration { return &c.PoolWaitTime }),
+	{
+		name: "CredentialClaims",
+		set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "" {
+				c.CredentialClaims = nil
+				return nil
+			}
+			cl, err := workspace.ParseCredentialClaims(v)
+			if err != nil {
+				return err
+			}
+			c.CredentialClaims = cl
+			return nil
+		},
+		get: func(c *Config) string { return c.CredentialClaims.String() },
+	},
 	{
 		name: "CredentialLifetime",
 		set: func(c *Config, v string) error {

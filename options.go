@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/lakebase-go/lakebase/workspace"
 	"golang.org/x/oauth2"
 )
 
@@ -23,6 +24,13 @@ type options struct {
 	pgxConfig    []func(*pgx.ConnConfig)
 	afterConnect []func(context.Context, *pgx.Conn) error
 	observers    observers
+	claims       *workspace.CredentialClaims
+}
+
+// WithCredentialClaims scopes every database credential the connector mints (the
+// typed form of CredentialClaims; it wins over the connection string's).
+func WithCredentialClaims(c workspace.CredentialClaims) Option {
+	return func(o *options) { o.claims = &c }
 }
 
 // WithLogger sends the driver's log records to l. Without it, the Verbosity and

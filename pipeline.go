@@ -287,9 +287,9 @@ func (p *tokenPipeline) mintOrRecall(ctx context.Context, endpoint, instance str
 			if ttl <= 0 {
 				ttl = time.Hour
 			}
-			cred, err = p.rest.GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: endpoint, TTL: ttl})
+			cred, err = p.rest.GenerateCredential(ctx, workspace.CredentialRequest{Endpoint: endpoint, TTL: ttl, Claims: p.cfg.CredentialClaims})
 		} else {
-			cred, err = p.rest.GenerateProvisionedCredential(ctx, workspace.ProvisionedCredentialRequest{Instances: []string{instance}})
+			cred, err = p.rest.GenerateProvisionedCredential(ctx, workspace.ProvisionedCredentialRequest{Instances: []string{instance}, Claims: p.cfg.CredentialClaims})
 		}
 		return err
 	}
@@ -338,7 +338,8 @@ func (p *tokenPipeline) credentialKey(endpoint, instance string) (settings.Crede
 	if !p.stores() {
 		return settings.CredentialKey{}, false
 	}
-	return settings.CredentialKey{Login: p.stored.Key(), Database: dbName(endpoint, instance), User: p.cfg.User, ReadOnly: p.cfg.ReadOnly}, true
+	return settings.CredentialKey{Login: p.stored.Key(), Database: dbName(endpoint, instance), User: p.cfg.User, ReadOnly: p.cfg.ReadOnly,
+		Claims: p.cfg.CredentialClaims.String()}, true
 }
 
 // lookupKey keys a stored host lookup: the workspace and the database (or the

@@ -168,13 +168,17 @@ func (s *Server) issueCredential(subject string, ttl time.Duration) (string, tim
 
 // issueCredentialFor is issueCredential for an endpoint (which routes the session
 // to that endpoint's branch).
-func (s *Server) issueCredentialFor(subject string, ttl time.Duration, endpoint string) (string, time.Time, error) {
+func (s *Server) issueCredentialFor(subject string, ttl time.Duration, endpoint string, scope ...*CredentialScope) (string, time.Time, error) {
 	s.mu.Lock()
 	if s.credTTL > 0 && s.credTTL < ttl {
 		ttl = s.credTTL
 	}
 	s.mu.Unlock()
-	tok, err := s.sign(tokenClaims{Kind: "db", Endpoint: endpoint}, subject, ttl)
+	tc := tokenClaims{Kind: "db", Endpoint: endpoint}
+	if len(scope) > 0 {
+		tc.Scoped = scope[0]
+	}
+	tok, err := s.sign(tc, subject, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -187,9 +191,10 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		return
 	}
 	var body struct {
-		Endpoint   string `json:"endpoint"`
-		TTL        string `json:"ttl"`
-		ExpireTime string `json:"expire_time"`
+		Endpoint   string      `json:"endpoint"`
+		TTL        string      `json:"ttl"`
+		ExpireTime string      `json:"expire_time"`
+		Claims     []credClaim `json:"claims"`
 	}
 	if !decodeBody(w, r, &body) {
 		return
@@ -221,7 +226,12 @@ func (s *Server) handleAutoscalingCredential(w http.ResponseWriter, r *http.Requ
 		}
 		ttl = d
 	}
-	tok, exp, err := s.issueCredentialFor(sub, ttl, body.Endpoint)
+	scope, msg := checkClaims(body.Claims)
+	if msg != "" {
+		writeClaimsError(w, msg)
+		return
+	}
+	tok, exp, err := s.issueCredentialFor(sub, ttl, body.Endpoint, scope)
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 		return
@@ -239,8 +249,9 @@ func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Requ
 		return
 	}
 	var body struct {
-		RequestID     string   `json:"request_id"`
-		InstanceNames []string `json:"instance_names"`
+		RequestID     string      `json:"request_id"`
+		InstanceNames []string    `json:"instance_names"`
+		Claims        []credClaim `json:"claims"`
 	}
 	if !decodeBody(w, r, &body) {
 		return
@@ -259,7 +270,12 @@ func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Requ
 			return
 		}
 	}
-	tok, exp, err := s.issueCredential(sub, time.Hour)
+	scope, msg := checkClaims(body.Claims)
+	if msg != "" {
+		writeClaimsError(w, msg)
+		return
+	}
+	tok, exp, err := s.issueCredentialFor(sub, time.Hour, "", scope)
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 		return

@@ -291,6 +291,16 @@ func (fd *frontDoor) handle(ss *session) {
 		fd.refuseNoRole(conn, user)
 		return
 	}
+	if c, err := fd.s.parseJWT(pw); err == nil && c.Scoped != nil {
+		// A scoped credential: read-only, as a role that may read only its tables.
+		role, err := fd.s.scopeRole(pg, params["database"], user, c.Scoped)
+		if err != nil {
+			writeError(conn, "XX000", "could not apply the credential's scope")
+			return
+		}
+		params["role"] = role
+		params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")
+	}
 	if max := fd.s.opts.MaxConnections; max > 0 && fd.relayed() >= max {
 		// (The pooled host keeps its own limit, as the real pooler does.)
 		// The compute's connection limit, as PostgreSQL answers it.

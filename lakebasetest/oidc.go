@@ -46,6 +46,8 @@ type tokenClaims struct {
 	Endpoint string `json:"ep,omitempty"`
 	// IssuedNano is the issue time in nanoseconds (iat has only seconds).
 	IssuedNano int64 `json:"iat_ns,omitempty"`
+	// Scoped is the scope of a scoped database credential (claims).
+	Scoped *CredentialScope `json:"scoped,omitempty"`
 	jwt.RegisteredClaims
 }
 

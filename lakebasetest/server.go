@@ -267,6 +267,7 @@ type Server struct {
 	roleIDs     map[string]string // branch|role -> the role id it was made with (roles API)
 	roleTypes   map[string]string // role -> identity type given to the roles API
 	pgPasswords map[string]bool   // password roles of the roles API: PostgreSQL checks the password
+	scopes      map[string]bool   // the scope roles made (claims), by cluster|db|role|user
 	revokeCreds time.Time         // credentials issued before this are refused
 	issued      []string          // every token, credential and code handed out
 	trusted     map[string]trustedIssuer
@@ -303,6 +304,7 @@ func NewServer(opts Options) (*Server, error) {
 		roleIDs:      map[string]string{},
 		roleTypes:    map[string]string{},
 		pgPasswords:  map[string]bool{},
+		scopes:       map[string]bool{},
 		trusted:      map[string]trustedIssuer{},
 		tokenTTL:     opts.TokenLifetime,
 		credTTL:      opts.CredentialLifetime,

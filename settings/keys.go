@@ -42,11 +42,16 @@ type CredentialKey struct {
 	Database Database
 	User     string
 	ReadOnly bool
+	Claims   string // the scope (CredentialClaims' string form); "" for an unscoped credential
 }
 
-// String is the key as stored.
+// String is the key as stored (an unscoped credential's key is as it always was).
 func (k CredentialKey) String() string {
-	return fmt.Sprintf("%s|%s|%s|ro=%v", k.Login, k.Database, k.User, k.ReadOnly)
+	s := fmt.Sprintf("%s|%s|%s|ro=%v", k.Login, k.Database, k.User, k.ReadOnly)
+	if k.Claims != "" {
+		s += "|claims=" + k.Claims
+	}
+	return s
 }
 
 // LookupKey names the host lookup of a database in a workspace.

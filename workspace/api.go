@@ -15,6 +15,7 @@ import (
 type CredentialRequest struct {
 	Endpoint string        // projects/<p>/branches/<b>/endpoints/<e>
 	TTL      time.Duration // clamped to 300s..3600s; 0 is 3600s
+	Claims   *CredentialClaims
 }
 
 // GenerateCredential mints a database credential for an Autoscaling endpoint.
@@ -31,7 +32,10 @@ func (c *Client) GenerateCredential(ctx context.Context, req CredentialRequest) 
 		Token      string `json:"token"`
 		ExpireTime Time   `json:"expire_time"`
 	}
-	in := map[string]string{"endpoint": req.Endpoint, "ttl": fmt.Sprintf("%ds", int(ttl/time.Second))}
+	in := map[string]any{"endpoint": req.Endpoint, "ttl": fmt.Sprintf("%ds", int(ttl/time.Second))}
+	if req.Claims != nil {
+		in["claims"] = req.Claims.body()
+	}
 	const op = "mint Autoscaling credential"
 	if err := c.call(ctx, op, http.MethodPost, "/api/2.0/postgres/credentials", in, &out); err != nil {
 		return DatabaseCredential{}, err
@@ -47,6 +51,7 @@ func (c *Client) GenerateCredential(ctx context.Context, req CredentialRequest) 
 // request_id.
 type ProvisionedCredentialRequest struct {
 	Instances []string
+	Claims    *CredentialClaims
 }
 
 // GenerateProvisionedCredential mints a database credential for Provisioned
@@ -65,6 +70,9 @@ func (c *Client) GenerateProvisionedCredential(ctx context.Context, req Provisio
 		ExpirationTime Time   `json:"expiration_time"`
 	}
 	in := map[string]any{"request_id": uuid.NewString(), "instance_names": req.Instances}
+	if req.Claims != nil {
+		in["claims"] = req.Claims.body()
+	}
 	const op = "mint Provisioned credential"
 	if err := c.call(ctx, op, http.MethodPost, "/api/2.0/database/credentials", in, &out); err != nil {
 		return DatabaseCredential{}, err
