@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/lakebase-go/lakebase"
-	lbotel "github.com/lakebase-go/lakebase/otel"
 	"github.com/lakebase-go/lakebase/lakebasetest"
+	lbotel "github.com/lakebase-go/lakebase/otel"
 )
 
 // collect reads every metric the reader holds, by name.

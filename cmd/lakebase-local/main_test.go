@@ -49,10 +49,7 @@ func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
 	if err != nil {
 		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
 	}
-	bin := filepath.Join(t.TempDir(), "lakebase-local")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildLocal(t)
 	cmd, in, stderr := startLocal(t, bin, "-credential-lifetime", "10m")
 	for name, v := range map[string]string{"workspace": in.Workspace, "server": in.Server, "database": in.Database,
 		"ca_file": in.CAFile, "endpoint": in.Endpoint, "instance": in.Instance, "client_id": in.ClientID,
@@ -95,6 +92,16 @@ func TestLakebaseLocal_PsqlThroughItThenCleanStop(t *testing.T) {
 			t.Fatalf("temp dir %s left behind (%v)", d, err)
 		}
 	}
+}
+
+// buildLocal builds lakebase-local into the test's temporary directory.
+func buildLocal(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "lakebase-local")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // mintCredential gets a database credential for the service principal the way the
@@ -140,10 +147,7 @@ func TestLakebaseLocal_PoolerOnPooledPort(t *testing.T) {
 	if err != nil {
 		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
 	}
-	bin := filepath.Join(t.TempDir(), "lakebase-local")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildLocal(t)
 	if out, err := exec.Command(bin, "-pooler", "-pooler-auth", "sometimes").CombinedOutput(); err == nil || !strings.Contains(string(out), "-pooler-auth must be any or password") {
 		t.Fatalf("-pooler-auth=sometimes: %v: %s", err, out)
 	}
@@ -182,10 +186,7 @@ func TestLakebaseLocal_SPWithoutRoleOnAUnifiedHost(t *testing.T) {
 	if err != nil {
 		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
 	}
-	bin := filepath.Join(t.TempDir(), "lakebase-local")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildLocal(t)
 	cmd, in, _ := startLocal(t, bin, "-sp-without-role", "-unified-host")
 	defer cmd.Process.Signal(syscall.SIGTERM)
 	// -unified-host: a workspace call without the workspace id is refused.
@@ -262,10 +263,7 @@ func startLocal(t *testing.T, bin string, args ...string) (*exec.Cmd, info, *byt
 // it cleanly, leaving nothing.
 func TestLakebaseLocal_KilledInstancesAreSweptAndSIGHUPStopsCleanly(t *testing.T) {
 	testenv.NeedPostgres(t)
-	bin := filepath.Join(t.TempDir(), "lakebase-local")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildLocal(t)
 	killed, first, _ := startLocal(t, bin)
 	killed.Process.Signal(syscall.SIGKILL)
 	killed.Wait()

@@ -100,20 +100,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	help := len(rest) > 0 && isHelp(rest[0]) || cmd != "psql" && containsHelp(rest) || (cmd == "branch" || cmd == "role") && len(rest) > 1 && isHelp(rest[1])
 	cfg, err := lakebase.ParseDSN(*dsn)
 	var ce *lakebase.ConfigError
+	var fn func(context.Context, *lakebase.Config, []string, io.Reader, io.Writer, io.Writer) error
 	if cmd == "login" && !help && errors.As(err, &ce) && ce.Property == "DatabricksInstance" && ce.Value == "" {
 		// No workspace: a host-agnostic login through the login host.
-		if err := discoveryLogin(ctx, *dsn, rest, stdin, stdout, stderr); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			msg := err.Error()
-			if !strings.HasPrefix(msg, "lakebase") {
-				msg = "lakebase: " + msg
-			}
-			fmt.Fprintln(stderr, msg)
-			return 1
+		cfg, err = &lakebase.Config{}, nil
+		fn = func(ctx context.Context, _ *lakebase.Config, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+			return discoveryLogin(ctx, *dsn, args, stdin, stdout, stderr)
 		}
-		return 0
 	}
 	if err != nil && !help {
 		fmt.Fprintln(stderr, err) // errors of the driver start with "lakebase:"
@@ -123,21 +116,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cfg = &lakebase.Config{} // the flags are shown before any use of it
 		stderr = stdout
 	}
-	var fn func(context.Context, *lakebase.Config, []string, io.Reader, io.Writer, io.Writer) error
-	switch cmd {
-	case "login":
+	switch {
+	case fn != nil:
+	case cmd == "login":
 		fn = login
-	case "token":
+	case cmd == "token":
 		fn = token
-	case "status":
+	case cmd == "status":
 		fn = status
-	case "logout":
+	case cmd == "logout":
 		fn = logout
-	case "psql":
+	case cmd == "psql":
 		fn = psql
-	case "branch":
+	case cmd == "branch":
 		fn = branchCmd
-	case "role":
+	case cmd == "role":
 		fn = roleCmd
 	default:
 		fmt.Fprintf(stderr, "lakebase: unknown command %q\n\n%s", cmd, usage)
