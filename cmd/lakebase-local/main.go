@@ -120,6 +120,7 @@ func main() {
 		"endpoint":        srv.Endpoint,
 		"instance":        srv.Instance,
 		"workspace_id":    srv.WorkspaceID,
+		"login_host":      srv.LoginHost(),
 		"account_id":      srv.AccountID,
 		"client_id":       srv.ServicePrincipal.ClientID,
 		"client_secret":   srv.ServicePrincipal.ClientSecret,
