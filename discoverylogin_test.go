@@ -110,3 +110,15 @@ func TestDiscoveryLogin_LearnsTheWorkspaceFromTheCallback(t *testing.T) {
 		t.Fatalf("an http LoginHost: %v", err)
 	}
 }
+
+// The emulator's workspace URL itself serves the login host too.
+func TestDiscoveryLogin_TheWorkspaceURLAsLoginHost(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t, lakebasetest.Options{AutoApprove: true})
+	dsn := fmt.Sprintf("AuthScheme=OAuthPKCE;LoginHost=%s;CallbackURL=%s;OAuthSettingsLocation=memory://wsurl", e.URL, freeCallback(t))
+	cfg, err := lakebase.DiscoveryLogin(context.Background(), dsn, lakebase.WithStderr(&strings.Builder{}),
+		lakebase.WithBrowserOpener(func(u string) error { go follow(u, true); return nil }))
+	if err != nil || cfg.DatabricksInstance != e.URL {
+		t.Fatalf("%v, %v", cfg, err)
+	}
+}

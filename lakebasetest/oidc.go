@@ -84,6 +84,7 @@ func (s *Server) routes() http.Handler {
 	}
 	mux.HandleFunc("GET /.well-known/databricks-config", s.handleHostMetadata)
 	mux.HandleFunc("GET /login/{$}", s.handleLoginHost)
+	mux.HandleFunc("GET /{$}", s.handleLoginHost) // the workspace URL itself may be given as LoginHost
 	s.apiRoutes(mux)
 	return mux
 }
@@ -115,7 +116,7 @@ func (s *Server) oidcOnly(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // LoginHost is the emulator's stand-in for https://login.databricks.com: give it
-// as the driver's LoginHost. A host-agnostic login starts there, names the
+// as the driver's LoginHost (the workspace URL itself serves it too). A host-agnostic login starts there, names the
 // workspace's authorize path and query as destination_url, and is sent on to this
 // workspace (the only one it knows), as the real one is after the person picks a
 // workspace.
