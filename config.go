@@ -280,15 +280,7 @@ func (c *Config) setDefaults() error {
 	}
 	switch c.AuthScheme {
 	case AuthOAuthPKCE:
-		if c.OAuthClientID == "" {
-			c.OAuthClientID = DefaultPKCEClientID
-		}
-		if c.Scope == "" {
-			c.Scope = DefaultPKCEScope
-		}
-		if c.CallbackURL == "" {
-			c.CallbackURL = DefaultCallbackURL
-		}
+		c.personDefaults()
 	case AuthPassword:
 	default:
 		if c.Scope == "" {
@@ -306,6 +298,20 @@ func (c *Config) setDefaults() error {
 		c.AzureMSIEndpoint = DefaultAzureMSIEndpoint
 	}
 	return nil
+}
+
+// personDefaults fills in the defaults of a person's login (OAuthPKCE): the
+// Databricks CLI's public client, its scope, the local callback.
+func (c *Config) personDefaults() {
+	if c.OAuthClientID == "" {
+		c.OAuthClientID = DefaultPKCEClientID
+	}
+	if c.Scope == "" {
+		c.Scope = DefaultPKCEScope
+	}
+	if c.CallbackURL == "" {
+		c.CallbackURL = DefaultCallbackURL
+	}
 }
 
 // queryExecModes are the values of QueryExecMode: pgx's names.

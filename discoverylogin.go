@@ -60,15 +60,7 @@ func discoveryConfig(dsn string) (*Config, error) {
 	if !oauth.SecureURL(c.LoginHost) {
 		return nil, &ConfigError{Property: "LoginHost", Value: c.LoginHost, Err: errors.New("must be an https URL (http only for loopback hosts)")}
 	}
-	if c.OAuthClientID == "" {
-		c.OAuthClientID = DefaultPKCEClientID
-	}
-	if c.Scope == "" {
-		c.Scope = DefaultPKCEScope
-	}
-	if c.CallbackURL == "" {
-		c.CallbackURL = DefaultCallbackURL
-	}
+	c.personDefaults()
 	return c, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +62,21 @@ func sampleSessions(t *testing.T, e *lakebasetest.Server, role string, stop <-ch
 		}
 	}()
 	return func() int { <-done; return int(most.Load()) }
+}
+
+// concurrently runs fn(0) ... fn(n-1) at once and returns the errors they returned.
+func concurrently(n int, fn func(i int) error) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 // clientWork is what each client does through the pooler: a query with arguments,
@@ -128,23 +144,17 @@ func TestPooled_TwoHundredClientsShareTenServerSessions(t *testing.T) {
 
 			// Every client connects first, so all 200 are open at once.
 			conns := make([]*sql.Conn, clients)
-			var wg sync.WaitGroup
-			errs := make(chan error, clients)
-			for i := range conns {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					c, err := db.Conn(ctx)
-					if err == nil {
-						err = c.PingContext(ctx)
-					}
-					conns[i] = c
-					if err != nil {
-						errs <- fmt.Errorf("client %d connecting: %w", i, err)
-					}
-				}()
-			}
-			wg.Wait()
+			errs := concurrently(clients, func(i int) error {
+				c, err := db.Conn(ctx)
+				if err == nil {
+					err = c.PingContext(ctx)
+				}
+				conns[i] = c
+				if err != nil {
+					return fmt.Errorf("client %d connecting: %w", i, err)
+				}
+				return nil
+			})
 			defer func() {
 				for _, c := range conns {
 					if c != nil {
@@ -152,8 +162,7 @@ func TestPooled_TwoHundredClientsShareTenServerSessions(t *testing.T) {
 					}
 				}
 			}()
-			close(errs)
-			for err := range errs {
+			for _, err := range errs {
 				t.Fatal(err)
 			}
 			if got := e.Count(lakebasetest.EPPooledLogin) - before; got != clients {
@@ -162,23 +171,16 @@ func TestPooled_TwoHundredClientsShareTenServerSessions(t *testing.T) {
 
 			stop := make(chan struct{})
 			most := sampleSessions(t, e, role, stop)
-			errs = make(chan error, clients)
-			for i, c := range conns {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range 3 {
-						if err := clientWork(ctx, c, i); err != nil {
-							errs <- fmt.Errorf("client %d: %w", i, err)
-							return
-						}
+			errs = concurrently(clients, func(i int) error {
+				for range 3 {
+					if err := clientWork(ctx, conns[i], i); err != nil {
+						return fmt.Errorf("client %d: %w", i, err)
 					}
-				}()
-			}
-			wg.Wait()
+				}
+				return nil
+			})
 			close(stop)
-			close(errs)
-			for err := range errs {
+			for _, err := range errs {
 				t.Error(err)
 			}
 			m := most()
@@ -215,62 +217,42 @@ func TestPooled_PgxpoolSharesTenServerSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	var held []*pgxpool.Conn
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pcn, err := pool.Acquire(ctx)
-			if err != nil {
-				errs <- err
-				return
+	held := make([]*pgxpool.Conn, clients)
+	errs := concurrently(clients, func(i int) (err error) {
+		held[i], err = pool.Acquire(ctx)
+		return err
+	})
+	defer func() {
+		for _, pcn := range held {
+			if pcn != nil {
+				pcn.Release()
 			}
-			mu.Lock()
-			held = append(held, pcn)
-			mu.Unlock()
-			_ = i
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		}
+	}()
+	for _, err := range errs {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
 	most := sampleSessions(t, e, role, stop)
-	errs = make(chan error, clients)
-	for i, pcn := range held {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 3 {
-				var sum int
-				if err := pcn.QueryRow(ctx, "SELECT $1::int + $2::int", i, 7).Scan(&sum); err != nil || sum != i+7 {
-					errs <- fmt.Errorf("conn %d: %d, %v", i, sum, err)
-					return
-				}
-				err := pgx.BeginFunc(ctx, pcn, func(tx pgx.Tx) error {
-					var one int
-					return tx.QueryRow(ctx, "SELECT $1::int", 1).Scan(&one)
-				})
-				if err != nil {
-					errs <- fmt.Errorf("conn %d transaction: %w", i, err)
-					return
-				}
+	errs = concurrently(clients, func(i int) error {
+		for range 3 {
+			var sum int
+			if err := held[i].QueryRow(ctx, "SELECT $1::int + $2::int", i, 7).Scan(&sum); err != nil || sum != i+7 {
+				return fmt.Errorf("conn %d: %d, %v", i, sum, err)
 			}
-		}()
-	}
-	wg.Wait()
+			err := pgx.BeginFunc(ctx, held[i], func(tx pgx.Tx) error {
+				var one int
+				return tx.QueryRow(ctx, "SELECT $1::int", 1).Scan(&one)
+			})
+			if err != nil {
+				return fmt.Errorf("conn %d transaction: %w", i, err)
+			}
+		}
+		return nil
+	})
 	close(stop)
-	close(errs)
-	for err := range errs {
+	for _, err := range errs {
 		t.Error(err)
-	}
-	for _, pcn := range held {
-		pcn.Release()
 	}
 	if m := most(); m < 1 || m > 10 {
 		t.Fatalf("%d server sessions at once for %d connections, want 1 to 10", m, clients)

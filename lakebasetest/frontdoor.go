@@ -252,7 +252,12 @@ func (fd *frontDoor) handle(ss *session) {
 		writeError(conn, "28P01", fmt.Sprintf("password authentication failed for user %q", user))
 		return
 	}
-	if c, err := fd.s.parseJWT(pw); err == nil && c.Endpoint != "" && c.Endpoint != fd.s.Endpoint && fd.s.branchDatabase(c.Endpoint) == "" {
+	// The credential's claims (nil for a native password), read once.
+	c, err := fd.s.parseJWT(pw)
+	if err != nil {
+		c = nil
+	}
+	if c != nil && c.Endpoint != "" && c.Endpoint != fd.s.Endpoint && fd.s.branchDatabase(c.Endpoint) == "" {
 		// The endpoint is gone (its branch was deleted or expired): its sessions must
 		// never reach another branch's database.
 		fd.s.count(EPLoginRefused)
@@ -261,11 +266,11 @@ func (fd *frontDoor) handle(ss *session) {
 		return
 	}
 	if fd.pooled {
-		fd.relayPooled(ss, conn, br, params, pw, readOnly)
+		fd.relayPooled(ss, conn, br, params, pw, c, readOnly)
 		return
 	}
 	pg := fd.s.pg
-	if c, err := fd.s.parseJWT(pw); err == nil && params["database"] == fd.s.Database {
+	if c != nil && params["database"] == fd.s.Database {
 		if db := fd.s.branchDatabase(c.Endpoint); db != "" {
 			pg = fd.s.clusterOf(c.Endpoint)
 			if fd.s.branchTooNew(c.Endpoint) {
@@ -291,7 +296,7 @@ func (fd *frontDoor) handle(ss *session) {
 		fd.refuseNoRole(conn, user)
 		return
 	}
-	if c, err := fd.s.parseJWT(pw); err == nil && c.Scoped != nil {
+	if c != nil && c.Scoped != nil {
 		// A scoped credential: read-only, as a role that may read only its tables.
 		role, err := fd.s.scopeRole(pg, params["database"], user, c.Scoped)
 		if err != nil {
@@ -315,8 +320,8 @@ func (fd *frontDoor) handle(ss *session) {
 // relayPooled sends a session to the pooler: the main branch's database (the
 // pooled host is the main endpoint's), read-only through the read-only pooled host.
 // The pooler asks for the password itself when it checks native passwords.
-func (fd *frontDoor) relayPooled(ss *session, conn net.Conn, br *bufio.Reader, params map[string]string, pw string, readOnly bool) {
-	if c, err := fd.s.parseJWT(pw); err == nil && c.Endpoint != "" && c.Endpoint != fd.s.Endpoint {
+func (fd *frontDoor) relayPooled(ss *session, conn net.Conn, br *bufio.Reader, params map[string]string, pw string, c *tokenClaims, readOnly bool) {
+	if c != nil && c.Endpoint != "" && c.Endpoint != fd.s.Endpoint {
 		fd.s.count(EPLoginRefused)
 		writeError(conn, "28000", fmt.Sprintf("endpoint %s is not served by this host", c.Endpoint))
 		return

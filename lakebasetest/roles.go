@@ -150,15 +150,18 @@ func attrsJSON(r pgRole) map[string]any {
 }
 
 type roleSpecBody struct {
-	PostgresRole    string   `json:"postgres_role"`
-	IdentityType    string   `json:"identity_type"`
-	AuthMethod      string   `json:"auth_method"`
-	MembershipRoles []string `json:"membership_roles"`
-	Attributes      *struct {
-		Bypassrls  bool `json:"bypassrls"`
-		Createdb   bool `json:"createdb"`
-		Createrole bool `json:"createrole"`
-	} `json:"attributes"`
+	PostgresRole    string     `json:"postgres_role"`
+	IdentityType    string     `json:"identity_type"`
+	AuthMethod      string     `json:"auth_method"`
+	MembershipRoles []string   `json:"membership_roles"`
+	Attributes      *roleAttrs `json:"attributes"`
+}
+
+// roleAttrs are the role attributes both roles APIs take.
+type roleAttrs struct {
+	Bypassrls  bool `json:"bypassrls"`
+	Createdb   bool `json:"createdb"`
+	Createrole bool `json:"createrole"`
 }
 
 // makeRole creates role in pg as the roles APIs do; it returns an API error code and
@@ -278,7 +281,7 @@ func (s *Server) handleCreateRole(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	branch := branchOfPath(r)
 	var body struct {
 		Spec *roleSpecBody `json:"spec"`
 	}
@@ -317,18 +320,14 @@ func (s *Server) handleCreateRole(w http.ResponseWriter, r *http.Request) {
 	}
 	out := s.roleJSON(branch, roles[0])
 	out["spec"] = body.Spec
-	s.mu.Lock()
-	op := s.newOperationLocked(branch, true, out, nil)
-	js := s.operationJSONLocked(op)
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, js)
+	s.writeDoneOperation(w, branch, out)
 }
 
 func (s *Server) handleListRoles(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	branch := branchOfPath(r)
 	pg, _, ok := s.branchCluster(branch)
 	if !ok {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Branch %s does not exist.", branch))
@@ -368,7 +367,7 @@ func (s *Server) handleGetRole(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	branch := branchOfPath(r)
 	_, _, role, err := s.roleByID(r.Context(), branch, r.PathValue("r"))
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
@@ -385,7 +384,7 @@ func (s *Server) handleDeleteRole(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	branch := branchOfPath(r)
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	pg, db, role, err := s.roleByID(ctx, branch, r.PathValue("r"))
@@ -400,8 +399,19 @@ func (s *Server) handleDeleteRole(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Role %s/roles/%s does not exist.", branch, r.PathValue("r")))
 		return
 	}
+	s.writeDoneOperation(w, branch, map[string]any{})
+}
+
+// branchOfPath is the branch named by a request's {p} and {b}.
+func branchOfPath(r *http.Request) string {
+	return "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+}
+
+// writeDoneOperation answers a long-running operation of resource that is done
+// already, with response as its result.
+func (s *Server) writeDoneOperation(w http.ResponseWriter, resource string, response map[string]any) {
 	s.mu.Lock()
-	op := s.newOperationLocked(branch, true, map[string]any{}, nil)
+	op := s.newOperationLocked(resource, true, response, nil)
 	js := s.operationJSONLocked(op)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, js)
@@ -450,14 +460,10 @@ func (s *Server) handleCreateInstanceRole(w http.ResponseWriter, r *http.Request
 		return
 	}
 	var body struct {
-		Name           string `json:"name"`
-		IdentityType   string `json:"identity_type"`
-		MembershipRole string `json:"membership_role"`
-		Attributes     *struct {
-			Bypassrls  bool `json:"bypassrls"`
-			Createdb   bool `json:"createdb"`
-			Createrole bool `json:"createrole"`
-		} `json:"attributes"`
+		Name           string     `json:"name"`
+		IdentityType   string     `json:"identity_type"`
+		MembershipRole string     `json:"membership_role"`
+		Attributes     *roleAttrs `json:"attributes"`
 	}
 	if !decodeBody(w, r, &body) {
 		return

@@ -126,10 +126,9 @@ func New(opts ...Option) (*Telemetry, error) {
 // Options returns the connector options that feed t: the observer, and a pgx
 // query tracer (with WithQueryTracers' beside it) on every session.
 func (t *Telemetry) Options() []lakebase.Option {
-	tracers := append([]pgx.QueryTracer{queryTracer{t}}, t.extra...)
 	var tracer pgx.QueryTracer = queryTracer{t}
-	if len(tracers) > 1 {
-		tracer = multitracer.New(tracers...)
+	if len(t.extra) > 0 {
+		tracer = multitracer.New(append([]pgx.QueryTracer{tracer}, t.extra...)...)
 	}
 	return []lakebase.Option{
 		lakebase.WithObserver(t),
@@ -246,7 +245,6 @@ func operation(sql string) string {
 func (t *Telemetry) ObserveDB(db *sql.DB, c *lakebase.Connector) (metric.Registration, error) {
 	return t.observe(func() (total, idle, waiting int64) {
 		s := db.Stats()
-		waiting = 0
 		if c != nil {
 			waiting = int64(c.Stats().Connecting)
 		}

@@ -31,19 +31,28 @@ const branchUsage = `usage: lakebase branch <create|list|delete|gc> [flags]
         branch; every failure is reported, the sweep goes on): a sweep for CI
 `
 
+// subcommandFlags splits "<cmd> <sub> [flags]": it prints usage for no
+// subcommand or -h, and returns the subcommand, its arguments and a flag set for it.
+func subcommandFlags(cmd, usage string, args []string, stderr io.Writer) (string, []string, *flag.FlagSet, error) {
+	if len(args) == 0 || isHelp(args[0]) {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return "", nil, nil, errors.New(cmd + ": a subcommand is needed")
+		}
+		return "", nil, nil, flag.ErrHelp
+	}
+	fs := flag.NewFlagSet(cmd+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return args[0], args[1:], fs, nil
+}
+
 // branchCmd runs "lakebase branch ...". The connection string names the project
 // (Project, or Endpoint) and the login.
 func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		fmt.Fprint(stderr, branchUsage)
-		if len(args) == 0 {
-			return errors.New("branch: a subcommand is needed")
-		}
-		return flag.ErrHelp
+	sub, args, fs, err := subcommandFlags("branch", branchUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("branch "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	name := fs.String("name", "", "create: the branch id (default: ci- and a random suffix)")
 	from := fs.String("from", "", "create: the source branch (id or path; default: the connection string's branch, else the project's default)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "create: how long the branch lives unless deleted (0: until deleted)")

@@ -213,10 +213,9 @@ func discoveryLogin(ctx context.Context, dsn string, args []string, stdin io.Rea
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Open this URL in a browser on any machine, log in and pick the workspace:\n\n  %s\n\nThen paste the URL the browser ends on: ", a.URL)
-		line, rerr := bufio.NewReader(stdin).ReadString('\n')
-		if rerr != nil && line == "" {
-			return fmt.Errorf("reading the URL: %w", rerr)
+		line, err := prompt(stdin, stdout, "the URL", "Open this URL in a browser on any machine, log in and pick the workspace:\n\n  %s\n\nThen paste the URL the browser ends on: ", a.URL)
+		if err != nil {
+			return err
 		}
 		if cfg, err = lakebase.FinishDiscoveryLogin(ctx, dsn, a, line, opts...); err != nil {
 			return err
@@ -227,6 +226,17 @@ func discoveryLogin(ctx context.Context, dsn string, args []string, stdin io.Rea
 	fmt.Fprintf(stdout, "Logged in to %s. Use this connection string (add Endpoint=, Project= or Instance= to name the database):\n%s\n",
 		cfg.DatabricksInstance, connectionStringOf(cfg))
 	return nil
+}
+
+// prompt prints a question and reads one line of the answer (what names it in
+// errors).
+func prompt(stdin io.Reader, stdout io.Writer, what, format string, args ...any) (string, error) {
+	fmt.Fprintf(stdout, format, args...)
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("reading %s: %w", what, err)
+	}
+	return line, nil
 }
 
 // connectionStringOf is cfg's connection string without secrets or defaults that
@@ -325,10 +335,9 @@ func login(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Re
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Open this URL in a browser on any machine and log in:\n\n  %s\n\nThen paste the code, or the URL the browser ends on: ", a.URL)
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("reading the code: %w", err)
+		line, err := prompt(stdin, stdout, "the code", "Open this URL in a browser on any machine and log in:\n\n  %s\n\nThen paste the code, or the URL the browser ends on: ", a.URL)
+		if err != nil {
+			return err
 		}
 		code, err := a.Code(line)
 		if err != nil {

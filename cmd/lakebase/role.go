@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"regexp"
@@ -62,16 +61,10 @@ func identityType(name, flagValue string) (workspace.RoleIdentityType, error) {
 
 // roleCmd runs "lakebase role ...".
 func roleCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		fmt.Fprint(stderr, roleUsage)
-		if len(args) == 0 {
-			return errors.New("role: a subcommand is needed")
-		}
-		return flag.ErrHelp
+	sub, args, fs, err := subcommandFlags("role", roleUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("role "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	typ := fs.String("type", "", "create: the identity's type: user, service-principal or group (default: from the name)")
 	password := fs.Bool("password", false, "create: a native Postgres role with a password, printed once")
 	superuser := fs.Bool("superuser", false, "create: make the role a member of databricks_superuser")

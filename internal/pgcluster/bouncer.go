@@ -207,15 +207,7 @@ func (b *Bouncer) Dir() string { return b.dir }
 
 // Stop shuts the pooler down (its server sessions close) and removes its directory.
 func (b *Bouncer) Stop() error {
-	if b.cmd != nil && b.cmd.Process != nil {
-		_ = terminate(b.cmd.Process)
-		select {
-		case <-b.waitErr:
-		case <-time.After(10 * time.Second):
-			_ = b.cmd.Process.Kill()
-			<-b.waitErr
-		}
-		b.cmd = nil
-	}
+	stopProcess(b.cmd, b.waitErr, terminate, 10*time.Second)
+	b.cmd = nil
 	return os.RemoveAll(b.dir)
 }

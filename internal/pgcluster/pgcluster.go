@@ -586,15 +586,7 @@ func (c *Cluster) ForgetRole(role string) {
 func (c *Cluster) Stop() error {
 	var err error
 	c.stopOnce.Do(func() {
-		if c.cmd != nil && c.cmd.Process != nil {
-			_ = interrupt(c.cmd.Process)
-			select {
-			case <-c.waitErr:
-			case <-time.After(15 * time.Second):
-				_ = c.cmd.Process.Kill()
-				<-c.waitErr
-			}
-		}
+		stopProcess(c.cmd, c.waitErr, interrupt, 15*time.Second)
 		if c.dir != "" {
 			err = os.RemoveAll(c.dir)
 		}
@@ -603,6 +595,21 @@ func (c *Cluster) Stop() error {
 		}
 	})
 	return err
+}
+
+// stopProcess asks the server cmd runs to stop (signal), waits for it (waitErr
+// has its Wait's result) and kills it after grace.
+func stopProcess(cmd *exec.Cmd, waitErr chan error, signal func(*os.Process) error, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = signal(cmd.Process)
+	select {
+	case <-waitErr:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-waitErr
+	}
 }
 
 // Pid returns the postmaster's process id, or 0.
