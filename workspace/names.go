@@ -111,7 +111,9 @@ func (b BranchName) Endpoint(id string) EndpointName {
 }
 
 // Role names the role id of the branch.
-func (b BranchName) Role(id string) RoleName { return RoleName{Project: b.Project, Branch: b.ID, ID: id} }
+func (b BranchName) Role(id string) RoleName {
+	return RoleName{Project: b.Project, Branch: b.ID, ID: id}
+}
 
 // String formats the name: projects/<p>/branches/<b>/endpoints/<e>.
 func (e EndpointName) String() string { return e.BranchName().String() + "/endpoints/" + e.ID }
