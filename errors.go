@@ -1,11 +1,15 @@
 package lakebase
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase/internal/cache"
 	"github.com/lakebase-go/lakebase/internal/httpx"
@@ -256,3 +260,56 @@ func (e *TooManyConnectionsError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrTooManyConnections) true.
 func (e *TooManyConnectionsError) Is(target error) bool { return target == ErrTooManyConnections }
+
+// Retryable reports whether making the same call again, unchanged, can succeed:
+// the failure was of a moment or of a state that ends. It is the one place that
+// sorts every error of this catalogue:
+//
+//   - can help: a compute that did not wake in time (ErrNotAwake), a full connection
+//     limit (ErrTooManyConnections), a session the server ended or a connection
+//     lost (SQLSTATE class 08, 57P01, 57P02, 57P03, driver.ErrBadConn), a
+//     serialization failure or deadlock (40001, 40P01), a workspace or identity
+//     provider that failed for a moment (an APIError or TokenError with 5xx, 429 or
+//     no answer), a deadline that ran out;
+//   - cannot help: everything that needs a change first — configuration
+//     (ErrConfig, ErrResourceName), a refused login (ErrLoginRefused, ErrNoRole,
+//     ErrPooledOAuthRefused), a refused or missing token (ErrReloginRequired,
+//     ErrNoToken, an OAuth error code such as invalid_client), a disabled endpoint,
+//     a refused redirect, the settings store or keyring, a closed connector, a
+//     cancelled context, any other SQL error. The error's message says what to change.
+//
+// A statement that failed because its session ended may or may not have run: retry
+// only what is safe to run twice (a read, an idempotent write, a whole transaction).
+func Retryable(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, ErrNotAwake), errors.Is(err, ErrTooManyConnections),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	for _, permanent := range []error{ErrConfig, ErrResourceName, ErrLoginRefused, ErrNoRole, ErrReloginRequired,
+		ErrNoToken, ErrEndpointDisabled, ErrRedirect, ErrNoKeyring, ErrSettingsFile, ErrClosed,
+		ErrConnectorNotOpened, ErrNoPersonLogin, ErrPooledSessionLock} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "57P01", "57P02", "57P03", "53300", "40001", "40P01":
+			return true
+		}
+		return strings.HasPrefix(pe.Code, "08")
+	}
+	var te *TokenError
+	if errors.As(err, &te) {
+		return te.Code == "" && te.Temporary() || te.Code == "temporarily_unavailable" || te.Code == "server_error"
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Temporary()
+	}
+	return pgconn.SafeToRetry(err)
+}
