@@ -36,6 +36,11 @@ const (
 	// EventStoreRead, EventStoreWrite: the settings store was read or written.
 	EventStoreRead  EventKind = "store_read"
 	EventStoreWrite EventKind = "store_write"
+	// EventUserPoolOpen: UserPools opened a person's pool. EventUserPoolEvict: it
+	// closed one; Cause is "idle" (unused for IdleTimeout) or "max_users" (the
+	// least recently used beyond MaxUsers). Neither names the person.
+	EventUserPoolOpen  EventKind = "user_pool_open"
+	EventUserPoolEvict EventKind = "user_pool_evict"
 )
 
 // Outcomes of an Event.
