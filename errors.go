@@ -174,6 +174,11 @@ var (
 	ErrNoToken = oauth.ErrNoToken
 	// ErrSettingsFile: the OAuthSettingsLocation file cannot be used (it is left as it was).
 	ErrSettingsFile = settings.ErrSettingsFile
+	// ErrLockHeld: a wait for one of the settings store's locks ended without it —
+	// the context ended, or the process holding the lock of a read-refresh-write
+	// stopped renewing its lease (it is stopped or hung). The error names the lock
+	// file and the holder's process. A retry helps once that process runs or ends.
+	ErrLockHeld = settings.ErrLockHeld
 )
 
 type (
@@ -185,6 +190,8 @@ type (
 	APIError = workspace.APIError
 	// SettingsFileError reports an unusable OAuthSettingsLocation file.
 	SettingsFileError = settings.SettingsFileError
+	// LockHeldError names a settings store lock that could not be had and its holder.
+	LockHeldError = settings.LockHeldError
 )
 
 // ErrNotAwake is matched by a WakeError.

@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperQueryOnce())
 	case "keyring-increment":
 		os.Exit(helperKeyringIncrement())
+	case "hold-store-lock":
+		os.Exit(helperHoldStoreLock())
 	}
 	flag.Parse()
 	if fuzzOnly() {

@@ -1,6 +1,7 @@
 package lakebase_test
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/settings"
 )
 
 // workspaceRequests sums the emulator's workspace API and token calls (not the
@@ -179,4 +181,26 @@ func TestFleet_EightProcessesOnOneStoreMintOnce(t *testing.T) {
 	if n := workspaceRequests(e); n != 0 {
 		t.Fatalf("the next start made %d workspace requests", n)
 	}
+}
+
+// helperHoldStoreLock runs in a child process: it takes the Exclusive lock
+// LAKEBASE_HELPER_LOCK of the store LAKEBASE_HELPER_STORE, as the first process of
+// a fleet does, says "holding", and keeps it until a line arrives on stdin.
+func helperHoldStoreLock() int {
+	st, err := settings.OpenStore(os.Getenv("LAKEBASE_HELPER_STORE"))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	err = settings.Exclusive(context.Background(), st, os.Getenv("LAKEBASE_HELPER_LOCK"), func() error {
+		fmt.Println("holding")
+		_, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		return err
+	})
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	fmt.Println("released")
+	return 0
 }

@@ -282,7 +282,11 @@ func (e *SettingsFileError) Is(t error) bool { return t == ErrSettingsFile }
 
 // FileStore keeps Settings in a JSON file: directory 0700, file 0600, written to a
 // temporary file and renamed, with an advisory lock on a sibling ".lock" file held
-// around every read-modify-write, so processes sharing the file never race.
+// around every read-modify-write, so processes sharing the file never race. The
+// holder of a lock keeps a lease on it in a file beside it (<lock>.lease: its
+// process id and a deadline, renewed while it works), so a waiter behind a holder
+// that is stopped or hung fails naming it instead of waiting on; the lock itself is
+// never skipped.
 type FileStore struct {
 	Path string
 }
@@ -337,7 +341,7 @@ func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) 
 	read func() (*Settings, error), write func(*Settings) error) error {
 	pm := processLock(key)
 	if err := pm.Lock(ctx); err != nil {
-		return err
+		return &SettingsFileError{Path: key, Msg: "cannot take its lock", Err: &LockHeldError{Lock: lockPath, PID: os.Getpid(), Err: err}}
 	}
 	defer pm.Unlock()
 
@@ -350,20 +354,27 @@ func lockedUpdate(ctx context.Context, key, lockPath string, fn func(*Settings) 
 		}
 	}
 	lk := flock.New(lockPath, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
-	ok, err := lk.TryLockContext(ctx, 5*time.Millisecond)
+	// The wait ends with ctx, or once the holder has let its lease lapse by a
+	// lease's life more (it is stopped or hung): this lock is never skipped, so a
+	// waiter fails then rather than wait for a process that may never run again. A
+	// holder without a valid lease is waited for as long as ctx lasts.
+	err := takeLock(ctx, lk, lockPath, func(w *leaseWatch, now time.Time) bool {
+		return w.valid && w.lapsed(now, leaseTTL)
+	})
 	if err != nil && ctx.Err() == nil && cannotCreate(err) {
 		// A read-only place (a mounted secret): the settings are read without the
 		// lock (a writer renames whole files, so a read is never torn) and used as
 		// they are; only a change that must be written fails.
 		return readOnlyUpdate(key, lockPath, err, fn, read)
 	}
-	if err != nil || !ok {
-		if err == nil {
-			err = ctx.Err()
-		}
-		return &SettingsFileError{Path: key, Msg: "cannot take the lock " + lockPath, Err: err, Unwritable: ctx.Err() == nil}
+	if held := (*LockHeldError)(nil); errors.As(err, &held) {
+		return &SettingsFileError{Path: key, Msg: "cannot take its lock", Err: err}
+	}
+	if err != nil {
+		return &SettingsFileError{Path: key, Msg: "cannot take the lock " + lockPath, Err: err, Unwritable: true}
 	}
 	defer lk.Unlock()
+	defer holdLease(lockPath)()
 
 	s, changed, err := readAndApply(fn, read)
 	if err != nil || !changed {
