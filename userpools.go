@@ -264,6 +264,12 @@ func (u *UserPools) identify(ctx context.Context, token string) (identity, error
 			delete(u.who, k)
 		}
 	}
+	for k := range u.who { // and bounded: a dropped entry costs one more SCIM Me
+		if len(u.who) < 4*u.opts.MaxUsers {
+			break
+		}
+		delete(u.who, k)
+	}
 	u.who[key] = id
 	u.mu.Unlock()
 	return id, nil
