@@ -170,6 +170,10 @@ var (
 	ErrNoToken = oauth.ErrNoToken
 	// ErrSettingsFile: the OAuthSettingsLocation file cannot be used (it is left as it was).
 	ErrSettingsFile = settings.ErrSettingsFile
+	// ErrUntrustedIssuer: a host-agnostic login's callback named a workspace outside
+	// the login host's domains; the login was not completed and nothing was sent.
+	// Permanent for that callback: log in again.
+	ErrUntrustedIssuer = oauth.ErrUntrustedIssuer
 )
 
 type (
@@ -181,6 +185,9 @@ type (
 	APIError = workspace.APIError
 	// SettingsFileError reports an unusable OAuthSettingsLocation file.
 	SettingsFileError = settings.SettingsFileError
+	// IssuerError is a refused issuer of a host-agnostic login (errors.Is
+	// ErrUntrustedIssuer); it names the issuer's host and why.
+	IssuerError = oauth.IssuerError
 )
 
 // ErrNotAwake is matched by a WakeError.
