@@ -19,6 +19,13 @@ import (
 // (https://login.databricks.com), where the person picks the workspace; the
 // callback's iss names it; the code is redeemed at <iss>/v1/token. The tokens are
 // then stored under that workspace, like any OAuthPKCE login.
+//
+// Who may send the callback is not known (the login URL, with its state, is
+// printed and on the browser opener's command line), so iss is trusted only as
+// far as oauth.CheckIssuer allows: a workspace host in the login host's cloud, or
+// the login host's own origin for a loopback login host. Anything else ends the
+// login before the code or the PKCE verifier is sent anywhere. The workspace is
+// printed (and given to WithConfirmWorkspace) before the code is redeemed.
 
 // DiscoveryAuthorization is the first step of a host-agnostic login on another
 // machine (the headless flow): open URL there, then give the URL the browser ends
@@ -77,7 +84,7 @@ func DiscoveryLogin(ctx context.Context, dsn string, opts ...Option) (*Config, e
 	}
 	o := collectOptions(opts)
 	d := &oauth.DesktopLogin{Client: &oauth.TokenClient{HTTP: o.httpClient}, CallbackURL: cfg.CallbackURL, Scope: cfg.Scope,
-		OpenBrowser: o.openBrowser, Out: o.stderr}
+		OpenBrowser: o.openBrowser, Out: o.stderr, ConfirmWorkspace: o.confirmWS}
 	host, tok, err := d.RunDiscovery(ctx, cfg.LoginHost, cfg.OAuthClientID)
 	if err != nil {
 		return nil, err
@@ -102,8 +109,10 @@ func NewDiscoveryAuthorization(dsn string) (DiscoveryAuthorization, error) {
 
 // FinishDiscoveryLogin ends a host-agnostic login started by
 // NewDiscoveryAuthorization: finalURL is the URL the browser ended on (with code,
-// state and iss); the code is redeemed at the workspace iss names, and the tokens
-// are stored under it. It returns dsn's configuration with DatabricksInstance set.
+// state and iss); the code is redeemed at the workspace iss names, when it passes
+// the issuer rule (oauth.CheckIssuer with LoginHost; otherwise the error is an
+// *IssuerError and nothing is sent), and the tokens are stored under it. It
+// returns dsn's configuration with DatabricksInstance set.
 func FinishDiscoveryLogin(ctx context.Context, dsn string, a DiscoveryAuthorization, finalURL string, opts ...Option) (*Config, error) {
 	cfg, err := discoveryConfig(dsn)
 	if err != nil {
@@ -122,8 +131,18 @@ func FinishDiscoveryLogin(ctx context.Context, dsn string, a DiscoveryAuthorizat
 	case q.Get("code") == "" || q.Get("iss") == "":
 		return nil, &InputError{Input: "the final URL", Msg: "has no code or no iss: paste the whole URL the browser ended on"}
 	}
+	ws, err := oauth.CheckIssuer(cfg.LoginHost, q.Get("iss"))
+	if err != nil {
+		return nil, err
+	}
 	o := collectOptions(opts)
-	host, tok, err := oauth.ExchangeAtIssuer(ctx, o.httpClient, q.Get("iss"), cfg.OAuthClientID, q.Get("code"), a.PKCEVerifier, a.CallbackURL)
+	fmt.Fprintf(o.stderr, "lakebase: logging in to workspace %s (the workspace picked at %s)\n", ws, cfg.LoginHost)
+	if o.confirmWS != nil {
+		if err := o.confirmWS(ws); err != nil {
+			return nil, fmt.Errorf("lakebase: the login to workspace %s was not completed: %w", ws, err)
+		}
+	}
+	host, tok, err := oauth.ExchangeAtIssuerFor(ctx, o.httpClient, cfg.LoginHost, q.Get("iss"), cfg.OAuthClientID, q.Get("code"), a.PKCEVerifier, a.CallbackURL)
 	if err != nil {
 		return nil, err
 	}

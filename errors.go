@@ -179,6 +179,10 @@ var (
 	// stopped renewing its lease (it is stopped or hung). The error names the lock
 	// file and the holder's process. A retry helps once that process runs or ends.
 	ErrLockHeld = settings.ErrLockHeld
+	// ErrUntrustedIssuer: a host-agnostic login's callback named a workspace outside
+	// the login host's domains; the login was not completed and nothing was sent.
+	// Permanent for that callback: log in again.
+	ErrUntrustedIssuer = oauth.ErrUntrustedIssuer
 )
 
 type (
@@ -192,6 +196,9 @@ type (
 	SettingsFileError = settings.SettingsFileError
 	// LockHeldError names a settings store lock that could not be had and its holder.
 	LockHeldError = settings.LockHeldError
+	// IssuerError is a refused issuer of a host-agnostic login (errors.Is
+	// ErrUntrustedIssuer); it names the issuer's host and why.
+	IssuerError = oauth.IssuerError
 )
 
 // ErrNotAwake is matched by a WakeError.
@@ -297,7 +304,7 @@ func Retryable(err error) bool {
 	}
 	for _, permanent := range []error{ErrConfig, ErrResourceName, ErrLoginRefused, ErrNoRole, ErrReloginRequired,
 		ErrNoToken, ErrEndpointDisabled, ErrRedirect, ErrNoKeyring, ErrSettingsFile, ErrClosed,
-		ErrConnectorNotOpened, ErrNoPersonLogin, ErrPooledSessionLock} {
+		ErrConnectorNotOpened, ErrNoPersonLogin, ErrPooledSessionLock, ErrUntrustedIssuer, ErrUserToken} {
 		if errors.Is(err, permanent) {
 			return false
 		}

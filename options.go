@@ -25,12 +25,22 @@ type options struct {
 	afterConnect []func(context.Context, *pgx.Conn) error
 	observers    observers
 	claims       *workspace.CredentialClaims
+	confirmWS    func(workspace string) error
 }
 
 // WithCredentialClaims scopes every database credential the connector mints (the
 // typed form of CredentialClaims; it wins over the connection string's).
 func WithCredentialClaims(c workspace.CredentialClaims) Option {
 	return func(o *options) { o.claims = &c }
+}
+
+// WithConfirmWorkspace makes a host-agnostic login (DiscoveryLogin,
+// FinishDiscoveryLogin) ask confirm about the workspace the login host named, after
+// it passed the issuer rule (oauth.CheckIssuer) and before the code is redeemed
+// there or any token is stored: an error from confirm ends the login, and nothing
+// is sent or stored. Without it the workspace is only printed (WithStderr).
+func WithConfirmWorkspace(confirm func(workspace string) error) Option {
+	return func(o *options) { o.confirmWS = confirm }
 }
 
 // WithLogger sends the driver's log records to l. Without it, the Verbosity and

@@ -38,13 +38,17 @@ type DesktopLogin struct {
 	Out io.Writer
 	// Listen, if set, replaces net.Listen (for tests).
 	Listen func(network, address string) (net.Listener, error)
+	// ConfirmWorkspace, if set, is called by RunDiscovery with the workspace the
+	// login host named (after it passed CheckIssuer), before the code is redeemed
+	// there: an error ends the login and nothing is sent.
+	ConfirmWorkspace func(workspace string) error
 }
 
 // Run performs the login. It ends when the callback arrives or ctx ends.
 func (d *DesktopLogin) Run(ctx context.Context) (*oauth2.Token, error) {
 	cb, err := d.await(ctx, func(redirect, state, verifier string) (string, error) {
 		return d.Client.AuthCodeURL(ctx, redirect, d.Scope, state, verifier)
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -55,20 +59,31 @@ func (d *DesktopLogin) Run(ctx context.Context) (*oauth2.Token, error) {
 // discovery login does: the authorization URL is the login host's
 // (https://login.databricks.com by default) with the workspace authorize path and
 // query as destination_url; the person picks the workspace there; the callback's
-// iss names it, and the code is exchanged at <iss>/v1/token. It returns the
-// workspace host (scheme and host of iss) and the tokens.
+// iss names it. The callback listener applies CheckIssuer to iss before it
+// answers: an issuer the login host may not name ends the login with an
+// *IssuerError and nothing is sent. Otherwise the workspace is printed to Out,
+// ConfirmWorkspace is asked, and the code is exchanged at <iss>/v1/token. It
+// returns the workspace host (scheme and host of iss) and the tokens.
 func (d *DesktopLogin) RunDiscovery(ctx context.Context, loginHost, clientID string) (string, *oauth2.Token, error) {
 	cb, err := d.await(ctx, func(redirect, state, verifier string) (string, error) {
 		return DiscoveryAuthorizeURL(loginHost, clientID, redirect, d.Scope, state, verifier), nil
-	})
+	}, func(iss string) (string, error) { return CheckIssuer(loginHost, iss) })
 	if err != nil {
 		return "", nil, err
+	}
+	if d.Out != nil {
+		fmt.Fprintf(d.Out, "lakebase: logging in to workspace %s (the workspace picked at %s)\n", cb.host, loginHost)
+	}
+	if d.ConfirmWorkspace != nil {
+		if err := d.ConfirmWorkspace(cb.host); err != nil {
+			return "", nil, fmt.Errorf("oauth: the login to workspace %s was not completed: %w", cb.host, err)
+		}
 	}
 	var hc *http.Client
 	if d.Client != nil {
 		hc = d.Client.HTTP
 	}
-	return ExchangeAtIssuer(ctx, hc, cb.iss, clientID, cb.code, cb.verifier, cb.redirect)
+	return ExchangeAtIssuerFor(ctx, hc, loginHost, cb.iss, clientID, cb.code, cb.verifier, cb.redirect)
 }
 
 // DefaultLoginHost is where a host-agnostic login starts.
@@ -92,19 +107,26 @@ func DiscoveryAuthorizeURL(loginHost, clientID, redirect, scope, state, verifier
 }
 
 // HostFromIssuer is the workspace host (scheme and host) of an issuer the callback
-// named: https only (http for loopback hosts, local emulators).
-func HostFromIssuer(iss string) (string, error) {
-	u, err := url.Parse(iss)
-	if iss == "" || err != nil || u.Host == "" || !SecureURL(iss) {
-		return "", &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback's iss is not an https URL of the workspace (the login host must name the workspace)"}
-	}
-	return u.Scheme + "://" + u.Host, nil
+// of a login through DefaultLoginHost named: CheckIssuer(DefaultLoginHost, iss).
+// A login through another LoginHost uses CheckIssuer with it.
+func HostFromIssuer(iss string) (string, error) { return CheckIssuer(DefaultLoginHost, iss) }
+
+// ExchangeAtIssuer redeems the code of a host-agnostic login through
+// DefaultLoginHost at <iss>/v1/token and returns the workspace host with the
+// tokens: ExchangeAtIssuerFor with DefaultLoginHost.
+func ExchangeAtIssuer(ctx context.Context, hc *http.Client, iss, clientID, code, verifier, redirect string) (string, *oauth2.Token, error) {
+	return ExchangeAtIssuerFor(ctx, hc, DefaultLoginHost, iss, clientID, code, verifier, redirect)
 }
 
-// ExchangeAtIssuer redeems the code of a host-agnostic login at <iss>/v1/token and
-// returns the workspace host with the tokens.
-func ExchangeAtIssuer(ctx context.Context, hc *http.Client, iss, clientID, code, verifier, redirect string) (string, *oauth2.Token, error) {
-	host, err := HostFromIssuer(iss)
+// ExchangeAtIssuerFor redeems the code of a host-agnostic login that started at
+// loginHost at <iss>/v1/token and returns the workspace host with the tokens. iss
+// must pass CheckIssuer(loginHost, iss); otherwise nothing is sent and the error
+// is an *IssuerError.
+func ExchangeAtIssuerFor(ctx context.Context, hc *http.Client, loginHost, iss, clientID, code, verifier, redirect string) (string, *oauth2.Token, error) {
+	if iss == "" {
+		return "", nil, &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback has no iss: the login host must name the workspace"}
+	}
+	host, err := CheckIssuer(loginHost, iss)
 	if err != nil {
 		return "", nil, err
 	}
@@ -116,11 +138,14 @@ func ExchangeAtIssuer(ctx context.Context, hc *http.Client, iss, clientID, code,
 
 // callbackResult is what the callback brought.
 type callbackResult struct {
-	code, iss, verifier, redirect string
+	code, iss, host, verifier, redirect string
 }
 
 // await serves the callback, opens the URL authURL makes, and waits for the code.
-func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, verifier string) (string, error)) (callbackResult, error) {
+// checkIss, when set, is applied to the callback's iss before the callback is
+// answered (a host-agnostic login): its refusal ends the login, and the workspace
+// it returns is named on the page.
+func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, verifier string) (string, error), checkIss func(iss string) (string, error)) (callbackResult, error) {
 	ln, redirect, err := d.listen()
 	if err != nil {
 		return callbackResult{}, err
@@ -133,8 +158,8 @@ func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, 
 	}
 
 	type result struct {
-		code, iss string
-		err       error
+		code, iss, host string
+		err             error
 	}
 	results := make(chan result, 1)
 	var once sync.Once
@@ -163,8 +188,13 @@ func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, 
 			res.err = &TokenError{Op: "authorize", Code: q.Get("error"), Description: firstLine(q.Get("error_description"))}
 		case q.Get("code") == "":
 			res.err = &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback has no code"}
+		case checkIss != nil && q.Get("iss") == "":
+			res.err = &TokenError{Op: "authorize", Code: "invalid_request", Description: "the callback has no iss: the login host must name the workspace"}
 		default:
 			res.code, res.iss = q.Get("code"), q.Get("iss")
+			if checkIss != nil {
+				res.host, res.err = checkIss(res.iss)
+			}
 		}
 		handled := false
 		once.Do(func() { handled = true; results <- res })
@@ -176,6 +206,11 @@ func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, 
 		if res.err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			io.WriteString(w, page("Login failed", res.err.Error()))
+			return
+		}
+		if res.host != "" {
+			io.WriteString(w, page("Logging in to workspace "+res.host,
+				"You are logging in to Lakebase on workspace "+res.host+". You can close this window; the program that started the login says when it is done."))
 			return
 		}
 		io.WriteString(w, page("Login complete", "You are logged in to Lakebase. You can close this window."))
@@ -204,7 +239,7 @@ func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, 
 		if res.err != nil {
 			return callbackResult{}, res.err
 		}
-		return callbackResult{code: res.code, iss: res.iss, verifier: verifier, redirect: redirect}, nil
+		return callbackResult{code: res.code, iss: res.iss, host: res.host, verifier: verifier, redirect: redirect}, nil
 	case <-ctx.Done():
 		return callbackResult{}, fmt.Errorf("oauth: the browser login did not complete in time: %w", ctx.Err())
 	}
