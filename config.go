@@ -3,7 +3,6 @@ package lakebase
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -15,13 +14,7 @@ import (
 
 	"github.com/lakebase-go/lakebase/internal/httpx"
 
-	"os"
-
-	"path/filepath"
-
 	"github.com/lakebase-go/lakebase/oauth"
-
-	"sort"
 )
 
 // AuthScheme selects how the driver obtains the Postgres password.
@@ -602,45 +595,6 @@ func normalizeWorkspace(s string) (string, error) {
 
 func isLoopbackHost(h string) bool { return httpx.IsLoopbackHost(h) }
 
-// String returns the connection string with every secret replaced by "********".
-func (c Config) String() string { return c.format(true) }
-
-// GoString is the %#v form; it redacts secrets like String.
-func (c Config) GoString() string { return "lakebase.Config{" + c.format(true) + "}" }
-
-// Format implements fmt.Formatter so that every verb (%v, %+v, %s, %q, %#v) redacts secrets.
-func (c Config) Format(f fmt.State, verb rune) {
-	switch verb {
-	case 'q':
-		fmt.Fprintf(f, "%q", c.String())
-	case 'v':
-		if f.Flag('#') {
-			fmt.Fprint(f, c.GoString())
-			return
-		}
-		fmt.Fprint(f, c.String())
-	default:
-		fmt.Fprint(f, c.String())
-	}
-}
-
-// LogValue implements slog.LogValuer: secrets are redacted.
-func (c Config) LogValue() slog.Value {
-	var attrs []slog.Attr
-	for i := range properties {
-		p := &properties[i]
-		v := p.get(&c)
-		if v == "" {
-			continue
-		}
-		if p.secret {
-			v = redacted
-		}
-		attrs = append(attrs, slog.String(p.name, v))
-	}
-	return slog.GroupValue(attrs...)
-}
-
 func (c *Config) clone() *Config {
 	n := *c
 	for _, p := range []**int{&n.StatementCacheCapacity, &n.DescriptionCacheCapacity, &n.PoolMaxSize, &n.PoolMinSize} {
@@ -710,179 +664,4 @@ func (c *Config) basePgxConfig() (*pgx.ConnConfig, error) {
 		cc.DescriptionCacheCapacity = *c.DescriptionCacheCapacity
 	}
 	return cc, nil
-}
-
-// setProperty sets one named property. Errors name the property and, for a secret, never the value.
-// It returns the property's canonical name.
-func (c *Config) setProperty(name, value string) (string, error) {
-	key := normalizeKey(name)
-	if p, ok := propByKey[key]; ok {
-		if err := p.set(c, value); err != nil {
-			return "", &ConfigError{Property: p.name, Value: value, Secret: p.secret, Err: err}
-		}
-		return p.name, nil
-	}
-	if canon, ok := ignoredByKey[key]; ok {
-		if c.Ignored == nil {
-			c.Ignored = map[string]string{}
-		}
-		c.Ignored[canon] = value
-		return canon, nil
-	}
-	hint := suggest(key)
-	if canon, ok := libpqKeywords[strings.ToLower(strings.TrimSpace(name))]; ok && canon != "" {
-		hint = fmt.Sprintf(" (libpq's %s is %s here)", strings.ToLower(strings.TrimSpace(name)), canon)
-	}
-	return "", &ConfigError{Property: name, Err: fmt.Errorf("unknown property%s", hint), unknown: true}
-}
-
-// FormatDSN writes the configuration back as a CData connection string, secrets
-// included, that ParseDSN reads to an equal Config.
-func (c *Config) FormatDSN() string { return c.format(false) }
-
-func (c *Config) format(redact bool) string {
-	var b strings.Builder
-	for i := range properties {
-		p := &properties[i]
-		v := p.get(c)
-		if v == "" {
-			continue
-		}
-		if p.secret && redact {
-			v = redacted
-		}
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(p.name)
-		b.WriteByte('=')
-		b.WriteString(quoteValue(v))
-	}
-	names := make([]string, 0, len(c.Ignored))
-	for n := range c.Ignored {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(n + "=" + quoteValue(c.Ignored[n]))
-	}
-	return b.String()
-}
-
-// applyEnvironment fills the properties the connection string did not give.
-func (c *Config) applyEnvironment(given map[string]bool, getenv func(string) string) error {
-	fill := func(prop, value, source string) error {
-		if given[prop] || value == "" {
-			return nil
-		}
-		if _, err := c.setProperty(prop, value); err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				ce.Err = fmt.Errorf("%w (from %s)", ce.Err, source)
-			}
-			return err
-		}
-		given[prop] = true
-		return nil
-	}
-	// LAKEBASE_ENDPOINT (Databricks Apps, the official Node client) names the endpoint
-	// when the string names no database.
-	if !given["Endpoint"] && !given["Instance"] && !given["Project"] && getenv("LAKEBASE_ENDPOINT") != "" {
-		if err := fill("Endpoint", getenv("LAKEBASE_ENDPOINT"), "LAKEBASE_ENDPOINT"); err != nil {
-			return err
-		}
-	}
-	for _, e := range pgEnv {
-		if (e.prop == "Server" || e.prop == "Port") && (given["Endpoint"] || given["Instance"] || given["Project"]) && getenv(e.env) != "" {
-			// The database is named: its host comes from the workspace. A stray PGHOST
-			// must not send the credential elsewhere.
-			c.envIgnored = append(c.envIgnored, e.env)
-			continue
-		}
-		if err := fill(e.prop, getenv(e.env), e.env); err != nil {
-			return err
-		}
-	}
-	for _, e := range databricksEnv {
-		if err := fill(e.prop, getenv(e.env), e.env); err != nil {
-			return err
-		}
-	}
-	profile, err := c.loadProfile(given, getenv)
-	if err != nil {
-		return err
-	}
-	if profile == nil {
-		return nil
-	}
-	// A personal access token stands in for OAuthClient only: a scheme the string
-	// chose for itself (a person's login, the CLI, federation) keeps its own way.
-	pat := profile.values["token"] != "" && !given["OAuthClientId"] && profile.values["client_id"] == "" &&
-		(c.AuthScheme == "" || c.AuthScheme == AuthOAuthClient)
-	for _, k := range profileKeys {
-		if k.key == "token" && !pat {
-			continue
-		}
-		if err := fill(k.prop, profile.values[k.key], "profile "+profile.name+" of "+profile.file); err != nil {
-			return err
-		}
-	}
-	if pat && c.OAuthAccessToken != "" && !given["InitiateOAuth"] && !given["OAuthExpiresIn"] {
-		// A personal access token does not expire and cannot be refreshed.
-		c.InitiateOAuth = InitiateOff
-		c.OAuthExpiresIn = -1
-	}
-	return nil
-}
-
-// loadProfile reads the selected ~/.databrickscfg profile; nil when there is none.
-func (c *Config) loadProfile(given map[string]bool, getenv func(string) string) (*profile, error) {
-	file := getenv("DATABRICKS_CONFIG_FILE")
-	if file == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, nil
-		}
-		file = filepath.Join(home, ".databrickscfg")
-	} else if strings.HasPrefix(file, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			file = filepath.Join(home, file[2:])
-		}
-	}
-	name, explicit := c.Profile, c.Profile != ""
-	if !explicit {
-		if name = getenv("DATABRICKS_CONFIG_PROFILE"); name != "" {
-			explicit = true
-		}
-	}
-	sections, err := readINI(file)
-	if errors.Is(err, os.ErrNotExist) {
-		if explicit && c.AuthScheme != AuthDatabricksCLI { // the CLI resolves its own profiles
-			return nil, &ConfigError{Property: "Profile", Value: name, Err: fmt.Errorf("cannot be used: %s does not exist", file)}
-		}
-		return nil, nil
-	}
-	if err != nil {
-		return nil, &ConfigError{Property: "Profile", Err: fmt.Errorf("cannot read %s: %w", file, err)}
-	}
-	if !explicit {
-		name = sections["__settings__"]["default_profile"]
-		if name == "" {
-			name = "DEFAULT"
-		}
-		if _, ok := sections[name]; !ok {
-			return nil, nil
-		}
-	}
-	vals, ok := sections[name]
-	if !ok && c.AuthScheme == AuthDatabricksCLI {
-		return nil, nil
-	}
-	if !ok || name == "__settings__" {
-		return nil, &ConfigError{Property: "Profile", Value: name, Err: fmt.Errorf("is not a profile of %s", file)}
-	}
-	return &profile{name: name, file: file, values: vals}, nil
 }
