@@ -52,17 +52,19 @@ const (
 	DefaultAzureMSIEndpoint   = "http://169.254.169.254/metadata/identity/oauth2/token"
 )
 
-// InitiateOAuth says how much of the OAuth work the driver does by itself.
-type InitiateOAuth string
+// InitiateOAuth says how much of the OAuth work the driver does by itself. It is
+// the oauth package's Mode under the connection property's name: one type, one set
+// of values.
+type InitiateOAuth = oauth.Mode
 
 // The InitiateOAuth modes.
 const (
 	// InitiateOff uses OAuthAccessToken as given; it never refreshes and never touches the store.
-	InitiateOff InitiateOAuth = "OFF"
+	InitiateOff = oauth.ModeOff
 	// InitiateRefresh uses and refreshes stored or given tokens, but never starts a new login.
-	InitiateRefresh InitiateOAuth = "REFRESH"
+	InitiateRefresh = oauth.ModeRefresh
 	// InitiateGetAndRefresh is InitiateRefresh plus a new login when no usable token exists.
-	InitiateGetAndRefresh InitiateOAuth = "GETANDREFRESH"
+	InitiateGetAndRefresh = oauth.ModeGetAndRefresh
 )
 
 // SSLMode is the TLS policy for the Postgres connection.

@@ -67,7 +67,7 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 	}
 	client := c.tokenClient(onRetry)
 	src := &oauth.Source{
-		Scheme: oauth.SchemeClient, Mode: oauth.Mode(cfg.InitiateOAuth), Workspace: cfg.DatabricksInstance,
+		Scheme: oauth.SchemeClient, Mode: cfg.InitiateOAuth, Workspace: cfg.DatabricksInstance,
 		Scope: cfg.Scope, Client: client,
 		AccessToken: cfg.OAuthAccessToken, RefreshToken: cfg.OAuthRefreshToken, Expiry: cfg.givenExpiry(),
 		Verifier: cfg.OAuthVerifier, CallbackURL: cfg.CallbackURL, Store: store,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lakebase-go/lakebase/internal/httpx"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -47,7 +48,7 @@ func (s *EntraSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 		AuthStyle: oauth2.AuthStyleInParams}
 	tc := &TokenClient{Retry: s.Retry}
 	return tc.grant(ctx, "entra client_credentials", func(ctx context.Context) (*oauth2.Token, error) {
-		return cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient(s.HTTP)))
+		return cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpx.Client(s.HTTP)))
 	})
 }
 
@@ -90,9 +91,9 @@ func (s *ManagedIdentitySource) TokenContext(ctx context.Context) (*oauth2.Token
 
 func (s *ManagedIdentitySource) do(req *http.Request) (*oauth2.Token, error) {
 	const op = "managed identity"
-	resp, err := httpClient(s.HTTP).Do(req)
+	resp, err := httpx.Client(s.HTTP).Do(req)
 	if err != nil {
-		return nil, &TokenError{Op: op, Err: redactURLError(err)}
+		return nil, &TokenError{Op: op, Err: httpx.RedactURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

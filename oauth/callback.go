@@ -22,7 +22,7 @@ import (
 )
 
 // ErrStateMismatch is returned when a callback's state is not the one sent.
-var ErrStateMismatch = errors.New("oauth: the callback's state does not match the authorization request (possible CSRF); the login was refused")
+var ErrStateMismatch = errors.New("lakebase: the callback's state does not match the authorization request (possible CSRF); the login was refused")
 
 // DesktopLogin is the browser login of a person on this machine: it serves the
 // redirect URI on a private loopback server, opens the authorization URL in the
@@ -76,7 +76,7 @@ func (d *DesktopLogin) RunDiscovery(ctx context.Context, loginHost, clientID str
 	}
 	if d.ConfirmWorkspace != nil {
 		if err := d.ConfirmWorkspace(cb.host); err != nil {
-			return "", nil, fmt.Errorf("oauth: the login to workspace %s was not completed: %w", cb.host, err)
+			return "", nil, fmt.Errorf("lakebase: the login to workspace %s was not completed: %w", cb.host, err)
 		}
 	}
 	var hc *http.Client
@@ -241,7 +241,7 @@ func (d *DesktopLogin) await(ctx context.Context, authURL func(redirect, state, 
 		}
 		return callbackResult{code: res.code, iss: res.iss, host: res.host, verifier: verifier, redirect: redirect}, nil
 	case <-ctx.Done():
-		return callbackResult{}, fmt.Errorf("oauth: the browser login did not complete in time: %w", ctx.Err())
+		return callbackResult{}, fmt.Errorf("lakebase: the browser login did not complete in time: %w", ctx.Err())
 	}
 }
 
@@ -254,7 +254,7 @@ func (d *DesktopLogin) listen() (net.Listener, string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "http" {
-		return nil, "", fmt.Errorf("oauth: CallbackURL %q must be an http:// loopback URL for the desktop login", raw)
+		return nil, "", fmt.Errorf("lakebase: CallbackURL %q must be an http:// loopback URL for the desktop login", raw)
 	}
 	host := u.Hostname()
 	bind := host
@@ -264,7 +264,7 @@ func (d *DesktopLogin) listen() (net.Listener, string, error) {
 	case "127.0.0.1", "::1":
 	default:
 		if !httpx.IsLoopbackHost(host) {
-			return nil, "", fmt.Errorf("oauth: CallbackURL host %q is not a loopback address; the desktop login serves the callback on this machine only", host)
+			return nil, "", fmt.Errorf("lakebase: CallbackURL host %q is not a loopback address; the desktop login serves the callback on this machine only", host)
 		}
 	}
 	port := 80
@@ -294,7 +294,7 @@ func (d *DesktopLogin) listen() (net.Listener, string, error) {
 		}
 		return ln, r.String(), nil
 	}
-	return nil, "", fmt.Errorf("oauth: cannot listen for the login callback on %s: %w", raw, lerr)
+	return nil, "", fmt.Errorf("lakebase: cannot listen for the login callback on %s: %w", raw, lerr)
 }
 
 func page(title, msg string) string {

@@ -84,9 +84,9 @@ func (d *Discovery) fetchAt(ctx context.Context, u string) (oauth2.Endpoint, err
 	if err != nil {
 		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Err: err}
 	}
-	resp, err := httpClient(d.HTTP).Do(req)
+	resp, err := httpx.Client(d.HTTP).Do(req)
 	if err != nil {
-		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Err: redactURLError(err)}
+		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Err: httpx.RedactURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -13,10 +13,10 @@ import (
 // ErrReloginRequired is matched (errors.Is) by a TokenError whose refresh token or
 // authorization code the identity provider refused with invalid_grant: the stored
 // login is gone and a person must log in again.
-var ErrReloginRequired = errors.New("oauth: the refresh token was refused; log in again")
+var ErrReloginRequired = errors.New("lakebase: the refresh token was refused; log in again")
 
 // ErrNoToken is returned when no usable token exists and the mode forbids getting one.
-var ErrNoToken = errors.New("oauth: no usable token")
+var ErrNoToken = errors.New("lakebase: no usable token")
 
 // TokenError is an error answer of the OIDC token endpoint (RFC 6749 §5.2), or a
 // failure to reach it.
@@ -34,7 +34,7 @@ func (e *TokenError) RetryAfter() time.Duration { return e.wait }
 
 // Error gives the endpoint's error code and description, and a hint.
 func (e *TokenError) Error() string {
-	msg := "oauth: " + e.Op + ": "
+	msg := "lakebase: " + e.Op + ": "
 	switch {
 	case e.Code != "":
 		msg += e.Code

@@ -17,7 +17,7 @@ import (
 )
 
 // ErrCLI is matched by failures of the Databricks CLI token source.
-var ErrCLI = errors.New("oauth: databricks CLI")
+var ErrCLI = errors.New("lakebase: databricks CLI")
 
 // CLISource is the token source of AuthScheme=DatabricksCLI: it asks the Databricks
 // CLI, as the Databricks SDK does: "databricks auth token --host <workspace>" (or
@@ -153,15 +153,15 @@ func ReadSubjectToken(file, envVar string) (string, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("oauth: reading the workload identity token: %w", err)
+			return "", fmt.Errorf("lakebase: reading the workload identity token: %w", err)
 		}
 		if t := strings.TrimSpace(string(b)); t != "" {
 			return t, nil
 		}
-		return "", fmt.Errorf("oauth: the workload identity token file %s is empty", file)
+		return "", fmt.Errorf("lakebase: the workload identity token file %s is empty", file)
 	}
 	if t := strings.TrimSpace(os.Getenv(envVar)); t != "" {
 		return t, nil
 	}
-	return "", fmt.Errorf("oauth: the environment variable %s holds no workload identity token", envVar)
+	return "", fmt.Errorf("lakebase: the environment variable %s holds no workload identity token", envVar)
 }

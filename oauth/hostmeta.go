@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
 )
 
 // HostMetadata is a Databricks host's GET /.well-known/databricks-config, as the
@@ -43,9 +45,9 @@ func FetchHostMetadata(ctx context.Context, hc *http.Client, host string) (*Host
 	if err != nil {
 		return nil, &TokenError{Op: "host metadata", Err: err}
 	}
-	resp, err := httpClient(hc).Do(req)
+	resp, err := httpx.Client(hc).Do(req)
 	if err != nil {
-		return nil, &TokenError{Op: "host metadata", Err: redactURLError(err)}
+		return nil, &TokenError{Op: "host metadata", Err: httpx.RedactURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -14,7 +14,7 @@ import (
 // ErrUntrustedIssuer is matched (errors.Is) by an IssuerError: the callback of a
 // host-agnostic login named an issuer that the login host may not name, so the
 // login was not completed and nothing was sent to it.
-var ErrUntrustedIssuer = errors.New("oauth: the callback's issuer is not a workspace of the login host; the login was not completed")
+var ErrUntrustedIssuer = errors.New("lakebase: the callback's issuer is not a workspace of the login host; the login was not completed")
 
 // IssuerError is a refused issuer (the callback's iss) of a host-agnostic login.
 // Its fields name hosts only: an issuer is not secret, and the code and verifier
@@ -36,7 +36,7 @@ func (e *IssuerError) Error() string {
 		}
 		host = fmt.Sprintf("issuer host %q", h)
 	}
-	return fmt.Sprintf("oauth: the login was not completed: the callback named %s, which %s; a login through %s accepts only the issuers of its workspaces. Nothing was sent to it; log in again",
+	return fmt.Sprintf("lakebase: the login was not completed: the callback named %s, which %s; a login through %s accepts only the issuers of its workspaces. Nothing was sent to it; log in again",
 		host, e.Reason, e.LoginHost)
 }
 

@@ -18,7 +18,7 @@ func NewVerifier() string { return oauth2.GenerateVerifier() }
 func NewState() string {
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
-		panic("oauth: crypto/rand failed: " + err.Error())
+		panic("lakebase: crypto/rand failed: " + err.Error())
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -38,7 +38,7 @@ func CodeFromPaste(pasted, state string) (string, error) {
 		return u.Query().Get("code"), nil
 	}
 	if code == "" {
-		return "", errors.New("oauth: nothing was pasted; paste the code or the URL the browser ended on")
+		return "", errors.New("lakebase: nothing was pasted; paste the code or the URL the browser ended on")
 	}
 	return code, nil
 }

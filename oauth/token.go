@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lakebase-go/lakebase/internal/httpx"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -72,7 +73,7 @@ func (c *TokenClient) config(ctx context.Context, redirectURL, scope string) (*o
 }
 
 func (c *TokenClient) httpContext(ctx context.Context) context.Context {
-	return context.WithValue(ctx, oauth2.HTTPClient, httpClient(c.HTTP))
+	return context.WithValue(ctx, oauth2.HTTPClient, httpx.Client(c.HTTP))
 }
 
 // ClientCredentials gets a token with the client-credentials grant.
@@ -186,7 +187,7 @@ func tokenError(op string, err error) error {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return &TokenError{Op: op, Err: redactURLError(ue)}
+		return &TokenError{Op: op, Err: httpx.RedactURLError(ue)}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &TokenError{Op: op, Err: err}

@@ -19,7 +19,7 @@ import (
 const KeyringService = "lakebase"
 
 // ErrNoKeyring is matched when the OS keyring cannot be reached.
-var ErrNoKeyring = errors.New("settings: no OS keyring is available")
+var ErrNoKeyring = errors.New("lakebase: no OS keyring is available")
 
 // KeyringStore keeps the settings document in the operating system's keyring —
 // macOS Keychain, Windows Credential Manager, or the Secret Service over D-Bus on
@@ -42,11 +42,11 @@ var keyringName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // It does not touch the keyring: the first Update does, and says when none is there.
 func OpenKeyring(name string) (*KeyringStore, error) {
 	if !keyringName.MatchString(name) {
-		return nil, fmt.Errorf("settings: keyring://%s: the name must be 1 to 64 letters, digits, '.', '_' or '-'", name)
+		return nil, fmt.Errorf("lakebase: keyring://%s: the name must be 1 to 64 letters, digits, '.', '_' or '-'", name)
 	}
 	dir, err := keyringLockDir()
 	if err != nil {
-		return nil, fmt.Errorf("settings: keyring://%s needs a user cache directory for its lock file: %w", name, err)
+		return nil, fmt.Errorf("lakebase: keyring://%s needs a user cache directory for its lock file: %w", name, err)
 	}
 	return &KeyringStore{Name: name, lockPath: filepath.Join(dir, "keyring-"+name+".lock")}, nil
 }

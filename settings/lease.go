@@ -34,7 +34,7 @@ const (
 var exclusiveMaxWait = 10 * time.Second
 
 // ErrLockHeld is matched by a *LockHeldError.
-var ErrLockHeld = errors.New("settings: a store lock is held")
+var ErrLockHeld = errors.New("lakebase: a store lock is held")
 
 // LockHeldError reports a wait for one of a store's locks that ended without the
 // lock: the caller's context ended, or (for the lock of Update, which is never
@@ -52,7 +52,7 @@ type LockHeldError struct {
 
 // Error names the lock, its holder and what to do.
 func (e *LockHeldError) Error() string {
-	s := "settings: the lock " + e.Lock + " is held by "
+	s := "lakebase: the lock " + e.Lock + " is held by "
 	switch {
 	case e.PID == os.Getpid():
 		s += "another caller in this process"

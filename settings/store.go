@@ -76,7 +76,7 @@ type StoredCredential struct {
 
 // String hides the credential.
 func (c StoredCredential) String() string {
-	return fmt.Sprintf("oauth.StoredCredential{%s@%s (%s), expiry: %s}", c.User, c.Host, c.Database, c.Expiry.Format(time.RFC3339))
+	return fmt.Sprintf("settings.StoredCredential{%s@%s (%s), expiry: %s}", c.User, c.Host, c.Database, c.Expiry.Format(time.RFC3339))
 }
 
 // Format hides the credential for every fmt verb.
@@ -143,7 +143,7 @@ func (e *StoredToken) Token() *oauth2.Token {
 
 // String hides the tokens.
 func (e StoredToken) String() string {
-	return fmt.Sprintf("oauth.StoredToken{expiry: %s, refresh: %v, updated: %s}", e.Expiry.Format(time.RFC3339),
+	return fmt.Sprintf("settings.StoredToken{expiry: %s, refresh: %v, updated: %s}", e.Expiry.Format(time.RFC3339),
 		e.RefreshToken != "", e.Updated.Format(time.RFC3339))
 }
 
@@ -161,7 +161,7 @@ type Pending struct {
 
 // String hides the verifier.
 func (p Pending) String() string {
-	return fmt.Sprintf("oauth.Pending{callback: %s, created: %s}", p.CallbackURL, p.Created.Format(time.RFC3339))
+	return fmt.Sprintf("settings.Pending{callback: %s, created: %s}", p.CallbackURL, p.Created.Format(time.RFC3339))
 }
 
 // Format hides the verifier for every fmt verb.
@@ -189,11 +189,11 @@ func OpenStore(location string) (Store, error) {
 		return OpenKeyring(name)
 	}
 	if location == "" {
-		return nil, errors.New("settings: empty settings location")
+		return nil, errors.New("lakebase: empty settings location")
 	}
 	abs, err := filepath.Abs(location)
 	if err != nil {
-		return nil, fmt.Errorf("settings: settings location %s: %w", location, err)
+		return nil, fmt.Errorf("lakebase: settings location %s: %w", location, err)
 	}
 	return &FileStore{Path: abs}, nil
 }
@@ -245,7 +245,7 @@ func (m *memStore) Update(ctx context.Context, fn func(*Settings) (bool, error))
 // --- file ---
 
 // ErrSettingsFile is matched by every error about a settings file.
-var ErrSettingsFile = errors.New("settings: settings file")
+var ErrSettingsFile = errors.New("lakebase: settings file")
 
 // SettingsFileError reports a settings file that cannot be used. The file is left as
 // it was.
@@ -267,7 +267,7 @@ func (e *SettingsFileError) Error() string {
 	if strings.Contains(e.Path, "://") {
 		kind = "settings store "
 	}
-	s := "settings: " + kind + e.Path + ": " + e.Msg
+	s := "lakebase: " + kind + e.Path + ": " + e.Msg
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}

@@ -31,7 +31,7 @@ func (e *APIError) RetryAfter() time.Duration { return e.wait }
 
 // Error gives the API's error code and message.
 func (e *APIError) Error() string {
-	msg := "lakebase api: " + e.Op + ": "
+	msg := "lakebase: " + e.Op + ": "
 	switch {
 	case e.ErrorCode != "" || e.Message != "":
 		msg += fmt.Sprintf("%s: %s (HTTP %d)", e.ErrorCode, e.Message, e.StatusCode)
@@ -63,7 +63,7 @@ type temporary interface{ Temporary() bool }
 // ErrResourceName is matched by an error about a resource name (a project, branch,
 // endpoint, operation or instance) that breaks the service's rules; such a name is
 // never sent.
-var ErrResourceName = errors.New("workspace: malformed resource name")
+var ErrResourceName = errors.New("lakebase: malformed resource name")
 
 var (
 	// resourceID is the service's rule for project, branch and endpoint ids: 1 to 63

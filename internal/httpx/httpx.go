@@ -25,7 +25,7 @@ import (
 // redirect. OAuth and Lakebase endpoints never redirect, and every request the
 // driver makes carries a secret (a client secret, a grant, a token), so none is
 // ever resent to where a redirect points.
-var ErrRedirect = errors.New("oauth: redirect refused")
+var ErrRedirect = errors.New("lakebase: a redirect was refused")
 
 // Client returns c (or http.DefaultClient) with redirects refused; the caller's
 // client is not modified.
