@@ -212,13 +212,6 @@ func TestConfig_FormatDSNRoundTrips(t *testing.T) {
 	}
 }
 
-func TestIgnoredProperties_Listed(t *testing.T) {
-	got := IgnoredProperties()
-	if len(got) == 0 || got[0] > got[len(got)-1] {
-		t.Fatalf("IgnoredProperties = %v", got)
-	}
-}
-
 func FuzzParseDSN(f *testing.F) {
 	seeds := []string{
 		secretDSN, baseM2M, "Password='a''b;c'", `X="x;y"`, "a=b=c", "jdbc:cdata:lakebase:Server=first;server=last",

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/lakebase-go/lakebase"
 )
 
 // pgx's five exec modes reach pgx: after DDL changes a table's columns, a plan cached
@@ -66,36 +64,6 @@ func TestQueryExecMode_SameAsPgxAfterDDL(t *testing.T) {
 				t.Fatalf("got %q, want %q", got["lakebase"], want)
 			}
 		})
-	}
-}
-
-func TestQueryExecMode_ParsedInBothForms(t *testing.T) {
-	for _, dsn := range []string{
-		"AuthScheme=Password;Server=localhost;User=u;Password=p;QueryExecMode=Simple_Protocol;StatementCacheCapacity=0;DescriptionCacheCapacity=16",
-		"lakebase://u:p@localhost/db?AuthScheme=Password&default_query_exec_mode=simple_protocol&statement_cache_capacity=0&description_cache_capacity=16",
-	} {
-		cfg, err := lakebase.ParseDSN(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.QueryExecMode != "simple_protocol" || cfg.StatementCacheCapacity == nil || *cfg.StatementCacheCapacity != 0 ||
-			cfg.DescriptionCacheCapacity == nil || *cfg.DescriptionCacheCapacity != 16 {
-			t.Fatalf("%s: %+v", dsn, cfg)
-		}
-		again, err := lakebase.ParseDSN(cfg.FormatDSN())
-		if err != nil || again.QueryExecMode != "simple_protocol" || *again.StatementCacheCapacity != 0 {
-			t.Fatalf("FormatDSN does not round-trip: %v", err)
-		}
-	}
-	for dsn, prop := range map[string]string{
-		"AuthScheme=Password;Server=localhost;User=u;QueryExecMode=fast":                                         "QueryExecMode",
-		"AuthScheme=Password;Server=localhost;User=u;StatementCacheCapacity=-1":                                  "StatementCacheCapacity",
-		"AuthScheme=Password;Server=localhost;User=u;AllowPreparedStatement=false;QueryExecMode=cache_statement": "QueryExecMode",
-	} {
-		var ce *lakebase.ConfigError
-		if _, err := lakebase.ParseDSN(dsn); !errors.As(err, &ce) || ce.Property != prop {
-			t.Fatalf("%s: %v", dsn, err)
-		}
 	}
 }
 

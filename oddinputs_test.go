@@ -119,11 +119,3 @@ func TestInitiateOAuthOff_WithAStoredLoginNamesREFRESH(t *testing.T) {
 		t.Fatalf("OFF with a stored login: %v", err)
 	}
 }
-
-// A refused SSLMode is named once, not repeated.
-func TestParseDSN_RefusedSSLModeIsNamedOnce(t *testing.T) {
-	_, err := lakebase.ParseDSN(emu.OAuthClientDSN("SSLMode=disable"))
-	if err == nil || strings.Count(err.Error(), "disable") != 1 {
-		t.Fatalf("SSLMode=disable: %v", err)
-	}
-}

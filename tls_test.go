@@ -3,7 +3,6 @@ package lakebase_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,19 +13,6 @@ import (
 
 	"github.com/lakebase-go/lakebase"
 )
-
-func TestSSLServerCertSystem_ImpliesVerifyFull(t *testing.T) {
-	cfg, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b;SSLServerCert=system")
-	if err != nil || cfg.SSLMode != lakebase.SSLVerifyFull {
-		t.Fatalf("%v %v", cfg, err)
-	}
-	for _, mode := range []string{"require", "verify-ca"} {
-		var ce *lakebase.ConfigError
-		if _, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b;SSLServerCert=system;SSLMode=" + mode); !errors.As(err, &ce) || ce.Property != "SSLMode" {
-			t.Fatalf("%s with system: %v", mode, err)
-		}
-	}
-}
 
 // Against the emulator, whose CA the system does not trust, SSLServerCert=system
 // refuses the server; a process whose system roots hold that CA (SSL_CERT_FILE)
@@ -98,17 +84,5 @@ func TestEnvironment_PGHostIgnoredWhenTheDatabaseIsNamed(t *testing.T) {
 	cfg, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b")
 	if err != nil || cfg.Server != "attacker.example" {
 		t.Fatalf("Server-only: %q %v", cfg.Server, err)
-	}
-}
-
-// UseSSL=false asks for plain text: refused whenever a token is the password.
-func TestUseSSLFalse_RefusedForTokens(t *testing.T) {
-	var ce *lakebase.ConfigError
-	if _, err := lakebase.ParseDSN("DatabricksInstance=dbc-1.cloud.databricks.com;OAuthClientId=a;OAuthClientSecret=b;UseSSL=false"); !errors.As(err, &ce) || ce.Property != "SSLMode" {
-		t.Fatalf("UseSSL=false with OAuth: %v", err)
-	}
-	cfg, err := lakebase.ParseDSN("AuthScheme=Password;Server=localhost;User=u;UseSSL=false")
-	if err != nil || cfg.SSLMode != lakebase.SSLDisable {
-		t.Fatalf("UseSSL=false on loopback: %v %v", cfg, err)
 	}
 }
