@@ -155,6 +155,12 @@ var ErrPooledOAuthRefused = errors.New("lakebase: the pooled host refused the OA
 // nor can be released, and two migrations could run at once. Nothing is sent.
 var ErrPooledSessionLock = errors.New("lakebase: a session-level advisory lock cannot work through the pooled host")
 
+// ErrUserToken is matched by the error of a person's token that the workspace
+// refused (expired, revoked, or not a workspace token): errors.Is(err,
+// lakebase.ErrUserToken). The call fails; the person's pool is left as it was.
+// Permanent for that token: the person must sign in again.
+var ErrUserToken = errors.New("lakebase: the person's token was refused by the workspace")
+
 // Errors the driver's sub-packages return, re-exported so callers need one import.
 var (
 	// ErrRedirect: an OAuth or workspace endpoint answered with a redirect, which is

@@ -27,11 +27,6 @@ const (
 	DefaultSessionsPerUser = 3
 )
 
-// ErrUserToken is matched by the error of a person's token that the workspace
-// refused (expired, revoked, or not a workspace token): errors.Is(err,
-// lakebase.ErrUserToken). The call fails; the person's pool is left as it was.
-var ErrUserToken = errors.New("lakebase: the person's token was refused by the workspace")
-
 // UserPoolOptions bound the per-person pools of UserPools. Zero values take the
 // defaults.
 type UserPoolOptions struct {
