@@ -252,10 +252,8 @@ func (c *Config) setDefaults() error {
 		c.Timeout = DefaultTimeout
 	}
 	// Project and Branch may be given as resource paths.
-	if p, b, ok := strings.Cut(strings.TrimPrefix(c.Branch, "projects/"), "/branches/"); ok && strings.HasPrefix(c.Branch, "projects/") {
-		if c.Project == "" || strings.TrimPrefix(c.Project, "projects/") == p {
-			c.Project, c.Branch = p, b
-		}
+	if b, err := workspace.ParseBranch(c.Branch); err == nil && (c.Project == "" || strings.TrimPrefix(c.Project, "projects/") == b.Project) {
+		c.Project, c.Branch = b.Project, b.ID
 	}
 	c.Project = strings.TrimPrefix(c.Project, "projects/")
 	if c.DatabricksInstance != "" {
@@ -565,8 +563,8 @@ func validResourceID(id string) bool { return id == "" || workspace.ValidResourc
 // validEndpointPath reports whether p is projects/<p>/branches/<b>/endpoints/<e>
 // with every id following the service's rule.
 func validEndpointPath(p string) bool {
-	_, err := workspace.ResourcePath(p, "endpoints")
-	return err == nil && strings.Count(p, "/") == 5
+	_, err := workspace.ParseEndpoint(p)
+	return err == nil
 }
 
 // normalizeWorkspace turns "dbc-1.cloud.databricks.com" or "https://dbc-1.cloud.databricks.com/"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 func (s *Server) apiRoutes(mux *http.ServeMux) {
@@ -359,12 +360,11 @@ func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
-	p := strings.Split(s.Endpoint, "/")
 	var all []any
 	for i := range s.opts.DecoyProjects {
 		all = append(all, map[string]any{"name": decoyName(i)})
 	}
-	items, next := s.page(r, append(all, map[string]any{"name": strings.Join(p[:2], "/")}))
+	items, next := s.page(r, append(all, map[string]any{"name": s.endpointName().BranchName().ProjectName().String()}))
 	out := map[string]any{"projects": items}
 	if next != "" {
 		out["next_page_token"] = next
@@ -376,16 +376,16 @@ func (s *Server) handleListBranches(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
-	p := strings.Split(s.Endpoint, "/")
+	own := s.endpointName()
 	if s.isDecoy(r.PathValue("p")) {
-		writeJSON(w, http.StatusOK, map[string]any{"branches": []any{branchJSON("projects/"+r.PathValue("p")+"/branches/main", true)}})
+		writeJSON(w, http.StatusOK, map[string]any{"branches": []any{branchJSON(workspace.BranchName{Project: r.PathValue("p"), ID: "main"}.String(), true)}})
 		return
 	}
-	if r.PathValue("p") != p[1] {
+	if r.PathValue("p") != own.Project {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project does not exist")
 		return
 	}
-	all := []any{branchJSON(strings.Join(p[:4], "/"), true)}
+	all := []any{branchJSON(own.BranchName().String(), true)}
 	s.mu.Lock()
 	s.expireBranchesLocked(time.Now())
 	for _, b := range s.branchesMap {
@@ -404,18 +404,18 @@ func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
-	p := strings.Split(s.Endpoint, "/")
+	own := s.endpointName()
 	if s.isDecoy(r.PathValue("p")) {
-		writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{decoyEndpoint("projects/" + r.PathValue("p"))}})
+		writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{decoyEndpoint(workspace.ProjectName{ID: r.PathValue("p")})}})
 		return
 	}
-	if r.PathValue("p") == p[1] && r.PathValue("b") != p[3] {
+	if r.PathValue("p") == own.Project && r.PathValue("b") != own.Branch {
 		if b := s.branchOf(w, r); b != nil {
 			writeJSON(w, http.StatusOK, map[string]any{"endpoints": []any{s.branchEndpointJSON(b)}})
 		}
 		return
 	}
-	if r.PathValue("p") != p[1] || r.PathValue("b") != p[3] {
+	if pathBranch(r) != own.BranchName() {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "branch does not exist")
 		return
 	}
@@ -431,7 +431,7 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPEndpoints, w, r); !ok {
 		return
 	}
-	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b") + "/endpoints/" + r.PathValue("e")
+	name := pathBranch(r).Endpoint(r.PathValue("e")).String()
 	if name != s.Endpoint && s.branchDatabase(name) != "" {
 		if b := s.branchOf(w, r); b != nil {
 			writeJSON(w, http.StatusOK, s.branchEndpointJSON(b))
@@ -447,7 +447,8 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 
 // branchJSON is a branch as the postgres API answers it.
 func branchJSON(name string, isDefault bool) map[string]any {
-	return map[string]any{"name": name, "parent": name[:strings.Index(name, "/branches/")],
+	b, _ := workspace.ParseBranch(name)
+	return map[string]any{"name": name, "parent": b.ProjectName().String(),
 		"effective_default": isDefault,
 		"status":            map[string]any{"current_state": "READY", "default": isDefault}}
 }

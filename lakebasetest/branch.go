@@ -52,22 +52,38 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	defer c.Close()
 	cfg := c.Config()
-	project, parent := cfg.Project, ""
-	if cfg.Endpoint != "" {
-		p := strings.Split(cfg.Endpoint, "/")
-		project, parent = p[1], strings.Join(p[:4], "/")
-	} else if cfg.Branch != "" {
-		parent = "projects/" + project + "/branches/" + cfg.Branch
-	}
-	if project == "" {
+	var parent workspace.BranchName // zero: the project's default branch
+	switch {
+	case cfg.Endpoint != "":
+		e, err := workspace.ParseEndpoint(cfg.Endpoint)
+		if err != nil {
+			tb.Fatalf("lakebasetest.Branch: %v", err)
+		}
+		parent = e.BranchName()
+	case cfg.Project != "":
+		p, err := workspace.ParseProject(cfg.Project)
+		if err == nil && cfg.Branch != "" {
+			parent, err = p.Branch(cfg.Branch)
+		} else {
+			parent.Project = p.ID
+		}
+		if err != nil {
+			tb.Fatalf("lakebasetest.Branch: %v", err)
+		}
+	default:
 		tb.Fatal("lakebasetest.Branch: the parent connection string names no project (set Project and Branch, or Endpoint)")
+	}
+	project := parent.ProjectName()
+	source := ""
+	if parent.ID != "" {
+		source = parent.String()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
 	defer cancel()
 	api := c.Workspace()
 	id := BranchID(tb.Name())
-	name := "projects/" + project + "/branches/" + id
-	op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/" + project, BranchID: id, Source: parent, TTL: o.TTL})
+	name := workspace.BranchName{Project: project.ID, ID: id}.String()
+	op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: project.String(), BranchID: id, Source: source, TTL: o.TTL})
 	if err != nil {
 		tb.Fatalf("lakebasetest.Branch: creating %s: %v", name, err)
 	}
@@ -119,7 +135,7 @@ func Branch(tb testing.TB, parentDSN string, opts ...BranchOptions) string {
 	}
 	// The branch's connection string is the parent's configuration naming the branch
 	// (whatever form the parent string had: CData pairs or a lakebase:// URL).
-	cfg.Endpoint, cfg.Instance, cfg.Project, cfg.Branch = "", "", project, id
+	cfg.Endpoint, cfg.Instance, cfg.Project, cfg.Branch = "", "", project.ID, id
 	return cfg.FormatDSN()
 }
 

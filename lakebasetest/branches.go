@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // The Autoscaling branches API: a branch is a copy of its parent's database at the
@@ -42,7 +43,19 @@ type branch struct {
 
 var resourceID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 
-func (s *Server) mainBranch() string { return strings.Join(strings.Split(s.Endpoint, "/")[:4], "/") }
+// endpointName is the server's own endpoint, parsed (NewServer checks it).
+func (s *Server) endpointName() workspace.EndpointName {
+	e, _ := workspace.ParseEndpoint(s.Endpoint)
+	return e
+}
+
+// mainBranch is the full name of the branch of the server's own endpoint.
+func (s *Server) mainBranch() string { return s.endpointName().BranchName().String() }
+
+// pathBranch is the branch named by a request's {p} and {b}.
+func pathBranch(r *http.Request) workspace.BranchName {
+	return workspace.BranchName{Project: r.PathValue("p"), ID: r.PathValue("b")}
+}
 
 // expireBranchesLocked drops branches past their expiry.
 func (s *Server) expireBranchesLocked(now time.Time) {
@@ -185,8 +198,8 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPBranches, w, r); !ok {
 		return
 	}
-	project := "projects/" + r.PathValue("p")
-	if project != strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") {
+	project := workspace.ProjectName{ID: r.PathValue("p")}.String()
+	if project != s.endpointName().BranchName().ProjectName().String() {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "project "+project+" does not exist")
 		return
 	}
@@ -214,8 +227,9 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 	if source == "" {
 		source = s.mainBranch()
 	}
-	name := project + "/branches/" + id
-	b := &branch{name: name, source: source, endpoint: name + "/endpoints/primary", state: "INIT", created: time.Now(),
+	bn := workspace.BranchName{Project: r.PathValue("p"), ID: id}
+	name := bn.String()
+	b := &branch{name: name, source: source, endpoint: bn.Endpoint("primary").String(), state: "INIT", created: time.Now(),
 		database: s.Database, protected: body.Spec.IsProtected}
 	if !s.ownPG || s.pg == nil || !s.pg.Own() {
 		b.database = s.Database + "__" + strings.ReplaceAll(id, "-", "_") // one server: a database per branch
@@ -277,7 +291,7 @@ func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPBranches, w, r); !ok {
 		return
 	}
-	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b") + "/operations/" + r.PathValue("op")
+	name := pathBranch(r).String() + "/operations/" + r.PathValue("op")
 	s.mu.Lock()
 	op := s.operations[name]
 	var out map[string]any
@@ -293,7 +307,7 @@ func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) branchOf(w http.ResponseWriter, r *http.Request) *branch {
-	name := "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
+	name := pathBranch(r).String()
 	s.mu.Lock()
 	s.expireBranchesLocked(time.Now())
 	b := s.branchesMap[name]
@@ -309,7 +323,7 @@ func (s *Server) handleGetBranch(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPBranches, w, r); !ok {
 		return
 	}
-	if r.PathValue("b") == strings.Split(s.Endpoint, "/")[3] && "projects/"+r.PathValue("p") == strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") {
+	if pathBranch(r).String() == s.mainBranch() {
 		writeJSON(w, http.StatusOK, branchJSON(s.mainBranch(), true))
 		return
 	}
@@ -326,7 +340,7 @@ func (s *Server) handleDeleteBranch(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPBranches, w, r); !ok {
 		return
 	}
-	if "projects/"+r.PathValue("p")+"/branches/"+r.PathValue("b") == s.mainBranch() {
+	if pathBranch(r).String() == s.mainBranch() {
 		writeAPIError(w, http.StatusBadRequest, "FAILED_PRECONDITION", "the default branch of a project cannot be deleted")
 		return
 	}

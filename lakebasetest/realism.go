@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // Behaviours of the real service that clients must cope with, each a knob of
@@ -158,21 +159,22 @@ func (s *Server) page(r *http.Request, items []any) ([]any, string) {
 }
 
 // decoyName is the i-th decoy project's name.
-func decoyName(i int) string { return fmt.Sprintf("projects/decoy-%04d", i) }
+func decoyName(i int) string {
+	return workspace.ProjectName{ID: fmt.Sprintf("decoy-%04d", i)}.String()
+}
 
-// decoyEndpoint is the endpoint of the decoy project p (p as in its name).
-func decoyEndpoint(project string) map[string]any {
-	id := strings.TrimPrefix(project, "projects/")
+// decoyEndpoint is the endpoint of a decoy project.
+func decoyEndpoint(project workspace.ProjectName) map[string]any {
 	return map[string]any{
-		"name": project + "/branches/main/endpoints/primary",
-		"uid":  "ep-" + id,
+		"name": workspace.BranchName{Project: project.ID, ID: "main"}.Endpoint("primary").String(),
+		"uid":  "ep-" + project.ID,
 		"spec": map[string]any{"endpoint_type": "ENDPOINT_TYPE_READ_WRITE"},
 		"status": map[string]any{
 			"current_state": "IDLE",
 			"endpoint_type": "ENDPOINT_TYPE_READ_WRITE",
 			"hosts": map[string]any{
-				"host":                   "ep-" + id + ".database.invalid",
-				"read_write_pooled_host": "ep-" + id + "-pooler.database.invalid",
+				"host":                   "ep-" + project.ID + ".database.invalid",
+				"read_write_pooled_host": "ep-" + project.ID + "-pooler.database.invalid",
 			},
 		},
 	}

@@ -281,7 +281,7 @@ func (s *Server) handleCreateRole(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := branchOfPath(r)
+	branch := pathBranch(r).String()
 	var body struct {
 		Spec *roleSpecBody `json:"spec"`
 	}
@@ -327,7 +327,7 @@ func (s *Server) handleListRoles(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := branchOfPath(r)
+	branch := pathBranch(r).String()
 	pg, _, ok := s.branchCluster(branch)
 	if !ok {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("Branch %s does not exist.", branch))
@@ -367,7 +367,7 @@ func (s *Server) handleGetRole(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := branchOfPath(r)
+	branch := pathBranch(r).String()
 	_, _, role, err := s.roleByID(r.Context(), branch, r.PathValue("r"))
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
@@ -384,7 +384,7 @@ func (s *Server) handleDeleteRole(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.api(EPRoles, w, r); !ok {
 		return
 	}
-	branch := branchOfPath(r)
+	branch := pathBranch(r).String()
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	pg, db, role, err := s.roleByID(ctx, branch, r.PathValue("r"))
@@ -400,11 +400,6 @@ func (s *Server) handleDeleteRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeDoneOperation(w, branch, map[string]any{})
-}
-
-// branchOfPath is the branch named by a request's {p} and {b}.
-func branchOfPath(r *http.Request) string {
-	return "projects/" + r.PathValue("p") + "/branches/" + r.PathValue("b")
 }
 
 // writeDoneOperation answers a long-running operation of resource that is done

@@ -67,30 +67,33 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		return err
 	}
 	defer c.Close()
-	project, branch := cfg.Project, cfg.Branch
-	if cfg.Endpoint != "" {
-		p := strings.Split(cfg.Endpoint, "/")
-		project, branch = p[1], p[3]
-	}
-	if project == "" {
+	// The connection string's project, and its branch (the source of create).
+	var project workspace.ProjectName
+	branch := cfg.Branch
+	switch {
+	case cfg.Endpoint != "":
+		e, err := workspace.ParseEndpoint(cfg.Endpoint)
+		if err != nil {
+			return fmt.Errorf("branch: %w", err)
+		}
+		project, branch = e.BranchName().ProjectName(), e.Branch
+	case cfg.Project != "":
+		if project, err = workspace.ParseProject(cfg.Project); err != nil {
+			return fmt.Errorf("branch: %w", err)
+		}
+	default:
 		return errors.New("branch: the connection string names no project (set Project, or Endpoint)")
 	}
 	api := c.Workspace()
-	projectPath := "projects/" + project
+	projectPath := project.String()
 	// path is the resource name of a branch of the connection string's project, given
 	// as an id or a path; anything else is refused before a request is made.
 	path := func(id string) (string, error) {
-		full := id
-		if !strings.HasPrefix(id, "projects/") {
-			full = projectPath + "/branches/" + id
+		b, err := project.Branch(id)
+		if err != nil {
+			return "", fmt.Errorf("branch %q: not a branch id (1-63 lowercase letters, digits and hyphens, starting with a letter) or a branch projects/<p>/branches/<b> of the connection string's project %s", id, projectPath)
 		}
-		if _, err := workspace.ResourcePath(full, "branches"); err != nil || strings.Count(full, "/") != 3 {
-			return "", fmt.Errorf("branch %q: not a branch id (1-63 lowercase letters, digits and hyphens, starting with a letter) or projects/<p>/branches/<b>", id)
-		}
-		if !strings.HasPrefix(full, projectPath+"/branches/") {
-			return "", fmt.Errorf("branch %s is not of the connection string's project %s", full, projectPath)
-		}
-		return full, nil
+		return b.String(), nil
 	}
 	switch sub {
 	case "create":
@@ -113,7 +116,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 				return err
 			}
 		}
-		full := projectPath + "/branches/" + id
+		full := workspace.BranchName{Project: project.ID, ID: id}.String()
 		op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: projectPath, BranchID: id, Source: source, TTL: *ttl})
 		if err != nil {
 			return err
@@ -134,7 +137,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			}
 			return fmt.Errorf("branch %s has no read-write endpoint yet", full)
 		}
-		fmt.Fprintf(stdout, "Project=%s;Branch=%s\n", project, id)
+		fmt.Fprintf(stdout, "Project=%s;Branch=%s\n", project.ID, id)
 		return nil
 	case "list":
 		bs, err := api.ListBranches(ctx, workspace.ListBranchesRequest{Project: projectPath})
@@ -189,12 +192,12 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 		// branch; one failure does not stop the sweep, and each is reported.
 		var failed []error
 		for _, b := range bs {
-			id := b.Name[strings.LastIndex(b.Name, "/")+1:]
+			bn, err := workspace.ParseBranch(b.Name)
 			expired := workspace.ParseTime(b.ExpireTime)
-			if !(*prefix != "" && strings.HasPrefix(id, *prefix) || !expired.IsZero() && time.Now().After(expired)) {
+			if !(*prefix != "" && strings.HasPrefix(bn.ID, *prefix) || !expired.IsZero() && time.Now().After(expired)) {
 				continue
 			}
-			if _, err := path(b.Name); err != nil {
+			if err != nil || bn.Project != project.ID {
 				fmt.Fprintf(stdout, "skipped %s: not a branch of %s\n", b.Name, projectPath)
 				continue
 			}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 const usage = `usage: lakebase [-dsn CONNECTION_STRING] <command> [flags]
@@ -516,8 +517,11 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 			// Another branch of the same project.
 			c := *cfg
 			if c.Endpoint != "" {
-				c.Project = strings.Split(c.Endpoint, "/")[1]
-				c.Endpoint = ""
+				e, err := workspace.ParseEndpoint(c.Endpoint)
+				if err != nil {
+					return err
+				}
+				c.Project, c.Endpoint = e.Project, ""
 			}
 			c.Branch = value
 			cfg = &c
