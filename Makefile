@@ -8,8 +8,17 @@ LONG_FUZZTIME ?= 5m
 .PHONY: test tracked deps vet cross toolchains unit short fuzz-short fuzz bench soak
 
 # Every test: installs what is missing first (scripts/test-deps), then requires the
-# browser tests to run (plain go test skips them where Chromium is missing).
-test: tracked deps vet cross toolchains unit fuzz-short
+# browser tests to run (plain go test skips them where Chromium is missing). The
+# steps run in this order; a failing step does not stop the later ones, and the
+# failed steps are named at the end (the exit status is then non-zero).
+TEST_STEPS := tracked deps vet cross toolchains unit fuzz-short
+test:
+	@failed=""; for s in $(TEST_STEPS); do $(MAKE) --no-print-directory $$s || failed="$$failed $$s"; done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi
+
+# Each loop below runs every module (or target) even after one fails, keeps go's
+# own output, and ends by naming what failed with a non-zero exit status.
+report_failed = if [ -n "$$failed" ]; then echo "make $@: FAILED:$$failed" >&2; exit 1; fi
 
 deps:
 	@./scripts/test-deps
@@ -20,34 +29,40 @@ tracked:
 
 # Every module builds and vets for Windows and macOS too.
 cross:
-	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then for os in windows darwin; do \
-	  (cd $$m && echo "GOOS=$$os go vet ($$m)" && GOOS=$$os $(GO) vet ./... && GOOS=$$os $(GO) build ./...) || exit 1; done; fi; done
+	@failed=""; for m in $(MODULES); do if [ -f $$m/go.mod ]; then for os in windows darwin; do \
+	  (cd $$m && echo "GOOS=$$os go vet ($$m)" && GOOS=$$os $(GO) vet ./... && GOOS=$$os $(GO) build ./...) || failed="$$failed $$m(GOOS=$$os)"; done; fi; done; \
+	$(report_failed)
 
 # The oldest and the newest supported Go (from the module proxy) build and vet every
 # module. The tests themselves run on the installed toolchain.
 OLDEST_GO ?= go1.26.0
 NEWEST_GO ?= go1.27.4
 toolchains:
-	@for tc in $(OLDEST_GO) $(NEWEST_GO); do for m in $(MODULES); do if [ -f $$m/go.mod ]; then \
-	  (cd $$m && echo "GOTOOLCHAIN=$$tc go vet ($$m)" && GOTOOLCHAIN=$$tc $(GO) vet ./... && GOTOOLCHAIN=$$tc $(GO) build ./...) || exit 1; fi; done; done
+	@failed=""; for tc in $(OLDEST_GO) $(NEWEST_GO); do for m in $(MODULES); do if [ -f $$m/go.mod ]; then \
+	  (cd $$m && echo "GOTOOLCHAIN=$$tc go vet ($$m)" && GOTOOLCHAIN=$$tc $(GO) vet ./... && GOTOOLCHAIN=$$tc $(GO) build ./...) || failed="$$failed $$m($$tc)"; fi; done; done; \
+	$(report_failed)
 
 # The fast tier: no PostgreSQL, no Chromium.
 short:
-	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && $(GO) test -short -count=1 ./...) || exit 1; fi; done
+	@failed=""; for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && $(GO) test -short -count=1 ./...) || failed="$$failed $$m"; fi; done; \
+	$(report_failed)
 
 vet:
-	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && echo "go vet ($$m)" && $(GO) vet ./...) || exit 1; fi; done
+	@failed=""; for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && echo "go vet ($$m)" && $(GO) vet ./...) || failed="$$failed $$m"; fi; done; \
+	$(report_failed)
 
 unit:
-	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && LAKEBASE_REQUIRE_BROWSER=1 LAKEBASE_REQUIRE_PGBOUNCER=1 LAKEBASE_REQUIRE_KEYRING=$$( [ "$$(uname -s)" = Linux ] && echo 1 ) $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; fi; done
+	@failed=""; for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && LAKEBASE_REQUIRE_BROWSER=1 LAKEBASE_REQUIRE_PGBOUNCER=1 LAKEBASE_REQUIRE_KEYRING=$$( [ "$$(uname -s)" = Linux ] && echo 1 ) $(GO) test -race -count=1 -timeout 10m ./...) || failed="$$failed $$m"; fi; done; \
+	$(report_failed)
 
 # Each fuzz target for a short, bounded time (make fuzz runs them long).
 FUZZ_TARGETS := .:FuzzParseDSN ./storedproc:FuzzParse
 
 fuzz-short:
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  if $(GO) test -list "^$$fn$$" $$pkg 2>/dev/null | grep -q "^$$fn$$"; then \
-	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; fi; done
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$t"; fi; done; \
+	$(report_failed)
 
 fuzz:
 	@$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)

@@ -2,7 +2,6 @@ package lakebase_test
 
 import (
 	"context"
-	"database/sql"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,35 +127,5 @@ func TestSessionLimits_PoolMaxLifetimeBelowTheServersHasNoFailedQuery(t *testing
 	}
 	if e.Count(lakebasetest.EPLogin) < 10 {
 		t.Fatal("the sessions were not renewed: the test proves nothing")
-	}
-}
-
-// The look at a pooled session's socket before each reuse (which finds sessions
-// the server ended) allocates nothing: a query through the driver allocates as
-// much as the same query through plain pgx.
-func TestSessionLimits_TheLookBeforeReuseAllocatesNothing(t *testing.T) {
-	needServers(t)
-	lb, err := sql.Open("lakebase", passwordDSN(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb.Close()
-	px := pgxStdlibDB(t, "")
-	defer px.Close()
-	ctx := context.Background()
-	allocs := func(db *sql.DB) float64 {
-		db.SetMaxIdleConns(1)
-		var v int
-		if err := db.QueryRowContext(ctx, "SELECT $1::int", 1).Scan(&v); err != nil { // the session is open and pooled
-			t.Fatal(err)
-		}
-		return testing.AllocsPerRun(200, func() {
-			if err := db.QueryRowContext(ctx, "SELECT $1::int", 1).Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	if l, p := allocs(lb), allocs(px); l > p {
-		t.Fatalf("a query allocates %.0f times through the driver, %.0f through pgx", l, p)
 	}
 }
