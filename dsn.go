@@ -2,8 +2,9 @@ package lakebase
 
 // A connection string flows one way, each step calling only the ones below it:
 //
-//	dsn.go         the grammar: CData pairs, the lakebase:// URL form, quoting and
-//	               writing a Config back (String, FormatDSN)
+//	dsn.go         reading a string into a Config through the grammar
+//	               (internal/connstr: CData pairs, the lakebase:// URL form,
+//	               quoting) and writing a Config back (String, FormatDSN)
 //	env.go         what the environment and ~/.databrickscfg offer for the
 //	               properties the string left out (it only reads the Config)
 //	properties.go  the property table: names, aliases, secrets, how each is set
@@ -13,16 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
 
+	"github.com/lakebase-go/lakebase/internal/connstr"
 	"github.com/lakebase-go/lakebase/internal/textdist"
 )
-
-// Prefixes accepted in front of a connection string.
-var dsnPrefixes = []string{"jdbc:cdata:lakebase:", "jdbc:lakebase:"}
 
 // ParseDSN parses a CData-style connection string ("Name=Value;Name=Value"), or the
 // lakebase:// URL form, applies defaults and validates the result.
@@ -78,30 +76,29 @@ func parseDSNNoValidate(dsn string) (c *Config, given map[string]bool, err error
 	if err := refuseForeignForm(trimmed); err != nil {
 		return nil, nil, err
 	}
-	var pairs [][2]string
-	if len(trimmed) >= len(urlScheme) && strings.EqualFold(trimmed[:len(urlScheme)], urlScheme) {
-		pairs, err = urlPairs(trimmed)
-	} else {
-		pairs, err = splitPairs(trimmed)
-	}
+	pairs, err := connstr.Parse(trimmed, connstr.Rules{IsSecret: isSecretKey, PropertyName: clearlyPropertyName})
 	if err != nil {
+		var ge *connstr.Error
+		if errors.As(err, &ge) {
+			return nil, nil, &ConfigError{Property: ge.Name, Value: ge.Value, Secret: ge.Secret, Err: errors.New(ge.Msg)}
+		}
 		return nil, nil, err
 	}
 	c, given = &Config{}, map[string]bool{}
 	for i, kv := range pairs {
-		name, err := c.setProperty(kv[0], kv[1])
+		name, err := c.setProperty(kv.Name, kv.Value)
 		if err != nil {
 			var ce *ConfigError
 			if errors.As(err, &ce) && ce.unknown {
 				// An unknown name is quoted back only when it looks like a name and does
 				// not follow a secret (unless it is a near miss of a property name): after
 				// Password=ab;CD=x, "CD" may be the rest of the password (an unquoted ';').
-				_, nearMiss := clearlyPropertyName(kv[0]) // a typo of a property, not a fragment of a secret
-				if i > 0 && isSecretKey(pairs[i-1][0]) && !nearMiss {
+				_, nearMiss := clearlyPropertyName(kv.Name) // a typo of a property, not a fragment of a secret
+				if i > 0 && isSecretKey(pairs[i-1].Name) && !nearMiss {
 					return nil, nil, &ConfigError{Err: fmt.Errorf("pair %d is not a known property (not shown: it follows the secret %s, whose value may hold an unquoted ';'; quote it: %s='...', doubling any ' inside)",
-						i+1, canonicalName(pairs[i-1][0]), canonicalName(pairs[i-1][0]))}
+						i+1, canonicalName(pairs[i-1].Name), canonicalName(pairs[i-1].Name))}
 				}
-				if !looksLikeName(kv[0]) {
+				if !connstr.LooksLikeName(kv.Name) {
 					return nil, nil, &ConfigError{Err: fmt.Errorf("pair %d has a name that is not a property name (not shown); write Name=Value pairs separated by ';'", i+1)}
 				}
 			}
@@ -120,20 +117,6 @@ func canonicalName(name string) string {
 	return name
 }
 
-// looksLikeName reports whether s could be a property name someone typed: letters,
-// digits, spaces, '_', '-' and '.', starting with a letter, at most 64 bytes.
-func looksLikeName(s string) bool {
-	if s == "" || len(s) > 64 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '_' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // acceptedForms names the connection-string forms this driver reads, for messages.
 const acceptedForms = "this driver reads CData pairs (AuthScheme=OAuthClient;DatabricksInstance=...;Endpoint=...) or a lakebase:// URL; " +
 	"for a native Postgres role use AuthScheme=Password;Server=<host>;User=<role>;Password=<password>"
@@ -142,118 +125,11 @@ const acceptedForms = "this driver reads CData pairs (AuthScheme=OAuthClient;Dat
 // password), a PostgreSQL URL (postgres://, postgresql://) or a libpq key=value
 // string pasted where a lakebase connection string belongs.
 func refuseForeignForm(s string) error {
-	lower := strings.ToLower(s)
-	for _, p := range []string{"postgres://", "postgresql://"} {
-		if strings.HasPrefix(lower, p) {
-			return &ConfigError{Err: fmt.Errorf("this is a PostgreSQL URL (%s...), not shown since it may hold a password; %s", p, acceptedForms)}
-		}
-	}
-	if strings.Contains(s, ";") || strings.HasPrefix(lower, urlScheme) {
+	form := connstr.Foreign(s, func(k string) bool { _, ok := libpqKeywords[k]; return ok })
+	if form == "" {
 		return nil
 	}
-	fields := strings.Fields(s)
-	n := 0
-	for i, f := range fields {
-		name, _, ok := strings.Cut(f, "=")
-		if _, known := libpqKeywords[strings.ToLower(strings.TrimSpace(name))]; ok && known {
-			n++
-		} else if i == 0 {
-			return nil
-		}
-	}
-	if n >= 2 {
-		return &ConfigError{Err: fmt.Errorf("this is a libpq connection string (host=... dbname=...), not shown since it may hold a password; %s", acceptedForms)}
-	}
-	return nil
-}
-
-// splitPairs splits a CData connection string into name/value pairs.
-func splitPairs(s string) ([][2]string, error) {
-	for _, p := range dsnPrefixes {
-		if len(s) >= len(p) && strings.EqualFold(s[:len(p)], p) {
-			s = s[len(p):]
-			break
-		}
-	}
-	var pairs [][2]string
-	i := 0
-	for pair := 1; i < len(s); pair++ {
-		// name
-		eq := -1
-		j := i
-		for ; j < len(s) && s[j] != ';'; j++ {
-			if s[j] == '=' {
-				eq = j
-				break
-			}
-		}
-		if eq < 0 {
-			seg := strings.TrimSpace(s[i:j])
-			if seg != "" {
-				// The segment may be the tail of a value that held ';' unquoted (a
-				// password), or a secret typed with the wrong separator: only a segment
-				// that is clearly a property name is quoted back.
-				if name, ok := clearlyPropertyName(seg); ok {
-					return nil, &ConfigError{Property: name, Err: fmt.Errorf("has no '=' (write Name=Value pairs separated by ';')")}
-				}
-				return nil, &ConfigError{Err: fmt.Errorf("pair %d (at offset %d) has no '=': write Name=Value pairs separated by ';', and quote a value that holds ';' with ' or \"", pair, i)}
-			}
-			i = j + 1
-			continue
-		}
-		name := strings.TrimSpace(s[i:eq])
-		if name == "" {
-			return nil, &ConfigError{Err: fmt.Errorf("a pair at offset %d has an empty name", i)}
-		}
-		// value
-		k := eq + 1
-		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-			k++
-		}
-		var value string
-		if k < len(s) && (s[k] == '\'' || s[k] == '"') {
-			q := s[k]
-			var b strings.Builder
-			k++
-			closed := false
-			for k < len(s) {
-				if s[k] == q {
-					if k+1 < len(s) && s[k+1] == q {
-						b.WriteByte(q)
-						k += 2
-						continue
-					}
-					closed = true
-					k++
-					break
-				}
-				b.WriteByte(s[k])
-				k++
-			}
-			if !closed {
-				return nil, &ConfigError{Property: name, Secret: isSecretKey(name), Err: fmt.Errorf("has an unterminated quoted value")}
-			}
-			for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-				k++
-			}
-			if k < len(s) && s[k] != ';' {
-				return nil, &ConfigError{Property: name, Secret: isSecretKey(name), Err: fmt.Errorf("has text after the closing quote")}
-			}
-			value = b.String()
-		} else {
-			end := strings.IndexByte(s[k:], ';')
-			if end < 0 {
-				end = len(s)
-			} else {
-				end += k
-			}
-			value = strings.TrimSpace(s[k:end])
-			k = end
-		}
-		pairs = append(pairs, [2]string{name, value})
-		i = k + 1
-	}
-	return pairs, nil
+	return &ConfigError{Err: fmt.Errorf("this is %s, not shown since it may hold a password; %s", form, acceptedForms)}
 }
 
 // clearlyPropertyName reports whether seg is a property name (known, or within a
@@ -282,15 +158,7 @@ func clearlyPropertyName(seg string) (string, bool) {
 const redacted = "********"
 
 // quoteValue quotes a value when it holds ';', a quote or edge whitespace.
-func quoteValue(v string) string {
-	if v == "" {
-		return "''"
-	}
-	if !strings.ContainsAny(v, ";'\"") && strings.TrimSpace(v) == v {
-		return v
-	}
-	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
-}
+func quoteValue(v string) string { return connstr.Quote(v) }
 
 // String returns the connection string with every secret replaced by "********".
 func (c Config) String() string { return c.format(true) }
@@ -365,58 +233,4 @@ func (c *Config) format(redact bool) string {
 		b.WriteString(n + "=" + quoteValue(c.Ignored[n]))
 	}
 	return b.String()
-}
-
-const urlScheme = "lakebase://"
-
-// urlPairs reads the URL form of a connection string into name/value pairs, for
-// tools that only take URLs:
-//
-//	lakebase://[user[:password]@][host][:port][/database][?Property=Value&...]
-//
-// The user, password, host, port and path set User, Password, Server, Port and
-// Database; every query parameter is a connection property with the same names,
-// aliases and rules as the CData form, and wins over the URL parts.
-func urlPairs(s string) ([][2]string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		// url.Parse errors quote the whole URL, which may hold a password.
-		return nil, &ConfigError{Err: fmt.Errorf("the lakebase:// URL is malformed (percent-encode reserved characters in the user, password and values)")}
-	}
-	var pairs [][2]string
-	if u.User != nil {
-		pairs = append(pairs, [2]string{"User", u.User.Username()})
-		if pw, ok := u.User.Password(); ok {
-			pairs = append(pairs, [2]string{"Password", pw})
-		}
-	}
-	if h := u.Hostname(); h != "" {
-		pairs = append(pairs, [2]string{"Server", h})
-	}
-	if p := u.Port(); p != "" {
-		pairs = append(pairs, [2]string{"Port", p})
-	}
-	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-		if strings.Contains(db, "/") {
-			return nil, &ConfigError{Property: "Database", Value: db, Err: fmt.Errorf("the URL path must be a single database name")}
-		}
-		pairs = append(pairs, [2]string{"Database", db})
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return nil, &ConfigError{Err: fmt.Errorf("the lakebase:// URL query is malformed (percent-encode '%%', '&' and '=' in values)")}
-	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	sort.Strings(names) // deterministic when two spellings name one property
-	for _, name := range names {
-		vals := q[name]
-		if name == "" {
-			return nil, &ConfigError{Err: fmt.Errorf("the lakebase:// URL query has a parameter with an empty name")}
-		}
-		pairs = append(pairs, [2]string{name, vals[len(vals)-1]})
-	}
-	return pairs, nil
 }
