@@ -72,9 +72,11 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 		c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: state, Start: time.Now()}, nil)
 		// A branch just made may refuse logins for a short while: with Project and
 		// Branch, refused logins are retried with fresh credentials for up to
-		// BranchLoginGrace (within Timeout).
+		// BranchLoginGrace (within Timeout). Not through a pooled host: its pooler's
+		// refusal (PgBouncer's 08P01) is its own, and one fresh credential is all a
+		// retry can try.
 		deadline := time.Now()
-		if c.cfg.Branch != "" {
+		if c.cfg.Branch != "" && !li.pooled {
 			deadline = deadline.Add(BranchLoginGrace)
 		}
 		for delay := 250 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {

@@ -509,3 +509,25 @@ func TestPooled_ReadOnlyProjectAndAnEndpointWithoutOne(t *testing.T) {
 		t.Fatalf("an endpoint without a pooled host: %v", err)
 	}
 }
+
+// Project and Branch through a pooler that refuses OAuth credentials: the refusal
+// is the pooler's, not a branch too new to log in to, so the connect mints at most
+// twice (one fresh retry, as the README promises) and says what to do, with no
+// grace loop of mints and endpoint lookups.
+func TestPooled_BranchThroughARefusingPoolerMintsAtMostTwice(t *testing.T) {
+	e := pooledEmulator(t, lakebasetest.Options{PoolerAuth: lakebasetest.PoolerAuthPassword})
+	parts := strings.Split(e.Endpoint, "/") // projects/<p>/branches/<b>/endpoints/<e>
+	db, _ := newDB(t, e.OAuthClientDSN("Endpoint=", "Project="+parts[1], "Branch="+parts[3], "Pooled=true"))
+	mints, lookups := e.Count(lakebasetest.EPCredAutoscaling), e.Count(lakebasetest.EPEndpoints)
+	err := db.PingContext(context.Background())
+	if !errors.Is(err, lakebase.ErrPooledOAuthRefused) || errors.Is(err, lakebase.ErrNotAwake) ||
+		!strings.Contains(err.Error(), "Pooled=false") || !strings.Contains(err.Error(), "password authentication failed") {
+		t.Fatalf("a branch's pooled host refusing the OAuth credential: %v", err)
+	}
+	if n := e.Count(lakebasetest.EPCredAutoscaling) - mints; n > 2 {
+		t.Fatalf("%d credential mints for one refused connect, want at most 2", n)
+	}
+	if n := e.Count(lakebasetest.EPEndpoints) - lookups; n > 2 {
+		t.Fatalf("%d endpoint lookups for one refused connect, want at most 2", n)
+	}
+}
