@@ -2,11 +2,13 @@ package lakebase_test
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase"
@@ -98,5 +100,103 @@ func TestCredentialClaims_ScopedSessionsReadOnlyTheirTables(t *testing.T) {
 	}
 	if _, err := lakebase.NewConnector(e.OAuthClientDSN(), lakebase.WithCredentialClaims(workspace.CredentialClaims{PermissionSet: "READ_ONLY"})); err == nil {
 		t.Fatal("claims without tables were taken")
+	}
+}
+
+// A READ_ONLY scoped session is logged in as a role that may only read the named
+// tables: whatever it sets (SET ROLE NONE, SET SESSION AUTHORIZATION, RESET ALL,
+// default_transaction_read_only = off, SET TRANSACTION READ WRITE), a write fails
+// with a permission (42501) or read-only (25006) error, on the direct host and on
+// the pooled host, and nothing is written.
+func TestCredentialClaims_ReadOnlySessionCannotWriteAfterAnySET(t *testing.T) {
+	needServers(t)
+	e := pooledEmulator(t, lakebasetest.Options{})
+	sp := pgx.Identifier{e.ServicePrincipal.ClientID}.Sanitize()
+	if err := e.Exec(`CREATE SCHEMA sales; CREATE TABLE sales.orders (id int); INSERT INTO sales.orders VALUES (1);
+		GRANT USAGE, CREATE ON SCHEMA sales TO ` + sp + `; GRANT ALL ON ALL TABLES IN SCHEMA sales TO ` + sp); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	claims := "CredentialClaims='READ_ONLY:main.sales.orders'"
+	// What a session may try before writing: each list runs in order, errors of the
+	// SETs themselves ignored (a refused SET is the scope holding too).
+	forged := [][]string{
+		{"SET ROLE NONE", "SET default_transaction_read_only = off"},
+		{"RESET ROLE", "RESET ALL", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"},
+		{"SET SESSION AUTHORIZATION DEFAULT", "SET default_transaction_read_only = off"},
+		{"SET SESSION AUTHORIZATION " + sp, "SET ROLE " + sp, "SET default_transaction_read_only = off"},
+		{"SET ROLE postgres", "SET default_transaction_read_only = off"},
+	}
+	writes := []string{"INSERT INTO sales.orders VALUES (2)", "UPDATE sales.orders SET id = 3", "DELETE FROM sales.orders",
+		"CREATE TABLE sales.stolen (id int)", "TRUNCATE sales.orders"}
+	refused := func(t *testing.T, what string, err error) {
+		t.Helper()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || (pe.Code != "42501" && pe.Code != "25006") {
+			t.Fatalf("%s: %v, want a permission (42501) or read-only (25006) error", what, err)
+		}
+	}
+	for name, dsn := range map[string]string{
+		"direct": e.OAuthClientDSN(claims),
+		"pooled": e.OAuthClientDSN(claims, "Pooled=true"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			db, _ := newDB(t, dsn)
+			var n int
+			if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sales.orders").Scan(&n); err != nil || n != 1 {
+				t.Fatalf("reading the named table: %d, %v", n, err)
+			}
+			for _, sets := range forged {
+				for _, w := range writes {
+					if name == "direct" {
+						// Session-level settings on one session, then the write.
+						conn, err := db.Conn(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for _, s := range sets {
+							conn.ExecContext(ctx, s)
+						}
+						_, err = conn.ExecContext(ctx, w)
+						refused(t, strings.Join(sets, "; ")+"; "+w, err)
+						conn.Raw(func(any) error { return driver.ErrBadConn }) // never back to the pool
+						conn.Close()
+					}
+					// In one transaction (what a pooled session keeps): READ WRITE first.
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := tx.ExecContext(ctx, "SET TRANSACTION READ WRITE"); err != nil {
+						t.Fatalf("SET TRANSACTION READ WRITE: %v", err)
+					}
+					for _, s := range sets {
+						local := strings.Replace(strings.Replace(s, "SET ", "SET LOCAL ", 1), "SET LOCAL SESSION CHARACTERISTICS", "SET SESSION CHARACTERISTICS", 1)
+						if _, err := tx.ExecContext(ctx, "SAVEPOINT s"); err != nil {
+							t.Fatal(err)
+						}
+						if _, err := tx.ExecContext(ctx, local); err != nil {
+							tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT s")
+						}
+					}
+					_, err = tx.ExecContext(ctx, w)
+					tx.Rollback()
+					refused(t, "BEGIN; SET TRANSACTION READ WRITE; "+strings.Join(sets, "; ")+"; "+w, err)
+				}
+			}
+		})
+	}
+	// Nothing was written: an unscoped session sees the one row and no new table.
+	plain, _ := newDB(t, e.OAuthClientDSN())
+	var n int
+	if err := plain.QueryRowContext(ctx, "SELECT count(*) FROM sales.orders WHERE id = 1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the table after the attempts: %d rows of the original, %v", n, err)
+	}
+	var stolen *string
+	if err := plain.QueryRowContext(ctx, "SELECT to_regclass('sales.stolen')::text").Scan(&stolen); err != nil || stolen != nil {
+		t.Fatalf("a table was created: %v, %v", stolen, err)
+	}
+	if err := plain.QueryRowContext(ctx, "SELECT count(*) FROM sales.orders").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the table holds %d rows (%v), want 1", n, err)
 	}
 }

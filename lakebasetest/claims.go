@@ -16,10 +16,15 @@ import (
 // Scoped credentials (Unity Catalog claims). Both credential APIs take
 // claims: [{"permission_set": "READ_ONLY", "resources": [{"table_name": "c.s.t"}]}];
 // the emulator records them in the credential, and a session logged in with a
-// READ_ONLY credential is read-only (default_transaction_read_only) and runs as a
-// role that may only SELECT the named tables, mapped to the tables of the same
-// schema-qualified name (s.t; the catalog is the database). That is what it
-// models of the service's scoping; it does not model Unity Catalog's grants.
+// READ_ONLY credential, on the direct and on the pooled host, is logged in to
+// PostgreSQL as a login role of its own (one per identity and scope) that may only
+// SELECT the named tables, mapped to the tables of the same schema-qualified name
+// (s.t; the catalog is the database), and is a member of no other role. No SET can
+// widen that: SET ROLE needs a membership it does not have, SET SESSION
+// AUTHORIZATION a superuser login. Its sessions start read-only too (the role's
+// default_transaction_read_only), which a session may switch off; the grants still
+// refuse every write (42501). That is what it models of the service's scoping; it
+// does not model Unity Catalog's grants.
 
 // credClaim is one claim of a credential request.
 type credClaim struct {
@@ -78,12 +83,15 @@ func writeClaimsError(w http.ResponseWriter, msg string) {
 	writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "claims: "+msg)
 }
 
-// scopeRole makes (once per cluster and scope) the role a session of a scoped
-// credential runs as, granted to user, and returns its name.
+// scopeRole makes (once per cluster, database and role) the login role a session
+// of user with a scoped credential is logged in as, and returns its name. The role
+// is user's own for this scope: SELECT on the named tables (USAGE on their
+// schemas), no membership in any role, read-only by default. A named table that
+// does not exist grants nothing.
 func (s *Server) scopeRole(pg *pgcluster.Cluster, db, user string, sc *CredentialScope) (string, error) {
-	sum := sha256.Sum256([]byte(sc.PermissionSet + ":" + strings.Join(sc.Tables, ",")))
+	sum := sha256.Sum256([]byte(user + "\x00" + sc.PermissionSet + ":" + strings.Join(sc.Tables, ",")))
 	role := "lb_scope_" + hex.EncodeToString(sum[:6])
-	key := pg.Dir() + "|" + db + "|" + role + "|" + user
+	key := pg.Dir() + "|" + db + "|" + role
 	s.mu.Lock()
 	done := s.scopes[key]
 	s.mu.Unlock()
@@ -92,20 +100,22 @@ func (s *Server) scopeRole(pg *pgcluster.Cluster, db, user string, sc *Credentia
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	r := pgcluster.QuoteIdent(role)
 	q := fmt.Sprintf(`DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %s) THEN CREATE ROLE %s NOLOGIN; END IF;
-END $$`, pgcluster.QuoteLiteral(role), pgcluster.QuoteIdent(role))
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %s) THEN CREATE ROLE %s LOGIN NOINHERIT; END IF;
+END $$; ALTER ROLE %s SET default_transaction_read_only = on; COMMENT ON ROLE %s IS %s`,
+		pgcluster.QuoteLiteral(role), r, r, r,
+		pgcluster.QuoteLiteral(sc.PermissionSet+" scope of "+user+": "+strings.Join(sc.Tables, ", ")))
 	if err := pg.Exec(ctx, db, q); err != nil {
 		return "", err
 	}
 	for _, t := range sc.Tables {
 		parts := strings.SplitN(t, ".", 3)
 		schema, table := pgcluster.QuoteIdent(parts[1]), pgcluster.QuoteIdent(parts[2])
-		// A table that does not exist grants nothing.
-		pg.Exec(ctx, db, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", schema, pgcluster.QuoteIdent(role)))
-		pg.Exec(ctx, db, fmt.Sprintf("GRANT SELECT ON %s.%s TO %s", schema, table, pgcluster.QuoteIdent(role)))
+		pg.Exec(ctx, db, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", schema, r))
+		pg.Exec(ctx, db, fmt.Sprintf("GRANT SELECT ON %s.%s TO %s", schema, table, r))
 	}
-	if err := pg.Exec(ctx, db, fmt.Sprintf("GRANT %s TO %s", pgcluster.QuoteIdent(role), pgcluster.QuoteIdent(user))); err != nil {
+	if err := pg.AllowLogin(ctx, role); err != nil {
 		return "", err
 	}
 	s.mu.Lock()

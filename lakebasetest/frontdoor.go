@@ -297,14 +297,13 @@ func (fd *frontDoor) handle(ss *session) {
 		return
 	}
 	if c != nil && c.Scoped != nil {
-		// A scoped credential: read-only, as a role that may read only its tables.
+		// A scoped credential: logged in as a role that may only read its tables.
 		role, err := fd.s.scopeRole(pg, params["database"], user, c.Scoped)
 		if err != nil {
 			writeError(conn, "XX000", "could not apply the credential's scope")
 			return
 		}
-		params["role"] = role
-		params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")
+		params["user"] = role
 	}
 	if max := fd.s.opts.MaxConnections; max > 0 && fd.relayed() >= max {
 		// (The pooled host keeps its own limit, as the real pooler does.)
@@ -329,6 +328,16 @@ func (fd *frontDoor) relayPooled(ss *session, conn net.Conn, br *bufio.Reader, p
 	if !fd.s.pg.HasLoginRole(params["user"]) {
 		fd.refuseNoRole(conn, params["user"])
 		return
+	}
+	if c != nil && c.Scoped != nil {
+		// A scoped credential: the pooler's sessions are the scope role's, as on the
+		// direct host.
+		role, err := fd.s.scopeRole(fd.s.pg, fd.s.Database, params["user"], c.Scoped)
+		if err != nil {
+			writeError(conn, "XX000", "could not apply the credential's scope")
+			return
+		}
+		params["user"] = role
 	}
 	if readOnly && params["database"] == fd.s.Database {
 		params["database"] = readOnlyPoolDB(fd.s.Database)

@@ -380,6 +380,11 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.pg.CreateDatabase(ctx, s.Database); err != nil {
 		return fmt.Errorf("creating database %s: %w", s.Database, err)
 	}
+	// As PostgreSQL 15 and later have it, whatever the version: only roles granted
+	// it create objects in public (a scope role must not).
+	if err := s.pg.Exec(ctx, s.Database, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
+		return fmt.Errorf("creating database %s: %w", s.Database, err)
+	}
 	// databricks_superuser, as Lakebase has it; the ready-made identities are the
 	// project's owners: members, and able to manage roles.
 	if err := s.pg.Exec(ctx, "", "CREATE ROLE databricks_superuser NOLOGIN CREATEDB CREATEROLE"); err != nil {

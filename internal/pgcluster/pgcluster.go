@@ -491,6 +491,12 @@ END $$`, QuoteLiteral(role), QuoteIdent(role), pw, QuoteIdent(role), pw)
 		QuoteIdent(db), QuoteIdent(role), QuoteIdent(role)))
 }
 
+// AllowLogin lets the peer logins of this OS user log in over the socket as each
+// of roles (roles that exist and have LOGIN; CreateRole does this itself).
+func (c *Cluster) AllowLogin(ctx context.Context, roles ...string) error {
+	return c.allowPeer(ctx, roles...)
+}
+
 // identLines map the peer logins of c's OS users to role (pg_ident.conf, map "lakebase").
 func (c *Cluster) identLines(role string) string {
 	var b strings.Builder
