@@ -37,6 +37,14 @@ type Conn struct {
 	ownsConnector bool // opened by Driver.Open: Close closes the connector too
 }
 
+// sessionExpiry is when a session opened at opened with OpenDB's lifetime life
+// leaves the pool: up to a tenth earlier than life at random, so sessions opened
+// together do not all end together, and never later (database/sql's own
+// SetConnMaxLifetime(life) is the bound behind it).
+func sessionExpiry(opened time.Time, life time.Duration) time.Time {
+	return opened.Add(life - time.Duration(rand.Int64N(int64(life/10)+1)))
+}
+
 // session is what the wrapper needs of a Postgres session. pgx's *stdlib.Conn is
 // the one the driver uses; the unit tests put go-sqlmock's connection there.
 type session interface {
@@ -82,8 +90,7 @@ func (c *Conn) session(ctx context.Context) (session, error) {
 		}
 		c.pg, c.px = pg, px
 		if life := time.Duration(c.connector.lifetime.Load()); life > 0 {
-			// Up to a tenth earlier, so sessions opened together do not all end together.
-			c.expires = time.Now().Add(life - time.Duration(rand.Int64N(int64(life/10)+1)))
+			c.expires = sessionExpiry(time.Now(), life)
 		}
 	}
 	if t := c.tx; t != nil && t.tx == nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -95,5 +96,19 @@ func TestConn_LazySession(t *testing.T) {
 	}
 	if err := cn.Close(); err != nil || cn.IsValid() {
 		t.Fatalf("Close=%v IsValid after close=%v", err, cn.IsValid())
+	}
+}
+
+// OpenDB's sessions leave the pool at most their lifetime after they opened (never
+// later than database/sql's SetConnMaxLifetime), up to a tenth earlier at random.
+func TestOpenDB_SessionsLiveAtMostTheirLifetime(t *testing.T) {
+	opened := time.Unix(1_700_000_000, 0)
+	for _, life := range []time.Duration{time.Nanosecond, time.Second, 7 * time.Second, DefaultConnMaxLifetime, 3 * time.Hour} {
+		for range 1000 {
+			e := sessionExpiry(opened, life)
+			if e.After(opened.Add(life)) || e.Before(opened.Add(life-life/10)) {
+				t.Fatalf("lifetime %v: the session leaves the pool after %v", life, e.Sub(opened))
+			}
+		}
 	}
 }

@@ -32,10 +32,12 @@ func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error
 
 // PoolConfig returns a pgxpool configuration whose connections log in through this
 // connector (BeforeConnect), with the same database, TLS policy, application name,
-// exec mode and time zone, the WithAfterConnect hooks, and a max connection lifetime
-// of 45 minutes as Databricks recommends. The CData pool properties apply:
-// PoolMaxSize is MaxConns, PoolMinSize MinConns (pgxpool opens them ahead),
-// PoolIdleTimeout MaxConnIdleTime. Close the pool before the connector.
+// exec mode and time zone, the WithAfterConnect hooks, and sessions that live at most
+// 45 minutes as Databricks recommends (PoolMaxLifetime), ended up to a tenth earlier
+// at random: MaxConnLifetime is nine tenths of it and MaxConnLifetimeJitter the
+// rest. The CData pool properties apply: PoolMaxSize is MaxConns, PoolMinSize
+// MinConns (pgxpool opens them ahead), PoolIdleTimeout MaxConnIdleTime. Close the
+// pool before the connector.
 func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	if c == nil || c.login == nil {
 		return nil, ErrConnectorNotOpened
@@ -49,11 +51,14 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	if c.needsAfterConnect() {
 		pc.AfterConnect = c.afterConnect
 	}
-	pc.MaxConnLifetime = DefaultConnMaxLifetime
+	life := DefaultConnMaxLifetime
 	if c.cfg.PoolMaxLifetime > 0 {
-		pc.MaxConnLifetime = c.cfg.PoolMaxLifetime
+		life = c.cfg.PoolMaxLifetime
 	}
-	pc.MaxConnLifetimeJitter = pc.MaxConnLifetime / 10 // a fleet does not reconnect at once
+	// pgxpool adds up to the jitter to the lifetime: a session lives from nine tenths
+	// of life to life, never longer, and a fleet does not reconnect at once.
+	pc.MaxConnLifetimeJitter = life / 10
+	pc.MaxConnLifetime = life - pc.MaxConnLifetimeJitter
 	// A session the server ended while it sat in the pool is pinged (and so
 	// discarded) before it is handed out, however short its idle time.
 	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {

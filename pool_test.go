@@ -89,3 +89,32 @@ func TestPoolProperties_WarnedOnceWithSQLOpen(t *testing.T) {
 		t.Fatalf("%d warnings:\n%s", n, buf.String())
 	}
 }
+
+// PoolConfig's sessions live at most PoolMaxLifetime (45 minutes by default): pgxpool
+// adds up to MaxConnLifetimeJitter to MaxConnLifetime, so their sum is the bound, and
+// the jitter ends sessions up to a tenth earlier.
+func TestPoolConfig_SessionsLiveAtMostPoolMaxLifetime(t *testing.T) {
+	for set, want := range map[string]time.Duration{
+		"":                     lakebase.DefaultConnMaxLifetime,
+		"PoolMaxLifetime=1":    time.Second,
+		"PoolMaxLifetime=60":   time.Minute,
+		"PoolMaxLifetime=3600": time.Hour,
+		"PoolMaxLifetime=7":    7 * time.Second,
+	} {
+		c, err := lakebase.NewConnector("AuthScheme=Password;Server=localhost;User=u;Password=p;" + set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := c.PoolConfig()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if longest := pc.MaxConnLifetime + pc.MaxConnLifetimeJitter; longest > want {
+			t.Errorf("%q: sessions live up to %v (MaxConnLifetime %v + jitter %v), more than %v", set, longest, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, want)
+		}
+		if pc.MaxConnLifetimeJitter < want/10-time.Millisecond || pc.MaxConnLifetime < want*9/10-time.Millisecond {
+			t.Errorf("%q: MaxConnLifetime %v, jitter %v: want sessions ended up to a tenth of %v early, no more", set, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, want)
+		}
+	}
+}
