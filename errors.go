@@ -189,6 +189,14 @@ var (
 	// the login host's domains; the login was not completed and nothing was sent.
 	// Permanent for that callback: log in again.
 	ErrUntrustedIssuer = oauth.ErrUntrustedIssuer
+	// ErrRoleNotFound: no role of a branch or instance has exactly the name asked
+	// for (Postgres role names are case-sensitive); the error (a RoleMatchError)
+	// names the roles that differ only in case. Permanent: name the role exactly.
+	ErrRoleNotFound = workspace.ErrRoleNotFound
+	// ErrAmbiguousRole: more than one role could be meant by a name (several
+	// differ from it only in case, and none has it exactly), so nothing was done;
+	// the error (a RoleMatchError) names them. Permanent: name the role exactly.
+	ErrAmbiguousRole = workspace.ErrAmbiguousRole
 )
 
 type (
@@ -205,6 +213,9 @@ type (
 	// IssuerError is a refused issuer of a host-agnostic login (errors.Is
 	// ErrUntrustedIssuer); it names the issuer's host and why.
 	IssuerError = oauth.IssuerError
+	// RoleMatchError reports a role name that does not match exactly one role
+	// (errors.Is ErrRoleNotFound or ErrAmbiguousRole); it names the candidates.
+	RoleMatchError = workspace.RoleMatchError
 )
 
 // ErrNotAwake is matched by a WakeError.
@@ -293,7 +304,8 @@ func (e *TooManyConnectionsError) Is(target error) bool { return target == ErrTo
 //     no answer), a deadline that ran out;
 //   - cannot help: everything that needs a change first — configuration
 //     (ErrConfig, ErrResourceName), a refused login (ErrLoginRefused, ErrNoRole,
-//     ErrPooledOAuthRefused), a refused or missing token (ErrReloginRequired,
+//     ErrPooledOAuthRefused), a role name that matches no role or more than one
+//     (ErrRoleNotFound, ErrAmbiguousRole), a refused or missing token (ErrReloginRequired,
 //     ErrNoToken, an OAuth error code such as invalid_client), a disabled endpoint,
 //     a refused redirect, the settings store or keyring, a closed connector, a
 //     cancelled context, any other SQL error. The error's message says what to change.
@@ -310,7 +322,8 @@ func Retryable(err error) bool {
 	}
 	for _, permanent := range []error{ErrConfig, ErrResourceName, ErrLoginRefused, ErrNoRole, ErrReloginRequired,
 		ErrNoToken, ErrEndpointDisabled, ErrRedirect, ErrNoKeyring, ErrSettingsFile, ErrClosed,
-		ErrConnectorNotOpened, ErrNoPersonLogin, ErrPooledSessionLock, ErrUntrustedIssuer, ErrUserToken} {
+		ErrConnectorNotOpened, ErrNoPersonLogin, ErrPooledSessionLock, ErrUntrustedIssuer, ErrUserToken,
+		ErrRoleNotFound, ErrAmbiguousRole} {
 		if errors.Is(err, permanent) {
 			return false
 		}

@@ -51,6 +51,8 @@ func TestRetryable_SaysWhetherTheSameCallCanSucceed(t *testing.T) {
 		{"a deadline", context.DeadlineExceeded, true},
 		{"a cancellation", context.Canceled, false},
 		{"a session lock on the pooled host", ErrPooledSessionLock, false},
+		{"no role of that exact name", &RoleMatchError{Name: "robert", Candidates: []string{"Robert"}}, false},
+		{"a role name more than one role could mean", &RoleMatchError{Name: "ROBERT", Candidates: []string{"Robert", "robert"}, Ambiguous: true}, false},
 		{"anything else", errors.New("boom"), false},
 	} {
 		if got := Retryable(tc.err); got != tc.want {

@@ -19,7 +19,10 @@ type roleChecker interface {
 }
 
 // checkRole lists the roles of the endpoint's branch (Autoscaling, every page) or
-// of the instance (Provisioned) and looks for user among them.
+// of the instance (Provisioned) and looks for user among them by its exact name
+// (workspace.FindRole: Postgres role names are case-sensitive, so a role "Robert"
+// is not the role of "robert"). Several roles listed under exactly that name
+// still mean the role exists.
 func (p *tokenPipeline) checkRole(ctx context.Context, user string) (string, bool, error) {
 	t, err := p.resolveTarget(ctx)
 	if err != nil {
@@ -35,23 +38,15 @@ func (p *tokenPipeline) checkRole(ctx context.Context, user string) (string, boo
 		if err != nil {
 			return "branch " + branch, false, err
 		}
-		for _, r := range roles {
-			if strings.EqualFold(r.PostgresRole(), user) {
-				return "branch " + branch, false, nil
-			}
-		}
-		return "branch " + branch, true, nil
+		_, err = workspace.FindRole(roles, user, "branch "+branch)
+		return "branch " + branch, errors.Is(err, workspace.ErrRoleNotFound), nil
 	case t.instance != "":
 		roles, err := p.rest.ListInstanceRoles(ctx, workspace.ListInstanceRolesRequest{Instance: t.instance})
 		if err != nil {
 			return "instance " + t.instance, false, err
 		}
-		for _, r := range roles {
-			if strings.EqualFold(r.Name, user) {
-				return "instance " + t.instance, false, nil
-			}
-		}
-		return "instance " + t.instance, true, nil
+		_, err = workspace.FindInstanceRole(roles, user, "instance "+t.instance)
+		return "instance " + t.instance, errors.Is(err, workspace.ErrRoleNotFound), nil
 	}
 	return "", false, nil
 }

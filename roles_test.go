@@ -193,3 +193,30 @@ func TestBranch_RolesOptionLetsAnotherIdentityLogIn(t *testing.T) {
 		t.Fatalf("on the parent: %v", err)
 	}
 }
+
+// The driver looks for a refused identity's role by its exact name: with a role
+// Robert on the branch and none for the service principal robert, robert's login
+// is a missing role (Robert is another role); once robert has its role, it logs
+// in as robert. The same on a Provisioned instance.
+func TestMissingRole_ARoleDifferingOnlyInCaseIsAnotherRole(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	spWithoutRole(t, e, "robert")
+	if err := e.CreateRole("Robert"); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{nil, {"Endpoint=", "Instance=" + e.Instance}} {
+		db, _ := newDB(t, e.OAuthClientDSN(append(extra, "OAuthClientId=robert", "OAuthClientSecret=secret-of-robert")...))
+		var ne *lakebase.NoRoleError
+		if err := db.Ping(); !errors.As(err, &ne) || ne.Unknown || ne.Identity != "robert" {
+			t.Fatalf("%v: robert without a role, Robert with one: %v", extra, err)
+		}
+	}
+	if err := e.CreateRole("robert"); err != nil {
+		t.Fatal(err)
+	}
+	db, _ := newDB(t, e.OAuthClientDSN("OAuthClientId=robert", "OAuthClientSecret=secret-of-robert"))
+	if u := currentUser(t, db); u != "robert" {
+		t.Fatalf("logged in as %q", u)
+	}
+}

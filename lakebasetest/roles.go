@@ -32,19 +32,31 @@ var systemRoles = map[string]bool{"postgres": true, "databricks_superuser": true
 var roleIDRule = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$`)
 
 // roleIDOf is the role id of a Postgres role: the one it was made with, else the
-// name when it keeps the rule (an application id), else one derived from the name.
+// name when it keeps the rule as it is (an application id), else one derived from
+// the exact name. Names are never lowered into ids: "Robert" and "robert" are two
+// roles with two ids, as the service gives them.
 func (s *Server) roleIDOf(branch, role string) string {
 	s.mu.Lock()
-	id := s.roleIDs[branch+"|"+role]
-	s.mu.Unlock()
-	if id != "" {
+	defer s.mu.Unlock()
+	if id := s.roleIDs[branch+"|"+role]; id != "" {
 		return id
 	}
-	if l := strings.ToLower(role); roleIDRule.MatchString(l) {
-		return l
+	if roleIDRule.MatchString(role) && !s.roleIDTakenLocked(branch, role, role) {
+		return role
 	}
 	sum := sha256.Sum256([]byte(role))
 	return "r-" + hex.EncodeToString(sum[:6])
+}
+
+// roleIDTakenLocked reports whether a role of branch other than role was made with
+// the id id.
+func (s *Server) roleIDTakenLocked(branch, id, role string) bool {
+	for k, v := range s.roleIDs {
+		if v == id && k != branch+"|"+role && strings.HasPrefix(k, branch+"|") {
+			return true
+		}
+	}
+	return false
 }
 
 // branchCluster is the cluster and database of an Autoscaling branch.
@@ -305,13 +317,26 @@ func (s *Server) handleCreateRole(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	if id != "" {
-		s.mu.Lock()
-		s.roleIDs[branch+"|"+body.Spec.PostgresRole] = id
-		s.mu.Unlock()
+		existing, err := listPGRoles(ctx, pg, "")
+		if err != nil {
+			writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
+			return
+		}
+		for _, e := range existing {
+			if e.name != body.Spec.PostgresRole && s.roleIDOf(branch, e.name) == id {
+				writeAPIError(w, http.StatusConflict, "ALREADY_EXISTS", fmt.Sprintf("Role %s/roles/%s already exists.", branch, id))
+				return
+			}
+		}
 	}
 	if status, code, msg := s.makeRole(ctx, pg, db, *body.Spec); status != 0 {
 		writeAPIError(w, status, code, msg)
 		return
+	}
+	if id != "" {
+		s.mu.Lock()
+		s.roleIDs[branch+"|"+body.Spec.PostgresRole] = id
+		s.mu.Unlock()
 	}
 	roles, err := listPGRoles(ctx, pg, body.Spec.PostgresRole)
 	if err != nil || len(roles) == 0 {
@@ -390,6 +415,11 @@ func (s *Server) handleDeleteRole(w http.ResponseWriter, r *http.Request) {
 	pg, db, role, err := s.roleByID(ctx, branch, r.PathValue("r"))
 	if err == nil && role != nil {
 		err = s.dropPGRole(ctx, pg, db, role.name, r.URL.Query().Get("reassign_owned_to"))
+		if err == nil {
+			s.mu.Lock()
+			delete(s.roleIDs, branch+"|"+role.name)
+			s.mu.Unlock()
+		}
 	}
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL_ERROR", "dropping the role: "+firstLineOf(err.Error()))

@@ -130,3 +130,61 @@ func ResourcePath(name string, kinds ...string) (string, error) {
 	}
 	return "/api/2.0/postgres/" + strings.Join(escaped, "/"), nil
 }
+
+// ErrRoleNotFound is matched by a RoleMatchError for a name no role has exactly
+// (Postgres role names are case-sensitive: "robert" is not "Robert").
+var ErrRoleNotFound = errors.New("lakebase: no role of that name")
+
+// ErrAmbiguousRole is matched by a RoleMatchError for a name that more than one
+// role could be meant by: no role has exactly that name and several differ from
+// it only in case, or the service listed several roles under that one name.
+var ErrAmbiguousRole = errors.New("lakebase: more than one role could be meant")
+
+// RoleMatchError reports a role name that FindRole or FindInstanceRole could not
+// match to exactly one role. It names the candidates; it never guesses.
+type RoleMatchError struct {
+	Name  string // the name asked for
+	Where string // "branch projects/<p>/branches/<b>", "instance <name>", or ""
+	// Candidates are the roles that could be meant: the Postgres names that differ
+	// from Name only in case, or (when several roles have exactly Name) their
+	// resource names.
+	Candidates []string
+	// Ambiguous: more than one role could be meant (errors.Is ErrAmbiguousRole);
+	// else no role has Name (errors.Is ErrRoleNotFound).
+	Ambiguous bool
+	// SameName: the service listed several roles of exactly Name (Candidates are
+	// their resource names).
+	SameName bool
+}
+
+// Error names the role asked for, where, and the candidates.
+func (e *RoleMatchError) Error() string {
+	where := ""
+	if e.Where != "" {
+		where = " on " + e.Where
+	}
+	quoted := make([]string, len(e.Candidates))
+	for i, c := range e.Candidates {
+		quoted[i] = strconv.Quote(c)
+	}
+	list := strings.Join(quoted, ", ")
+	switch {
+	case e.SameName:
+		return fmt.Sprintf("lakebase: role %q%s is ambiguous: the service lists more than one role of that name (%s); nothing was done", e.Name, where, list)
+	case e.Ambiguous:
+		return fmt.Sprintf("lakebase: role %q%s is ambiguous: no role has exactly that name, and %s differ from it only in case "+
+			"(Postgres role names are case-sensitive); name one exactly", e.Name, where, list)
+	case len(e.Candidates) > 0:
+		return fmt.Sprintf("lakebase: no role %q%s (Postgres role names are case-sensitive; %s differs from it only in case: name it exactly if it is the one meant)",
+			e.Name, where, list)
+	}
+	return fmt.Sprintf("lakebase: no role %q%s", e.Name, where)
+}
+
+// Is makes errors.Is(err, ErrAmbiguousRole) or errors.Is(err, ErrRoleNotFound) true.
+func (e *RoleMatchError) Is(target error) bool {
+	if e.Ambiguous {
+		return target == ErrAmbiguousRole
+	}
+	return target == ErrRoleNotFound
+}

@@ -86,12 +86,68 @@ func (r Role) PostgresRole() string {
 var roleID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$`)
 
 // RoleIDFor returns the role id to ask for an identity: the identity itself when it
-// keeps the rule (an application id), else "" for the service to choose (an e-mail).
+// keeps the rule as it is (an application id), else "" for the service to choose
+// (an e-mail, a name with capitals). A name is never lowered into an id: Postgres
+// role names are case-sensitive, and "Robert" and "robert" are two roles that
+// need two ids.
 func RoleIDFor(identity string) string {
-	if id := strings.ToLower(identity); roleID.MatchString(id) {
-		return id
+	if roleID.MatchString(identity) {
+		return identity
 	}
 	return ""
+}
+
+// FindRole returns the role of roles (an Autoscaling branch's, as ListRoles gives
+// them) whose Postgres name is exactly name: Postgres role names are
+// case-sensitive, so "robert" never finds "Robert". It never guesses: when no
+// role has exactly name it returns a *RoleMatchError matching ErrRoleNotFound
+// (naming any roles that differ only in case), or ErrAmbiguousRole when several
+// do; when the list holds more than one role of exactly that name, ErrAmbiguousRole
+// naming them. where ("branch projects/p/branches/b") goes into the error.
+func FindRole(roles []Role, name, where string) (Role, error) {
+	i, err := matchRole(len(roles), func(i int) string { return roles[i].PostgresRole() },
+		func(i int) string { return roles[i].Name }, name, where)
+	if err != nil {
+		return Role{}, err
+	}
+	return roles[i], nil
+}
+
+// FindInstanceRole is FindRole for a Provisioned instance's roles (as
+// ListInstanceRoles gives them): the role whose name is exactly name.
+func FindInstanceRole(roles []InstanceRole, name, where string) (InstanceRole, error) {
+	i, err := matchRole(len(roles), func(i int) string { return roles[i].Name },
+		func(i int) string { return "instance " + roles[i].InstanceName + " role " + roles[i].Name }, name, where)
+	if err != nil {
+		return InstanceRole{}, err
+	}
+	return roles[i], nil
+}
+
+// matchRole is the one rule of FindRole and FindInstanceRole: the index of the
+// one role whose Postgres name (pgName) is exactly name.
+func matchRole(n int, pgName, resource func(int) string, name, where string) (int, error) {
+	var exact []int
+	var folded []string
+	for i := 0; i < n; i++ {
+		switch r := pgName(i); {
+		case r == name:
+			exact = append(exact, i)
+		case strings.EqualFold(r, name):
+			folded = append(folded, r)
+		}
+	}
+	switch {
+	case len(exact) == 1:
+		return exact[0], nil
+	case len(exact) > 1:
+		names := make([]string, len(exact))
+		for j, i := range exact {
+			names[j] = resource(i)
+		}
+		return -1, &RoleMatchError{Name: name, Where: where, Candidates: names, Ambiguous: true, SameName: true}
+	}
+	return -1, &RoleMatchError{Name: name, Where: where, Candidates: folded, Ambiguous: len(folded) > 1}
 }
 
 // CreateRoleRequest asks for a role on an Autoscaling branch.

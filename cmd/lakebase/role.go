@@ -250,32 +250,42 @@ func listRoles(ctx context.Context, api *workspace.Client, where roleWhere, stdo
 	return nil
 }
 
+// deleteRole deletes the one role whose Postgres name is exactly name
+// (workspace.FindRole): a name that differs only in case is another role, and a
+// name more than one role could mean deletes nothing.
 func deleteRole(ctx context.Context, api *workspace.Client, where roleWhere, name, reassign string, stdout io.Writer) error {
 	if where.instance != "" {
-		if err := api.DeleteInstanceRole(ctx, workspace.DeleteInstanceRoleRequest{Instance: where.instance, Name: name, ReassignOwnedTo: reassign}); err != nil {
+		roles, err := api.ListInstanceRoles(ctx, workspace.ListInstanceRolesRequest{Instance: where.instance})
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Deleted the role %s of %s\n", name, where)
+		r, err := workspace.FindInstanceRole(roles, name, where.String())
+		if err != nil {
+			return fmt.Errorf("role delete: %w (lakebase role list shows the roles)", err)
+		}
+		if err := api.DeleteInstanceRole(ctx, workspace.DeleteInstanceRoleRequest{Instance: where.instance, Name: r.Name, ReassignOwnedTo: reassign}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Deleted the role %s of %s\n", r.Name, where)
 		return nil
 	}
 	roles, err := api.ListRoles(ctx, workspace.ListRolesRequest{Branch: where.branch})
 	if err != nil {
 		return err
 	}
-	for _, r := range roles {
-		if strings.EqualFold(r.PostgresRole(), name) {
-			op, err := api.DeleteRole(ctx, workspace.DeleteRoleRequest{Name: r.Name, ReassignOwnedTo: reassign})
-			if err != nil {
-				return err
-			}
-			if _, err := op.Wait(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "Deleted the role %s of %s\n", name, where)
-			return nil
-		}
+	r, err := workspace.FindRole(roles, name, where.String())
+	if err != nil {
+		return fmt.Errorf("role delete: %w (lakebase role list shows the roles)", err)
 	}
-	return fmt.Errorf("role delete: %s has no role %s (lakebase role list shows its roles)", where, name)
+	op, err := api.DeleteRole(ctx, workspace.DeleteRoleRequest{Name: r.Name, ReassignOwnedTo: reassign})
+	if err != nil {
+		return err
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Deleted the role %s of %s\n", r.PostgresRole(), where)
+	return nil
 }
 
 // setRolePassword makes a password, and sets its SCRAM-SHA-256 secret on role

@@ -100,3 +100,57 @@ func TestRole_CreateListDeleteAndPasswordRoles(t *testing.T) {
 		}
 	}
 }
+
+// Postgres role names are case-sensitive: with roles Robert and robert on the
+// branch (the names in the workspace and the name typed are the caller's to
+// choose), role delete robert deletes robert and only robert; ROBERT, which
+// either could be meant by, deletes nothing and names both; a name that differs
+// from one role only in case deletes nothing and names it. The same on a
+// Provisioned instance.
+func TestRole_DeleteDeletesOnlyTheRoleOfExactlyThatName(t *testing.T) {
+	testenv.NeedPostgres(t)
+	emu := lakebasetest.Start(t)
+	for _, r := range []string{"Robert", "robert", "Alice"} {
+		if err := emu.CreateRole(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ name, dsn string }{
+		{"branch", emu.OAuthClientDSN()},
+		{"instance", emu.OAuthClientDSN("Endpoint=", "Instance="+emu.Instance)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			has := func(role string) bool {
+				o, e, code := lakebaseCmd(t, tc.dsn, nil, "role", "list")
+				if code != 0 {
+					t.Fatalf("role list (%d): %s", code, e)
+				}
+				return strings.Contains("\n"+o, "\n"+role+"\t")
+			}
+			if tc.name == "instance" {
+				if err := emu.CreateRole("robert"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !has("Robert") || !has("robert") {
+				t.Fatal("the roles to test with are not listed")
+			}
+			if _, e, code := lakebaseCmd(t, tc.dsn, nil, "role", "delete", "ROBERT"); code == 0 ||
+				!strings.Contains(e, "ambiguous") || !strings.Contains(e, `"Robert"`) || !strings.Contains(e, `"robert"`) {
+				t.Fatalf("role delete ROBERT (%d): %s", code, e)
+			}
+			if _, e, code := lakebaseCmd(t, tc.dsn, nil, "role", "delete", "alice"); code == 0 || !strings.Contains(e, `no role "alice"`) || !strings.Contains(e, `"Alice"`) {
+				t.Fatalf("role delete alice (%d): %s", code, e)
+			}
+			if !has("Robert") || !has("robert") || !has("Alice") {
+				t.Fatal("a refused delete deleted a role")
+			}
+			if o, e, code := lakebaseCmd(t, tc.dsn, nil, "role", "delete", "robert"); code != 0 || !strings.Contains(o, "Deleted the role robert ") {
+				t.Fatalf("role delete robert (%d): %s %s", code, o, e)
+			}
+			if has("robert") || !has("Robert") {
+				t.Fatal("role delete robert did not delete robert, and only robert")
+			}
+		})
+	}
+}
