@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,6 +67,9 @@ type UserPools struct {
 	lookups singleflight.Group
 	stop    chan struct{}
 	swept   chan struct{}
+	closing sync.WaitGroup // pools being closed after an eviction
+	done    context.Context // ended by Close: SCIM Me lookups under way end with it
+	end     context.CancelFunc
 }
 
 type identity struct {
@@ -81,7 +85,7 @@ type userPool struct {
 	db     *sql.DB
 
 	pgxOnce sync.Once
-	pgx     *pgxpool.Pool
+	pgx     atomic.Pointer[pgxpool.Pool]
 	pgxErr  error
 
 	lastUsed time.Time // under UserPools.mu
@@ -104,6 +108,7 @@ func NewUserPools(base *Connector, opts UserPoolOptions) *UserPools {
 	}
 	u := &UserPools{base: base, opts: opts, pools: map[string]*userPool{}, who: map[string]identity{},
 		stop: make(chan struct{}), swept: make(chan struct{})}
+	u.done, u.end = context.WithCancel(context.Background())
 	go u.sweep()
 	return u
 }
@@ -130,24 +135,35 @@ func (u *UserPools) DB(ctx context.Context, token string) (*sql.DB, error) {
 
 // Pool is DB for pgx users: the person's *pgxpool.Pool (opened on first use, with
 // SessionsPerUser sessions at most).
+//
+// The *sql.DB and the *pgxpool.Pool of a person are two pools: an application that
+// uses both opens up to SessionsPerUser sessions through each.
 func (u *UserPools) Pool(ctx context.Context, token string) (*pgxpool.Pool, error) {
-	p, err := u.pool(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	p.pgxOnce.Do(func() {
-		cfg, err := p.conn.PoolConfig()
+	for {
+		p, err := u.pool(ctx, token)
 		if err != nil {
+			return nil, err
+		}
+		p.pgxOnce.Do(func() {
+			cfg, err := p.conn.PoolConfig()
+			if err != nil {
+				p.pgxErr = err
+				return
+			}
+			cfg.MaxConns = int32(u.opts.SessionsPerUser)
+			if cfg.MinConns > cfg.MaxConns {
+				cfg.MinConns = cfg.MaxConns
+			}
+			pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg)
+			p.pgx.Store(pool)
 			p.pgxErr = err
-			return
+		})
+		if pool := p.pgx.Load(); pool != nil || p.pgxErr != nil {
+			return pool, p.pgxErr
 		}
-		cfg.MaxConns = int32(u.opts.SessionsPerUser)
-		if cfg.MinConns > cfg.MaxConns {
-			cfg.MinConns = cfg.MaxConns
-		}
-		p.pgx, p.pgxErr = pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg)
-	})
-	return p.pgx, p.pgxErr
+		// The person's pool was closed (evicted) before its pgx pool was made:
+		// the next round opens the person's pool again.
+	}
 }
 
 // Len is the number of people whose pool is open.
@@ -170,11 +186,13 @@ func (u *UserPools) Close() error {
 	u.pools = map[string]*userPool{}
 	u.mu.Unlock()
 	close(u.stop)
+	u.end()
 	<-u.swept
 	var errs []error
 	for _, p := range pools {
 		errs = append(errs, p.close())
 	}
+	u.closing.Wait()
 	return errors.Join(errs...)
 }
 
@@ -183,14 +201,31 @@ func (u *UserPools) pool(ctx context.Context, token string) (*userPool, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: no token (a Databricks App forwards it in X-Forwarded-Access-Token when user authorization is on)", ErrUserToken)
 	}
+	if !tokenChars(token) {
+		return nil, fmt.Errorf("%w: not a token (it holds characters no OAuth access token has)", ErrUserToken)
+	}
 	if u.base == nil || u.base.login == nil {
 		return nil, ErrConnectorNotOpened
 	}
-	id, err := u.identify(ctx, token)
+	u.mu.Lock()
+	closed := u.closed
+	u.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	id, checked, err := u.identify(ctx, token, false)
 	if err != nil {
 		return nil, err
 	}
 	tok := &oauth2.Token{AccessToken: token, TokenType: "Bearer", Expiry: id.expires}
+	if !checked && u.wouldTake(id.user, tok) {
+		// A token that would take over the person's mints is asked about again, not
+		// taken on a remembered answer: a token revoked since (and replayed) must not
+		// displace the person's valid one.
+		if id, _, err = u.identify(ctx, token, true); err != nil {
+			return nil, err
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
@@ -215,25 +250,52 @@ func (u *UserPools) pool(ctx context.Context, token string) (*userPool, error) {
 	return p, nil
 }
 
+// wouldTake reports whether tok would become the login of user's open pool.
+func (u *UserPools) wouldTake(user string, tok *oauth2.Token) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := u.pools[user]
+	return p != nil && p.tokens.wouldTake(tok)
+}
+
+// tokenChars reports whether token holds only the characters of an OAuth bearer
+// token (RFC 6750's b64token, and '.' of a JWT): nothing that could end a header.
+func tokenChars(token string) bool {
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // identify returns the person a token proves, from the workspace (SCIM Me with the
-// token), cached by the token's digest until the token expires.
-func (u *UserPools) identify(ctx context.Context, token string) (identity, error) {
+// token), cached by the token's digest until the token expires; checked reports
+// that the workspace was asked now. recheck asks even when the answer is cached.
+// The wait ends with ctx (the lookup goes on for other callers) or Close.
+func (u *UserPools) identify(ctx context.Context, token string, recheck bool) (id identity, checked bool, err error) {
 	sum := sha256.Sum256([]byte(token))
 	key := string(sum[:])
 	now := time.Now()
 	u.mu.Lock()
 	id, ok := u.who[key]
 	u.mu.Unlock()
-	if ok && now.Before(id.expires) {
-		return id, nil
+	if ok && now.Before(id.expires) && !recheck {
+		return id, false, nil
 	}
 	exp := tokenExpiry(token, now)
 	if !now.Before(exp) {
-		return identity{}, fmt.Errorf("%w: it expired at %s; the person must sign in again", ErrUserToken, exp.UTC().Format(time.RFC3339))
+		return identity{}, false, fmt.Errorf("%w: it expired at %s; the person must sign in again", ErrUserToken, exp.UTC().Format(time.RFC3339))
 	}
-	v, err, _ := u.lookups.Do(key, func() (any, error) {
-		ctx, cancel := u.base.bounded(context.WithoutCancel(ctx))
+	flight := key
+	if recheck {
+		flight += "!"
+	}
+	ch := u.lookups.DoChan(flight, func() (any, error) {
+		ctx, cancel := u.base.bounded(context.WithoutCancel(ctx)) // not one caller's: shared
 		defer cancel()
+		defer context.AfterFunc(u.done, cancel)() // Close ends it
 		ws := workspace.New(u.base.cfg.DatabricksInstance, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}),
 			u.base.opts.httpClient, u.base.workspaceOptions(workspace.Options{}))
 		name, err := ws.Me(ctx)
@@ -249,10 +311,23 @@ func (u *UserPools) identify(ctx context.Context, token string) (identity, error
 		}
 		return identity{user: name, expires: exp}, nil
 	})
-	if err != nil {
-		return identity{}, err
+	var r singleflight.Result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return identity{}, false, fmt.Errorf("lakebase: finding who the person's token belongs to (SCIM Me): %w", ctx.Err())
+	case <-u.stop:
+		return identity{}, false, ErrClosed
 	}
-	id = v.(identity)
+	if r.Err != nil {
+		if errors.Is(r.Err, ErrUserToken) {
+			u.mu.Lock()
+			delete(u.who, key) // a token refused now is not remembered as anyone
+			u.mu.Unlock()
+		}
+		return identity{}, false, r.Err
+	}
+	id = r.Val.(identity)
 	u.mu.Lock()
 	for k, e := range u.who { // keep the cache to live tokens
 		if !now.Before(e.expires) {
@@ -267,7 +342,7 @@ func (u *UserPools) identify(ctx context.Context, token string) (identity, error
 	}
 	u.who[key] = id
 	u.mu.Unlock()
-	return id, nil
+	return id, true, nil
 }
 
 // tokenExpiry reads the exp of a JWT access token. It is used only to know how
@@ -303,9 +378,12 @@ func (u *UserPools) open(user string, tok *oauth2.Token) (*userPool, error) {
 	if cfg.PoolMinSize != nil && *cfg.PoolMinSize > u.opts.SessionsPerUser {
 		cfg.PoolMinSize = &u.opts.SessionsPerUser
 	}
-	tokens := &freshestToken{tok: tok}
+	tokens := newFreshestToken(tok)
 	o := u.base.opts
 	o.tokenSource = tokens
+	if len(o.observers) > 0 {
+		o.observers = observers{nameless(u.base.opts.observers)}
+	}
 	c, err := NewConnectorFromConfig(cfg, func(dst *options) { *dst = o })
 	if err != nil {
 		return nil, err
@@ -313,19 +391,30 @@ func (u *UserPools) open(user string, tok *oauth2.Token) (*userPool, error) {
 	return &userPool{user: user, tokens: tokens, conn: c, db: OpenDB(c)}, nil
 }
 
-// evictLocked closes the least recently used pool.
+// evictLocked closes the least recently used pool, preferring one with no session
+// in use (a request may still hold the *sql.DB of a pool in use).
 func (u *UserPools) evictLocked(ctx context.Context, cause string) {
-	var lru *userPool
+	var lru, lruIdle *userPool
 	for _, p := range u.pools {
 		if lru == nil || p.lastUsed.Before(lru.lastUsed) {
 			lru = p
 		}
+		if !p.inUse() && (lruIdle == nil || p.lastUsed.Before(lruIdle.lastUsed)) {
+			lruIdle = p
+		}
+	}
+	if lruIdle != nil {
+		lru = lruIdle
 	}
 	if lru == nil {
 		return
 	}
 	delete(u.pools, lru.user)
-	go lru.close() // sql.DB.Close waits for statements under way
+	u.closing.Add(1)
+	go func() { // sql.DB.Close waits for statements under way; Close waits for this
+		defer u.closing.Done()
+		lru.close()
+	}()
 	u.base.opts.observers.emit(ctx, Event{Kind: EventUserPoolEvict, Scheme: AuthTokenSource, Start: time.Now(), Cause: cause, Outcome: OutcomeOK}, nil)
 }
 
@@ -346,6 +435,10 @@ func (u *UserPools) sweep() {
 			var idle []*userPool
 			u.mu.Lock()
 			for user, p := range u.pools {
+				if p.inUse() {
+					p.lastUsed = now // a request still uses it: idle from now on
+					continue
+				}
 				if now.Sub(p.lastUsed) >= u.opts.IdleTimeout {
 					delete(u.pools, user)
 					idle = append(idle, p)
@@ -360,26 +453,87 @@ func (u *UserPools) sweep() {
 	}
 }
 
+// inUse reports whether a session of the pool is checked out.
+func (p *userPool) inUse() bool {
+	if p.db.Stats().InUse > 0 {
+		return true
+	}
+	pool := p.pgx.Load()
+	return pool != nil && pool.Stat().AcquiredConns() > 0
+}
+
 func (p *userPool) close() error {
 	p.pgxOnce.Do(func() {}) // no pgx pool is opened after this
-	if p.pgx != nil {
-		p.pgx.Close()
+	if pool := p.pgx.Load(); pool != nil {
+		pool.Close()
 	}
 	return p.db.Close() // closes the connector too
 }
 
-// freshestToken is a person's login: the newest valid token they presented.
-type freshestToken struct {
-	mu  sync.Mutex
-	tok *oauth2.Token
+// nameless passes a person's connector's events to the base's observers without
+// the person's name: events of per-user pools name nobody.
+type nameless []Observer
+
+func (n nameless) OnEvent(ctx context.Context, e Event) {
+	e.User = ""
+	for _, o := range n {
+		o.OnEvent(ctx, e)
+	}
 }
 
-// offer takes t when it outlives the current token.
+// freshestToken is a person's login: the newest valid token they presented. It
+// keeps the few newest, so that when the workspace refuses the newest (revoked
+// since it was presented), the next mint falls back to the one before it rather
+// than failing the person's requests.
+type freshestToken struct {
+	mu     sync.Mutex
+	tokens []*oauth2.Token // newest expiry first; at most keptTokens
+}
+
+// keptTokens is how many of a person's tokens a pool keeps to fall back on.
+const keptTokens = 4
+
+func newFreshestToken(t *oauth2.Token) *freshestToken {
+	return &freshestToken{tokens: []*oauth2.Token{t}}
+}
+
+// offer takes t when it outlives the current token (a tie keeps the current one);
+// an older token is kept behind it to fall back on.
 func (f *freshestToken) offer(t *oauth2.Token) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.tok.AccessToken != t.AccessToken && !t.Expiry.Before(f.tok.Expiry) {
-		f.tok = t
+	for _, have := range f.tokens {
+		if have.AccessToken == t.AccessToken {
+			return
+		}
+	}
+	i := 0
+	for i < len(f.tokens) && !t.Expiry.After(f.tokens[i].Expiry) {
+		i++
+	}
+	f.tokens = append(f.tokens[:i], append([]*oauth2.Token{t}, f.tokens[i:]...)...)
+	if len(f.tokens) > keptTokens {
+		f.tokens = f.tokens[:keptTokens]
+	}
+}
+
+// wouldTake reports whether offer would make t the token minted with.
+func (f *freshestToken) wouldTake(t *oauth2.Token) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.tokens) == 0 || f.tokens[0].AccessToken != t.AccessToken && t.Expiry.After(f.tokens[0].Expiry)
+}
+
+// TokenRefused drops a token the workspace refused; the next Token is the one
+// before it. (The connector's pipeline calls it on a 401 or 403.)
+func (f *freshestToken) TokenRefused(refused string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, t := range f.tokens {
+		if t.AccessToken == refused {
+			f.tokens = append(f.tokens[:i], f.tokens[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -387,9 +541,9 @@ func (f *freshestToken) offer(t *oauth2.Token) {
 func (f *freshestToken) Token() (*oauth2.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !time.Now().Before(f.tok.Expiry) {
-		return nil, fmt.Errorf("%w: every token this person presented has expired; they must sign in again", ErrUserToken)
+	if len(f.tokens) == 0 || !time.Now().Before(f.tokens[0].Expiry) {
+		return nil, fmt.Errorf("%w: every token this person presented has expired or was refused; they must sign in again", ErrUserToken)
 	}
-	t := *f.tok
+	t := *f.tokens[0]
 	return &t, nil
 }

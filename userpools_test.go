@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -268,7 +269,6 @@ func TestUserPools_AreBoundedAndCloseLeavesNothingRunning(t *testing.T) {
 			t.Errorf("a pool event names someone: %+v", e)
 		}
 	})))
-	goroutines := runtime.NumGoroutine()
 	u := lakebase.NewUserPools(base, lakebase.UserPoolOptions{MaxUsers: 100, IdleTimeout: time.Hour})
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
@@ -295,10 +295,33 @@ func TestUserPools_AreBoundedAndCloseLeavesNothingRunning(t *testing.T) {
 	if _, err := u.DB(ctx, "any"); err == nil {
 		t.Fatal("DB after Close worked")
 	}
-	// The base connector's HTTP connections (SCIM Me went through them) are its
-	// own: they go with it.
-	base.Close()
-	waitFor(t, "the goroutines of the pools to end", func() bool { return runtime.NumGoroutine() <= goroutines })
+	// Close returned: every goroutine of the pools (sweep, pool closes, pgx pools'
+	// health checks) is gone, and database/sql's openers, which sql.DB.Close
+	// cancels without waiting for, end. (The HTTP transport's connection goroutines
+	// are the base connector's and the transport's.)
+	if left := poolGoroutines(); strings.Contains(left, "lakebase-go/lakebase.") || strings.Contains(left, "pgxpool.") {
+		t.Fatalf("goroutines of the pools outlive Close:\n%s", left)
+	}
+	waitFor(t, "database/sql's openers to end", func() bool { return poolGoroutines() == "" })
+}
+
+// poolGoroutines returns the stacks of goroutines running the driver's or the
+// pools' code (not this test's).
+func poolGoroutines() string {
+	buf := make([]byte, 8<<20)
+	var left []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "testing.tRunner") || strings.Contains(g, "lakebase_test.") {
+			continue
+		}
+		for _, mark := range []string{"lakebase-go/lakebase.", "pgxpool.", "database/sql.(*DB).connectionOpener"} {
+			if strings.Contains(g, mark) {
+				left = append(left, g)
+				break
+			}
+		}
+	}
+	return strings.Join(left, "\n\n")
 }
 
 func TestUserPools_IdlePoolsClose(t *testing.T) {

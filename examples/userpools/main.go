@@ -82,12 +82,12 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Query = r.URL.RawQuery
 	if err := db.QueryRowContext(r.Context(), `SELECT current_user`).Scan(&data.User); err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		failed(w, err)
 		return
 	}
 	rows, err := db.QueryContext(r.Context(), `SELECT body FROM notes ORDER BY id`)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		failed(w, err)
 		return
 	}
 	defer rows.Close()
@@ -100,7 +100,7 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 		data.Notes = append(data.Notes, body)
 	}
 	if err := rows.Err(); err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		failed(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -108,6 +108,10 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) add(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "a form of another site cannot post here", http.StatusForbidden)
+		return
+	}
 	db, err := a.Pools.DB(r.Context(), lakebase.ForwardedToken(r))
 	if err != nil {
 		refuse(w, err)
@@ -119,20 +123,39 @@ func (a *App) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := db.ExecContext(r.Context(), `INSERT INTO notes (body) VALUES ($1)`, body); err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		failed(w, err)
 		return
 	}
 	http.Redirect(w, r, "./?"+r.URL.RawQuery, http.StatusSeeOther)
 }
 
 // refuse answers a request whose token the workspace did not accept (or that has
-// none) with 401, and anything else with 502.
+// none) with 401, and anything else with 502; the details go to the log, not to
+// the browser.
 func refuse(w http.ResponseWriter, err error) {
 	if errors.Is(err, lakebase.ErrUserToken) {
-		http.Error(w, "sign in again: "+err.Error(), http.StatusUnauthorized)
+		http.Error(w, "sign in again", http.StatusUnauthorized)
 		return
 	}
-	http.Error(w, err.Error(), http.StatusBadGateway)
+	failed(w, err)
+}
+
+func failed(w http.ResponseWriter, err error) {
+	log.Printf("userpools: %v", err)
+	http.Error(w, "the database could not answer; try again", http.StatusBadGateway)
+}
+
+// sameOrigin refuses a cross-site form post (the proxy's session cookie would
+// otherwise make it the person's): the browser's Sec-Fetch-Site, or Origin, must
+// name this site.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		return o == "http://"+r.Host || o == "https://"+r.Host
+	}
+	return true // not a browser's cross-site request
 }
 
 // asProxy stands in for the Apps proxy in front of the emulator: ?as=EMAIL
@@ -141,6 +164,10 @@ func asProxy(emu *lakebasetest.Server, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("X-Forwarded-Access-Token")
 		if who := r.URL.Query().Get("as"); who != "" {
+			if !strings.Contains(who, "@") {
+				http.Error(w, "?as= takes a person's e-mail address", http.StatusBadRequest)
+				return
+			}
 			tok, err := emu.UserToken(who)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)

@@ -80,6 +80,17 @@ func TestUserPoolsApp_EachPersonSeesOnlyTheirNotes(t *testing.T) {
 		t.Fatalf("bob's page, with alice's name in the headers: %d\n%s", code, page)
 	}
 
+	// A form of another site posting with the person's token (the proxy's cookie): refused.
+	r := httptest.NewRequest("POST", "/notes", strings.NewReader("body=forged"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("X-Forwarded-Access-Token", token["alice@example.com"])
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	w := httptest.NewRecorder()
+	app.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("a cross-site post: %d", w.Code)
+	}
+
 	// No token, or one the workspace refuses: 401, and nobody's notes.
 	if code, page := do("GET", "/", "", "alice@example.com", nil); code != http.StatusUnauthorized || strings.Contains(page, "secret") {
 		t.Fatalf("no token: %d %s", code, page)
