@@ -242,25 +242,17 @@ func prompt(stdin io.Reader, stdout io.Writer, what, format string, args ...any)
 // connectionStringOf is cfg's connection string without secrets or defaults that
 // only repeat themselves.
 func connectionStringOf(cfg *lakebase.Config) string {
-	parts := []string{"AuthScheme=OAuthPKCE", "DatabricksInstance=" + cfg.DatabricksInstance}
+	parts := []string{"AuthScheme=OAuthPKCE", "DatabricksInstance=" + lakebase.QuoteDSNValue(cfg.DatabricksInstance)}
 	if cfg.OAuthClientID != lakebase.DefaultPKCEClientID {
-		parts = append(parts, "OAuthClientId="+cfg.OAuthClientID)
+		parts = append(parts, "OAuthClientId="+lakebase.QuoteDSNValue(cfg.OAuthClientID))
 	}
 	for _, kv := range [][2]string{{"Endpoint", cfg.Endpoint}, {"Project", cfg.Project}, {"Branch", cfg.Branch}, {"Instance", cfg.Instance},
 		{"OAuthSettingsLocation", cfg.OAuthSettingsLocation}, {"InitiateOAuth", string(lakebase.InitiateRefresh)}} {
 		if kv[1] != "" {
-			parts = append(parts, kv[0]+"="+quoteValue(kv[1]))
+			parts = append(parts, kv[0]+"="+lakebase.QuoteDSNValue(kv[1]))
 		}
 	}
 	return strings.Join(parts, ";")
-}
-
-// quoteValue quotes a connection-string value that needs it.
-func quoteValue(v string) string {
-	if !strings.ContainsAny(v, ";'\" ") {
-		return v
-	}
-	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
 // useStoredLogin makes the command use the stored login of a person: for OAuthPKCE
