@@ -263,7 +263,7 @@ func deleteRole(ctx context.Context, api *workspace.Client, where roleWhere, nam
 		}
 		r, err := workspace.FindInstanceRole(roles, name, where.String())
 		if err != nil {
-			return fmt.Errorf("role delete: %w (lakebase role list shows the roles)", err)
+			return fmt.Errorf("%w (lakebase role list shows the roles)", err) // nothing deleted
 		}
 		if err := api.DeleteInstanceRole(ctx, workspace.DeleteInstanceRoleRequest{Instance: where.instance, Name: r.Name, ReassignOwnedTo: reassign}); err != nil {
 			return err
@@ -277,7 +277,7 @@ func deleteRole(ctx context.Context, api *workspace.Client, where roleWhere, nam
 	}
 	r, err := workspace.FindRole(roles, name, where.String())
 	if err != nil {
-		return fmt.Errorf("role delete: %w (lakebase role list shows the roles)", err)
+		return fmt.Errorf("%w (lakebase role list shows the roles)", err) // nothing deleted
 	}
 	op, err := api.DeleteRole(ctx, workspace.DeleteRoleRequest{Name: r.Name, ReassignOwnedTo: reassign})
 	if err != nil {
