@@ -56,7 +56,7 @@ unit:
 	$(report_failed)
 
 # Each fuzz target for a short, bounded time (make fuzz runs them long).
-FUZZ_TARGETS := .:FuzzParseDSN ./storedproc:FuzzParse ./internal/connstr:FuzzQuote
+FUZZ_TARGETS := .:FuzzParseDSN .:FuzzQuoteDSNValue ./storedproc:FuzzParse ./internal/connstr:FuzzQuote
 
 fuzz-short:
 	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -157,8 +157,12 @@ func clearlyPropertyName(seg string) (string, bool) {
 
 const redacted = "********"
 
-// quoteValue quotes a value when it holds ';', a quote or edge whitespace.
-func quoteValue(v string) string { return connstr.Quote(v) }
+// QuoteDSNValue returns v written as a value of a CData connection string, so that
+// "Name="+QuoteDSNValue(v) parses back (ParseDSN) to exactly v, whatever v holds: a
+// value holding ';', a quote or edge whitespace, or an empty one, is enclosed in '
+// with each ' doubled; any other is written as it is. Use it to build connection
+// strings from names and secrets that are not yours (a role name, a password).
+func QuoteDSNValue(v string) string { return connstr.Quote(v) }
 
 // String returns the connection string with every secret replaced by "********".
 func (c Config) String() string { return c.format(true) }
@@ -219,7 +223,7 @@ func (c *Config) format(redact bool) string {
 		}
 		b.WriteString(p.name)
 		b.WriteByte('=')
-		b.WriteString(quoteValue(v))
+		b.WriteString(QuoteDSNValue(v))
 	}
 	names := make([]string, 0, len(c.Ignored))
 	for n := range c.Ignored {
@@ -230,7 +234,7 @@ func (c *Config) format(redact bool) string {
 		if b.Len() > 0 {
 			b.WriteByte(';')
 		}
-		b.WriteString(n + "=" + quoteValue(c.Ignored[n]))
+		b.WriteString(n + "=" + QuoteDSNValue(c.Ignored[n]))
 	}
 	return b.String()
 }

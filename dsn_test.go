@@ -289,3 +289,30 @@ func TestParseDSN_UnknownNameAfterASecretIsNotEchoed(t *testing.T) {
 		t.Fatalf("host is not answered with Server: %v", err)
 	}
 }
+
+// QuoteDSNValue writes any value so that it parses back to itself: as a plain
+// property (User) and as a secret (Password), at the end of a string and before
+// another pair.
+func FuzzQuoteDSNValue(f *testing.F) {
+	for _, s := range []string{"", "plain", `we"ird; DROP ROLE x; --`, "a'b;c", " edge ", "\tx\t", "'", `"`, "''", "x=y", "a;b", "é;ü", "jdbc:lakebase:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		q := QuoteDSNValue(v)
+		for _, dsn := range []string{
+			"AuthScheme=Password;Server=h;User=" + q + ";Password=" + q,
+			"AuthScheme=Password;Server=h;Password=" + q + ";User=" + q + ";Port=5433",
+		} {
+			c, err := ParseDSN(dsn)
+			if err != nil {
+				if v == "" {
+					return // no user or no password: refused as missing, not misparsed
+				}
+				t.Fatalf("QuoteDSNValue(%q) = %q does not parse: %v", v, q, err)
+			}
+			if c.User != v || c.Password != v {
+				t.Fatalf("QuoteDSNValue(%q) = %q parses back to User %q, Password %q", v, q, c.User, c.Password)
+			}
+		}
+	})
+}

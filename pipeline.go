@@ -100,6 +100,7 @@ func newTokenPipeline(cfg *Config, log *slog.Logger, hc *http.Client, wo workspa
 		timeout = 10 * time.Minute
 	}
 	p.ws = &cache.Cache[*oauth2.Token]{Name: "workspace token", Timeout: timeout, OnEvent: p.event, MinSafety: 2 * time.Minute,
+		Floor: oauth.HostTokenMargin(cfg.DatabricksInstance),
 		Fetch: func(ctx context.Context) (*oauth2.Token, time.Time, error) {
 			start := time.Now()
 			t, err := oauth.TokenContext(ctx, p.src)

@@ -67,7 +67,7 @@ type UserPools struct {
 	lookups singleflight.Group
 	stop    chan struct{}
 	swept   chan struct{}
-	closing sync.WaitGroup // pools being closed after an eviction
+	closing sync.WaitGroup  // pools being closed after an eviction
 	done    context.Context // ended by Close: SCIM Me lookups under way end with it
 	end     context.CancelFunc
 }

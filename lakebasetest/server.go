@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
 	"github.com/lakebase-go/lakebase/internal/tempdir"
 	"github.com/lakebase-go/lakebase/internal/testca"
@@ -832,8 +833,8 @@ func (s *Server) OAuthPKCEDSN(extra ...string) string {
 // PasswordDSN returns an AuthScheme=Password connection string for a native role.
 func (s *Server) PasswordDSN(role, password string, extra ...string) string {
 	return dsnParts{"AuthScheme=Password", "Server=" + s.Host, "Port=" + strconv.Itoa(s.Port),
-		"Database=" + s.Database, "User=" + quoteDSN(role), "Password=" + quoteDSN(password),
-		"SSLMode=verify-full", "SSLServerCert=" + quoteDSN(s.CAFile)}.with(extra)
+		"Database=" + s.Database, "User=" + lakebase.QuoteDSNValue(role), "Password=" + lakebase.QuoteDSNValue(password),
+		"SSLMode=verify-full", "SSLServerCert=" + lakebase.QuoteDSNValue(s.CAFile)}.with(extra)
 }
 
 type dsnParts []string
@@ -854,14 +855,7 @@ func (s *Server) dsn(parts ...string) dsnParts {
 	if s.Port != 0 { // HTTPOnly has no front door
 		d = append(d, "Port="+strconv.Itoa(s.Port))
 	}
-	return append(append(d, "Database="+s.Database, "SSLMode=verify-full", "SSLServerCert="+quoteDSN(s.CAFile)), parts...)
-}
-
-func quoteDSN(v string) string {
-	if !strings.ContainsAny(v, ";'\" ") {
-		return v
-	}
-	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	return append(append(d, "Database="+s.Database, "SSLMode=verify-full", "SSLServerCert="+lakebase.QuoteDSNValue(s.CAFile)), parts...)
 }
 
 // --- HTTP plumbing ---

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,6 +143,34 @@ func TokenSkew(e *settings.StoredToken) time.Duration {
 		life = time.Until(e.Expiry)
 	}
 	return min(5*time.Minute, max(life/5, 30*time.Second))
+}
+
+// AzureTokenMargin is how long before its expiry a workspace token of an Azure
+// Databricks workspace stops being used, whatever its lifetime: Azure Databricks
+// refuses tokens with 30 s or less left, and the Databricks Go SDK refreshes Azure
+// tokens 40 s early for that reason.
+const AzureTokenMargin = 40 * time.Second
+
+// HostTokenMargin is the least time before its expiry at which a workspace token of
+// workspace (a host name or URL) is still used, whatever its lifetime:
+// AzureTokenMargin for an Azure Databricks host (under azuredatabricks.net, or the
+// sovereign clouds' databricks.azure.us and databricks.azure.cn), else 0 (the
+// lifetime's own margins apply).
+func HostTokenMargin(workspace string) time.Duration {
+	if !strings.Contains(workspace, "://") {
+		workspace = "https://" + workspace
+	}
+	u, err := url.Parse(workspace)
+	if err != nil {
+		return 0
+	}
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	for _, zone := range []string{"azuredatabricks.net", "databricks.azure.us", "databricks.azure.cn"} {
+		if h == zone || strings.HasSuffix(h, "."+zone) {
+			return AzureTokenMargin
+		}
+	}
+	return 0
 }
 
 // Key returns the store key of this source's tokens.
@@ -370,7 +400,7 @@ func (s *Source) tokenLocked(ctx context.Context, st *settings.Settings) (_ *oau
 		e.Login = settings.NewLoginID() // written before logins were named
 	}
 	now := time.Now()
-	if e != nil && ValidFor(e.Token(), now, TokenSkew(e)) {
+	if e != nil && ValidFor(e.Token(), now, max(TokenSkew(e), HostTokenMargin(s.Workspace))) {
 		t := e.Token()
 		s.told("stored", t)
 		return t, false, nil

@@ -5,7 +5,7 @@
 //
 //	lakebase login [-headless]    log in as a person (OAuthPKCE) and store the tokens
 //	lakebase token [-bare]        print a fresh database credential (JSON, or just the password)
-//	lakebase status [-show-token] who you are, which database, until when
+//	lakebase status [-show-token] who you are, which database, until when; whether the login works
 //	lakebase logout               remove the stored tokens
 //	lakebase psql [psql args]     run psql logged in with a fresh credential
 //	lakebase branch create|list|delete|gc   database branches, for tests and CI
@@ -18,6 +18,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -44,9 +45,11 @@ commands:
                         and store the tokens in OAuthSettingsLocation
   token [-bare]         print a fresh database credential as JSON, or only the password
   status [-show-token]  show who you are, which database, and when the token and
-                        credential expire (the credential itself only with -show-token)
+                        credential expire (the credential itself only with -show-token),
+                        and log in once: a refused login (a missing role) exits non-zero
   logout                remove the stored tokens
-  psql [args...]        run psql with a fresh credential in PGPASSWORD
+  psql [args...]        run psql with a fresh credential in PGPASSWORD (after one login
+                        here, so a missing role is named rather than a bad password)
   branch create|list|delete|gc
                         database branches of the project (lakebase branch -h)
   role create|list|delete
@@ -243,25 +246,17 @@ func prompt(stdin io.Reader, stdout io.Writer, what, format string, args ...any)
 // connectionStringOf is cfg's connection string without secrets or defaults that
 // only repeat themselves.
 func connectionStringOf(cfg *lakebase.Config) string {
-	parts := []string{"AuthScheme=OAuthPKCE", "DatabricksInstance=" + cfg.DatabricksInstance}
+	parts := []string{"AuthScheme=OAuthPKCE", "DatabricksInstance=" + lakebase.QuoteDSNValue(cfg.DatabricksInstance)}
 	if cfg.OAuthClientID != lakebase.DefaultPKCEClientID {
-		parts = append(parts, "OAuthClientId="+cfg.OAuthClientID)
+		parts = append(parts, "OAuthClientId="+lakebase.QuoteDSNValue(cfg.OAuthClientID))
 	}
 	for _, kv := range [][2]string{{"Endpoint", cfg.Endpoint}, {"Project", cfg.Project}, {"Branch", cfg.Branch}, {"Instance", cfg.Instance},
 		{"OAuthSettingsLocation", cfg.OAuthSettingsLocation}, {"InitiateOAuth", string(lakebase.InitiateRefresh)}} {
 		if kv[1] != "" {
-			parts = append(parts, kv[0]+"="+quoteValue(kv[1]))
+			parts = append(parts, kv[0]+"="+lakebase.QuoteDSNValue(kv[1]))
 		}
 	}
 	return strings.Join(parts, ";")
-}
-
-// quoteValue quotes a connection-string value that needs it.
-func quoteValue(v string) string {
-	if !strings.ContainsAny(v, ";'\" ") {
-		return v
-	}
-	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
 // useStoredLogin makes the command use the stored login of a person: for OAuthPKCE
@@ -440,12 +435,36 @@ func status(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Reade
 	} else {
 		line("server certificate", "does not verify against the system roots for "+cert.Host+" ("+cert.VerifyError+"); keep SSLServerCert pointing at its CA")
 	}
+	// The credential is only half of it: the login itself says whether the
+	// identity has a Postgres role (Lakebase answers a missing one as a wrong
+	// password; the driver asks the roles API and says which).
+	if err := tryLogin(ctx, c); err != nil {
+		line("login", "refused (below)")
+		return fmt.Errorf("status: the login to the database failed: %w", err)
+	}
+	line("login", "ok")
 	if *show {
 		cr, err := c.Login(ctx)
 		if err != nil {
 			return err
 		}
 		line("credential", cr.Password)
+	}
+	return nil
+}
+
+// tryLogin logs in to the database once, through the driver, so that a refusal
+// comes back as the driver tells it (a NoRoleError for an identity without a
+// Postgres role) rather than as a bare "password authentication failed".
+// The connector stays open (an sql.DB would close it with itself).
+func tryLogin(ctx context.Context, c *lakebase.Connector) error {
+	conn, err := c.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if p, ok := conn.(driver.Pinger); ok {
+		return p.Ping(ctx) // the session opens on first use
 	}
 	return nil
 }
@@ -540,6 +559,11 @@ func psql(ctx context.Context, cfg *lakebase.Config, args []string, stdin io.Rea
 		return err
 	}
 	defer c.Close()
+	// Log in once here: psql would show a missing role as a bare "password
+	// authentication failed"; the driver names the identity, where and the fixes.
+	if err := tryLogin(ctx, c); err != nil {
+		return fmt.Errorf("psql: not started: %w", err)
+	}
 	cr, err := c.Login(ctx)
 	if err != nil {
 		return err

@@ -187,3 +187,48 @@ func TestPsql_CtrlCCancelsTheRunningQuery(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// For an identity without a Postgres role, lakebase status tries the login, says
+// the role is missing (naming the identity and lakebase role create) and exits
+// non-zero; lakebase psql says the same and never starts psql (which would show a
+// bare "password authentication failed"). With the role, both work.
+func TestCommand_StatusAndPsqlSayTheIdentityHasNoRole(t *testing.T) {
+	testenv.NeedPostgres(t)
+	emu := lakebasetest.Start(t)
+	const app = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"
+	if err := emu.AddServicePrincipal(app, "app-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.DropRole(app); err != nil {
+		t.Fatal(err)
+	}
+	dsn := emu.OAuthClientDSN("OAuthClientId="+app, "OAuthClientSecret=app-secret")
+	ran := filepath.Join(t.TempDir(), "ran")
+	t.Setenv("PSQL", fakePsql(t, `touch "`+ran+`"`))
+
+	out, e, code := lakebaseCmd(t, dsn, nil, "status")
+	if code == 0 || !strings.Contains(e, "has no Postgres role") || !strings.Contains(e, "lakebase role create "+app) ||
+		!strings.Contains(out, "login:") || !strings.Contains(out, "user:              "+app) {
+		t.Fatalf("status without a role (%d):\n%s\n%s", code, out, e)
+	}
+	if _, e, code := lakebaseCmd(t, dsn, nil, "psql", "-c", "SELECT 1"); code == 0 ||
+		!strings.Contains(e, "has no Postgres role") || !strings.Contains(e, "lakebase role create "+app) {
+		t.Fatalf("psql without a role (%d): %s", code, e)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Fatal("psql was started for an identity without a role")
+	}
+
+	if err := emu.CreateRole(app); err != nil {
+		t.Fatal(err)
+	}
+	if out, e, code := lakebaseCmd(t, dsn, nil, "status"); code != 0 || !strings.Contains(out, "login:             ok") {
+		t.Fatalf("status with the role (%d):\n%s\n%s", code, out, e)
+	}
+	if _, e, code := lakebaseCmd(t, dsn, nil, "psql", "-c", "SELECT 1"); code != 0 {
+		t.Fatalf("psql with the role (%d): %s", code, e)
+	}
+	if _, err := os.Stat(ran); err != nil {
+		t.Fatal("psql was not started for an identity with a role")
+	}
+}

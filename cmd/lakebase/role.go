@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -163,11 +164,12 @@ func roleCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Read
 	if *password {
 		// The service makes a password and tells nobody: set one, as its SCRAM secret
 		// (the clear text never leaves this process), through the caller's own login.
-		if secret, err = setRolePassword(ctx, cfg, where, name, stderr); err != nil {
-			return fmt.Errorf("role create: the role %s was made, but its password could not be set (the identity of the connection string needs CREATEROLE, as databricks_superuser members have): %w", name, err)
+		var at lakebase.Status
+		if secret, at, err = setRolePassword(ctx, cfg, where, name, stderr); err != nil {
+			return fmt.Errorf("role create: the role %q was made, but its password could not be set (the identity of the connection string needs CREATEROLE, as databricks_superuser members have): %w", name, err)
 		}
-		fmt.Fprintf(stdout, "Created the password role %s on %s. Its password, shown only now:\n%s\n", name, where, secret)
-		fmt.Fprintf(stdout, "Connect with AuthScheme=Password;User=%s;Password=<the password>;Server=<the host>\n", name)
+		fmt.Fprintf(stdout, "Created the password role %q on %s. Its password, shown only now:\n%s\n", name, where, secret)
+		fmt.Fprintf(stdout, "Connect with (this holds the password):\n%s\n", passwordDSN(cfg, at, name, secret))
 		return nil
 	}
 	fmt.Fprintf(stdout, "Created the role %s on %s: it logs in with OAuth database credentials\n", name, where)
@@ -261,7 +263,7 @@ func deleteRole(ctx context.Context, api *workspace.Client, where roleWhere, nam
 		}
 		r, err := workspace.FindInstanceRole(roles, name, where.String())
 		if err != nil {
-			return fmt.Errorf("role delete: %w (lakebase role list shows the roles)", err)
+			return fmt.Errorf("%w (lakebase role list shows the roles)", err) // nothing deleted
 		}
 		if err := api.DeleteInstanceRole(ctx, workspace.DeleteInstanceRoleRequest{Instance: where.instance, Name: r.Name, ReassignOwnedTo: reassign}); err != nil {
 			return err
@@ -275,7 +277,7 @@ func deleteRole(ctx context.Context, api *workspace.Client, where roleWhere, nam
 	}
 	r, err := workspace.FindRole(roles, name, where.String())
 	if err != nil {
-		return fmt.Errorf("role delete: %w (lakebase role list shows the roles)", err)
+		return fmt.Errorf("%w (lakebase role list shows the roles)", err) // nothing deleted
 	}
 	op, err := api.DeleteRole(ctx, workspace.DeleteRoleRequest{Name: r.Name, ReassignOwnedTo: reassign})
 	if err != nil {
@@ -288,15 +290,34 @@ func deleteRole(ctx context.Context, api *workspace.Client, where roleWhere, nam
 	return nil
 }
 
+// passwordDSN is the connection string of a native password role on the database
+// at: every value quoted by the grammar's own rules (lakebase.QuoteDSNValue), so a
+// role name holding ';', quotes or spaces parses back to itself and nothing else.
+// The TLS settings of the caller's connection string are kept.
+func passwordDSN(cfg *lakebase.Config, at lakebase.Status, role, password string) string {
+	q := lakebase.QuoteDSNValue
+	parts := []string{"AuthScheme=Password", "Server=" + q(at.Host), "Port=" + strconv.Itoa(at.Port), "Database=" + q(at.Database),
+		"User=" + q(role), "Password=" + q(password)}
+	if cfg.SSLMode != "" && cfg.SSLMode != lakebase.SSLRequire {
+		parts = append(parts, "SSLMode="+q(string(cfg.SSLMode)))
+	}
+	if cfg.SSLServerCert != "" {
+		parts = append(parts, "SSLServerCert="+q(cfg.SSLServerCert))
+	}
+	return strings.Join(parts, ";")
+}
+
 // setRolePassword makes a password, and sets its SCRAM-SHA-256 secret on role
-// through a session of the connection string's own identity on that database.
-func setRolePassword(ctx context.Context, cfg *lakebase.Config, where roleWhere, role string, stderr io.Writer) (string, error) {
+// through a session of the connection string's own identity on that database; it
+// returns the password and where that database is.
+func setRolePassword(ctx context.Context, cfg *lakebase.Config, where roleWhere, role string, stderr io.Writer) (string, lakebase.Status, error) {
+	var at lakebase.Status
 	raw := make([]byte, 24)
 	rand.Read(raw)
 	secret := base64.RawURLEncoding.EncodeToString(raw)
 	verifier, err := scramSecret(secret)
 	if err != nil {
-		return "", err
+		return "", at, err
 	}
 	c2 := *cfg
 	if where.branch != "" {
@@ -305,13 +326,22 @@ func setRolePassword(ctx context.Context, cfg *lakebase.Config, where roleWhere,
 	}
 	c, err := connector(&c2, stderr)
 	if err != nil {
-		return "", err
+		return "", at, err
 	}
 	defer c.Close()
 	db := lakebase.OpenDB(c)
 	defer db.Close()
-	_, err = db.ExecContext(ctx, fmt.Sprintf("ALTER ROLE %s WITH LOGIN PASSWORD '%s'", pgx.Identifier{role}.Sanitize(), verifier))
-	return secret, err
+	if _, err = db.ExecContext(ctx, fmt.Sprintf("ALTER ROLE %s WITH LOGIN PASSWORD '%s'", pgx.Identifier{role}.Sanitize(), verifier)); err != nil {
+		return "", at, err
+	}
+	if at, err = c.Status(ctx); err != nil { // the login just made: no new credential
+		// The password is set: never lose it over where the database is.
+		at = lakebase.Status{Host: cfg.Server, Port: cfg.Port, Database: cfg.Database}
+		if at.Host == "" {
+			at.Host = "<the host>"
+		}
+	}
+	return secret, at, nil
 }
 
 // scramSecret is PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802,

@@ -154,3 +154,39 @@ func TestRole_DeleteDeletesOnlyTheRoleOfExactlyThatName(t *testing.T) {
 		})
 	}
 }
+
+// role create -password prints a connection string whose every value is quoted by
+// the grammar's own rules: a role name holding quotes, ';' and spaces (the caller's
+// to choose) parses back to itself and the printed password, with the real host,
+// port and database, and the string logs in as that role.
+func TestRole_PasswordRolesConnectionStringParsesBackToTheSameRole(t *testing.T) {
+	testenv.NeedPostgres(t)
+	emu := lakebasetest.Start(t)
+	const name = `we"ird; DROP ROLE x; --`
+	o, e, code := lakebaseCmd(t, emu.OAuthClientDSN(), nil, "role", "create", "-password", name)
+	if code != 0 {
+		t.Fatalf("role create -password (%d): %s %s", code, o, e)
+	}
+	lines := strings.Split(strings.TrimSpace(o), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("role create -password printed: %q", o)
+	}
+	secret, dsn := lines[1], lines[3]
+	cfg, err := lakebase.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("the printed connection string does not parse: %v", err)
+	}
+	if cfg.User != name || cfg.Password != secret || cfg.AuthScheme != lakebase.AuthPassword ||
+		cfg.Server != emu.Host || cfg.Port != emu.Port || cfg.Database != emu.Database {
+		t.Fatalf("the printed connection string parses to user %q, %s:%d/%s", cfg.User, cfg.Server, cfg.Port, cfg.Database)
+	}
+	db, err := sql.Open("lakebase", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var who string
+	if err := db.QueryRow("SELECT current_user").Scan(&who); err != nil || who != name {
+		t.Fatalf("the printed connection string logs in as %q: %v", who, err)
+	}
+}

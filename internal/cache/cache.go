@@ -43,6 +43,11 @@ type Cache[T any] struct {
 	// being handed out (capped at half its lifetime): workspace tokens use it, since
 	// Databricks refuses tokens in their last ~30 s.
 	MinSafety time.Duration
+	// Floor, when set, is the least time before expiry at which a value stops being
+	// handed out, whatever its lifetime (a value fetched already that close is still
+	// handed out once): Azure Databricks refuses workspace tokens in their last 30 s
+	// however long they lived, so a token with 35 s left is refreshed, not used.
+	Floor time.Duration
 
 	once      sync.Once
 	base      context.Context
@@ -153,7 +158,7 @@ func (c *Cache[T]) get(ctx context.Context, after time.Time) (T, time.Time, erro
 // safetyFor is the safety margin of the value c holds, from its lifetime.
 func safetyFor[T any](c *Cache[T]) time.Duration {
 	life := c.lifetime()
-	return max(safety(life), min(c.MinSafety, life/2))
+	return max(safety(life), min(c.MinSafety, life/2), c.Floor)
 }
 
 func (c *Cache[T]) lifetime() time.Duration {
