@@ -26,6 +26,16 @@ import (
 // It answers the virtual OAuth procedures itself and delegates everything else to a
 // pgx stdlib connection, which it opens on the first statement that needs the
 // database.
+//
+// The hot path: a query through database/sql costs what it costs through plain pgx
+// (BenchmarkClientCPU measures the client's CPU per query beside pgx's). Per
+// statement the driver adds only storedproc.Parse's first-byte test (is it EXEC?),
+// the pooled host's advisory-lock check (a field test unless Pooled=true) and a
+// branch on the open session; per checkout, ResetSession. Rows, prepared
+// statements and transactions are pgx's own (the transaction behind a reused,
+// allocation-free wrapper). On a session reused within lookAfterIdle (100 ms), no
+// clock read, map lookup, allocation or system call of the driver's own happens per
+// query, except that MaxRows, when set, wraps each result's rows (one allocation).
 type Conn struct {
 	connector *Connector
 	pg        session   // nil until the session is opened
