@@ -17,13 +17,15 @@ import (
 // nothing is looked at, as plain pgx looks at nothing within a second. This is safe:
 // the server ends sessions that sit idle (Lakebase's 24-hour idle timeout, its
 // 3-day lifetime taken at an idle moment, a compute suspended for inactivity) or at
-// moments nobody chooses (a restart). A session the server ended within 100 ms of
-// its last use is rare, and it fails its next statement exactly as it would
-// through plain pgx: pgconn reads the server's FATAL (57P01 admin_shutdown) or the
-// closed socket, the error is classified like any other (Retryable reports a session
-// the server ended as worth retrying), and database/sql and pgxpool discard the
-// closed session. Sessions idle longer are discarded before any statement is sent,
-// as before. A session used every 100 ms or more rarely pays one look per checkout:
+// moments nobody chooses (a restart). Idle is what pgx measures: for database/sql
+// the time since the session's previous checkout, for pgxpool since its release,
+// never less than the time since its last use. A session reused within 100 ms
+// whose end fell in that window is rare, and it fails its next statement exactly
+// as it would through plain pgx: pgconn reads the server's FATAL (57P01
+// admin_shutdown) or the closed socket, the error is classified like any other
+// (Retryable reports a session the server ended as worth retrying), and
+// database/sql and pgxpool discard the closed session. Sessions idle longer are
+// discarded before any statement is sent, as before. A session used every 100 ms or more rarely pays one look per checkout:
 // at most ten system calls a second per session.
 const lookAfterIdle = 100 * time.Millisecond
 
