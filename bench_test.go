@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -620,5 +623,248 @@ func BenchmarkObserver(b *testing.B) {
 		db.SetMaxIdleConns(4)
 		b.Cleanup(func() { db.Close() })
 		b.Run(name, func(b *testing.B) { benchSelect1(b, db) })
+	}
+}
+
+// --- client CPU per query, pgx and lakebase interleaved ---
+
+// cpuRounds is how many interleaved rounds BenchmarkClientCPU runs per workload
+// (LAKEBASE_CPU_ROUNDS overrides it); b.N queries of each driver are split among them.
+func cpuRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("LAKEBASE_CPU_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 21
+}
+
+// localEmulator starts lakebase-local (the emulator as a process of its own, so the
+// benchmark process holds only the client: its TLS server side, relay and
+// PostgreSQL are not counted) and returns what it printed.
+func localEmulator(b *testing.B) (info struct {
+	DSN string `json:"dsn_oauthclient"`
+}) {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "lakebase-local")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/lakebase-local").CombinedOutput(); err != nil {
+		b.Fatalf("go build ./cmd/lakebase-local: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if cmd.Process.Signal(os.Interrupt) != nil {
+			cmd.Process.Kill()
+		}
+		cmd.Wait()
+	})
+	if err := json.NewDecoder(out).Decode(&info); err != nil {
+		b.Fatalf("reading lakebase-local's first line: %v", err)
+	}
+	return info
+}
+
+// cpuSample is what one driver used in one round.
+type cpuSample struct {
+	cpu, wall         time.Duration
+	bytes, allocs, op uint64
+}
+
+// measure runs op n times after a collection, and returns what it used. The
+// memory statistics are the process's: nothing else runs in a benchmark.
+func measure(n int, op func() error) (cpuSample, error) {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	c0, _ := processCPU()
+	t0 := time.Now()
+	for range n {
+		if err := op(); err != nil {
+			return cpuSample{}, err
+		}
+	}
+	wall := time.Since(t0)
+	c1, _ := processCPU()
+	runtime.ReadMemStats(&m1)
+	return cpuSample{cpu: c1 - c0, wall: wall, bytes: m1.TotalAlloc - m0.TotalAlloc, allocs: m1.Mallocs - m0.Mallocs, op: uint64(n)}, nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkClientCPU is the per-query cost of the driver beside plain pgx on the
+// client: the same emulator (lakebase-local, in a process of its own), the same
+// TLS (verify-full against its CA), database/sql with one session each, plain pgx
+// logging in with a credential the driver minted. Each workload runs in rounds;
+// each round runs b.N/rounds queries through pgx and then through lakebase (the
+// order alternates round by round), each half after a garbage collection, and
+// measures the process's CPU time (user plus system, getrusage; far steadier
+// than wall time on a shared machine), wall time, bytes and allocations.
+//
+// Reported per query: cpu-ratio and wall-ratio (the median over rounds of
+// lakebase's over pgx's), lb-cpu-ns/op and pgx-cpu-ns/op, ns/op (lakebase's wall
+// time) and pgx-ns/op, lb-B/op, pgx-B/op, lb-allocs/op and pgx-allocs/op. Where the
+// process's CPU time cannot be read (see processCPU) only wall time, bytes and
+// allocations are reported.
+//
+//	go test -run '^$' -bench ClientCPU -benchtime 20000x .
+func BenchmarkClientCPU(b *testing.B) {
+	info := localEmulator(b)
+	ctx := context.Background()
+	c, err := lakebase.NewConnector(info.DSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	li, err := c.Login(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := c.Config()
+	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
+		li.Host, li.Port, cfg.Database, li.User, cfg.SSLServerCert))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc.Password = li.Password
+	dbs := map[string]*sql.DB{"pgx": stdlib.OpenDB(*cc), "lakebase": lakebase.OpenDB(c)}
+	for _, db := range dbs {
+		// One session each, with the same pool settings (OpenDB's).
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxLifetime(lakebase.DefaultConnMaxLifetime)
+		db.SetConnMaxIdleTime(10 * time.Minute)
+		if err := db.PingContext(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+	}
+
+	// Each workload makes one query's op on a database (run once per driver).
+	workloads := []struct {
+		name string
+		op   func(b *testing.B, db *sql.DB) func() error
+	}{
+		{"Select1", func(b *testing.B, db *sql.DB) func() error {
+			var v int
+			return func() error { return db.QueryRowContext(ctx, "SELECT 1").Scan(&v) }
+		}},
+		{"Scan1000Rows", func(b *testing.B, db *sql.DB) func() error {
+			var id int
+			var s string
+			return func() error {
+				rows, err := db.QueryContext(ctx, "SELECT g, 'row ' || g FROM generate_series(1, 1000) g")
+				if err != nil {
+					return err
+				}
+				n := 0
+				for rows.Next() {
+					if err := rows.Scan(&id, &s); err != nil {
+						rows.Close()
+						return err
+					}
+					n++
+				}
+				if err := rows.Close(); err != nil {
+					return err
+				}
+				if n != 1000 {
+					return fmt.Errorf("%d rows", n)
+				}
+				return nil
+			}
+		}},
+		{"PreparedInsert", func(b *testing.B, db *sql.DB) func() error {
+			// A temporary table: the one session's own.
+			if _, err := db.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS cpu_ins (id int, v text)`); err != nil {
+				b.Fatal(err)
+			}
+			st, err := db.PrepareContext(ctx, `INSERT INTO cpu_ins VALUES ($1, $2)`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			i := 0
+			return func() error {
+				i++
+				_, err := st.ExecContext(ctx, i, "value")
+				return err
+			}
+		}},
+		{"Transaction", func(b *testing.B, db *sql.DB) func() error {
+			var v int
+			return func() error {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				if err := tx.QueryRowContext(ctx, "SELECT 1").Scan(&v); err != nil {
+					tx.Rollback()
+					return err
+				}
+				return tx.Commit()
+			}
+		}},
+	}
+	names := [2]string{"pgx", "lakebase"}
+	for _, w := range workloads {
+		b.Run(w.name, func(b *testing.B) {
+			var ops [2]func() error
+			for i, name := range names {
+				ops[i] = w.op(b, dbs[name])
+			}
+			rounds := cpuRounds()
+			per := max(1, b.N/rounds)
+			for i := range ops { // warm up: statement caches, buffers, the session's first reset
+				if _, err := measure(min(per, 100), ops[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var total [2]cpuSample
+			var cpuRatio, wallRatio []float64
+			for r := range rounds {
+				var got [2]cpuSample
+				for k := range 2 {
+					i := (r + k) % 2 // even rounds pgx first, odd rounds lakebase first
+					s, err := measure(per, ops[i])
+					if err != nil {
+						b.Fatalf("%s: %v", names[i], err)
+					}
+					got[i] = s
+					total[i].cpu += s.cpu
+					total[i].wall += s.wall
+					total[i].bytes += s.bytes
+					total[i].allocs += s.allocs
+					total[i].op += s.op
+				}
+				if got[0].cpu > 0 {
+					cpuRatio = append(cpuRatio, float64(got[1].cpu)/float64(got[0].cpu))
+				}
+				wallRatio = append(wallRatio, float64(got[1].wall)/float64(got[0].wall))
+			}
+			perOp := func(v uint64, i int) float64 { return float64(v) / float64(total[i].op) }
+			if len(cpuRatio) == rounds {
+				b.ReportMetric(median(cpuRatio), "cpu-ratio")
+				b.ReportMetric(perOp(uint64(total[0].cpu), 0), "pgx-cpu-ns/op")
+				b.ReportMetric(perOp(uint64(total[1].cpu), 1), "lb-cpu-ns/op")
+			}
+			b.ReportMetric(median(wallRatio), "wall-ratio")
+			b.ReportMetric(perOp(uint64(total[0].wall), 0), "pgx-ns/op")
+			b.ReportMetric(perOp(uint64(total[1].wall), 1), "ns/op")
+			b.ReportMetric(perOp(total[0].bytes, 0), "pgx-B/op")
+			b.ReportMetric(perOp(total[1].bytes, 1), "lb-B/op")
+			b.ReportMetric(perOp(total[0].allocs, 0), "pgx-allocs/op")
+			b.ReportMetric(perOp(total[1].allocs, 1), "lb-allocs/op")
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -110,5 +111,59 @@ func TestOpenDB_SessionsLiveAtMostTheirLifetime(t *testing.T) {
 				t.Fatalf("lifetime %v: the session leaves the pool after %v", life, e.Sub(opened))
 			}
 		}
+	}
+}
+
+// stubSession is a session that only counts its resets.
+type stubSession struct {
+	session
+	resets int
+}
+
+func (s *stubSession) ResetSession(context.Context) error { s.resets++; return nil }
+func (s *stubSession) Close() error                       { return nil }
+
+// A session past its jittered lifetime (OpenDB's) leaves the pool at its next
+// checkout, told by a flag its timer sets rather than by a clock read per
+// checkout; one within its lifetime goes on to the session's own reset, and Close
+// stops the timer.
+func TestConn_SessionPastItsLifetimeLeavesThePool(t *testing.T) {
+	ctx := context.Background()
+	open := func(life time.Duration) (*Conn, *stubSession) {
+		c, err := NewConnector(unitPasswordDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.lifetime.Store(int64(life))
+		s := &stubSession{}
+		c.open = func(context.Context) (session, *pgx.Conn, error) { return s, nil, nil }
+		dc, err := c.Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn := dc.(*Conn)
+		if _, err := cn.session(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return cn, s
+	}
+
+	young, ys := open(time.Hour)
+	if err := young.ResetSession(ctx); err != nil || ys.resets != 1 {
+		t.Fatalf("a session within its lifetime: ResetSession=%v, the session's own reset ran %d times, want nil and 1", err, ys.resets)
+	}
+	young.Close()
+	if young.expiry.Stop() {
+		t.Fatal("Close left the lifetime timer running")
+	}
+
+	old, olds := open(time.Millisecond)
+	defer old.Close()
+	for !old.expired.Load() { // the timer's signal, not a guess at its time
+		time.Sleep(time.Millisecond)
+	}
+	if err := old.ResetSession(ctx); err != driver.ErrBadConn || olds.resets != 0 {
+		t.Fatalf("a session past its lifetime: ResetSession=%v (reset %d times), want driver.ErrBadConn before any reset", err, olds.resets)
 	}
 }

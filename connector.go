@@ -50,7 +50,10 @@ type Connector struct {
 	connecting atomic.Int64
 	// lifetime is the pooled sessions' maximum lifetime (set by OpenDB); each
 	// session leaves the pool at a jittered moment before it.
-	lifetime     atomic.Int64
+	lifetime atomic.Int64
+	// lookAfter is how long a pooled session sits idle before it is looked at on its
+	// way out of the pool (lookAfterIdle; tests set it through an internal hook).
+	lookAfter    time.Duration
 	poolWarnOnce sync.Once
 	poolWaitOnce sync.Once
 
@@ -72,7 +75,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if cfg == nil {
 		return nil, &ConfigError{Err: errors.New("nil Config")}
 	}
-	c := &Connector{cfg: cfg.clone()}
+	c := &Connector{cfg: cfg.clone(), lookAfter: lookAfterIdle}
 	c.open = c.dialSession
 	for _, o := range opts {
 		if o != nil { // a nil Option sets nothing
@@ -133,11 +136,6 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if c.login, c.steps, err = c.newLoginSource(); err != nil {
 		c.Close()
 		return nil, err
-	}
-	if p, ok := c.login.(*tokenPipeline); ok {
-		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
-		p.hostMeta = c.hostMeta
-		p.obs = c.opts.observers
 	}
 	if c.cfg.ConnectOnOpen {
 		// Log in once now: a wrong secret, host or role fails here, not at the first query.

@@ -175,7 +175,7 @@ func (c *Connector) connectPgxOnce(ctx context.Context, li loginInfo) (*stdlib.C
 	if err != nil {
 		return nil, err
 	}
-	var opts []stdlib.OptionOpenDB
+	opts := []stdlib.OptionOpenDB{stdlib.OptionShouldPing(c.shouldPing)}
 	if c.needsAfterConnect() {
 		opts = append(opts, stdlib.OptionAfterConnect(c.afterConnect))
 	}
@@ -204,6 +204,13 @@ func (c *Connector) applyLogin(cc *pgx.ConnConfig, li loginInfo) error {
 	cc.Host, cc.Port, cc.User, cc.Password = li.host, uint16(li.port), li.user, li.password
 	cc.Fallbacks = nil
 	return c.cfg.applyTLS(&cc.Config, li.host, c.roots)
+}
+
+// shouldPing is pgx stdlib's ShouldPing for the connector's sessions: it runs in
+// pgx's ResetSession, on every database/sql checkout, with the idle time pgx has
+// already measured (see pingBeforeReuse).
+func (c *Connector) shouldPing(_ context.Context, p stdlib.ShouldPingParams) bool {
+	return pingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
 }
 
 // needsAfterConnect reports whether new sessions need afterConnect.

@@ -3,7 +3,6 @@ package lakebase
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -59,10 +58,11 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	// of life to life, never longer, and a fleet does not reconnect at once.
 	pc.MaxConnLifetimeJitter = life / 10
 	pc.MaxConnLifetime = life - pc.MaxConnLifetimeJitter
-	// A session the server ended while it sat in the pool is pinged (and so
-	// discarded) before it is handed out, however short its idle time.
+	// On every acquire: a session idle over a second is pinged (pgxpool's own rule);
+	// one idle over lookAfterIdle is looked at, and pinged (so discarded) when the
+	// server ended it; one used more recently costs nothing (see pingBeforeReuse).
 	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
-		return p.IdleDuration > time.Second || serverEnded(p.Conn.PgConn())
+		return pingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
 	}
 	cfg := c.cfg
 	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {

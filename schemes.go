@@ -35,8 +35,15 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 		c.logger.Info("lakebase: retrying after a transient failure", slog.String("op", op),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 	}
+	// Every token scheme's pipeline reads and stores the host's metadata through the
+	// connector's cache and tells the connector's observers: wired here, where its
+	// type is known.
 	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
-		return newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
+		p := newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
+		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
+		p.hostMeta = c.hostMeta
+		p.obs = c.opts.observers
+		return p
 	}
 
 	switch cfg.AuthScheme {

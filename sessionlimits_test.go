@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
@@ -27,14 +29,20 @@ func waitCount(t *testing.T, e *lakebasetest.Server, counter string, n int64) {
 // Sessions the server ended while they sat idle in the pool (Lakebase closes
 // sessions idle for 24 hours) are discarded before a statement is sent on them:
 // no query fails, through database/sql and pgxpool.
+//
+// The server ends a session only after it sat idle for idleTimeout, so every
+// session it ended has been idle longer than the look's threshold, set below that:
+// the test waits for the server to end them all, never for a time to pass.
 func TestSessionLimits_IdleSessionsEndedByTheServerAreNeverUsed(t *testing.T) {
 	needServers(t)
-	e := lakebasetest.Start(t, lakebasetest.Options{IdleSessionTimeout: 500 * time.Millisecond})
+	const idleTimeout = 500 * time.Millisecond
+	e := lakebasetest.Start(t, lakebasetest.Options{IdleSessionTimeout: idleTimeout})
 	c, err := lakebase.NewConnector(e.OAuthClientDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	lakebase.SetLookAfterIdle(c, idleTimeout/5)
 	db := lakebase.OpenDB(c)
 	defer db.Close()
 	db.SetMaxOpenConns(3)
@@ -127,5 +135,53 @@ func TestSessionLimits_PoolMaxLifetimeBelowTheServersHasNoFailedQuery(t *testing
 	}
 	if e.Count(lakebasetest.EPLogin) < 10 {
 		t.Fatal("the sessions were not renewed: the test proves nothing")
+	}
+}
+
+// A session is looked at on its way out of the pool only when it has been idle
+// longer than the threshold: within it, even a session the server ended is left
+// alone (its next statement fails, as with plain pgx) and nothing is read from it;
+// beyond it, an ended session is found (and pinged, so discarded) and a live one
+// is not pinged; beyond a second every session is pinged, as pgx does. The idle
+// times are given, not waited for.
+func TestSessionLimits_OnlySessionsIdleBeyondTheThresholdAreLookedAt(t *testing.T) {
+	needServers(t)
+	ctx := context.Background()
+	session := func(dsn string) (*lakebase.Connector, *pgconn.PgConn) {
+		c, err := lakebase.NewConnector(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		dc, err := c.Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dc.Close() })
+		px, err := dc.(*lakebase.Conn).RawConn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, px.PgConn()
+	}
+	const within, beyond = lakebase.LookAfterIdle, lakebase.LookAfterIdle + time.Millisecond
+
+	e := lakebasetest.Start(t, lakebasetest.Options{IdleSessionTimeout: 200 * time.Millisecond})
+	c, ended := session(e.OAuthClientDSN())
+	waitCount(t, e, lakebasetest.EPSessionEnded+":idle", 1)
+	if lakebase.PingBeforeReuse(c, ended, within) || ended.IsClosed() {
+		t.Fatal("a session idle within the threshold was looked at")
+	}
+	if !lakebase.PingBeforeReuse(c, ended, beyond) || !ended.IsClosed() {
+		t.Fatal("a session the server ended, idle beyond the threshold, was not found ended")
+	}
+
+	// A live session (the shared emulator ends none).
+	c, live := session(emu.OAuthClientDSN())
+	if lakebase.PingBeforeReuse(c, live, beyond) || lakebase.PingBeforeReuse(c, live, time.Second) || live.IsClosed() {
+		t.Fatal("a live session idle less than a second was pinged or closed")
+	}
+	if !lakebase.PingBeforeReuse(c, live, time.Second+time.Millisecond) || live.IsClosed() {
+		t.Fatal("a session idle over a second was not pinged (pgx's rule)")
 	}
 }

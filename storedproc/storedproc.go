@@ -143,7 +143,21 @@ func (e *Error) Error() string {
 // Parse reads query. It returns ok=false, with no error, when query is not a call of
 // a virtual procedure and belongs to Postgres. When it is one, it returns the call or
 // an error that explains what is wrong with it.
+//
+// Parse runs on every statement the driver is given, so the common case is told at
+// the first byte: a statement that starts with an ASCII letter other than E (SELECT,
+// INSERT, BEGIN, ...) is Postgres', with no lexing.
 func Parse(query string) (call *Call, ok bool, err error) {
+	if len(query) > 0 {
+		if c := query[0] | 0x20; c >= 'a' && c <= 'z' && c != 'e' {
+			return nil, false, nil
+		}
+	}
+	return parse(query)
+}
+
+// parse is Parse without the first-byte shortcut.
+func parse(query string) (call *Call, ok bool, err error) {
 	l := lexer{s: query}
 	l.skipSpace()
 	verb := l.word()

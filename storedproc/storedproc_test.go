@@ -141,6 +141,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, q string) {
 		call, ok, err := Parse(q)
+		// The first-byte shortcut never decides otherwise than the lexer.
+		if _, lok, lerr := parse(q); lok != ok || (lerr == nil) != (err == nil) {
+			t.Fatalf("Parse says ok=%v err=%v, the lexer ok=%v err=%v", ok, err, lok, lerr)
+		}
 		if !ok {
 			if err != nil || call != nil {
 				t.Fatalf("not intercepted but err=%v call=%v", err, call)
@@ -168,6 +172,25 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Parse's first-byte shortcut (a statement starting with a letter other than E is
+// Postgres') decides every leading byte as the lexer does; a call after a comment
+// is still found.
+func TestParse_FirstByteShortcutAgreesWithTheLexer(t *testing.T) {
+	for c := byte(0); c < 128; c++ {
+		for _, rest := range []string{"XEC GetOAuthAuthorizationURL", "xecute GetOAuthAccessToken Verifier='x'", "ELECT 1", ""} {
+			q := string(c) + rest
+			call, ok, err := Parse(q)
+			lcall, lok, lerr := parse(q)
+			if ok != lok || (err == nil) != (lerr == nil) || (call == nil) != (lcall == nil) {
+				t.Errorf("%q: Parse ok=%v err=%v, the lexer ok=%v err=%v", q, ok, err, lok, lerr)
+			}
+		}
+	}
+	if _, ok, _ := Parse("/* x */ EXEC GetOAuthAuthorizationURL"); !ok {
+		t.Error("a call after a comment was not intercepted")
+	}
 }
 
 // A near miss of a procedure name is refused, not sent to Postgres with its (secret)
