@@ -42,7 +42,7 @@ unit:
 	@for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && LAKEBASE_REQUIRE_BROWSER=1 LAKEBASE_REQUIRE_PGBOUNCER=1 LAKEBASE_REQUIRE_KEYRING=$$( [ "$$(uname -s)" = Linux ] && echo 1 ) $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; fi; done
 
 # Each fuzz target for a short, bounded time (make fuzz runs them long).
-FUZZ_TARGETS := .:FuzzParseDSN ./storedproc:FuzzParse
+FUZZ_TARGETS := .:FuzzParseDSN ./storedproc:FuzzParse ./internal/sqlscan:FuzzCalls
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
