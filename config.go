@@ -187,7 +187,9 @@ type Config struct {
 	ConnectOnOpen bool
 	// Pool settings (CData's UseConnectionPooling, PoolMaxSize, PoolMinSize,
 	// PoolIdleTimeout, PoolWaitTime), applied by OpenDB and PoolConfig.
-	// NoConnectionPooling is UseConnectionPooling=false. nil or 0 leaves the pool's own default.
+	// NoConnectionPooling is UseConnectionPooling=false. nil or 0 leaves the default:
+	// DefaultPoolMaxSize() sessions at most (or PoolMinSize when larger), as many
+	// kept idle by OpenDB.
 	NoConnectionPooling bool
 	PoolMaxSize         *int
 	PoolMinSize         *int
