@@ -52,10 +52,11 @@ fuzz-short:
 fuzz:
 	@$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)
 
-# Overhead benchmarks against plain pgx, then the connection storm (see BENCHMARKS.md).
+# Overhead benchmarks against plain pgx, the connection storm and the pool defaults' churn (see BENCHMARKS.md).
 bench:
 	$(GO) test -run '^$$' -bench 'Select1|Scan1000Rows|PreparedInsert|Transaction' -benchmem -count 5 -benchtime 2s .
 	$(GO) test -run '^$$' -bench 'ConnectStorm' -benchtime 20x .
+	$(GO) test -run '^$$' -bench 'PoolDefaults' -benchtime 20000x -count 3 .
 
 # The long soak and fault variants (60 s runs, 8 processes x 50 refreshes).
 soak:
