@@ -169,3 +169,30 @@ func TestOpenDB_DefaultsLogInNoMoreThanTheCap(t *testing.T) {
 	t.Run("direct", func(t *testing.T) { check(t, lakebasetest.Start(t, lakebasetest.Options{})) })
 	t.Run("pooled", func(t *testing.T) { check(t, pooledEmulator(t, lakebasetest.Options{}), "Pooled=true") })
 }
+
+// PoolMaxSize sets the cap of both pools (OpenDB's and PoolConfig's); without it
+// the cap is DefaultPoolMaxSize(), or PoolMinSize when that is larger.
+func TestOpenDB_PoolMaxSizeOrPoolMinSizeSetsTheCap(t *testing.T) {
+	for set, want := range map[string]int{
+		"":                             lakebase.DefaultPoolMaxSize(),
+		"PoolMaxSize=0":                lakebase.DefaultPoolMaxSize(),
+		"PoolMaxSize=7":                7,
+		"PoolMaxSize=50;PoolMinSize=5": 50,
+		"PoolMinSize=1":                lakebase.DefaultPoolMaxSize(),
+		"PoolMinSize=300":              300,
+	} {
+		c, err := lakebase.NewConnector("AuthScheme=Password;Server=localhost;User=u;Password=p;" + set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := lakebase.OpenDB(c)
+		if got := db.Stats().MaxOpenConnections; got != want {
+			t.Errorf("%q: OpenDB's cap %d, want %d", set, got, want)
+		}
+		pc, err := c.PoolConfig()
+		if err != nil || int(pc.MaxConns) != want {
+			t.Errorf("%q: PoolConfig's MaxConns %d (%v), want %d", set, pc.MaxConns, err, want)
+		}
+		db.Close()
+	}
+}
