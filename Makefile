@@ -56,7 +56,7 @@ unit:
 	$(report_failed)
 
 # Each fuzz target for a short, bounded time (make fuzz runs them long).
-FUZZ_TARGETS := .:FuzzParseDSN .:FuzzQuoteDSNValue ./storedproc:FuzzParse ./internal/connstr:FuzzQuote
+FUZZ_TARGETS := .:FuzzParseDSN .:FuzzQuoteDSNValue ./storedproc:FuzzParse ./internal/connstr:FuzzQuote ./internal/sqlscan:FuzzCalls
 
 fuzz-short:
 	@failed=""; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -67,12 +67,13 @@ fuzz-short:
 fuzz:
 	@$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)
 
-# Overhead benchmarks against plain pgx, the connection storm, then client CPU per query
-# beside pgx, interleaved (see BENCHMARKS.md).
+# Overhead benchmarks against plain pgx, the connection storm, client CPU per query
+# beside pgx (interleaved) and the pool defaults' churn (see BENCHMARKS.md).
 bench:
 	$(GO) test -run '^$$' -bench 'Select1|Scan1000Rows|PreparedInsert|Transaction' -benchmem -count 5 -benchtime 2s .
 	$(GO) test -run '^$$' -bench 'ConnectStorm' -benchtime 20x .
 	$(GO) test -run '^$$' -bench 'ClientCPU' -benchtime 20s .
+	$(GO) test -run '^$$' -bench 'PoolDefaults' -benchtime 20000x -count 3 .
 
 # The long soak and fault variants (60 s runs, 8 processes x 50 refreshes).
 soak:

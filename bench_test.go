@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -592,6 +593,84 @@ func BenchmarkPooledHost(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkPoolDefaults: 100 concurrent clients run b.N queries between them
+// (SELECT $1::int8, then 1 ms of the client's own work, as a service handles a
+// request) through OpenDB, on the pooled host (PgBouncer in transaction mode) and on
+// the direct host, with the driver's defaults, with its old settings (no cap, 5
+// idle) and with PoolMaxSize=50. The emulator counts the logins; the credential is
+// minted before the clock starts. Run with a fixed count: -benchtime 20000x.
+func BenchmarkPoolDefaults(b *testing.B) {
+	if _, err := exec.LookPath("pgbouncer"); err != nil {
+		if _, err := os.Stat("/usr/sbin/pgbouncer"); err != nil {
+			b.Skip("needs pgbouncer")
+		}
+	}
+	e := lakebasetest.Start(b, lakebasetest.Options{Pooler: true})
+	ctx := context.Background()
+	for _, host := range []struct {
+		name  string
+		extra []string
+	}{{"pooled", []string{"Pooled=true"}}, {"direct", nil}} {
+		for _, pool := range []struct {
+			name, extra string
+			old         bool
+		}{{"defaults", "", false}, {"old-5idle-nocap", "", true}, {"PoolMaxSize=50", "PoolMaxSize=50", false}} {
+			b.Run(host.name+"/"+pool.name, func(b *testing.B) {
+				extra := append([]string(nil), host.extra...)
+				if pool.extra != "" {
+					extra = append(extra, pool.extra)
+				}
+				c, err := lakebase.NewConnector(e.OAuthClientDSN(extra...))
+				if err != nil {
+					b.Fatal(err)
+				}
+				db := lakebase.OpenDB(c) // db.Close closes c
+				defer db.Close()
+				if pool.old {
+					db.SetMaxOpenConns(0)
+					db.SetMaxIdleConns(5)
+				}
+				if _, err := c.Login(ctx); err != nil {
+					b.Fatal(err)
+				}
+				before := e.Count(lakebasetest.EPLogin)
+				var next atomic.Int64
+				failed := make(chan error, 1)
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for range 100 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for n := next.Add(1); n <= int64(b.N); n = next.Add(1) {
+							var v int64
+							if err := db.QueryRowContext(ctx, "SELECT $1::int8", n).Scan(&v); err != nil {
+								select {
+								case failed <- err:
+								default:
+								}
+								return
+							}
+							time.Sleep(time.Millisecond) // the client's work between queries
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				select {
+				case err := <-failed:
+					b.Fatal(err)
+				default:
+				}
+				st := db.Stats()
+				b.ReportMetric(float64(e.Count(lakebasetest.EPLogin)-before), "logins")
+				b.ReportMetric(float64(st.MaxIdleClosed), "idle-closed")
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 			})
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/lakebase-go/lakebase/workspace"
 
 	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/internal/sqlscan"
 
 	"github.com/lakebase-go/lakebase/oauth"
 )
@@ -186,7 +187,9 @@ type Config struct {
 	ConnectOnOpen bool
 	// Pool settings (CData's UseConnectionPooling, PoolMaxSize, PoolMinSize,
 	// PoolIdleTimeout, PoolWaitTime), applied by OpenDB and PoolConfig.
-	// NoConnectionPooling is UseConnectionPooling=false. nil or 0 leaves the pool's own default.
+	// NoConnectionPooling is UseConnectionPooling=false. nil or 0 leaves the default:
+	// DefaultPoolMaxSize() sessions at most (or PoolMinSize when larger), as many
+	// kept idle by OpenDB.
 	NoConnectionPooling bool
 	PoolMaxSize         *int
 	PoolMinSize         *int
@@ -349,16 +352,46 @@ func (c *Config) checkPooled() error {
 	return nil
 }
 
-// checkPooledSQL refuses, on the pooled host, a statement that takes a session-level
-// advisory lock (the session functions all contain "advisory_lock"; the transaction
-// ones are pg_advisory_xact_lock*), before anything is sent.
+// checkPooledSQL refuses, on the pooled host, a statement that calls a session-level
+// advisory lock function (pg_advisory_lock, pg_try_advisory_lock, their _shared
+// forms and the unlocks; not the pg_advisory_xact_* ones), before anything is sent.
+// Only calls count: a name in a literal, a comment, a quoted alias or a column is not
+// one (internal/sqlscan reads the text as PostgreSQL does, U& names decoded). SQL
+// built inside the server (EXECUTE in PL/pgSQL, a function that takes the lock) is
+// out of its reach.
 func (c *Config) checkPooledSQL(query string) error {
-	if !c.Pooled || !containsFoldASCII(query, "advisory_lock") {
+	// Every such call is written with "advisory" in it, in some case, or hidden in
+	// a U&"..." name: anything else is let through without a scan.
+	if !c.Pooled || (!containsFoldASCII(query, "advisory") && strings.IndexByte(query, '&') < 0) {
 		return nil
 	}
-	return fmt.Errorf("%w (Pooled=true): the statement calls a session-level advisory lock function, which through PgBouncer's transaction pooling "+
+	var name string
+	sqlscan.EachCall(query, func(call sqlscan.Call) bool {
+		if isSessionAdvisoryLock(call.Name) {
+			name = call.Name
+			return false
+		}
+		return true
+	})
+	if name == "" {
+		return nil
+	}
+	return fmt.Errorf("%w (Pooled=true): the statement calls %q, a session-level advisory lock function, which through PgBouncer's transaction pooling "+
 		"neither holds past the transaction nor can be unlocked; run migrations and other session-locked work on the direct host (Pooled=false), "+
-		"or take pg_advisory_xact_lock inside a transaction", ErrPooledSessionLock)
+		"or take pg_advisory_xact_lock inside a transaction", ErrPooledSessionLock, name)
+}
+
+// isSessionAdvisoryLock reports whether a function of that name (as PostgreSQL
+// resolves it) takes or releases a session-level advisory lock: pg_advisory_* and
+// pg_try_advisory_*, but for the transaction-level pg_advisory_xact_* and
+// pg_try_advisory_xact_*, which work through the pooler.
+func isSessionAdvisoryLock(name string) bool {
+	for _, prefix := range []string{"pg_advisory_", "pg_try_advisory_"} {
+		if rest, ok := strings.CutPrefix(name, prefix); ok {
+			return !strings.HasPrefix(rest, "xact_")
+		}
+	}
+	return false
 }
 
 // containsFoldASCII reports whether s contains the lower-case ASCII word sub, in

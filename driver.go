@@ -3,6 +3,7 @@ package lakebase
 import (
 	"database/sql"
 	"database/sql/driver"
+	"runtime"
 	"time"
 )
 
@@ -29,20 +30,30 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 	return &Conn{connector: c, ownsConnector: true}, nil
 }
 
-// OpenDB returns a *sql.DB on c with pool settings suited to Lakebase: connections
-// live at most 45 minutes (DefaultConnMaxLifetime, as Databricks recommends, well
-// inside Autoscaling's session limits), idle ones are closed after 10 minutes, and up
-// to 5 stay idle. Database credentials are checked only at login, so the lifetime is
-// not about expiry: it spreads reconnects out and follows endpoint changes.
-// db.Close closes c.
+// DefaultPoolMaxSize is the most sessions a pool of OpenDB or PoolConfig opens at
+// once when PoolMaxSize is not set: the greater of 4 and runtime.NumCPU(), pgxpool's
+// own default.
+func DefaultPoolMaxSize() int { return max(4, runtime.NumCPU()) }
+
+// OpenDB returns a *sql.DB on c with pool settings suited to Lakebase: at most
+// DefaultPoolMaxSize() sessions open at once, and as many kept idle, so a busy
+// service reuses its sessions instead of logging in again (each login is a TLS
+// handshake and a credential check, and a small compute allows about a hundred
+// connections); idle ones are closed after 10 minutes, and every one lives at most
+// 45 minutes (DefaultConnMaxLifetime, as Databricks recommends, well inside
+// Autoscaling's session limits), up to a tenth less at random. Database credentials
+// are checked only at login, so the lifetime is not about expiry: it spreads
+// reconnects out and follows endpoint changes. db.Close closes c.
 //
 // The CData pool properties of the connection string override those settings:
-// PoolMaxSize is SetMaxOpenConns, PoolMinSize SetMaxIdleConns (database/sql keeps
-// idle connections but never opens them ahead), PoolIdleTimeout SetConnMaxIdleTime,
-// and UseConnectionPooling=false keeps no idle connection (every Close really
-// closes). Neither database/sql nor pgxpool has an acquire timeout, so PoolWaitTime
-// cannot be enforced by the driver: it is kept in Config for callers to bound their
-// waits with (context.WithTimeout), and a Warn line says so once.
+// PoolMaxSize is SetMaxOpenConns (and SetMaxIdleConns: idle sessions are kept up to
+// the cap), PoolMinSize raises the default cap when it is larger (database/sql never
+// opens sessions ahead), PoolIdleTimeout is SetConnMaxIdleTime, PoolMaxLifetime
+// the lifetime, and UseConnectionPooling=false keeps no idle connection (every
+// Close really closes). For no cap at all, call db.SetMaxOpenConns(0) afterwards.
+// Neither database/sql nor pgxpool has an acquire timeout, so PoolWaitTime cannot
+// be enforced by the driver: it is kept in Config for callers to bound their waits
+// with (context.WithTimeout), and a Warn line says so once.
 func OpenDB(c *Connector) *sql.DB {
 	db := sql.OpenDB(c)
 	lifetime := DefaultConnMaxLifetime
@@ -52,14 +63,10 @@ func OpenDB(c *Connector) *sql.DB {
 	c.lifetime.Store(int64(lifetime))
 	db.SetConnMaxLifetime(lifetime)
 	db.SetConnMaxIdleTime(10 * time.Minute)
-	db.SetMaxIdleConns(5)
 	cfg := c.cfg
-	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {
-		db.SetMaxOpenConns(*cfg.PoolMaxSize)
-	}
-	if cfg.PoolMinSize != nil {
-		db.SetMaxIdleConns(*cfg.PoolMinSize)
-	}
+	size := poolMaxSize(cfg)
+	db.SetMaxOpenConns(size)
+	db.SetMaxIdleConns(size)
 	if cfg.PoolIdleTimeout > 0 {
 		db.SetConnMaxIdleTime(cfg.PoolIdleTimeout)
 	}
@@ -69,6 +76,19 @@ func OpenDB(c *Connector) *sql.DB {
 	c.warnPoolWait()
 	c.poolApplied.Store(true)
 	return db
+}
+
+// poolMaxSize is the most sessions the pool opens at once: PoolMaxSize, else
+// DefaultPoolMaxSize() or PoolMinSize when that is larger.
+func poolMaxSize(cfg *Config) int {
+	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {
+		return *cfg.PoolMaxSize
+	}
+	size := DefaultPoolMaxSize()
+	if cfg.PoolMinSize != nil {
+		size = max(size, *cfg.PoolMinSize)
+	}
+	return size
 }
 
 // OpenConnector parses dsn and returns a *Connector.

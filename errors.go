@@ -149,10 +149,12 @@ func (e *NoRoleError) Is(target error) bool { return target == ErrNoRole }
 var ErrPooledOAuthRefused = errors.New("lakebase: the pooled host refused the OAuth credential")
 
 // ErrPooledSessionLock is returned through database/sql on the pooled host for a
-// statement that takes a session-level advisory lock (pg_advisory_lock,
-// pg_try_advisory_lock and their _shared forms): PgBouncer in transaction mode
-// hands the next transaction another server session, so the lock neither holds
-// nor can be released, and two migrations could run at once. Nothing is sent.
+// statement that calls a session-level advisory lock function (pg_advisory_lock,
+// pg_try_advisory_lock, their _shared forms and the unlocks; not the xact ones):
+// PgBouncer in transaction mode hands the next transaction another server session,
+// so the lock neither holds nor can be released, and two migrations could run at
+// once. Nothing is sent. Only calls count, not names in literals or comments; SQL
+// built inside the server (EXECUTE) is out of the check's reach.
 var ErrPooledSessionLock = errors.New("lakebase: a session-level advisory lock cannot work through the pooled host")
 
 // ErrUserToken is matched by the error of a person's token that the workspace

@@ -34,9 +34,10 @@ func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error
 // exec mode and time zone, the WithAfterConnect hooks, and sessions that live at most
 // 45 minutes as Databricks recommends (PoolMaxLifetime), ended up to a tenth earlier
 // at random: MaxConnLifetime is nine tenths of it and MaxConnLifetimeJitter the
-// rest. The CData pool properties apply: PoolMaxSize is MaxConns, PoolMinSize
-// MinConns (pgxpool opens them ahead), PoolIdleTimeout MaxConnIdleTime. Close the
-// pool before the connector.
+// rest. The CData pool properties apply: PoolMaxSize is MaxConns (else
+// DefaultPoolMaxSize(), pgxpool's own default, or PoolMinSize when larger),
+// PoolMinSize MinConns (pgxpool opens them ahead), PoolIdleTimeout MaxConnIdleTime.
+// Close the pool before the connector.
 func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	if c == nil || c.login == nil {
 		return nil, ErrConnectorNotOpened
@@ -65,9 +66,7 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 		return pingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
 	}
 	cfg := c.cfg
-	if cfg.PoolMaxSize != nil && *cfg.PoolMaxSize > 0 {
-		pc.MaxConns = int32(*cfg.PoolMaxSize)
-	}
+	pc.MaxConns = int32(poolMaxSize(cfg))
 	if cfg.PoolMinSize != nil {
 		pc.MinConns = int32(*cfg.PoolMinSize)
 	}

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
 func TestPoolProperties_AppliedByOpenDBAndPoolConfig(t *testing.T) {
@@ -116,5 +118,81 @@ func TestPoolConfig_SessionsLiveAtMostPoolMaxLifetime(t *testing.T) {
 		if pc.MaxConnLifetimeJitter < want/10-time.Millisecond || pc.MaxConnLifetime < want*9/10-time.Millisecond {
 			t.Errorf("%q: MaxConnLifetime %v, jitter %v: want sessions ended up to a tenth of %v early, no more", set, pc.MaxConnLifetime, pc.MaxConnLifetimeJitter, want)
 		}
+	}
+}
+
+// With OpenDB's defaults, 100 concurrent clients share at most DefaultPoolMaxSize()
+// sessions and keep them: no more logins than the cap, none closed for want of
+// idle room (the old defaults, no cap and 5 idle, made thousands).
+func TestOpenDB_DefaultsLogInNoMoreThanTheCap(t *testing.T) {
+	needServers(t)
+	check := func(t *testing.T, e *lakebasetest.Server, extra ...string) {
+		c, err := lakebase.NewConnector(e.OAuthClientDSN(extra...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := lakebase.OpenDB(c)
+		defer db.Close()
+		limit := lakebase.DefaultPoolMaxSize()
+		if st := db.Stats(); st.MaxOpenConnections != limit || limit != max(4, runtime.NumCPU()) {
+			t.Fatalf("cap %d, DefaultPoolMaxSize %d", st.MaxOpenConnections, limit)
+		}
+		ctx := context.Background()
+		before := e.Count(lakebasetest.EPLogin)
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for g := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 20 {
+					var v int
+					if err := db.QueryRowContext(ctx, "SELECT $1::int", g*100+i).Scan(&v); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		st := db.Stats()
+		logins := e.Count(lakebasetest.EPLogin) - before
+		t.Logf("2000 queries by 100 clients: %d logins, %d waits, cap %d", logins, st.WaitCount, limit)
+		if logins < 1 || logins > int64(limit) || st.MaxIdleClosed != 0 {
+			t.Fatalf("%d logins (cap %d), %d sessions closed for want of idle room", logins, limit, st.MaxIdleClosed)
+		}
+	}
+	t.Run("direct", func(t *testing.T) { check(t, lakebasetest.Start(t, lakebasetest.Options{})) })
+	t.Run("pooled", func(t *testing.T) { check(t, pooledEmulator(t, lakebasetest.Options{}), "Pooled=true") })
+}
+
+// PoolMaxSize sets the cap of both pools (OpenDB's and PoolConfig's); without it
+// the cap is DefaultPoolMaxSize(), or PoolMinSize when that is larger.
+func TestOpenDB_PoolMaxSizeOrPoolMinSizeSetsTheCap(t *testing.T) {
+	for set, want := range map[string]int{
+		"":                             lakebase.DefaultPoolMaxSize(),
+		"PoolMaxSize=0":                lakebase.DefaultPoolMaxSize(),
+		"PoolMaxSize=7":                7,
+		"PoolMaxSize=50;PoolMinSize=5": 50,
+		"PoolMinSize=1":                lakebase.DefaultPoolMaxSize(),
+		"PoolMinSize=300":              300,
+	} {
+		c, err := lakebase.NewConnector("AuthScheme=Password;Server=localhost;User=u;Password=p;" + set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := lakebase.OpenDB(c)
+		if got := db.Stats().MaxOpenConnections; got != want {
+			t.Errorf("%q: OpenDB's cap %d, want %d", set, got, want)
+		}
+		pc, err := c.PoolConfig()
+		if err != nil || int(pc.MaxConns) != want {
+			t.Errorf("%q: PoolConfig's MaxConns %d (%v), want %d", set, pc.MaxConns, err, want)
+		}
+		db.Close()
 	}
 }

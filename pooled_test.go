@@ -435,6 +435,48 @@ func TestPooled_SessionAdvisoryLocksAreRefused(t *testing.T) {
 	}
 }
 
+// The guard on the pooled host looks only at calls: a statement that names an
+// advisory lock in a literal, a comment, a quoted alias or a column runs there, and
+// a call whose name is spelled with U& escapes (a real call: it takes the lock on
+// the direct host) is refused before it is sent.
+func TestPooled_AdvisoryGuardRefusesCallsNotNames(t *testing.T) {
+	e := pooledEmulator(t, lakebasetest.Options{})
+	ctx := context.Background()
+	db, _ := newDB(t, e.OAuthClientDSN("Pooled=true"))
+	for _, q := range []string{
+		"SELECT 'advisory_lock'",
+		"SELECT 1 -- then pg_advisory_lock(1)",
+		"SELECT 1 /* pg_advisory_lock(1) */",
+		`SELECT count(*) AS "Advisory_Locks_Count" FROM (VALUES (1)) AS v(advisory_lock_id)`,
+		"SELECT advisory_lock_id FROM (VALUES (1)) AS t(advisory_lock_id)",
+		"SELECT $$pg_advisory_lock(1)$$",
+		`SELECT E'\' pg_advisory_lock(1)'`,
+	} {
+		rows, err := db.QueryContext(ctx, q)
+		if err != nil {
+			t.Fatalf("%s on the pooled host: %v", q, err)
+		}
+		rows.Close()
+	}
+	const hidden = `SELECT U&"pg_\0061dvisory_lock"(11)`
+	if _, err := db.ExecContext(ctx, hidden); !errors.Is(err, lakebase.ErrPooledSessionLock) || !strings.Contains(err.Error(), `"pg_advisory_lock"`) {
+		t.Fatalf("%s on the pooled host: %v", hidden, err)
+	}
+	direct, _ := newDB(t, e.OAuthClientDSN())
+	conn, err := direct.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var held int
+	if _, err := conn.ExecContext(ctx, hidden); err != nil {
+		t.Fatalf("%s on the direct host: %v", hidden, err)
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 11 AND pid = pg_backend_pid()").Scan(&held); err != nil || held != 1 {
+		t.Fatalf("the U& call took %d locks (%v): it is not the call the test means", held, err)
+	}
+}
+
 // A pooler that takes native passwords only refuses the OAuth credential: one
 // fresh mint and retry, then an error that says so and names the fixes; a native
 // password role through the pooled host (AuthScheme=Password;Pooled=true) works.
