@@ -48,6 +48,9 @@ type loginInfo struct {
 	// its connects are retried while it wakes from scale-to-zero; state is its state
 	// when looked up.
 	database, state string
+	// storedHost: host was read back from the settings store (SSLMode=verify-full);
+	// a connect that fails before a password is sent drops it and looks it up again.
+	storedHost bool
 }
 
 // splitHostPort splits a host the workspace reported with a port ("host:port", as

@@ -62,6 +62,9 @@ type target struct {
 	endpoint string // Autoscaling
 	host     string
 	state    string // current_state (Autoscaling) or state (Provisioned) when looked up
+	// stored: host was read back from the settings store and not confirmed by the
+	// workspace in this process (used only where storedHostUsable allows).
+	stored bool
 }
 
 // name is how messages name the database.
@@ -450,8 +453,12 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 	cfg := p.cfg
 	t := &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
+	storedHost := "" // what the store said, when the workspace is asked instead
 	if t.host == "" && (t.endpoint != "" || t.instance != "" || cfg.Project != "") {
-		// A host looked up by an earlier process: hosts do not change.
+		// A host looked up by an earlier process: hosts do not change. But the store
+		// is only a file: what it says is used as is only where the TLS check proves
+		// it (storedHostUsable); otherwise the workspace is asked before a credential
+		// goes anywhere.
 		p.recall(ctx, func(st *settings.Settings) {
 			if l := st.Lookup(p.lookupKey(t)); l != nil && (cfg.Project == "" || l.Endpoint != "") {
 				t.host, t.state = l.Host, l.State
@@ -460,12 +467,15 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 				}
 			}
 		})
-		if t.host != "" {
+		if t.host != "" && p.storedHostUsable(t.host, t.endpoint) {
+			t.stored = true
 			p.mu.Lock()
 			p.target = t
 			p.mu.Unlock()
 			return t, nil
 		}
+		storedHost = t.host
+		t = &target{instance: cfg.Instance, endpoint: cfg.Endpoint}
 	}
 	err := func() error {
 		switch {
@@ -512,6 +522,11 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 		return nil, &credentialError{err}
 	}
 	p.log.Debug("lakebase: database resolved", slog.String("host", t.host), slog.String("endpoint", t.endpoint), slog.String("instance", t.instance))
+	if storedHost != "" && !strings.EqualFold(storedHost, t.host) {
+		p.log.Warn("lakebase: the settings store's host lookup names a host the workspace does not; it was not used and is replaced with the workspace's answer",
+			slog.String("entry", "lookups["+p.lookupKey(t).String()+"]"), slog.String("location", p.stored.Store.Location()),
+			slog.String("stored_host", storedHost), slog.String("host", t.host))
+	}
 	p.mu.Lock()
 	p.target = t
 	p.mu.Unlock()
@@ -525,6 +540,59 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 		})
 	}
 	return t, nil
+}
+
+// storedHostUsable reports whether host, read back from the settings store, may be
+// used without asking the workspace. The store is a file that whoever can write it
+// can change; it must not decide where a database credential goes. A stored host is
+// used as is only with SSLMode=verify-full and only when it is in the workspace's
+// cloud (oauth.InWorkspaceCloud: the Databricks zones of DatabricksInstance, or
+// loopback for a loopback workspace): the certificate check then proves the server
+// is that name before any password is sent, and the name is one of the cloud that
+// minted the credential, not one an attacker can hold a certificate for. A stored
+// endpoint of Project must be of that project (and of Branch when it is named).
+// Everything else is looked up again (one request) and the stored entry replaced.
+func (p *tokenPipeline) storedHostUsable(host, endpoint string) bool {
+	if p.cfg.SSLMode != SSLVerifyFull || !oauth.InWorkspaceCloud(p.cfg.DatabricksInstance, host) {
+		return false
+	}
+	if p.cfg.Project != "" {
+		prefix := "projects/" + p.cfg.Project + "/branches/"
+		if p.cfg.Branch != "" {
+			prefix += p.cfg.Branch + "/endpoints/"
+		}
+		return strings.HasPrefix(endpoint, prefix)
+	}
+	return true
+}
+
+// forgetStoredHost drops a host that came from the settings store (in memory and in
+// the store) after a connect to it failed before any password was sent (its
+// certificate did not verify, or nothing listens there): the next login asks the
+// workspace. It reports whether there was one to drop.
+func (p *tokenPipeline) forgetStoredHost(ctx context.Context, cause error) bool {
+	if p.targetMu.Lock(ctx) != nil {
+		return false
+	}
+	defer p.targetMu.Unlock()
+	p.mu.Lock()
+	t := p.target
+	if t == nil || !t.stored {
+		p.mu.Unlock()
+		return false
+	}
+	p.target = nil
+	p.mu.Unlock()
+	key := p.lookupKey(t)
+	p.log.Warn("lakebase: a host from the settings store could not be connected to; dropping the stored entry and asking the workspace",
+		slog.String("entry", "lookups["+key.String()+"]"), slog.String("location", p.stored.Store.Location()),
+		slog.String("host", t.host), slog.String("error", cause.Error()))
+	p.remember(ctx, func(st *settings.Settings) {
+		if l := st.Lookup(key); l != nil && strings.EqualFold(l.Host, t.host) {
+			st.DeleteLookup(key)
+		}
+	})
+	return true
 }
 
 // resolveBranch finds the endpoint of Project and Branch (the default branch when
@@ -797,7 +865,7 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 	}
 	host, port := splitHostPort(t.host, p.cfg.Port)
 	return loginInfo{host: host, port: port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,
-		database: t.name(), state: t.state, pooled: p.cfg.Pooled}, nil
+		database: t.name(), state: t.state, pooled: p.cfg.Pooled, storedHost: t.stored}, nil
 }
 
 // needsToken reports whether this login will call the workspace: something it
@@ -831,7 +899,8 @@ func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
 			missing = missing || c == nil || !c.Usable(time.Now()) || !p.ofCurrentLogin(st, c.Login)
 		}
 		if !haveTarget && p.cfg.Server == "" {
-			missing = missing || st.Lookup(lookup) == nil
+			l := st.Lookup(lookup)
+			missing = missing || l == nil || !p.storedHostUsable(l.Host, p.cfg.Endpoint)
 		}
 		if !haveUser {
 			su := st.UserName(p.stored.Key())

@@ -53,12 +53,19 @@ func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
 			}
 			ep = oauth2.Endpoint{AuthURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
 			if d.Metadata != nil {
-				// The host's metadata says where OIDC lives (unified and account hosts).
+				// The host's metadata says where OIDC lives (unified and account hosts):
+				// the host's own answer (never one read back from the store), and only
+				// on the workspace's own origin.
 				if m, merr := d.Metadata.GetFromHost(ctx); merr == nil && m.OIDCRoot() != "" {
-					if got, ferr := d.fetchAt(ctx, m.OIDCRoot()+"/.well-known/oauth-authorization-server"); ferr == nil {
+					root := m.OIDCRoot()
+					if !SameOrigin(root, d.Workspace) {
+						return oauth2.Endpoint{}, &TokenError{Op: "discovery", Code: "invalid_response",
+							Description: "the host metadata's oidc_endpoint is not on the workspace's origin (" + originOf(d.Workspace) + "); set OAuthAccessTokenURL and OAuthAuthorizationURL if OIDC lives elsewhere"}
+					}
+					if got, ferr := d.fetchAt(ctx, root+"/.well-known/oauth-authorization-server"); ferr == nil {
 						ep = got
 					} else {
-						ep = oauth2.Endpoint{AuthURL: m.OIDCRoot() + "/v1/authorize", TokenURL: m.OIDCRoot() + "/v1/token"}
+						ep = oauth2.Endpoint{AuthURL: root + "/v1/authorize", TokenURL: root + "/v1/token"}
 					}
 				}
 			}
@@ -107,6 +114,27 @@ func (d *Discovery) fetchAt(ctx context.Context, u string) (oauth2.Endpoint, err
 		}
 	}
 	return oauth2.Endpoint{AuthURL: doc.AuthorizationEndpoint, TokenURL: doc.TokenEndpoint}, nil
+}
+
+// SameOrigin reports whether the URLs a and b have the same scheme, host and port
+// (case-insensitive host; a default port counts as given).
+func SameOrigin(a, b string) bool {
+	oa, ob := originOf(a), originOf(b)
+	return oa != "" && oa == ob
+}
+
+// originOf is raw's scheme://host:port, lower-cased, with the scheme's default
+// port filled in; "" when raw is not an absolute http(s) URL.
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port
 }
 
 // SecureURL reports whether raw is an https URL, or an http URL of a loopback host

@@ -64,6 +64,12 @@ func FetchHostMetadata(ctx context.Context, hc *http.Client, host string) (*Host
 // HostMetadataCache reads a host's metadata once, when first needed, and keeps it
 // (a failure too, until Reset): the OIDC discovery fallback and the workspace id of
 // unified hosts share it.
+//
+// Metadata read back from the store (Load) is kept apart from metadata the host
+// answered in this process: only the workspace id is taken from the store (it
+// names a workspace on the same host; it sends nothing anywhere else), while
+// GetFromHost, which the OIDC discovery uses to find where a client secret or a
+// grant goes, answers only with what the host itself said.
 type HostMetadataCache struct {
 	HTTP *http.Client
 	Host string
@@ -72,11 +78,13 @@ type HostMetadataCache struct {
 	Load func(ctx context.Context) *HostMetadata
 	Save func(ctx context.Context, m *HostMetadata)
 
-	mu    sync.Mutex
-	done  bool
-	saved bool // given to Save, or read by Load
-	m     *HostMetadata
-	err   error
+	mu     sync.Mutex
+	done   bool
+	saved  bool          // given to Save
+	m      *HostMetadata // read from the host in this process
+	err    error
+	stored *HostMetadata // read back by Load: never decides where a request goes
+	loaded bool          // Load was asked
 }
 
 // Flush gives metadata read from the host by GetFromHost to Save, once; call it
@@ -91,44 +99,53 @@ func (c *HostMetadataCache) Flush(ctx context.Context) {
 }
 
 // Get returns the metadata, reading it on the first call (from Load, else from the
-// host, then given to Save).
+// host, then given to Save). What Load returned is good for the workspace id only.
 func (c *HostMetadataCache) Get(ctx context.Context) (*HostMetadata, error) {
-	return c.get(ctx, true)
-}
-
-// GetFromHost is Get without Load and Save: for callers that may hold the store's
-// lock (the OIDC discovery of a token fetch), which Load and Save take.
-func (c *HostMetadataCache) GetFromHost(ctx context.Context) (*HostMetadata, error) {
-	return c.get(ctx, false)
-}
-
-func (c *HostMetadataCache) get(ctx context.Context, store bool) (*HostMetadata, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !store && !c.done {
-		c.m, c.err = FetchHostMetadata(ctx, c.HTTP, c.Host)
-		c.done = ctx.Err() == nil
+	if c.m != nil || c.done {
 		return c.m, c.err
 	}
-	if !c.done && c.Load != nil {
-		if m := c.Load(ctx); m != nil {
-			c.m, c.err, c.done, c.saved = m, nil, true, true
-		}
+	if !c.loaded && c.Load != nil {
+		c.stored, c.loaded = c.Load(ctx), true
 	}
-	if !c.done {
-		c.m, c.err = FetchHostMetadata(ctx, c.HTTP, c.Host)
-		c.done = ctx.Err() == nil
-		if c.err == nil && c.Save != nil {
-			c.Save(ctx, c.m)
-			c.saved = true
-		}
+	if c.stored != nil {
+		return c.stored, nil
+	}
+	c.fetch(ctx)
+	if c.err == nil && c.Save != nil {
+		c.Save(ctx, c.m)
+		c.saved = true
 	}
 	return c.m, c.err
 }
 
-// Known returns the metadata if it was read, without reading it.
+// GetFromHost returns the metadata the host answered, reading it from the host on
+// the first call; it never answers with what Load returned. Use it for anything
+// that decides where a request goes (the OIDC endpoint). It does not call Load or
+// Save: its callers may hold the store's lock (the OIDC discovery of a token
+// fetch), which Load and Save take; Flush saves what it read.
+func (c *HostMetadataCache) GetFromHost(ctx context.Context) (*HostMetadata, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.done {
+		c.fetch(ctx)
+	}
+	return c.m, c.err
+}
+
+func (c *HostMetadataCache) fetch(ctx context.Context) {
+	c.m, c.err = FetchHostMetadata(ctx, c.HTTP, c.Host)
+	c.done = ctx.Err() == nil
+}
+
+// Known returns the metadata if it was read (from the host, else from the store),
+// without reading it.
 func (c *HostMetadataCache) Known() *HostMetadata {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m
+	if c.m != nil {
+		return c.m
+	}
+	return c.stored
 }
