@@ -135,7 +135,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		return nil, err
 	}
 	if p, ok := c.login.(*tokenPipeline); ok {
-		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
+		c.hostMeta.Load, c.hostMeta.Save, c.hostMeta.Drop = p.loadHostMetadata, p.saveHostMetadata, p.dropHostMetadata
 		p.hostMeta = c.hostMeta
 		p.obs = c.opts.observers
 	}
@@ -281,6 +281,13 @@ func (c *Connector) workspaceOptions(o workspace.Options) workspace.Options {
 	}
 	o.ResolveWorkspaceID = func(ctx context.Context) (string, error) {
 		m, err := meta.Get(ctx)
+		if err != nil {
+			return "", err
+		}
+		return m.WorkspaceID, nil
+	}
+	o.WorkspaceIDRefused = func(ctx context.Context, refused string) (string, error) {
+		m, err := meta.Refused(ctx, refused)
 		if err != nil {
 			return "", err
 		}

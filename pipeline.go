@@ -427,6 +427,15 @@ func (p *tokenPipeline) saveHostMetadata(ctx context.Context, m *oauth.HostMetad
 	})
 }
 
+// dropHostMetadata removes the workspace host's metadata from the store (the host
+// refused its workspace id).
+func (p *tokenPipeline) dropHostMetadata(ctx context.Context) {
+	key := strings.ToLower(p.cfg.DatabricksInstance)
+	p.log.Info("lakebase: the host refused the workspace id kept in the settings store; reading its metadata again",
+		slog.String("entry", "host_metadata["+key+"]"))
+	p.remember(ctx, func(st *settings.Settings) { delete(st.HostMetadata, key) })
+}
+
 // resolveTarget works out, once, which database to mint for and its host.
 func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	if err := p.targetMu.Lock(ctx); err != nil {

@@ -61,30 +61,35 @@ func FetchHostMetadata(ctx context.Context, hc *http.Client, host string) (*Host
 	return &m, nil
 }
 
-// HostMetadataCache reads a host's metadata once, when first needed, and keeps it
-// (a failure too, until Reset): the OIDC discovery fallback and the workspace id of
-// unified hosts share it.
+// HostMetadataCache reads a host's metadata when first needed and keeps it once it
+// was read: the OIDC discovery fallback and the workspace id of unified hosts share
+// it. A failure is never kept: transient failures (5xx, 429, transport errors) are
+// retried within the caller's context (Retry), and a read that still fails fails
+// that call only; the next call reads again.
 //
 // Metadata read back from the store (Load) is kept apart from metadata the host
 // answered in this process: only the workspace id is taken from the store (it
 // names a workspace on the same host; it sends nothing anywhere else), while
 // GetFromHost, which the OIDC discovery uses to find where a client secret or a
-// grant goes, answers only with what the host itself said.
+// grant goes, answers only with what the host itself said. A stored workspace id
+// the host refuses is dropped with the stored metadata (Refused).
 type HostMetadataCache struct {
 	HTTP *http.Client
 	Host string
+	// Retry is the policy for transient failures of the read.
+	Retry Retry
 	// Load and Save, when set, keep the metadata beyond the process (the settings
 	// store): Load is asked first; what is read from the host is given to Save.
+	// Drop, when set, removes the stored metadata (Refused calls it).
 	Load func(ctx context.Context) *HostMetadata
 	Save func(ctx context.Context, m *HostMetadata)
+	Drop func(ctx context.Context)
 
 	mu     sync.Mutex
-	done   bool
-	saved  bool          // given to Save
+	saved  bool          // m was given to Save
 	m      *HostMetadata // read from the host in this process
-	err    error
 	stored *HostMetadata // read back by Load: never decides where a request goes
-	loaded bool          // Load was asked
+	loaded bool          // Load was asked (or the stored metadata was dropped)
 }
 
 // Flush gives metadata read from the host by GetFromHost to Save, once; call it
@@ -103,8 +108,8 @@ func (c *HostMetadataCache) Flush(ctx context.Context) {
 func (c *HostMetadataCache) Get(ctx context.Context) (*HostMetadata, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m != nil || c.done {
-		return c.m, c.err
+	if c.m != nil {
+		return c.m, nil
 	}
 	if !c.loaded && c.Load != nil {
 		c.stored, c.loaded = c.Load(ctx), true
@@ -112,31 +117,75 @@ func (c *HostMetadataCache) Get(ctx context.Context) (*HostMetadata, error) {
 	if c.stored != nil {
 		return c.stored, nil
 	}
-	c.fetch(ctx)
-	if c.err == nil && c.Save != nil {
-		c.Save(ctx, c.m)
-		c.saved = true
-	}
-	return c.m, c.err
+	return c.readAndSave(ctx)
 }
 
-// GetFromHost returns the metadata the host answered, reading it from the host on
-// the first call; it never answers with what Load returned. Use it for anything
-// that decides where a request goes (the OIDC endpoint). It does not call Load or
-// Save: its callers may hold the store's lock (the OIDC discovery of a token
-// fetch), which Load and Save take; Flush saves what it read.
+// GetFromHost returns the metadata the host answered, reading it from the host
+// when it has not been read in this process; it never answers with what Load
+// returned. Use it for anything that decides where a request goes (the OIDC
+// endpoint). It does not call Load or Save: its callers may hold the store's lock
+// (the OIDC discovery of a token fetch), which Load and Save take; Flush saves what
+// it read.
 func (c *HostMetadataCache) GetFromHost(ctx context.Context) (*HostMetadata, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.done {
-		c.fetch(ctx)
+	if c.m != nil {
+		return c.m, nil
 	}
-	return c.m, c.err
+	m, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.m, c.saved = m, false
+	return m, nil
 }
 
-func (c *HostMetadataCache) fetch(ctx context.Context) {
-	c.m, c.err = FetchHostMetadata(ctx, c.HTTP, c.Host)
-	c.done = ctx.Err() == nil
+// Refused is told that the host refused the workspace id id (HTTP 400 "Workspace
+// <id> is not available on this host"). When id came from the store, the stored
+// metadata is dropped (in memory and, through Drop, in the store), read from the
+// host again and given to Save; the metadata now known is returned. When the host
+// itself said id in this process, it is returned as it is (reading again would
+// tell nothing new).
+func (c *HostMetadataCache) Refused(ctx context.Context, id string) (*HostMetadata, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m != nil {
+		return c.m, nil
+	}
+	if c.stored != nil && c.stored.WorkspaceID == id {
+		c.stored, c.loaded = nil, true
+		if c.Drop != nil {
+			c.Drop(ctx)
+		}
+	}
+	if c.stored != nil {
+		return c.stored, nil
+	}
+	return c.readAndSave(ctx)
+}
+
+// readAndSave reads the host's metadata, keeps it and gives it to Save.
+func (c *HostMetadataCache) readAndSave(ctx context.Context) (*HostMetadata, error) {
+	m, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.m = m
+	if c.Save != nil {
+		c.Save(ctx, m)
+		c.saved = true
+	}
+	return m, nil
+}
+
+// read reads the host's metadata, retrying transient failures within ctx.
+func (c *HostMetadataCache) read(ctx context.Context) (*HostMetadata, error) {
+	var m *HostMetadata
+	err := c.Retry.Do(ctx, func(ctx context.Context) (err error) {
+		m, err = FetchHostMetadata(ctx, c.HTTP, c.Host)
+		return err
+	}, nil)
+	return m, err
 }
 
 // Known returns the metadata if it was read (from the host, else from the store),
