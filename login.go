@@ -191,7 +191,11 @@ func (l Login) String() string {
 func (l Login) Format(f fmt.State, _ rune) { fmt.Fprint(f, l.String()) }
 
 // Login runs the token pipeline and returns a database login for another tool (psql,
-// a migration runner in another language). Treat Password as a secret.
+// a migration runner in another language). Treat Password as a secret. With
+// SSLMode=verify-full, Host may be the one kept in the settings store (no request
+// is made for it; see docs/security.md): connect to it with verify-full too, so the
+// certificate proves the name before the password is sent. With require, Host is
+// the workspace's answer in this process.
 func (c *Connector) Login(ctx context.Context) (Login, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()

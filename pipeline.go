@@ -44,6 +44,10 @@ type tokenPipeline struct {
 	mu     sync.Mutex
 	target *target
 	user   string
+	// storedHostFailed: a host from the store did not take a connection; this
+	// pipeline asks the workspace from then on (even if the store cannot be
+	// written to drop the entry).
+	storedHostFailed bool
 
 	// hostMeta is the workspace host's metadata (nil for a bare pipeline); metadata
 	// read during a token fetch is stored once the login is done.
@@ -476,7 +480,10 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 				}
 			}
 		})
-		if t.host != "" && p.storedHostUsable(t.host, t.endpoint) {
+		p.mu.Lock()
+		failed := p.storedHostFailed
+		p.mu.Unlock()
+		if t.host != "" && !failed && p.storedHostUsable(t.host, t.endpoint) {
 			t.stored = true
 			p.mu.Lock()
 			p.target = t
@@ -590,7 +597,7 @@ func (p *tokenPipeline) forgetStoredHost(ctx context.Context, cause error) bool 
 		p.mu.Unlock()
 		return false
 	}
-	p.target = nil
+	p.target, p.storedHostFailed = nil, true
 	p.mu.Unlock()
 	key := p.lookupKey(t)
 	p.log.Warn("lakebase: a host from the settings store could not be connected to; dropping the stored entry and asking the workspace",
