@@ -284,6 +284,13 @@ func (c *Connector) workspaceOptions(o workspace.Options) workspace.Options {
 		}
 		return m.WorkspaceID, nil
 	}
+	o.WorkspaceIDRefused = func(ctx context.Context, refused string) (string, error) {
+		m, err := meta.Refused(ctx, refused)
+		if err != nil {
+			return "", err
+		}
+		return m.WorkspaceID, nil
+	}
 	return o
 }
 

@@ -62,6 +62,21 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	if err == nil {
 		return sc, nil
 	}
+	if li.storedHost && authFailureState(err, li.pooled) == "" {
+		// A host read back from the settings store did not take the connection (its
+		// certificate did not verify, so no password was sent; or nothing listens
+		// there): the store may be stale or tampered with. Ask the workspace.
+		if f, ok := c.login.(interface {
+			forgetStoredHost(context.Context, error) bool
+		}); ok && f.forgetStoredHost(ctx, err) {
+			if li, err = c.login.login(ctx, ""); err != nil {
+				return nil, err
+			}
+			if sc, err = c.connectWaking(ctx, li); err == nil {
+				return sc, nil
+			}
+		}
+	}
 	state := authFailureState(err, li.pooled)
 	if state == "" {
 		return nil, c.hint(err, li)
@@ -245,7 +260,8 @@ func (c *Connector) sessionRoleError(pe *pgconn.PgError, user string) error {
 // (Timeout), as the Databricks CLI does for scale-to-zero endpoints.
 func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.Conn, wakeErr error) {
 	sc, err := c.connectPgx(ctx, li)
-	if err == nil || li.database == "" || !coldStartError(err) {
+	if err == nil || li.database == "" || !coldStartError(err) || li.storedHost {
+		// A host from the store is not waited for: it is looked up again first.
 		return sc, err
 	}
 	if dc, ok := c.login.(interface{ endpointDisabled(context.Context) error }); ok {

@@ -48,6 +48,9 @@ type loginInfo struct {
 	// its connects are retried while it wakes from scale-to-zero; state is its state
 	// when looked up.
 	database, state string
+	// storedHost: host was read back from the settings store (SSLMode=verify-full);
+	// a connect that fails before a password is sent drops it and looks it up again.
+	storedHost bool
 }
 
 // splitHostPort splits a host the workspace reported with a port ("host:port", as
@@ -188,7 +191,11 @@ func (l Login) String() string {
 func (l Login) Format(f fmt.State, _ rune) { fmt.Fprint(f, l.String()) }
 
 // Login runs the token pipeline and returns a database login for another tool (psql,
-// a migration runner in another language). Treat Password as a secret.
+// a migration runner in another language). Treat Password as a secret. With
+// SSLMode=verify-full, Host may be the one kept in the settings store (no request
+// is made for it; see docs/security.md): connect to it with verify-full too, so the
+// certificate proves the name before the password is sent. With require, Host is
+// the workspace's answer in this process.
 func (c *Connector) Login(ctx context.Context) (Login, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()

@@ -44,6 +44,10 @@ type tokenPipeline struct {
 	mu     sync.Mutex
 	target *target
 	user   string
+	// storedHostFailed: a host from the store did not take a connection; this
+	// pipeline asks the workspace from then on (even if the store cannot be
+	// written to drop the entry).
+	storedHostFailed bool
 
 	// hostMeta is the workspace host's metadata (nil for a bare pipeline); metadata
 	// read during a token fetch is stored once the login is done.
@@ -62,6 +66,9 @@ type target struct {
 	endpoint string // Autoscaling
 	host     string
 	state    string // current_state (Autoscaling) or state (Provisioned) when looked up
+	// stored: host was read back from the settings store and not confirmed by the
+	// workspace in this process (used only where storedHostUsable allows).
+	stored bool
 }
 
 // name is how messages name the database.
@@ -425,6 +432,15 @@ func (p *tokenPipeline) saveHostMetadata(ctx context.Context, m *oauth.HostMetad
 	})
 }
 
+// dropHostMetadata removes the workspace host's metadata from the store (the host
+// refused its workspace id).
+func (p *tokenPipeline) dropHostMetadata(ctx context.Context) {
+	key := strings.ToLower(p.cfg.DatabricksInstance)
+	p.log.Info("lakebase: the host refused the workspace id kept in the settings store; reading its metadata again",
+		slog.String("entry", "host_metadata["+key+"]"))
+	p.remember(ctx, func(st *settings.Settings) { delete(st.HostMetadata, key) })
+}
+
 // resolveTarget works out, once, which database to mint for and its host.
 func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 	if err := p.targetMu.Lock(ctx); err != nil {
@@ -451,8 +467,12 @@ func (p *tokenPipeline) resolveTarget(ctx context.Context) (*target, error) {
 func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 	cfg := p.cfg
 	t := &target{instance: cfg.Instance, endpoint: cfg.Endpoint, host: cfg.Server}
+	storedHost := "" // what the store said, when the workspace is asked instead
 	if t.host == "" && (t.endpoint != "" || t.instance != "" || cfg.Project != "") {
-		// A host looked up by an earlier process: hosts do not change.
+		// A host looked up by an earlier process: hosts do not change. But the store
+		// is only a file: what it says is used as is only where the TLS check proves
+		// it (storedHostUsable); otherwise the workspace is asked before a credential
+		// goes anywhere.
 		p.recall(ctx, func(st *settings.Settings) {
 			if l := st.Lookup(p.lookupKey(t)); l != nil && (cfg.Project == "" || l.Endpoint != "") {
 				t.host, t.state = l.Host, l.State
@@ -461,12 +481,18 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 				}
 			}
 		})
-		if t.host != "" {
+		p.mu.Lock()
+		failed := p.storedHostFailed
+		p.mu.Unlock()
+		if t.host != "" && !failed && p.storedHostUsable(t.host, t.endpoint) {
+			t.stored = true
 			p.mu.Lock()
 			p.target = t
 			p.mu.Unlock()
 			return t, nil
 		}
+		storedHost = t.host
+		t = &target{instance: cfg.Instance, endpoint: cfg.Endpoint}
 	}
 	err := func() error {
 		switch {
@@ -513,6 +539,11 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 		return nil, &credentialError{err}
 	}
 	p.log.Debug("lakebase: database resolved", slog.String("host", t.host), slog.String("endpoint", t.endpoint), slog.String("instance", t.instance))
+	if storedHost != "" && !strings.EqualFold(storedHost, t.host) {
+		p.log.Warn("lakebase: the settings store's host lookup names a host the workspace does not; it was not used and is replaced with the workspace's answer",
+			slog.String("entry", "lookups["+p.lookupKey(t).String()+"]"), slog.String("location", p.stored.Store.Location()),
+			slog.String("stored_host", storedHost), slog.String("host", t.host))
+	}
 	p.mu.Lock()
 	p.target = t
 	p.mu.Unlock()
@@ -526,6 +557,59 @@ func (p *tokenPipeline) lookUpTarget(ctx context.Context) (*target, error) {
 		})
 	}
 	return t, nil
+}
+
+// storedHostUsable reports whether host, read back from the settings store, may be
+// used without asking the workspace. The store is a file that whoever can write it
+// can change; it must not decide where a database credential goes. A stored host is
+// used as is only with SSLMode=verify-full and only when it is in the workspace's
+// cloud (oauth.InWorkspaceCloud: the Databricks zones of DatabricksInstance, or
+// loopback for a loopback workspace): the certificate check then proves the server
+// is that name before any password is sent, and the name is one of the cloud that
+// minted the credential, not one an attacker can hold a certificate for. A stored
+// endpoint of Project must be of that project (and of Branch when it is named).
+// Everything else is looked up again (one request) and the stored entry replaced.
+func (p *tokenPipeline) storedHostUsable(host, endpoint string) bool {
+	if p.cfg.SSLMode != SSLVerifyFull || !oauth.InWorkspaceCloud(p.cfg.DatabricksInstance, host) {
+		return false
+	}
+	if p.cfg.Project != "" {
+		prefix := "projects/" + p.cfg.Project + "/branches/"
+		if p.cfg.Branch != "" {
+			prefix += p.cfg.Branch + "/endpoints/"
+		}
+		return strings.HasPrefix(endpoint, prefix)
+	}
+	return true
+}
+
+// forgetStoredHost drops a host that came from the settings store (in memory and in
+// the store) after a connect to it failed before any password was sent (its
+// certificate did not verify, or nothing listens there): the next login asks the
+// workspace. It reports whether there was one to drop.
+func (p *tokenPipeline) forgetStoredHost(ctx context.Context, cause error) bool {
+	if p.targetMu.Lock(ctx) != nil {
+		return false
+	}
+	defer p.targetMu.Unlock()
+	p.mu.Lock()
+	t := p.target
+	if t == nil || !t.stored {
+		p.mu.Unlock()
+		return false
+	}
+	p.target, p.storedHostFailed = nil, true
+	p.mu.Unlock()
+	key := p.lookupKey(t)
+	p.log.Warn("lakebase: a host from the settings store could not be connected to; dropping the stored entry and asking the workspace",
+		slog.String("entry", "lookups["+key.String()+"]"), slog.String("location", p.stored.Store.Location()),
+		slog.String("host", t.host), slog.String("error", cause.Error()))
+	p.remember(ctx, func(st *settings.Settings) {
+		if l := st.Lookup(key); l != nil && strings.EqualFold(l.Host, t.host) {
+			st.DeleteLookup(key)
+		}
+	})
+	return true
 }
 
 // resolveBranch finds the endpoint of Project and Branch (the default branch when
@@ -798,7 +882,7 @@ func (p *tokenPipeline) login(ctx context.Context, refused string) (loginInfo, e
 	}
 	host, port := splitHostPort(t.host, p.cfg.Port)
 	return loginInfo{host: host, port: port, user: user, password: cred.Token, expiry: cred.Expiry, retryable: true,
-		database: t.name(), state: t.state, pooled: p.cfg.Pooled}, nil
+		database: t.name(), state: t.state, pooled: p.cfg.Pooled, storedHost: t.stored}, nil
 }
 
 // needsToken reports whether this login will call the workspace: something it
@@ -832,7 +916,8 @@ func (p *tokenPipeline) needsToken(ctx context.Context, fresh bool) bool {
 			missing = missing || c == nil || !c.Usable(time.Now()) || !p.ofCurrentLogin(st, c.Login)
 		}
 		if !haveTarget && p.cfg.Server == "" {
-			missing = missing || st.Lookup(lookup) == nil
+			l := st.Lookup(lookup)
+			missing = missing || l == nil || !p.storedHostUsable(l.Host, p.cfg.Endpoint)
 		}
 		if !haveUser {
 			su := st.UserName(p.stored.Key())

@@ -40,7 +40,7 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 	// type is known.
 	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
 		p := newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
-		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
+		c.hostMeta.Load, c.hostMeta.Save, c.hostMeta.Drop = p.loadHostMetadata, p.saveHostMetadata, p.dropHostMetadata
 		p.hostMeta = c.hostMeta
 		p.obs = c.opts.observers
 		return p

@@ -258,6 +258,7 @@ type Server struct {
 	errRate     map[string]float64
 	denied      map[string]bool
 	throttles   map[string]*throttle
+	failures    map[string]int  // next requests of an endpoint answered 503 (SetFailures)
 	revoked     map[string]bool // jti of access tokens and credentials, refresh tokens
 	codes       map[string]*authCode
 	pending     map[string]*authRequest
@@ -685,6 +686,18 @@ func (s *Server) SetThrottle(endpoint string, n int, retryAfter time.Duration) {
 	s.mu.Unlock()
 }
 
+// SetFailures makes endpoint answer its next n requests 503 TEMPORARILY_UNAVAILABLE
+// (without Retry-After), as a service does for a moment; then it serves again. Unlike
+// SetErrorRate the failures are exactly the next n.
+func (s *Server) SetFailures(endpoint string, n int) {
+	s.mu.Lock()
+	if s.failures == nil {
+		s.failures = map[string]int{}
+	}
+	s.failures[endpoint] = n
+	s.mu.Unlock()
+}
+
 type throttle struct {
 	left  int
 	after time.Duration
@@ -875,6 +888,10 @@ func (s *Server) gate(endpoint string, w http.ResponseWriter, r *http.Request) b
 	}
 	denied := s.denied[endpoint]
 	th := s.throttles[endpoint]
+	fail := s.failures[endpoint] > 0
+	if fail {
+		s.failures[endpoint]--
+	}
 	if th != nil && th.left > 0 {
 		th.left--
 	} else {
@@ -898,7 +915,7 @@ func (s *Server) gate(endpoint string, w http.ResponseWriter, r *http.Request) b
 			return false
 		}
 	}
-	if s.outage.Load() || (rate > 0 && mrand.Float64() < rate) {
+	if fail || s.outage.Load() || (rate > 0 && mrand.Float64() < rate) {
 		writeAPIError(w, http.StatusServiceUnavailable, "TEMPORARILY_UNAVAILABLE", "the service is temporarily unavailable")
 		return false
 	}

@@ -38,30 +38,12 @@ func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.got == nil {
-		var ep oauth2.Endpoint
-		err := d.Retry.Do(ctx, func(ctx context.Context) error {
-			var err error
-			ep, err = d.fetch(ctx)
-			return err
-		}, nil)
+		// Only answers are kept: endpoints of a discovery document, or the defaults
+		// the host's answers lead to. A failure is the caller's error and the next
+		// call asks again.
+		ep, err := d.discover(ctx)
 		if err != nil {
-			// Fall back to the documented defaults only when the workspace answered
-			// that it has no discovery document.
-			var te *TokenError
-			if !(asTokenError(err, &te) && te.StatusCode == http.StatusNotFound) {
-				return oauth2.Endpoint{}, err
-			}
-			ep = oauth2.Endpoint{AuthURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
-			if d.Metadata != nil {
-				// The host's metadata says where OIDC lives (unified and account hosts).
-				if m, merr := d.Metadata.GetFromHost(ctx); merr == nil && m.OIDCRoot() != "" {
-					if got, ferr := d.fetchAt(ctx, m.OIDCRoot()+"/.well-known/oauth-authorization-server"); ferr == nil {
-						ep = got
-					} else {
-						ep = oauth2.Endpoint{AuthURL: m.OIDCRoot() + "/v1/authorize", TokenURL: m.OIDCRoot() + "/v1/token"}
-					}
-				}
-			}
+			return oauth2.Endpoint{}, err
 		}
 		d.got = &ep
 	}
@@ -75,8 +57,58 @@ func (d *Discovery) Endpoints(ctx context.Context) (oauth2.Endpoint, error) {
 	return ep, nil
 }
 
-func (d *Discovery) fetch(ctx context.Context) (oauth2.Endpoint, error) {
-	return d.fetchAt(ctx, strings.TrimRight(d.Workspace, "/")+"/oidc/.well-known/oauth-authorization-server")
+// discover finds the endpoints: the workspace's discovery document; when the
+// workspace answers it has none (404), where the host's metadata says OIDC lives
+// (unified and account hosts), else the documented defaults. Transient failures
+// are retried within ctx.
+func (d *Discovery) discover(ctx context.Context) (oauth2.Endpoint, error) {
+	ep, err := d.fetchRetried(ctx, strings.TrimRight(d.Workspace, "/")+"/oidc/.well-known/oauth-authorization-server")
+	if err == nil || !notFound(err) {
+		return ep, err
+	}
+	ep = oauth2.Endpoint{AuthURL: d.Workspace + "/oidc/v1/authorize", TokenURL: d.Workspace + "/oidc/v1/token"}
+	if d.Metadata == nil {
+		return ep, nil
+	}
+	// The host's metadata says where OIDC lives: the host's own answer (never one
+	// read back from the store), and only on the workspace's own origin.
+	m, merr := d.Metadata.GetFromHost(ctx)
+	switch {
+	case merr != nil && notFound(merr):
+		return ep, nil // a host without metadata: the defaults
+	case merr != nil:
+		return oauth2.Endpoint{}, merr
+	case m.OIDCRoot() == "":
+		return ep, nil
+	}
+	root := m.OIDCRoot()
+	if !SameOrigin(root, d.Workspace) {
+		return oauth2.Endpoint{}, &TokenError{Op: "discovery", Code: "invalid_response",
+			Description: "the host metadata's oidc_endpoint is not on the workspace's origin (" + originOf(d.Workspace) + "); set OAuthAccessTokenURL and OAuthAuthorizationURL if OIDC lives elsewhere"}
+	}
+	got, ferr := d.fetchRetried(ctx, root+"/.well-known/oauth-authorization-server")
+	switch {
+	case ferr == nil:
+		return got, nil
+	case notFound(ferr):
+		return oauth2.Endpoint{AuthURL: root + "/v1/authorize", TokenURL: root + "/v1/token"}, nil
+	}
+	return oauth2.Endpoint{}, ferr
+}
+
+// fetchRetried is fetchAt with the transient failures retried.
+func (d *Discovery) fetchRetried(ctx context.Context, u string) (ep oauth2.Endpoint, err error) {
+	err = d.Retry.Do(ctx, func(ctx context.Context) error {
+		ep, err = d.fetchAt(ctx, u)
+		return err
+	}, nil)
+	return ep, err
+}
+
+// notFound reports whether err is an answer 404: the thing asked for does not exist.
+func notFound(err error) bool {
+	var te *TokenError
+	return asTokenError(err, &te) && te.StatusCode == http.StatusNotFound
 }
 
 func (d *Discovery) fetchAt(ctx context.Context, u string) (oauth2.Endpoint, error) {
@@ -107,6 +139,27 @@ func (d *Discovery) fetchAt(ctx context.Context, u string) (oauth2.Endpoint, err
 		}
 	}
 	return oauth2.Endpoint{AuthURL: doc.AuthorizationEndpoint, TokenURL: doc.TokenEndpoint}, nil
+}
+
+// SameOrigin reports whether the URLs a and b have the same scheme, host and port
+// (case-insensitive host; a default port counts as given).
+func SameOrigin(a, b string) bool {
+	oa, ob := originOf(a), originOf(b)
+	return oa != "" && oa == ob
+}
+
+// originOf is raw's scheme://host:port, lower-cased, with the scheme's default
+// port filled in; "" when raw is not an absolute http(s) URL.
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port
 }
 
 // SecureURL reports whether raw is an https URL, or an http URL of a loopback host

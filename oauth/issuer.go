@@ -200,3 +200,36 @@ func issuerHostOf(iss string) string {
 	}
 	return u.Host
 }
+
+// InWorkspaceCloud reports whether host (a host name, optionally with a port) is
+// in the DNS zones of the workspace's cloud, by the domain rule CheckIssuer
+// applies to issuers: under databricks.com or azuredatabricks.net for a workspace
+// under either, under the sovereign cloud's zone for a sovereign workspace, under
+// the workspace's parent domain for a private deployment; a loopback host only for
+// a loopback workspace (a local emulator). Lakebase's Postgres hosts are in their
+// workspace's cloud; the root package uses this to decide whether a host read back
+// from the settings store may be used with SSLMode=verify-full without asking the
+// workspace (the certificate then proves the name, and the name is the cloud's).
+func InWorkspaceCloud(workspace, host string) bool {
+	wu, err := url.Parse(workspace)
+	if err != nil || wu.Host == "" {
+		return false
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	wh := strings.ToLower(wu.Hostname())
+	if httpx.IsLoopbackHost(wh) {
+		return httpx.IsLoopbackHost(host)
+	}
+	if net.ParseIP(host) != nil || httpx.IsLoopbackHost(host) || !dnsName(host) {
+		return false
+	}
+	for _, z := range issuerZones(wh) {
+		if host == z || strings.HasSuffix(host, "."+z) {
+			return true
+		}
+	}
+	return false
+}

@@ -181,3 +181,52 @@ func FuzzCheckIssuer(f *testing.F) {
 		}
 	})
 }
+
+// A Postgres host read back from the settings store is the cloud's only when it is
+// in the workspace's DNS zones (loopback only for a loopback workspace).
+func TestInWorkspaceCloud_OnlyTheWorkspacesZones(t *testing.T) {
+	for _, c := range []struct {
+		workspace, host string
+		want            bool
+	}{
+		{"https://dbc-1.cloud.databricks.com", "instance-1.database.cloud.databricks.com", true},
+		{"https://dbc-1.cloud.databricks.com", "ep-1.database.us-east-1.cloud.databricks.com:5432", true},
+		{"https://adb-1.2.azuredatabricks.net", "instance-1.database.azuredatabricks.net", true},
+		{"https://dbc-1.cloud.databricks.us", "instance-1.database.cloud.databricks.us", true},
+		{"https://dbc-1.cloud.databricks.us", "instance-1.database.cloud.databricks.com", false},
+		{"https://dbc-1.cloud.databricks.com", "evil.example.com", false},
+		{"https://dbc-1.cloud.databricks.com", "databricks.com.evil.example", false},
+		{"https://dbc-1.cloud.databricks.com", "127.0.0.1", false},
+		{"https://dbc-1.cloud.databricks.com", "localhost", false},
+		{"https://dbc-1.cloud.databricks.com", "10.0.0.1", false},
+		{"http://127.0.0.1:8080", "localhost:5432", true},
+		{"http://127.0.0.1:8080", "127.0.0.1", true},
+		{"http://127.0.0.1:8080", "db.example.com", false},
+		{"https://ws.corp.example.com", "pg.corp.example.com", true},
+		{"https://ws.corp.example.com", "pg.other.example.com", false},
+	} {
+		if got := InWorkspaceCloud(c.workspace, c.host); got != c.want {
+			t.Errorf("InWorkspaceCloud(%q, %q) = %v, want %v", c.workspace, c.host, got, c.want)
+		}
+	}
+}
+
+// Two URLs are of one origin only with the same scheme, host and port.
+func TestSameOrigin_SchemeHostAndPort(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"https://h.example.com/oidc", "https://H.example.com", true},
+		{"https://h.example.com:443/oidc", "https://h.example.com", true},
+		{"http://127.0.0.1:1/oidc", "http://127.0.0.1:2", false},
+		{"http://h.example.com/oidc", "https://h.example.com", false},
+		{"https://evil.example.com/oidc", "https://h.example.com", false},
+		{"https://u@h.example.com/oidc", "https://h.example.com", false},
+		{"", "https://h.example.com", false},
+	} {
+		if got := SameOrigin(c.a, c.b); got != c.want {
+			t.Errorf("SameOrigin(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}

@@ -33,9 +33,17 @@ type Options struct {
 	// KnownWorkspaceID may name one already learned, and ResolveWorkspaceID is asked
 	// once (the host's metadata) after a call is answered 400 without one; the call
 	// is then made again with it.
+	//
+	// A resolution that fails is not kept: a later call answered 400 asks again.
+	// WorkspaceIDRefused, when set, is asked when a call that named a workspace id
+	// not given as WorkspaceID (one learned, perhaps from a store) is answered 400
+	// ("Workspace <id> is not available on this host"): it returns the id to use
+	// now (the host's metadata read again), and the call is made once more with it
+	// when it differs.
 	WorkspaceID        string
 	KnownWorkspaceID   func() string
 	ResolveWorkspaceID func(ctx context.Context) (string, error)
+	WorkspaceIDRefused func(ctx context.Context, refused string) (string, error)
 }
 
 // Client calls a workspace's Lakebase and SCIM REST APIs with the workspace token
@@ -79,14 +87,11 @@ func (c *Client) resolveWorkspaceID(ctx context.Context) string {
 	c.wsMu.Unlock()
 	if !done {
 		id, err := c.opts.ResolveWorkspaceID(ctx)
-		c.wsMu.Lock()
-		if ctx.Err() == nil {
-			c.wsResolved = true
+		if err == nil { // a failure is not kept: the next refused call asks again
+			c.wsMu.Lock()
+			c.wsResolved, c.wsID = true, id
+			c.wsMu.Unlock()
 		}
-		if err == nil {
-			c.wsID = id
-		}
-		c.wsMu.Unlock()
 	}
 	return c.workspaceID()
 }
@@ -140,7 +145,18 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && sent == "" && c.resolveWorkspaceID(ctx) != "" {
 		// A unified host refuses a call that does not say which workspace it is for.
+		sent = c.workspaceID()
 		err = c.withRetry(ctx, op, method, path, tok, in, out)
+	}
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && sent != "" && sent != c.opts.WorkspaceID &&
+		c.opts.WorkspaceIDRefused != nil {
+		// The id was learned (from a store, say) and the host may no longer take it.
+		if id, rerr := c.opts.WorkspaceIDRefused(ctx, sent); rerr == nil && id != "" && id != sent {
+			c.wsMu.Lock()
+			c.wsResolved, c.wsID = true, id
+			c.wsMu.Unlock()
+			err = c.withRetry(ctx, op, method, path, tok, in, out)
+		}
 	}
 	if !refusedToken(err) || c.opts.OnTokenRefused == nil {
 		return err

@@ -209,7 +209,58 @@ func TestClient_WorkspaceIDIsResolvedOnceForConcurrentRefusals(t *testing.T) {
 			t.Fatal("a refused call succeeded")
 		}
 	}
-	if n := resolutions.Load(); n != 1 {
-		t.Fatalf("%d resolutions for three refused calls, want 1", n)
+	// A failed resolution is not kept (it may have been a passing failure): each
+	// refused call asks again.
+	if n := resolutions.Load(); n != 3 {
+		t.Fatalf("%d resolutions for three refused calls, want 3", n)
+	}
+}
+
+// A unified host refuses calls without the workspace id: a resolution that fails is
+// not kept (the next refused call asks again), and a learned id the host refuses
+// goes to WorkspaceIDRefused, whose answer the call is made again with.
+func TestClient_WorkspaceIDFailuresAreNotKeptAndRefusedIDsAreReplaced(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch id := r.Header.Get("X-Databricks-Workspace-Id"); id {
+		case "7":
+			w.Write([]byte(`{"userName":"ada@example.com"}`))
+		case "":
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error_code":"INVALID_PARAMETER_VALUE","message":"set the X-Databricks-Workspace-Id header"}`))
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error_code":"INVALID_PARAMETER_VALUE","message":"Workspace %s is not available on this host."}`, id)
+		}
+	}))
+	defer srv.Close()
+	var resolves int
+	c := workspace.New(srv.URL, static("t"), nil, workspace.Options{ResolveWorkspaceID: func(context.Context) (string, error) {
+		if resolves++; resolves == 1 {
+			return "", errors.New("host metadata: HTTP 503")
+		}
+		return "7", nil
+	}})
+	if _, err := c.Me(context.Background()); err == nil {
+		t.Fatal("the first call worked without a workspace id")
+	}
+	if u, err := c.Me(context.Background()); err != nil || u != "ada@example.com" || resolves != 2 {
+		t.Fatalf("after a failed resolution: %q, %v (%d resolutions)", u, err, resolves)
+	}
+
+	var refused []string
+	c = workspace.New(srv.URL, static("t"), nil, workspace.Options{
+		KnownWorkspaceID: func() string { return "42" },
+		WorkspaceIDRefused: func(_ context.Context, id string) (string, error) {
+			refused = append(refused, id)
+			return "7", nil
+		}})
+	if u, err := c.Me(context.Background()); err != nil || u != "ada@example.com" || len(refused) != 1 || refused[0] != "42" {
+		t.Fatalf("with a refused learned id: %q, %v (refused %v)", u, err, refused)
+	}
+	// An id given as WorkspaceID is the user's: its refusal is the error.
+	c = workspace.New(srv.URL, static("t"), nil, workspace.Options{WorkspaceID: "42",
+		WorkspaceIDRefused: func(context.Context, string) (string, error) { t.Fatal("asked about a configured id"); return "", nil }})
+	if _, err := c.Me(context.Background()); err == nil || !strings.Contains(err.Error(), "Workspace 42 is not available") {
+		t.Fatalf("with WorkspaceId=42: %v", err)
 	}
 }
