@@ -36,7 +36,9 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 	}
 	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
-		return newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
+		p := newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
+		c.databaseState = p.databaseState
+		return p
 	}
 
 	switch cfg.AuthScheme {
