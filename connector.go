@@ -31,11 +31,11 @@ type Connector struct {
 	base   *pgx.ConnConfig
 	roots  *x509.CertPool
 	login  loginSource // where each session's login comes from
-	// databaseState asks the workspace for the state of the login's database now;
-	// nil when the login has none (a native password).
-	databaseState func(context.Context) (string, error)
-	steps         *personLogin // the login steps of a person; nil when the scheme has none
-	logf          io.Closer    // the Logfile, when the connector opened it
+	// database asks the workspace about the logins' database (its state, the
+	// identity's role); nil for a native password, which has no workspace.
+	database workspaceDatabase
+	steps    *personLogin // the login steps of a person; nil when the scheme has none
+	logf     io.Closer    // the Logfile, when the connector opened it
 
 	ownTransport *http.Transport // closed by Close when the connector made it
 	// hostMeta is the workspace host's metadata, read when first needed (a unified
@@ -136,11 +136,6 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if c.login, c.steps, err = c.newLoginSource(); err != nil {
 		c.Close()
 		return nil, err
-	}
-	if p, ok := c.login.(*tokenPipeline); ok {
-		c.hostMeta.Load, c.hostMeta.Save = p.loadHostMetadata, p.saveHostMetadata
-		p.hostMeta = c.hostMeta
-		p.obs = c.opts.observers
 	}
 	if c.cfg.ConnectOnOpen {
 		// Log in once now: a wrong secret, host or role fails here, not at the first query.

@@ -245,8 +245,8 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 	if err == nil || li.database == "" || !coldStartError(err) {
 		return sc, err
 	}
-	if c.databaseState != nil {
-		state, serr := c.databaseState(ctx)
+	if c.database != nil {
+		state, serr := c.database.databaseState(ctx)
 		if serr != nil {
 			return nil, serr // a disabled endpoint does not wake: no retries
 		}
