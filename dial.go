@@ -299,6 +299,7 @@ const upTries = 4
 func (c *Connector) connectUp(ctx context.Context, li loginInfo, err error) (*stdlib.Conn, error) {
 	c.logger.Info("lakebase: the database did not take the connection though it is not waking; trying a few more times",
 		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))
+	c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: "connect", Start: time.Now()}, nil)
 	delay := 100 * time.Millisecond
 	for tries := 1; ; tries++ {
 		if tries == upTries {

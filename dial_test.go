@@ -48,7 +48,8 @@ func TestDial_RefusedHostOfAnActiveDatabaseFailsAfterFewTries(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var dials atomic.Int64
-			db, _ := newDB(t, emu.OAuthClientDSN(extra...), countDials(&dials))
+			rec := &recorder{}
+			db, _ := newDB(t, emu.OAuthClientDSN(extra...), countDials(&dials), lakebase.WithObserver(rec))
 			err := db.PingContext(context.Background())
 			var he *lakebase.HostRefusedError
 			if !errors.Is(err, lakebase.ErrHostRefused) || !errors.As(err, &he) || errors.Is(err, lakebase.ErrNotAwake) {
@@ -64,6 +65,10 @@ func TestDial_RefusedHostOfAnActiveDatabaseFailsAfterFewTries(t *testing.T) {
 			// have two).
 			if n := dials.Load(); n < 2 || n > 2*int64(he.Attempts) || he.Attempts > 4 {
 				t.Fatalf("%d dials in %d connects for one refused connect, want a few", n, he.Attempts)
+			}
+			evs := rec.take()
+			if find(evs, lakebase.EventRetry, "connect") == nil || find(evs, lakebase.EventRetry, "wake") != nil || find(evs, lakebase.EventWakeWait, "") != nil {
+				t.Fatalf("the observer was not told of the few tries, or was told of a wake: %+v", evs)
 			}
 		})
 	}
