@@ -30,9 +30,12 @@ type Connector struct {
 	logger *slog.Logger
 	base   *pgx.ConnConfig
 	roots  *x509.CertPool
-	login  loginSource  // where each session's login comes from
-	steps  *personLogin // the login steps of a person; nil when the scheme has none
-	logf   io.Closer    // the Logfile, when the connector opened it
+	login  loginSource // where each session's login comes from
+	// database asks the workspace about the logins' database (its state, the
+	// identity's role); nil for a native password, which has no workspace.
+	database workspaceDatabase
+	steps    *personLogin // the login steps of a person; nil when the scheme has none
+	logf     io.Closer    // the Logfile, when the connector opened it
 
 	ownTransport *http.Transport // closed by Close when the connector made it
 	// hostMeta is the workspace host's metadata, read when first needed (a unified

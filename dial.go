@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -256,18 +257,28 @@ func (c *Connector) sessionRoleError(pe *pgconn.PgError, user string) error {
 
 // connectWaking connects; when the database is a Lakebase endpoint or instance and
 // the connect fails as a waking compute does (dial errors, SQLSTATE class 08, 57P03
-// "the database system is starting up"), it retries with backoff until ctx ends
-// (Timeout), as the Databricks CLI does for scale-to-zero endpoints.
+// "the database system is starting up"), it asks the workspace for the database's
+// state. While that state says it is waking (wakingState), the connect is retried
+// with backoff until ctx ends (Timeout), as the Databricks CLI does for
+// scale-to-zero endpoints; otherwise (ACTIVE, AVAILABLE, or not known) it is tried
+// upTries times in all, and a host that still refuses is a HostRefusedError.
 func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.Conn, wakeErr error) {
 	sc, err := c.connectPgx(ctx, li)
 	if err == nil || li.database == "" || !coldStartError(err) || li.storedHost {
 		// A host from the store is not waited for: it is looked up again first.
 		return sc, err
 	}
-	if dc, ok := c.login.(interface{ endpointDisabled(context.Context) error }); ok {
-		if err := dc.endpointDisabled(ctx); err != nil {
-			return nil, err // a disabled endpoint does not wake: no retries
+	if c.database != nil {
+		state, serr := c.database.databaseState(ctx)
+		if serr != nil {
+			return nil, serr // a disabled endpoint does not wake: no retries
 		}
+		if state != "" {
+			li.state = state
+		}
+	}
+	if !wakingState(li.state) {
+		return c.connectUp(ctx, li, err)
 	}
 	start, octx := time.Now(), ctx
 	c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: "wake", Start: start}, nil)
@@ -298,6 +309,57 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 			return nil, err
 		}
 	}
+}
+
+// upTries is how many connects in all are made to a database whose state says it
+// is up (or does not say) before its refusal is the answer: a Lakebase proxy takes
+// connections while a compute wakes, so a refused one is no wake.
+const upTries = 4
+
+// connectUp retries the connect of a database that is not waking, a few times
+// (err is the first connect's error), then returns a HostRefusedError for a host
+// that could not be dialled, or the server's own last answer.
+func (c *Connector) connectUp(ctx context.Context, li loginInfo, err error) (*stdlib.Conn, error) {
+	c.logger.Info("lakebase: the database did not take the connection though it is not waking; trying a few more times",
+		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))
+	c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: "connect", Start: time.Now()}, nil)
+	delay := 100 * time.Millisecond
+	for tries := 1; ; tries++ {
+		if tries == upTries {
+			var oe *net.OpError
+			if errors.As(err, &oe) && oe.Op == "dial" {
+				return nil, &HostRefusedError{Host: net.JoinHostPort(li.host, strconv.Itoa(li.port)), Database: li.database,
+					State: li.state, Attempts: tries, Err: err}
+			}
+			return nil, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		delay *= 2
+		sc, cerr := c.connectPgx(ctx, li)
+		if cerr == nil {
+			return sc, nil
+		}
+		if err = cerr; !coldStartError(err) {
+			return nil, err
+		}
+	}
+}
+
+// wakingState reports whether a database in state is on its way to taking
+// connections: an endpoint scaled to zero (IDLE, SUSPENDED) or being made (INIT),
+// an instance STARTING, UPDATING or FAILING_OVER. ACTIVE and AVAILABLE are up.
+func wakingState(state string) bool {
+	switch strings.ToUpper(state) {
+	case "IDLE", "SUSPENDED", "INIT", "STARTING", "UPDATING", "FAILING_OVER":
+		return true
+	}
+	return false
 }
 
 // maxWake bounds the wait for a waking compute when Timeout sets no limit (the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -248,6 +249,40 @@ func (e *WakeError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrNotAwake) true.
 func (e *WakeError) Is(target error) bool { return target == ErrNotAwake }
 
+// ErrHostRefused is matched by a HostRefusedError.
+var ErrHostRefused = errors.New("lakebase: the database host refused connections")
+
+// HostRefusedError reports a database host that could not be connected to (the
+// connection was refused, or another dial error) while its endpoint or instance said it was up: no waking compute, so the connect
+// gave up after a few tries. Check Server and Port (or Pooled), and the network.
+type HostRefusedError struct {
+	Host     string // host:port
+	Database string // e.g. "endpoint projects/p/branches/b/endpoints/e"
+	State    string // its state as the workspace reported it (ACTIVE, AVAILABLE, or "" when unknown)
+	Attempts int    // connects tried
+	Err      error  // the last connect error
+}
+
+// Error names the host and port, the database and its state.
+func (e *HostRefusedError) Error() string {
+	what := "refused connections"
+	if !errors.Is(e.Err, syscall.ECONNREFUSED) {
+		what = "could not be reached"
+	}
+	state := e.State
+	if state == "" {
+		state = "not reported"
+	}
+	return fmt.Sprintf("lakebase: %s %s (%d tries; %s is %s, so no compute is waking up): check Server and Port (the host is the one the workspace reports for the database unless Server names it), or the network: %v",
+		e.Host, what, e.Attempts, e.Database, state, e.Err)
+}
+
+// Unwrap returns the last connect error.
+func (e *HostRefusedError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrHostRefused) true.
+func (e *HostRefusedError) Is(target error) bool { return target == ErrHostRefused }
+
 // ErrConnectorNotOpened is returned by the methods of a Connector that was not made
 // by NewConnector or NewConnectorFromConfig (a zero Connector).
 var ErrConnectorNotOpened = errors.New("lakebase: the Connector was not made by NewConnector or NewConnectorFromConfig")
@@ -324,7 +359,7 @@ func Retryable(err error) bool {
 	}
 	for _, permanent := range []error{ErrConfig, ErrResourceName, ErrLoginRefused, ErrNoRole, ErrReloginRequired,
 		ErrNoToken, ErrEndpointDisabled, ErrRedirect, ErrNoKeyring, ErrSettingsFile, ErrClosed,
-		ErrConnectorNotOpened, ErrNoPersonLogin, ErrPooledSessionLock, ErrUntrustedIssuer, ErrUserToken,
+		ErrConnectorNotOpened, ErrNoPersonLogin, ErrHostRefused, ErrPooledSessionLock, ErrUntrustedIssuer, ErrUserToken,
 		ErrRoleNotFound, ErrAmbiguousRole} {
 		if errors.Is(err, permanent) {
 			return false

@@ -38,6 +38,7 @@ func TestRetryable_SaysWhetherTheSameCallCanSucceed(t *testing.T) {
 		{"a workspace API throttling", &APIError{Op: "mint", StatusCode: 429}, true},
 		{"a workspace API refusing", &APIError{Op: "mint", StatusCode: 403, ErrorCode: "PERMISSION_DENIED"}, false},
 		{"a disabled endpoint", fmt.Errorf("%w: e", ErrEndpointDisabled), false},
+		{"a refused host of an endpoint that is up", &HostRefusedError{Host: "h:1", State: "ACTIVE", Err: errors.New("connection refused")}, false},
 		{"a redirect", fmt.Errorf("post: %w", ErrRedirect), false},
 		{"a closed connector", ErrClosed, false},
 		{"the server ended the session", pg("57P01"), true},

@@ -1,6 +1,7 @@
 package lakebase_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
@@ -48,5 +49,32 @@ func TestLayout_ImportGraphPointsOneWay(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The connector talks to its login through the loginSource interface and gets the
+// rest by type (a field set when the login is built): no file of the root asserts
+// a login to another type or interface.
+func TestLayout_TheConnectorNeverAssertsItsLoginsType(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		fset := token.NewFileSet()
+		af, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			ta, ok := n.(*ast.TypeAssertExpr)
+			if !ok {
+				return true
+			}
+			if sel, ok := ta.X.(*ast.SelectorExpr); ok && (sel.Sel.Name == "login" || sel.Sel.Name == "source") {
+				t.Errorf("%s: a type assertion of the login", fset.Position(ta.Pos()))
+			}
+			return true
+		})
 	}
 }

@@ -28,7 +28,8 @@ const (
 	EventLogin EventKind = "login"
 	// EventRetry: the pipeline heals and tries again; Cause says why: "28P01" or
 	// "28000" (a refused login, retried with a fresh credential), "wake" (a
-	// waking compute), "401" or "403" (a refused workspace token).
+	// waking compute), "connect" (a failed connect to a database that is not
+	// waking, tried a few times), "401" or "403" (a refused workspace token).
 	EventRetry EventKind = "retry"
 	// EventWakeWait: a connect waited for a waking compute (Duration), and woke
 	// (Outcome "ok") or gave up.

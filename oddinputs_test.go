@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
 
 	"github.com/lakebase-go/lakebase"
 )
@@ -117,5 +120,51 @@ func TestInitiateOAuthOff_WithAStoredLoginNamesREFRESH(t *testing.T) {
 	_, err = off.TokenSource().Token()
 	if !errors.Is(err, lakebase.ErrNoToken) || !strings.Contains(err.Error(), "a login is stored") || !strings.Contains(err.Error(), "InitiateOAuth=REFRESH") {
 		t.Fatalf("OFF with a stored login: %v", err)
+	}
+}
+
+// A workspace host that does not exist (a typo in DatabricksInstance) or refuses
+// connections (a wrong port) is a permanent mistake: the login fails at once with
+// an error naming DatabricksInstance, after one try of each request, never retried
+// until Timeout.
+func TestConnect_UnknownOrRefusingWorkspaceHostFailsAtOnceNamingDatabricksInstance(t *testing.T) {
+	for name, tc := range map[string]struct {
+		instance, says string
+		tokens         bool // a token source of the caller's: the first request is a workspace API's
+	}{
+		"no such host":                      {"dbc-typo.invalid", "no such host", false},
+		"connection refused":                {"http://127.0.0.1:" + closedPort(t), "refused", false},
+		"no such host, workspace API":       {"dbc-typo.invalid", "no such host", true},
+		"connection refused, workspace API": {"http://127.0.0.1:" + closedPort(t), "refused", true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dsn := emu.OAuthClientDSN()
+			tr := &countingTransport{}
+			opts := []lakebase.Option{lakebase.WithHTTPClient(&http.Client{Transport: tr})}
+			if tc.tokens {
+				dsn = emu.DatabaseDSN()
+				opts = append(opts, lakebase.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "a-workspace-token"})))
+			}
+			dsn = strings.Replace(dsn, "DatabricksInstance="+emu.URL, "DatabricksInstance="+tc.instance, 1)
+			c, err := lakebase.NewConnector(dsn, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, err = c.Login(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "DatabricksInstance") || !strings.Contains(err.Error(), tc.says) ||
+				strings.Contains(err.Error(), "within Timeout") || lakebase.Retryable(err) {
+				t.Fatalf("workspace host %s: %v", tc.instance, err)
+			}
+			if strings.Contains(err.Error(), emu.ServicePrincipal.ClientSecret) || strings.Contains(err.Error(), "a-workspace-token") {
+				t.Fatal("the error holds the client secret")
+			}
+			// One try of each request the login makes before it fails (the OIDC
+			// discovery; or the credential, the endpoint and the user name, asked in
+			// one wave): no retries.
+			if n := tr.n.Load(); n > 3 {
+				t.Fatalf("%d requests to a host that cannot answer, want no retries", n)
+			}
+		})
 	}
 }

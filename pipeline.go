@@ -711,20 +711,33 @@ func disabledError(endpoint string) error {
 	return fmt.Errorf("%w: %s (spec.disabled): it takes no connections and does not wake on one; enable it in the workspace (or with the endpoints API) and connect again", ErrEndpointDisabled, endpoint)
 }
 
-// endpointDisabled asks the workspace whether the endpoint of this login is
-// disabled (a connect that failed as a waking compute does), and returns its error.
-func (p *tokenPipeline) endpointDisabled(ctx context.Context) error {
+// databaseState asks the workspace for the state of this login's endpoint or
+// instance now (a connect failed as a waking compute does; the state of the lookup
+// may be old): "" when it cannot say, and the error of a disabled endpoint, which
+// never wakes.
+func (p *tokenPipeline) databaseState(ctx context.Context) (string, error) {
 	p.mu.Lock()
 	t := p.target
 	p.mu.Unlock()
-	if t == nil || t.endpoint == "" {
-		return nil
+	switch {
+	case t == nil:
+	case t.endpoint != "":
+		ep, err := p.rest.GetEndpoint(ctx, workspace.GetEndpointRequest{Name: t.endpoint})
+		if err != nil {
+			return "", nil
+		}
+		if ep.Spec.Disabled {
+			return "", disabledError(ep.Name)
+		}
+		return string(ep.Status.CurrentState), nil
+	case t.instance != "":
+		inst, err := p.rest.GetInstance(ctx, workspace.GetInstanceRequest{Name: t.instance})
+		if err != nil {
+			return "", nil
+		}
+		return string(inst.State), nil
 	}
-	ep, err := p.rest.GetEndpoint(ctx, workspace.GetEndpointRequest{Name: t.endpoint})
-	if err != nil || !ep.Spec.Disabled {
-		return nil
-	}
-	return disabledError(ep.Name)
+	return "", nil
 }
 
 // pickHost sets t.host to the endpoint's host that cfg asks for: direct or pooled,

@@ -9,10 +9,13 @@ import (
 	"github.com/lakebase-go/lakebase/workspace"
 )
 
-// roleChecker is a login source that can ask the workspace whether an identity has
-// a Postgres role on its database (the token pipeline can; a native password
-// cannot).
-type roleChecker interface {
+// workspaceDatabase is what the connector asks the workspace about the database of
+// its logins when a connect fails: the token pipeline answers (Connector.database);
+// a native password has no workspace to ask.
+type workspaceDatabase interface {
+	// databaseState is the state of the endpoint or instance now ("" when not
+	// known); the error of a disabled endpoint.
+	databaseState(ctx context.Context) (string, error)
 	// checkRole reports where the role would be (the branch or instance) and
 	// whether it is missing; err is the roles API's failure.
 	checkRole(ctx context.Context, user string) (where string, missing bool, err error)
@@ -55,11 +58,10 @@ func (p *tokenPipeline) checkRole(ctx context.Context, user string) (string, boo
 // workspace says the identity has no role there (or cannot say: 403), else returns
 // lerr. It mints nothing.
 func (c *Connector) missingRole(ctx context.Context, lerr *LoginError) error {
-	rc, ok := c.login.(roleChecker)
-	if !ok || lerr.SQLState != "28P01" {
+	if c.database == nil || lerr.SQLState != "28P01" {
 		return lerr
 	}
-	where, missing, err := rc.checkRole(ctx, lerr.User)
+	where, missing, err := c.database.checkRole(ctx, lerr.User)
 	var ae *workspace.APIError
 	switch {
 	case err != nil && errors.As(err, &ae) && (ae.StatusCode == http.StatusForbidden || ae.StatusCode == http.StatusUnauthorized):

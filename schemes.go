@@ -35,14 +35,14 @@ func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
 		c.logger.Info("lakebase: retrying after a transient failure", slog.String("op", op),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
 	}
-	// Every token scheme's pipeline reads and stores the host's metadata through the
-	// connector's cache and tells the connector's observers: wired here, where its
-	// type is known.
+	// Every token scheme's login is a token pipeline: it keeps the host's metadata
+	// in its store, tells the observers, and answers the connector's questions about
+	// the database.
 	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
 		p := newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
+		p.hostMeta, p.obs = c.hostMeta, c.opts.observers
 		c.hostMeta.Load, c.hostMeta.Save, c.hostMeta.Drop = p.loadHostMetadata, p.saveHostMetadata, p.dropHostMetadata
-		p.hostMeta = c.hostMeta
-		p.obs = c.opts.observers
+		c.database = p
 		return p
 	}
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,8 +85,9 @@ func countingToken(t *testing.T, status int, retryAfter string) (*TokenClient, *
 }
 
 // A single-use grant whose answer may have been lost is not sent again; one the
-// server declined (429/503 with Retry-After) or that never left (connection
-// refused) is. Client credentials keep retrying on 5xx.
+// server declined (429/503 with Retry-After) or that never left for a moment's
+// reason (a network unreachable) is; one refused by a port nothing listens on is a
+// mistake no retry heals. Client credentials keep retrying on 5xx.
 func TestSingleUseGrants_RetriedOnlyWhenNotProcessed(t *testing.T) {
 	ctx := context.Background()
 	for _, status := range []int{http.StatusBadGateway, http.StatusInternalServerError, http.StatusServiceUnavailable} {
@@ -113,15 +115,27 @@ func TestSingleUseGrants_RetriedOnlyWhenNotProcessed(t *testing.T) {
 		t.Fatalf("429 with Retry-After 1: %d requests", n.Load())
 	}
 
-	// Connection refused: the request never left, so it is retried.
+	// A network unreachable for a moment: the request never left, so it is retried.
+	var retries atomic.Int64
+	unreachable := &TokenClient{ClientID: "id", Retry: Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond},
+		HTTP: &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ENETUNREACH}
+		})},
+		Discovery: &Discovery{Override: oauth2.Endpoint{AuthURL: "https://w.example", TokenURL: "https://w.example/token"}},
+		OnRetry:   func(string, int, time.Duration, error) { retries.Add(1) }}
+	if _, err := unreachable.Refresh(ctx, "rt"); err == nil || retries.Load() != 2 {
+		t.Fatalf("network unreachable: %d retries, %v", retries.Load(), err)
+	}
+
+	// Connection refused: a wrong port, not a moment: not retried, and it says so.
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	var retries atomic.Int64
+	retries.Store(0)
 	dead := &TokenClient{ClientID: "id", Retry: Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond},
 		Discovery: &Discovery{Override: oauth2.Endpoint{AuthURL: "http://" + addr, TokenURL: "http://" + addr}},
 		OnRetry:   func(string, int, time.Duration, error) { retries.Add(1) }}
-	if _, err := dead.Refresh(ctx, "rt"); err == nil || retries.Load() != 2 {
+	if _, err := dead.Refresh(ctx, "rt"); err == nil || retries.Load() != 0 || !strings.Contains(err.Error(), "refused the connection") {
 		t.Fatalf("connection refused: %d retries, %v", retries.Load(), err)
 	}
 }
@@ -168,3 +182,8 @@ func TestTokenSkew_BasedOnLifetime(t *testing.T) {
 		t.Fatal("a token 4 minutes from expiry was still handed out")
 	}
 }
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

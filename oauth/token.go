@@ -145,7 +145,9 @@ func (c *TokenClient) grant(ctx context.Context, op string, fn func(context.Cont
 	var tok *oauth2.Token
 	retryable := IsTemporary
 	if op == "refresh_token" || op == "authorization_code" {
-		retryable = NotProcessed // single-use grants
+		// Single-use grants: only when the request cannot have been processed, and a
+		// retry can help (a refused connection is a wrong port, not a moment).
+		retryable = func(err error) bool { return NotProcessed(err) && IsTemporary(err) }
 		// Once sent, a single-use grant must be seen through: a caller giving up (or a
 		// connector closing) mid-request would lose the rotated refresh token the
 		// identity provider already issued, and the next use of the old one would

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -164,9 +165,15 @@ func TransportFailure(status int, err error) bool {
 	return status == 0 && err != nil && !errors.Is(err, ErrRedirect) && TransportHint(err) == ""
 }
 
+// orOtherHost names the properties besides DatabricksInstance that can name the
+// host of an OAuth or workspace request.
+const orOtherHost = " (or in OAuthAccessTokenURL, OAuthAuthorizationURL, LoginHost, AzureAuthorityHost or AzureMSIEndpoint when one of them names this host)"
+
 // TransportHint says what to do about a transport failure that no retry can heal
-// (a mistake in the connection string, or a certificate that does not verify); ""
-// for the others.
+// (a mistake in the connection string: a host that does not exist, a port nothing
+// listens on, http against https; or a certificate that does not verify); "" for
+// the others (a name server or network that failed for a moment, a timeout, a
+// connection reset), which a retry may heal.
 func TransportHint(err error) string {
 	if err == nil {
 		return ""
@@ -175,7 +182,12 @@ func TransportHint(err error) string {
 	var he x509.HostnameError
 	var ci x509.CertificateInvalidError
 	var rh tls.RecordHeaderError
+	var de *net.DNSError
 	switch {
+	case errors.As(err, &de) && de.IsNotFound:
+		return "; the host " + de.Name + " does not exist: check the host name in DatabricksInstance" + orOtherHost
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "; the host refused the connection (nothing listens on that port): check the port in DatabricksInstance" + orOtherHost
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return "; the server speaks http, not https: write http:// in DatabricksInstance for a loopback emulator"
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
