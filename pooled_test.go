@@ -532,7 +532,7 @@ func TestPooled_ReadOnlyProjectAndAnEndpointWithoutOne(t *testing.T) {
 	ctx := context.Background()
 	ro, _ := newDB(t, e.OAuthClientDSN("Pooled=true", "ReadOnly=true"))
 	var on string
-	if err := ro.QueryRowContext(ctx, "SHOW default_transaction_read_only").Scan(&on); err != nil || on != "on" {
+	if err := ro.QueryRowContext(ctx, "SHOW transaction_read_only").Scan(&on); err != nil || on != "on" {
 		t.Fatalf("the read-only pooled host: %q, %v", on, err)
 	}
 	before := e.Count(lakebasetest.EPPooledLogin)

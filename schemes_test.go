@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase"
@@ -50,6 +52,110 @@ func TestReadOnly_ConnectsToTheReadOnlyHost(t *testing.T) {
 	var ro string
 	if err := rw.QueryRow("SHOW transaction_read_only").Scan(&ro); err != nil || ro != "off" {
 		t.Fatalf("read-write: transaction_read_only = %q (%v)", ro, err)
+	}
+}
+
+// The read-only hosts (the endpoint's and the instance's read-only host, and the
+// read-only pooled host) are a hot standby of the primary, as a replica is: they
+// refuse every write whatever the session sets (25006, or 0A000 "cannot set
+// transaction read-write mode during recovery" for SET TRANSACTION READ WRITE), and
+// their reads see what the primary committed once it is replayed.
+func TestReadOnly_HostsRefuseWritesWhateverTheSessionSets(t *testing.T) {
+	needServers(t)
+	e := pooledEmulator(t, lakebasetest.Options{})
+	sp := pgx.Identifier{e.ServicePrincipal.ClientID}.Sanitize()
+	if err := e.Exec("CREATE TABLE ro_data (v int); INSERT INTO ro_data VALUES (1); GRANT ALL ON ro_data TO " + sp); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rw, _ := newDB(t, e.OAuthClientDSN())
+	hosts := map[string]string{
+		"endpoint read_only_host":        e.OAuthClientDSN("ReadOnly=true"),
+		"instance read_only_dns":         e.OAuthClientDSN("Endpoint=", "Instance="+e.Instance, "ReadOnly=true"),
+		"endpoint read_only_pooled_host": e.OAuthClientDSN("ReadOnly=true", "Pooled=true"),
+	}
+	want := func(t *testing.T, what string, err error, codes ...string) {
+		t.Helper()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || !slices.Contains(codes, pe.Code) {
+			t.Fatalf("%s: %v, want SQLSTATE %v", what, err, codes)
+		}
+	}
+	for name, dsn := range hosts {
+		t.Run(name, func(t *testing.T) {
+			ro, _ := newDB(t, dsn)
+			var recovery bool
+			if err := ro.QueryRowContext(ctx, "SELECT pg_is_in_recovery()").Scan(&recovery); err != nil || !recovery {
+				t.Fatalf("the read-only host is not a standby: pg_is_in_recovery() = %v, %v", recovery, err)
+			}
+			// A row committed on the primary now is read once the standby has replayed it.
+			if _, err := rw.ExecContext(ctx, "INSERT INTO ro_data VALUES (2)"); err != nil {
+				t.Fatal(err)
+			}
+			var lsn string
+			if err := rw.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+				t.Fatal(err)
+			}
+			for caughtUp := false; !caughtUp; {
+				if err := ro.QueryRowContext(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&caughtUp); err != nil {
+					t.Fatal(err)
+				}
+				if !caughtUp {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			var n int
+			if err := ro.QueryRowContext(ctx, "SELECT count(*) FROM ro_data WHERE v = 2").Scan(&n); err != nil || n != 1 {
+				t.Fatalf("reading the primary's committed row: %d, %v", n, err)
+			}
+			if _, err := rw.ExecContext(ctx, "DELETE FROM ro_data WHERE v = 2"); err != nil {
+				t.Fatal(err)
+			}
+
+			// In a transaction: asking for read-write is refused by the standby.
+			tx, err := ro.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tx.ExecContext(ctx, "SET TRANSACTION READ WRITE")
+			if err == nil {
+				_, err = tx.ExecContext(ctx, "INSERT INTO ro_data VALUES (3)")
+				want(t, "BEGIN; SET TRANSACTION READ WRITE; INSERT", err, "25006")
+			} else {
+				want(t, "BEGIN; SET TRANSACTION READ WRITE", err, "0A000")
+			}
+			tx.Rollback()
+			tx, err = ro.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, "SET LOCAL default_transaction_read_only = off"); err != nil {
+				t.Fatalf("SET LOCAL default_transaction_read_only = off: %v", err)
+			}
+			_, err = tx.ExecContext(ctx, "INSERT INTO ro_data VALUES (3)")
+			want(t, "BEGIN; SET LOCAL default_transaction_read_only = off; INSERT", err, "25006")
+			tx.Rollback()
+			if !strings.Contains(name, "pooled") {
+				// One direct session set read-write by every session-level means.
+				conn, err := ro.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				for _, set := range []string{"SET default_transaction_read_only = off", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+					"SET TRANSACTION READ WRITE", "RESET ALL", "SET default_transaction_read_only = off"} {
+					conn.ExecContext(ctx, set)
+				}
+				for _, w := range []string{"INSERT INTO ro_data VALUES (3)", "UPDATE ro_data SET v = 4", "DELETE FROM ro_data", "CREATE TABLE ro_t (v int)"} {
+					_, err := conn.ExecContext(ctx, w)
+					want(t, "session set read-write; "+w, err, "25006")
+				}
+			}
+		})
+	}
+	var n int
+	if err := rw.QueryRowContext(ctx, "SELECT count(*) FROM ro_data").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the primary holds %d rows (%v), want 1", n, err)
 	}
 }
 

@@ -234,11 +234,8 @@ func (fd *frontDoor) handle(ss *session) {
 		return
 	}
 	defer fd.s.leave()
+	// Reached through the read-only host (an IP address, so no SNI): a replica.
 	readOnly := tc.ConnectionState().ServerName == ""
-	if readOnly && !fd.pooled {
-		// Reached through the read-only host (an IP address, so no SNI): a replica.
-		params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")
-	}
 	// Ask for the password in clear text (inside TLS), as Lakebase does.
 	conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3})
 	br := bufio.NewReader(conn)
@@ -313,7 +310,36 @@ func (fd *frontDoor) handle(ss *session) {
 		return
 	}
 	network, addr := pg.RelayAddr()
+	if readOnly {
+		// The read-only host is the cluster's hot standby, as a replica is: it refuses
+		// writes whatever the session sets.
+		sb, err := fd.s.replicaOf(pg, c != nil && c.Scoped != nil)
+		switch {
+		case errors.Is(err, pgcluster.ErrNoStandby):
+			// An external server (LAKEBASE_TEST_POSTGRES) has none: read-only sessions,
+			// which a session can set read-write.
+			params["options"] = strings.TrimSpace(params["options"] + " -c default_transaction_read_only=on")
+		case err != nil:
+			fd.s.logf("frontdoor: the read replica: %v", err)
+			writeError(conn, "57P03", "the read replica is not available")
+			return
+		default:
+			network, addr = sb.RelayAddr()
+		}
+	}
 	fd.relay(ss, conn, br, network, addr, params, "")
+}
+
+// replicaOf returns the hot standby of pg, starting it on first use; with caughtUp,
+// once it has replayed all pg has written (a scope role just made).
+func (s *Server) replicaOf(pg *pgcluster.Cluster, caughtUp bool) (*pgcluster.Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := pg.Standby(ctx)
+	if err == nil && caughtUp {
+		err = pg.CatchUp(ctx)
+	}
+	return sb, err
 }
 
 // relayPooled sends a session to the pooler: the main branch's database (the
@@ -340,6 +366,12 @@ func (fd *frontDoor) relayPooled(ss *session, conn net.Conn, br *bufio.Reader, p
 		params["user"] = role
 	}
 	if readOnly && params["database"] == fd.s.Database {
+		// The pooler's read-only database is the main cluster's hot standby.
+		if _, err := fd.s.replicaOf(fd.s.pg, c != nil && c.Scoped != nil); err != nil {
+			fd.s.logf("frontdoor: the read replica: %v", err)
+			writeError(conn, "57P03", "the read replica is not available")
+			return
+		}
 		params["database"] = readOnlyPoolDB(fd.s.Database)
 	}
 	fd.s.count(EPPooledLogin)
@@ -559,6 +591,9 @@ func readPassword(r *bufio.Reader) (string, error) {
 func (fd *frontDoor) relayCancel(code uint32, body []byte) {
 	for _, pg := range fd.s.clusters() { // the one that handed out the key acts on it
 		fd.relayCancelTo(pg, code, body)
+		if sb := pg.RunningStandby(); sb != nil {
+			fd.relayCancelTo(sb, code, body)
+		}
 	}
 }
 

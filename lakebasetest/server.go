@@ -151,7 +151,8 @@ type Options struct {
 	// PgBouncer (the pgbouncer program, 1.18 or later) in transaction mode behind
 	// its own TLS listener (PooledPort) with the same credential checks as the
 	// direct host, reported as status.hosts.read_write_pooled_host ("localhost:<PooledPort>")
-	// and read_only_pooled_host ("127.0.0.1:<PooledPort>": read-only sessions).
+	// and read_only_pooled_host ("127.0.0.1:<PooledPort>": sessions on the hot
+	// standby, as ReadOnlyHost's).
 	// Branch endpoints and the Provisioned instance have none.
 	Pooler bool
 	// PoolerAuth is what the pooled host accepts: PoolerAuthAny (the default: OAuth
@@ -196,7 +197,13 @@ type Server struct {
 	PooledHost, ReadOnlyPooledHost string
 	// ReadOnlyHost is the read-only host (read_only_dns, read_only_host) of the
 	// instance and endpoint: 127.0.0.1, the same front door. Sessions that arrive
-	// without a TLS server name (as connections to an IP address do) are read-only.
+	// without a TLS server name (as connections to an IP address do) go to a hot
+	// standby of the endpoint's PostgreSQL (streaming replication, started on the
+	// first such session), which refuses writes whatever the session sets, as a
+	// replica does; its reads see the primary's commits once replayed (poll
+	// pg_last_wal_replay_lsn() against the primary's pg_current_wal_lsn()). With
+	// an external server (LAKEBASE_TEST_POSTGRES) there is no standby: its
+	// sessions are only started read-only (default_transaction_read_only).
 	ReadOnlyHost string
 	// CACertPEM is the PEM of the CA that signed the front door's certificate;
 	// CAFile is a file holding it, for SSLServerCert or psql's sslrootcert.
@@ -434,7 +441,7 @@ func (s *Server) startPooler(ctx context.Context) error {
 		Password: s.opts.PoolerAuth == PoolerAuthPassword,
 		Databases: []pgcluster.BouncerDatabase{
 			{Name: s.Database, Cluster: s.pg, DBName: s.Database},
-			{Name: readOnlyPoolDB(s.Database), Cluster: s.pg, DBName: s.Database, ReadOnly: true},
+			{Name: readOnlyPoolDB(s.Database), Cluster: s.pg, DBName: s.Database, Standby: true},
 		},
 	})
 	if err != nil {

@@ -33,13 +33,13 @@ func FindPgBouncer() (string, error) {
 }
 
 // BouncerDatabase is one database a Bouncer serves: Name (what clients ask for) is
-// DBName on Cluster; a ReadOnly one sets default_transaction_read_only on each
-// server session it opens.
+// DBName on Cluster, or with Standby on Cluster's hot standby (StandbySocket; the
+// caller starts it with Cluster.Standby before a client can ask for Name).
 type BouncerDatabase struct {
-	Name     string
-	Cluster  *Cluster
-	DBName   string
-	ReadOnly bool
+	Name    string
+	Cluster *Cluster
+	DBName  string
+	Standby bool
 }
 
 // BouncerOptions configure a Bouncer.
@@ -96,11 +96,11 @@ func (b *Bouncer) start(ctx context.Context, bin string, opts BouncerOptions) er
 		if d.Cluster == nil || d.Cluster.SocketDir == "" {
 			return errors.New("pgcluster: the pooler needs a cluster this package started (not " + EnvServer + ")")
 		}
-		fmt.Fprintf(&dbs, "%s = host=%s port=%d dbname=%s auth_user=postgres", iniName(d.Name), d.Cluster.SocketDir, d.Cluster.Port, connValue(d.DBName))
-		if d.ReadOnly {
-			dbs.WriteString(" connect_query='SET default_transaction_read_only = on'")
+		host, port := d.Cluster.SocketDir, d.Cluster.Port
+		if d.Standby {
+			host, port, _ = d.Cluster.StandbySocket()
 		}
-		dbs.WriteString("\n")
+		fmt.Fprintf(&dbs, "%s = host=%s port=%d dbname=%s auth_user=postgres\n", iniName(d.Name), host, port, connValue(d.DBName))
 	}
 	auth := "trust"
 	if opts.Password {

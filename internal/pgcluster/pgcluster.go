@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,6 +60,14 @@ type Cluster struct {
 	cmd      *exec.Cmd
 	waitErr  chan error
 	stopOnce sync.Once
+
+	// The hot standby (Standby), started on first need. standbyMu serializes its
+	// start with Stop; standby is read without it (allowPeer runs under identMu,
+	// which a start takes after standbyMu).
+	standbyMu sync.Mutex
+	stopped   bool
+	standby   atomic.Pointer[Cluster]
+	primary   *Cluster // of a standby: the cluster it replays
 }
 
 // Start starts a new cluster, or attaches to the server named by EnvServer.
@@ -205,7 +214,7 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	}
 	// Over the socket, only peer logins of this OS user, mapped to postgres and to
 	// the roles CreateRole makes (pg_ident.conf); over TCP, passwords.
-	hba := "local all all " + localAuth + "\n" +
+	hba := "local all all " + localAuth + "\n" + "local replication postgres " + localAuth + "\n" +
 		"hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n" +
 		"host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
@@ -236,22 +245,26 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	return lastErr
 }
 
-func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential) error {
+func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential, extra ...string) error {
 	logPath := filepath.Join(c.dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
+	// synchronous_commit stays on (fsync=off keeps it cheap): a commit has reached
+	// the WAL a standby streams when it returns, so pg_current_wal_lsn() is past it,
+	// as on a real server.
 	args := []string{"-D", data, "-p", strconv.Itoa(c.Port), "-k", c.dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "ssl=on",
 		"-c", "ssl_cert_file=" + filepath.Join(c.dir, "server.crt"),
 		"-c", "ssl_key_file=" + filepath.Join(c.dir, "server.key"),
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=32MB",
 		"-c", "password_encryption=scram-sha-256",
 	}
+	args = append(args, extra...) // a later -c wins
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr(cred)
@@ -527,28 +540,53 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	if role == "" {
 		return nil
 	}
-	f, err := os.OpenFile(filepath.Join(c.dir, "data", "pg_ident.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(lines.String())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := appendFile(filepath.Join(c.dir, "data", "pg_ident.conf"), lines.String()); err != nil {
 		return err
 	}
 	if err := c.Exec(ctx, "", "SELECT pg_reload_conf()"); err != nil {
 		return err
 	}
+	if err := c.awaitPeerLogin(ctx, role); err != nil {
+		return err
+	}
+	if sb := c.standby.Load(); sb != nil {
+		// The standby has its own copy of the map; the role reaches it by replay.
+		if err := appendFile(filepath.Join(sb.dir, "data", "pg_ident.conf"), lines.String()); err != nil {
+			return err
+		}
+		if err := sb.Exec(ctx, "", "SELECT pg_reload_conf()"); err != nil {
+			return err
+		}
+		if err := sb.awaitPeerLogin(ctx, role); err != nil {
+			return err
+		}
+	}
+	for _, r := range roles {
+		c.mapped[r] = true
+	}
+	return nil
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// awaitPeerLogin waits until a peer login as role works (the server has read a
+// new map, and, on a standby, replayed the role).
+func (c *Cluster) awaitPeerLogin(ctx context.Context, role string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		pc, err := pgconn.Connect(ctx, c.TrustedConnString(role, "postgres"))
 		if err == nil {
 			pc.Close(ctx)
-			for _, r := range roles {
-				c.mapped[r] = true
-			}
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -592,6 +630,12 @@ func (c *Cluster) ForgetRole(role string) {
 func (c *Cluster) Stop() error {
 	var err error
 	c.stopOnce.Do(func() {
+		c.standbyMu.Lock()
+		c.stopped = true // no standby starts from now on
+		c.standbyMu.Unlock()
+		if sb := c.standby.Swap(nil); sb != nil {
+			sb.Stop() // before its primary, whose directory holds it
+		}
 		stopProcess(c.cmd, c.waitErr, interrupt, 15*time.Second)
 		if c.dir != "" {
 			err = os.RemoveAll(c.dir)

@@ -3,7 +3,10 @@
 package pgcluster
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lakebase-go/lakebase/internal/tempdir"
 )
 
 // The cluster is not open to other local users: its socket is in a 0700 directory
@@ -88,5 +93,152 @@ func TestCluster_SocketIsPrivateAndNeedsPeerLogins(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "ermission denied") && !strings.Contains(string(out), "No such file") {
 		t.Logf("refused as %s: %s", other, out)
+	}
+}
+
+// The standby is a hot standby of its primary: in recovery, refusing writes whatever
+// the session sets, replaying the primary's roles and data, taking the peer logins
+// of roles made after it started; Stop stops it with its primary and removes its
+// files.
+func TestCluster_StandbyReplaysRefusesWritesAndStopsWithItsPrimary(t *testing.T) {
+	if os.Getenv(EnvServer) != "" {
+		t.Skip("an external server has no standby of this package's")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if c.RunningStandby() != nil {
+		t.Fatal("a standby runs before its first use")
+	}
+	if err := c.CreateRole(ctx, "before_standby", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.Standby(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Standby(ctx); err != nil || again != sb {
+		t.Fatalf("a second Standby: %p, %v; want the same %p", again, err, sb)
+	}
+	if dir, port, ok := c.StandbySocket(); !ok || dir != sb.SocketDir || port != sb.Port {
+		t.Fatalf("StandbySocket %s %d %v, the standby's %s %d", dir, port, ok, sb.SocketDir, sb.Port)
+	}
+	if err := c.CreateRole(ctx, "after_standby", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(ctx, "", "CREATE TABLE t (v int); INSERT INTO t VALUES (1); GRANT ALL ON t TO after_standby"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"before_standby", "after_standby"} {
+		pc, err := pgconn.Connect(ctx, sb.TrustedConnString(role, "postgres"))
+		if err != nil {
+			t.Fatalf("role %s on the standby: %v", role, err)
+		}
+		pc.Close(ctx)
+	}
+	pc, err := pgconn.Connect(ctx, sb.TrustedConnString("after_standby", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pc.Exec(ctx, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM t)").ReadAll()
+	if err != nil || string(res[0].Rows[0][0]) != "t" || string(res[0].Rows[0][1]) != "1" {
+		t.Fatalf("on the standby: %v, %v", res, err)
+	}
+	_, err = pc.Exec(ctx, "SET default_transaction_read_only = off; SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE; INSERT INTO t VALUES (2)").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "25006" {
+		t.Fatalf("a write on the standby: %v", err)
+	}
+	pc.Close(ctx)
+
+	pid := sb.Pid()
+	c.Stop()
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("the standby (pid %d) runs after Stop: %v", pid, err)
+	}
+	if _, err := os.Stat(sb.SocketDir); !os.IsNotExist(err) {
+		t.Fatalf("the standby's directory after Stop: %v", err)
+	}
+	if _, err := c.Standby(ctx); err == nil {
+		t.Fatal("a stopped cluster started a standby")
+	}
+}
+
+// A standby dies with the process that started it (SIGKILL: no Stop runs), as its
+// primary does, and its files go with the primary's directory at the next sweep.
+func TestCluster_StandbyDiesWithItsOwner(t *testing.T) {
+	if os.Getenv("PGCLUSTER_HELPER") == "standby" {
+		ctx := context.Background()
+		c, err := Start(ctx)
+		if err != nil {
+			fmt.Println("ERROR", err)
+			return
+		}
+		sb, err := c.Standby(ctx)
+		if err != nil {
+			fmt.Println("ERROR", err)
+			return
+		}
+		fmt.Println(c.Pid(), sb.Pid(), c.Dir())
+		select {} // until killed
+	}
+	if os.Getenv(EnvServer) != "" {
+		t.Skip("an external server has no standby of this package's")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCluster_StandbyDiesWithItsOwner$")
+	cmd.Env = append(os.Environ(), "PGCLUSTER_HELPER=standby")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var primary, standby int
+	var dir string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscan(sc.Text(), &primary, &standby, &dir); err == nil {
+			break
+		}
+		if strings.HasPrefix(sc.Text(), "ERROR") {
+			t.Fatal(sc.Text())
+		}
+	}
+	if primary == 0 || standby == 0 || dir == "" {
+		t.Fatalf("the helper printed no pids (%v)", sc.Err())
+	}
+	// While its owner lives, nothing sweeps it; after, anyone's sweep may.
+	if _, err := os.Stat(filepath.Join(dir, "standby", "data")); err != nil {
+		t.Fatalf("the standby's data is not in its primary's directory: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	for _, pid := range []int{primary, standby} {
+		deadline := time.Now().Add(60 * time.Second)
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("postgres (pid %d) still runs a minute after its owner was killed", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	tempdir.Sweep("lakebase-pg-")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the killed owner's directory (with the standby's) after a sweep: %v", err)
 	}
 }
