@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +52,12 @@ func (s *session) close() {
 	}
 }
 
-func newFrontDoor(s *Server, pooled bool) (*frontDoor, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newFrontDoor(s *Server, pooled bool, port int) (*frontDoor, error) {
+	what := "the Postgres front door (PGPort, -pg-port)"
+	if pooled {
+		what = "the pooled host (PooledPort, -pooled-port)"
+	}
+	ln, err := listenLoopback(port, what)
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +65,19 @@ func newFrontDoor(s *Server, pooled bool) (*frontDoor, error) {
 	fd.wg.Add(1)
 	go fd.serve()
 	return fd, nil
+}
+
+// listenLoopback listens on 127.0.0.1:port (0: a free port); what names the
+// listener in the error of a port that is taken.
+func listenLoopback(port int, what string) (net.Listener, error) {
+	if port < 0 || port > 65535 {
+		return nil, fmt.Errorf("lakebasetest: port %d of %s: want 0 to 65535", port, what)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("lakebasetest: %s cannot listen on 127.0.0.1:%d (taken by another program?): %w", what, port, err)
+	}
+	return ln, nil
 }
 
 func (fd *frontDoor) port() int { return fd.ln.Addr().(*net.TCPAddr).Port }
