@@ -43,7 +43,10 @@ type frontDoor struct {
 	closed   bool
 }
 
-type session struct{ client, backend net.Conn }
+type session struct {
+	client, backend net.Conn
+	lim             *sessionLimits // set once the session is relayed
+}
 
 func (s *session) close() {
 	s.client.Close()
@@ -131,6 +134,26 @@ func (fd *frontDoor) relayed() int {
 		}
 	}
 	return n
+}
+
+// endAll ends every session as the service does for a restart: a relayed one with
+// FATAL 57P01, one still logging in by closing it.
+func (fd *frontDoor) endAll(why string) {
+	fd.mu.Lock()
+	var ending []*sessionLimits
+	for ss := range fd.sessions {
+		if ss.lim != nil {
+			ending = append(ending, ss.lim)
+		} else {
+			ss.close()
+		}
+	}
+	fd.mu.Unlock()
+	for _, l := range ending {
+		if l.end(why) {
+			fd.s.count(EPSessionKilled)
+		}
+	}
 }
 
 func (fd *frontDoor) dropAll() {
@@ -419,6 +442,9 @@ func (fd *frontDoor) relay(ss *session, conn net.Conn, br *bufio.Reader, network
 	conn.SetDeadline(time.Time{})
 	lim := &sessionLimits{s: fd.s, client: conn, backend: backend, backendR: bbr, started: time.Now(),
 		idle: fd.s.opts.IdleSessionTimeout, life: fd.s.opts.MaxSessionLifetime}
+	fd.mu.Lock()
+	ss.lim = lim
+	fd.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(backend, lim.clientReads(br)); backend.Close(); done <- struct{}{} }()
 	go func() { lim.relayBackend(); conn.Close(); done <- struct{}{} }()
@@ -509,12 +535,12 @@ func (l *sessionLimits) clientReads(r io.Reader) io.Reader {
 	})
 }
 
-// end closes the session with FATAL 57P01.
-func (l *sessionLimits) end(why string) {
+// end closes the session with FATAL 57P01; false when it had ended already.
+func (l *sessionLimits) end(why string) bool {
 	l.wmu.Lock()
 	if l.ended {
 		l.wmu.Unlock()
-		return
+		return false
 	}
 	l.ended = true
 	l.client.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a client that reads nothing cannot hold this
@@ -524,6 +550,7 @@ func (l *sessionLimits) end(why string) {
 	l.s.count(EPSessionEnded + ":" + why)
 	l.client.Close()
 	l.backend.Close()
+	return true
 }
 
 func (l *sessionLimits) stop() {

@@ -237,6 +237,8 @@ type Server struct {
 	wakeUntil  time.Time
 	wakes      int
 	suspended  bool
+	// restart and failover (under mu): the event under way, and the 57P03 message
+	down, downRefusal string
 
 	branchesMap map[string]*branch // branches made through the API, by name
 	operations  map[string]*lro    // long-running operations, by name: they outlive their resources
@@ -245,6 +247,7 @@ type Server struct {
 	data        *dataDir   // Options.DataDir, locked
 	reused      []string   // what the data directory gave back
 	saveMu      sync.Mutex // serializes saveState
+	eventMu     sync.Mutex // one compute event at a time
 	closeOnce   sync.Once
 	closeErr    error
 	httpSrv     *http.Server

@@ -78,6 +78,7 @@ func main() {
 	flag.StringVar(&opts.DataDir, "data-dir", "", "keep the database and the workspace in this directory across restarts: PostgreSQL's data, the CA, the keys, "+
 		"the identities and their secrets, the roles and the ports, so a connection string written once keeps working (made when missing or empty; "+
 		"one instance per directory; a directory of another version or a damaged one is refused and left as it was). Unset: everything is temporary")
+	controlPort := flag.Int("control-port", 0, "loopback port of the control endpoint (POST /restart, /failover, /suspend with the control_token of the JSON line) (0: a free port)")
 	flag.Usage = usage
 	flag.Parse()
 	if opts.InvalidTokenStatus != 401 && opts.InvalidTokenStatus != 403 {
@@ -149,6 +150,13 @@ func main() {
 		}
 		info["norole_client_id"], info["norole_client_secret"] = id, secret
 	}
+	ctl := &control{srv: srv, token: newControlToken()}
+	controlURL, stopControl, err := listenControl(ctl, *controlPort)
+	if err != nil {
+		fail(srv, err)
+	}
+	defer stopControl()
+	info["control_url"], info["control_token"] = controlURL, ctl.token
 	if dir := srv.DataDir(); dir != "" {
 		info["data_dir"] = dir
 		reused := srv.Reused()
@@ -190,6 +198,17 @@ keeps PostgreSQL's data, the CA, the client secret and the ports in the
 directory, so a service configured once reconnects after the emulator restarts.
 The JSON line then has "data_dir" and "reused" (what the directory gave back:
 postgres_data, ca, signing_key, identities, roles, ports; empty for a new one).
+
+The compute's events, on purpose, through the control endpoint of the JSON line
+("control_url", "control_token"):
+
+  curl -X POST -H "Authorization: Bearer $TOKEN" "$CONTROL/restart?downtime=5s"
+  curl -X POST -H "Authorization: Bearer $TOKEN" "$CONTROL/failover?downtime=5s"
+  curl -X POST -H "Authorization: Bearer $TOKEN" "$CONTROL/suspend"
+
+A restart or failover ends every session with 57P01, answers logins 57P03 for
+the downtime (a failover also reports the instance FAILING_OVER) and keeps the
+data; it answers when the compute is back.
 
 Flags:
 `)

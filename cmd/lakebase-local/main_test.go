@@ -42,6 +42,8 @@ type info struct {
 	PgBouncerPID int      `json:"pgbouncer_pid"`
 	DataDir      string   `json:"data_dir"`
 	Reused       []string `json:"reused"`
+	ControlURL   string   `json:"control_url"`
+	ControlToken string   `json:"control_token"`
 }
 
 // TestLakebaseLocal_PsqlThroughItThenCleanStop runs the command, mints a credential
@@ -380,6 +382,14 @@ func TestLakebaseLocal_DataDirKeepsPortsSecretAndData(t *testing.T) {
 	}
 	if got := psqlAs(next, "SELECT v FROM notes"); got != "kept" {
 		t.Fatalf("the data after a restart: %q", got)
+	}
+	// The compute restarted through the control endpoint of the JSON line keeps the data too.
+	req, _ := http.NewRequest("POST", next.ControlURL+"/restart?downtime=100ms", nil)
+	req.Header.Set("Authorization", "Bearer "+next.ControlToken)
+	var res map[string]string
+	mustDo(t, req, &res)
+	if got := psqlAs(next, "SELECT v FROM notes"); got != "kept" {
+		t.Fatalf("the data after a compute restart: %q", got)
 	}
 	again.Process.Signal(syscall.SIGTERM)
 	if err := again.Wait(); err != nil {
