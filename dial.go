@@ -279,7 +279,8 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 // Databricks CLI's budget).
 const maxWake = 120 * time.Second
 
-// coldStartError reports whether err is what a compute that is waking up answers.
+// coldStartError reports whether err is what a compute that is waking up (or
+// restarting, or failing over) answers.
 func coldStartError(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -288,7 +289,12 @@ func coldStartError(err error) bool {
 	if errors.As(err, &pe) {
 		// 08P01 (protocol violation) is a server that is up and refused what it was
 		// sent: PgBouncer answers every refusal of its own so.
-		return (strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01") || pe.Code == "57P03"
+		// 57P01 at login: the server shut down while the session started (a restart
+		// or failover); it is coming back.
+		// PgBouncer's "server login has been failing, try again later" (08P01): its
+		// server is down for the moment.
+		return (strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01") || pe.Code == "57P03" || pe.Code == "57P01" ||
+			pe.Code == "08P01" && strings.Contains(pe.Message, "server login has been failing")
 	}
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"

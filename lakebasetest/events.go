@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The compute's events, on purpose: a restart (a configuration change, a resize of
@@ -56,9 +59,13 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	}
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
+	// Under the relay gate: a session whose relay began before is ended below, and
+	// none begins after (nothing reaches PostgreSQL or the pooler while it is down).
+	s.relayGate.Lock()
 	s.mu.Lock()
 	s.down, s.downRefusal = kind, refusal
 	s.mu.Unlock()
+	s.relayGate.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.down, s.downRefusal = "", ""
@@ -76,6 +83,29 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	if err := s.pg.Restart(ctx, downtime); err != nil {
 		return fmt.Errorf("lakebasetest: %s: %w", kind, err)
 	}
+
 	s.logf("compute: back after %s", kind)
 	return nil
+}
+
+// ActiveQueries counts the sessions of the emulator's PostgreSQL running query now
+// (pg_stat_activity, state active, the query's text exactly): a test waits with it
+// until a statement is in flight before an event.
+func (s *Server) ActiveQueries(query string) (int, error) {
+	if s.pg == nil {
+		return 0, errors.New("lakebasetest: ActiveQueries needs PostgreSQL (the server is HTTPOnly)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pc, err := pgconn.Connect(ctx, s.pg.AdminConnString("postgres"))
+	if err != nil {
+		return 0, err
+	}
+	defer pc.Close(context.Background())
+	res := pc.ExecParams(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = $1",
+		[][]byte{[]byte(query)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return 0, res.Err
+	}
+	return strconv.Atoi(string(res.Rows[0][0]))
 }

@@ -244,10 +244,11 @@ type Server struct {
 	operations  map[string]*lro    // long-running operations, by name: they outlive their resources
 	ownPG       bool
 	dir         string
-	data        *dataDir   // Options.DataDir, locked
-	reused      []string   // what the data directory gave back
-	saveMu      sync.Mutex // serializes saveState
-	eventMu     sync.Mutex // one compute event at a time
+	data        *dataDir     // Options.DataDir, locked
+	reused      []string     // what the data directory gave back
+	saveMu      sync.Mutex   // serializes saveState
+	eventMu     sync.Mutex   // one compute event at a time
+	relayGate   sync.RWMutex // relays begin under RLock; a compute event's start takes Lock
 	closeOnce   sync.Once
 	closeErr    error
 	httpSrv     *http.Server
