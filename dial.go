@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"time"
@@ -256,14 +257,17 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 	defer cancel()
 	delay := 100 * time.Millisecond
 	for {
-		t := time.NewTimer(delay)
+		// Jittered (half to all of delay), so clients that met the same restart do
+		// not come back in step; at most 1 s apart, so a compute that is back is
+		// found within about a second.
+		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
 		case <-t.C:
 		}
-		delay = min(delay*2, 2*time.Second)
+		delay = min(delay*2, time.Second)
 		sc, err = c.connectPgx(ctx, li)
 		if err == nil {
 			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))

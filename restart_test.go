@@ -110,8 +110,9 @@ func TestComputeEvents_ManyClientsLoseNoAcknowledgedWriteAndMintNothingMore(t *t
 	}{{"direct", nil}, {"pooled", []string{"Pooled=true"}}}
 	dbs := make([]*sql.DB, len(hosts))
 	for i, h := range hosts {
-		// A service's pool: OpenDB, 25 sessions kept for the 100 clients.
-		c, err := lakebase.NewConnector(e.OAuthClientDSN(append(h.extra, "PoolMaxSize=25", "PoolMinSize=25")...))
+		// A service's pool: OpenDB, 25 sessions kept for the 100 clients; a Timeout that a
+		// loaded machine cannot exhaust (the test counts, it does not time).
+		c, err := lakebase.NewConnector(e.OAuthClientDSN(append(h.extra, "PoolMaxSize=25", "PoolMinSize=25", "Timeout=120")...))
 		if err != nil {
 			t.Fatal(err)
 		}
