@@ -13,6 +13,7 @@ import (
 	"time"
 
 	_ "github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
 	"github.com/lakebase-go/lakebase/internal/testenv"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
@@ -79,13 +80,15 @@ func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
 }
 
 // A service's connection string, written once against an emulator with a data
-// directory, keeps working after the emulator stops and starts again: same ports,
-// same CA, same client secret, same data. The open *sql.DB of the service recovers
+// directory, keeps working after the emulator stops and starts again: same ports
+// (the pooled host's too), same CA, same client secret, same data. The open *sql.DB of the service recovers
 // too. A second emulator on the directory is refused while the first runs.
 func TestDataDir_ConnectionStringAndDataSurviveARestart(t *testing.T) {
 	testenv.NeedPostgres(t)
 	dir := filepath.Join(dataDirBase(t), "data")
-	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	_, noBouncer := pgcluster.FindPgBouncer()
+	opts := lakebasetest.Options{DataDir: dir, Pooler: noBouncer == nil} // the pooled host too, where PgBouncer is installed
+	s1, err := lakebasetest.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,22 +113,26 @@ func TestDataDir_ConnectionStringAndDataSurviveARestart(t *testing.T) {
 		t.Fatalf("a second emulator on the directory: %v, want ErrDataDirInUse naming process %d", err, os.Getpid())
 	}
 
-	caBefore, secretBefore := string(s1.CACertPEM), s1.ServicePrincipal.ClientSecret
+	caBefore, secretBefore, pooledBefore := string(s1.CACertPEM), s1.ServicePrincipal.ClientSecret, s1.PooledPort
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	s2, err := lakebasetest.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if s2.OAuthClientDSN() != dsn || string(s2.CACertPEM) != caBefore || s2.ServicePrincipal.ClientSecret != secretBefore {
+	if s2.OAuthClientDSN() != dsn || string(s2.CACertPEM) != caBefore || s2.ServicePrincipal.ClientSecret != secretBefore || s2.PooledPort != pooledBefore {
 		t.Fatalf("the restarted emulator differs:\n%s\n%s", s2.OAuthClientDSN(), dsn)
+	}
+	pools := map[string]*sql.DB{"the service's open pool": db, "a new pool": mustOpen(t, dsn)}
+	if opts.Pooler {
+		pools["a pool on the pooled host"] = mustOpen(t, dsn+";Pooled=true")
 	}
 	if len(s2.Reused()) == 0 {
 		t.Fatal("Reused is empty after a restart on the data directory")
 	}
-	for name, d := range map[string]*sql.DB{"the service's open pool": db, "a new pool": mustOpen(t, dsn)} {
+	for name, d := range pools {
 		var v string
 		if err := d.QueryRowContext(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != "written before the restart" {
 			t.Fatalf("%s after the restart: %q, %v", name, v, err)
