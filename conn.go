@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -179,7 +180,37 @@ func (c *Conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	if err != nil {
 		return nil, err
 	}
-	return pg.ExecContext(ctx, query, args)
+	res, err := pg.ExecContext(ctx, query, args)
+	if err != nil {
+		return nil, c.ended(ctx, err)
+	}
+	return res, nil
+}
+
+// ended turns the error of a statement whose session the server ended meanwhile
+// into a *SessionEndedError: a FATAL 57P01/57P02, another FATAL that closed the
+// session, or the connection lost mid-way (pgx closed it) while the statement's
+// context was live. driver.ErrBadConn (pgx
+// knows nothing was sent: database/sql retries on another session) and every
+// other error are returned as they are.
+func (c *Conn) ended(ctx context.Context, err error) error {
+	if errors.Is(err, driver.ErrBadConn) || ctx != nil && ctx.Err() != nil {
+		return err
+	}
+	closed := c.px != nil && c.px.IsClosed()
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// 57P01/57P02, or any FATAL that ended the session (a pooler that lost
+		// its server: PgBouncer's "server login has been failing").
+		if pe.Code == "57P01" || pe.Code == "57P02" || pe.Severity == "FATAL" && closed {
+			return &SessionEndedError{SQLState: pe.Code, Err: err}
+		}
+		return err
+	}
+	if closed {
+		return &SessionEndedError{Err: err}
+	}
+	return err
 }
 
 func (c *Conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -194,7 +225,10 @@ func (c *Conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	rows, err := pg.QueryContext(ctx, query, args)
-	if max := c.connector.cfg.MaxRows; max > 0 && err == nil {
+	if err != nil {
+		return nil, c.ended(ctx, err)
+	}
+	if max := c.connector.cfg.MaxRows; max > 0 {
 		if r, ok := rows.(*stdlib.Rows); ok {
 			return &cappedRows{Rows: r, left: max}, nil
 		}
@@ -304,7 +338,7 @@ type lazyTx struct {
 
 func (t *lazyTx) Commit() error {
 	t.c.tx = nil
-	err := t.beginErr
+	err, ctx := t.beginErr, t.ctx
 	t.ctx, t.beginErr = nil, nil
 	if err != nil {
 		return err
@@ -312,7 +346,11 @@ func (t *lazyTx) Commit() error {
 	if t.tx == nil {
 		return nil
 	}
-	return t.tx.Commit()
+	if err := t.tx.Commit(); err != nil {
+		// A COMMIT whose session ended: the transaction may or may not have committed.
+		return t.c.ended(ctx, err)
+	}
+	return nil
 }
 
 func (t *lazyTx) Rollback() error {

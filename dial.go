@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -292,14 +293,17 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 	defer cancel()
 	delay := 100 * time.Millisecond
 	for {
-		t := time.NewTimer(delay)
+		// Jittered (half to all of delay), so clients that met the same restart do
+		// not come back in step; at most 1 s apart, so a compute that is back is
+		// found within about a second.
+		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
 		case <-t.C:
 		}
-		delay = min(delay*2, 2*time.Second)
+		delay = min(delay*2, time.Second)
 		sc, err = c.connectPgx(ctx, li)
 		if err == nil {
 			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))
@@ -366,7 +370,8 @@ func wakingState(state string) bool {
 // Databricks CLI's budget).
 const maxWake = 120 * time.Second
 
-// coldStartError reports whether err is what a compute that is waking up answers.
+// coldStartError reports whether err is what a compute that is waking up (or
+// restarting, or failing over) answers.
 func coldStartError(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -375,7 +380,12 @@ func coldStartError(err error) bool {
 	if errors.As(err, &pe) {
 		// 08P01 (protocol violation) is a server that is up and refused what it was
 		// sent: PgBouncer answers every refusal of its own so.
-		return (strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01") || pe.Code == "57P03"
+		// 57P01 at login: the server shut down while the session started (a restart
+		// or failover); it is coming back.
+		// PgBouncer's "server login has been failing, try again later" (08P01): its
+		// server is down for the moment.
+		return (strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01") || pe.Code == "57P03" || pe.Code == "57P01" ||
+			pe.Code == "08P01" && strings.Contains(pe.Message, "server login has been failing")
 	}
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"

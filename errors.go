@@ -329,13 +329,52 @@ func (e *TooManyConnectionsError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrTooManyConnections) true.
 func (e *TooManyConnectionsError) Is(target error) bool { return target == ErrTooManyConnections }
 
+// ErrSessionEnded is matched by a SessionEndedError: errors.Is(err,
+// lakebase.ErrSessionEnded).
+var ErrSessionEnded = errors.New("lakebase: the server ended the session")
+
+// SessionEndedError reports a statement that failed because the server ended its
+// session while the statement was in flight: a compute restart or failover
+// (SQLSTATE 57P01, "terminating connection due to administrator command"), a crash
+// (57P02), another FATAL that closed the session (a pooler that lost its server:
+// PgBouncer's 08P01 "server login has been failing"), or the connection lost with
+// no word from the server (SQLState ""). The
+// statement may or may not have run. The session is discarded; the pool's next
+// statement logs in again, waiting for a compute that is coming back within
+// Timeout. Retryable reports true: run the statement again if it is safe to run
+// twice (a read, an idempotent write, a whole transaction). database/sql never
+// retries it by itself.
+type SessionEndedError struct {
+	SQLState string // 57P01, 57P02, another FATAL's code, or "" for a connection lost without an error
+	Err      error  // the server's *pgconn.PgError, or the connection's error
+}
+
+// Error says the session ended mid-statement, why when the server said, and what to do.
+func (e *SessionEndedError) Error() string {
+	why := "the connection was lost"
+	switch e.SQLState {
+	case "57P01":
+		why = "SQLSTATE 57P01: the compute restarted, failed over or was shut down"
+	case "57P02":
+		why = "SQLSTATE 57P02: the server crashed"
+	}
+	return fmt.Sprintf("lakebase: the server ended the session while the statement was in flight (%s); "+
+		"it may or may not have run: run it again on a new session if it is safe to run twice: %v", why, e.Err)
+}
+
+// Unwrap returns the cause (a *pgconn.PgError when the server said why).
+func (e *SessionEndedError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrSessionEnded) true.
+func (e *SessionEndedError) Is(target error) bool { return target == ErrSessionEnded }
+
 // Retryable reports whether making the same call again, unchanged, can succeed:
 // the failure was of a moment or of a state that ends. It is the one place that
 // sorts every error of this catalogue:
 //
 //   - can help: a compute that did not wake in time (ErrNotAwake), a full connection
 //     limit (ErrTooManyConnections), a session the server ended or a connection
-//     lost (SQLSTATE class 08, 57P01, 57P02, 57P03, driver.ErrBadConn), a
+//     lost (ErrSessionEnded; SQLSTATE class 08, 57P01, 57P02, 57P03, driver.ErrBadConn), a
 //     serialization failure or deadlock (40001, 40P01), a workspace or identity
 //     provider that failed for a moment (an APIError or TokenError with 5xx, 429 or
 //     no answer), a deadline that ran out;
@@ -353,7 +392,7 @@ func Retryable(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, ErrNotAwake), errors.Is(err, ErrTooManyConnections),
+	case errors.Is(err, ErrNotAwake), errors.Is(err, ErrTooManyConnections), errors.Is(err, ErrSessionEnded),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, context.DeadlineExceeded):
 		return true
 	}

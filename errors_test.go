@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,6 +43,8 @@ func TestRetryable_SaysWhetherTheSameCallCanSucceed(t *testing.T) {
 		{"a redirect", fmt.Errorf("post: %w", ErrRedirect), false},
 		{"a closed connector", ErrClosed, false},
 		{"the server ended the session", pg("57P01"), true},
+		{"a statement whose session ended", &SessionEndedError{SQLState: "57P01", Err: pg("57P01")}, true},
+		{"a statement whose connection was lost", &SessionEndedError{Err: errors.New("unexpected EOF")}, true},
 		{"the server crashed", pg("57P02"), true},
 		{"a connection failure", pg("08006"), true},
 		{"a serialization failure", pg("40001"), true},
@@ -58,6 +61,45 @@ func TestRetryable_SaysWhetherTheSameCallCanSucceed(t *testing.T) {
 	} {
 		if got := Retryable(tc.err); got != tc.want {
 			t.Errorf("Retryable(%s: %v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// A session the server ended while a statement ran says so, stays a PgError for
+// errors.As, and names no secret of the statement's arguments (it holds none).
+func TestSessionEndedError_SaysTheSessionEndedAndUnwraps(t *testing.T) {
+	pe := &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"}
+	err := fmt.Errorf("exec: %w", &SessionEndedError{SQLState: "57P01", Err: pe})
+	var got *pgconn.PgError
+	if !errors.Is(err, ErrSessionEnded) || !errors.As(err, &got) || got != pe {
+		t.Fatalf("%v: not ErrSessionEnded, or the PgError is lost", err)
+	}
+	for _, want := range []string{"ended the session while the statement was in flight", "57P01", "may or may not have run"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+}
+
+// A login refused as a compute that is going down or coming back refuses it is
+// waited for: 57P03, 57P01 (shutting down), PgBouncer's "server login has been
+// failing"; PgBouncer's other 08P01 refusals (a wrong password) are not.
+func TestColdStartError_WaitsForARestartingCompute(t *testing.T) {
+	for _, tc := range []struct {
+		code, msg string
+		want      bool
+	}{
+		{"57P03", "the database system is starting up", true},
+		{"57P01", "terminating connection due to administrator command", true},
+		{"08P01", "server login has been failing, try again later (server_login_retry)", true},
+		{"08P01", "password authentication failed", false},
+		{"08006", "connection failure", true},
+		{"28P01", "password authentication failed for user", false},
+		{"53300", "sorry, too many clients already", false},
+	} {
+		err := fmt.Errorf("connect: %w", &pgconn.PgError{Severity: "FATAL", Code: tc.code, Message: tc.msg})
+		if got := coldStartError(err); got != tc.want {
+			t.Errorf("coldStartError(%s %s) = %v, want %v", tc.code, tc.msg, got, tc.want)
 		}
 	}
 }

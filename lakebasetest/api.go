@@ -289,10 +289,16 @@ func (s *Server) handleProvisionedCredential(w http.ResponseWriter, r *http.Requ
 }
 
 func (s *Server) instanceJSON() map[string]any {
+	state := "AVAILABLE"
+	s.mu.Lock()
+	if s.down == EPFailover {
+		state = "FAILING_OVER"
+	}
+	s.mu.Unlock()
 	return map[string]any{
 		"name":           s.Instance,
 		"uid":            "7c1f0e4a-2b3d-4c5e-8f9a-0b1c2d3e4f5a",
-		"state":          "AVAILABLE",
+		"state":          state,
 		"capacity":       "CU_1",
 		"pg_version":     "PG_VERSION_15",
 		"read_write_dns": s.Host,

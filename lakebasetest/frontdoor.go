@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +43,10 @@ type frontDoor struct {
 	closed   bool
 }
 
-type session struct{ client, backend net.Conn }
+type session struct {
+	client, backend net.Conn
+	lim             *sessionLimits // set once the session is relayed
+}
 
 func (s *session) close() {
 	s.client.Close()
@@ -51,8 +55,12 @@ func (s *session) close() {
 	}
 }
 
-func newFrontDoor(s *Server, pooled bool) (*frontDoor, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newFrontDoor(s *Server, pooled bool, port int) (*frontDoor, error) {
+	what := "the Postgres front door (PGPort, -pg-port)"
+	if pooled {
+		what = "the pooled host (PooledPort, -pooled-port)"
+	}
+	ln, err := listenLoopback(port, what)
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +68,19 @@ func newFrontDoor(s *Server, pooled bool) (*frontDoor, error) {
 	fd.wg.Add(1)
 	go fd.serve()
 	return fd, nil
+}
+
+// listenLoopback listens on 127.0.0.1:port (0: a free port); what names the
+// listener in the error of a port that is taken.
+func listenLoopback(port int, what string) (net.Listener, error) {
+	if port < 0 || port > 65535 {
+		return nil, fmt.Errorf("lakebasetest: port %d of %s: want 0 to 65535", port, what)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("lakebasetest: %s cannot listen on 127.0.0.1:%d (taken by another program?): %w", what, port, err)
+	}
+	return ln, nil
 }
 
 func (fd *frontDoor) port() int { return fd.ln.Addr().(*net.TCPAddr).Port }
@@ -113,6 +134,26 @@ func (fd *frontDoor) relayed() int {
 		}
 	}
 	return n
+}
+
+// endAll ends every relayed session with FATAL 57P01, as the service does for a
+// restart. A session still logging in is left to finish its login: admit answers
+// it 57P03 while the compute is down, and one admitted a moment before meets
+// PostgreSQL's own shutdown (57P01 or 57P03) or its absence (57P03).
+func (fd *frontDoor) endAll(why string) {
+	fd.mu.Lock()
+	var ending []*sessionLimits
+	for ss := range fd.sessions {
+		if ss.lim != nil {
+			ending = append(ending, ss.lim)
+		}
+	}
+	fd.mu.Unlock()
+	for _, l := range ending {
+		if l.end(why) {
+			fd.s.count(EPSessionKilled)
+		}
+	}
 }
 
 func (fd *frontDoor) dropAll() {
@@ -395,15 +436,36 @@ func readOnlyPoolDB(db string) string { return db + "_readonly" }
 // packet, answers a clear-text password request with password, and copies the two
 // streams until either side ends.
 func (fd *frontDoor) relay(ss *session, conn net.Conn, br *bufio.Reader, network, addr string, params map[string]string, password string) {
+	// A restart or failover starting now waits until this session can be ended
+	// (its sessionLimits set), and none begins once the compute is down.
+	fd.s.relayGate.RLock()
+	fd.s.mu.Lock()
+	refusal := fd.s.downRefusal
+	fd.s.mu.Unlock()
+	if refusal != "" {
+		fd.s.relayGate.RUnlock()
+		fd.s.count(EPNotReady)
+		writeError(conn, "57P03", refusal)
+		return
+	}
 	backend, err := net.DialTimeout(network, addr, 10*time.Second)
 	if err != nil {
+		fd.s.relayGate.RUnlock()
 		writeError(conn, "57P03", "the database is not available")
 		return
 	}
+	// A backend that does not finish the login (PostgreSQL or the pooler stopping
+	// under it) is answered 57P03, as a proxy answers for a compute that is not up.
+	backend.SetReadDeadline(time.Now().Add(backendLoginWait))
+	bbr := bufio.NewReaderSize(backend, 64<<10)
+	lim := &sessionLimits{s: fd.s, client: conn, backend: backend, backendR: bbr, started: time.Now(),
+		idle: fd.s.opts.IdleSessionTimeout, life: fd.s.opts.MaxSessionLifetime}
 	fd.mu.Lock()
 	ss.backend = backend
+	ss.lim = lim
 	closed := fd.closed
 	fd.mu.Unlock()
+	fd.s.relayGate.RUnlock()
 	if closed {
 		return
 	}
@@ -421,7 +483,6 @@ func (fd *frontDoor) relay(ss *session, conn net.Conn, br *bufio.Reader, network
 	if _, err := backend.Write(startup); err != nil {
 		return
 	}
-	bbr := bufio.NewReaderSize(backend, 64<<10)
 	if fd.pooled {
 		// The pooler checking native passwords asks for one in clear text (the
 		// client's, which the front door has read); trusting, it goes on at once.
@@ -436,12 +497,10 @@ func (fd *frontDoor) relay(ss *session, conn net.Conn, br *bufio.Reader, network
 				return
 			}
 		}
-		backend.SetReadDeadline(time.Time{})
+		backend.SetReadDeadline(time.Now().Add(backendLoginWait))
 	}
 	fd.s.count(EPLogin)
 	conn.SetDeadline(time.Time{})
-	lim := &sessionLimits{s: fd.s, client: conn, backend: backend, backendR: bbr, started: time.Now(),
-		idle: fd.s.opts.IdleSessionTimeout, life: fd.s.opts.MaxSessionLifetime}
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(backend, lim.clientReads(br)); backend.Close(); done <- struct{}{} }()
 	go func() { lim.relayBackend(); conn.Close(); done <- struct{}{} }()
@@ -467,13 +526,36 @@ type sessionLimits struct {
 	timer *time.Timer
 }
 
+// backendLoginWait bounds the wait for the backend to finish a login.
+const backendLoginWait = 10 * time.Second
+
 // relayBackend copies the backend's messages to the client, noting idle moments.
+// A backend that ends (or stalls) before its first ReadyForQuery without an error
+// of its own is answered 57P03 to the client.
 func (l *sessionLimits) relayBackend() {
 	r := l.backendR
 	var hdr [5]byte
+	ready, sawError := false, false
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if !ready && !sawError {
+				l.wmu.Lock()
+				if !l.ended {
+					l.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+					writeError(l.client, "57P03", "the database system is not accepting connections")
+				}
+				l.wmu.Unlock()
+			}
 			return
+		}
+		switch hdr[0] {
+		case 'E':
+			sawError = true
+		case 'Z':
+			if !ready {
+				ready = true
+				l.backend.SetReadDeadline(time.Time{})
+			}
 		}
 		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
 		if n < 0 {
@@ -532,12 +614,12 @@ func (l *sessionLimits) clientReads(r io.Reader) io.Reader {
 	})
 }
 
-// end closes the session with FATAL 57P01.
-func (l *sessionLimits) end(why string) {
+// end closes the session with FATAL 57P01; false when it had ended already.
+func (l *sessionLimits) end(why string) bool {
 	l.wmu.Lock()
 	if l.ended {
 		l.wmu.Unlock()
-		return
+		return false
 	}
 	l.ended = true
 	l.client.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a client that reads nothing cannot hold this
@@ -547,6 +629,7 @@ func (l *sessionLimits) end(why string) {
 	l.s.count(EPSessionEnded + ":" + why)
 	l.client.Close()
 	l.backend.Close()
+	return true
 }
 
 func (l *sessionLimits) stop() {

@@ -62,9 +62,6 @@ func (s *Server) endpointState() string {
 }
 
 func (s *Server) endpointStateLocked(now time.Time) string {
-	if s.opts.ScaleToZero <= 0 {
-		return "ACTIVE"
-	}
 	if !s.wakeUntil.IsZero() {
 		if now.Before(s.wakeUntil) {
 			return "IDLE" // waking
@@ -73,7 +70,7 @@ func (s *Server) endpointStateLocked(now time.Time) string {
 		s.lastActive = now
 		s.suspended = false
 	}
-	if s.suspended || s.sessions == 0 && now.Sub(s.lastActive) >= s.opts.ScaleToZero {
+	if s.suspended || s.opts.ScaleToZero > 0 && s.sessions == 0 && now.Sub(s.lastActive) >= s.opts.ScaleToZero {
 		return "IDLE"
 	}
 	return "ACTIVE"
@@ -87,6 +84,9 @@ func (s *Server) admit() string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down != "" {
+		return s.downRefusal // a restart or failover: the compute is down
+	}
 	now := time.Now()
 	if s.endpointStateLocked(now) == "IDLE" {
 		if s.wakeUntil.IsZero() {
@@ -117,9 +117,9 @@ func (s *Server) leave() {
 	s.mu.Unlock()
 }
 
-// Suspend scales the endpoint to zero now (with Options.ScaleToZero set), whatever
-// sessions remain: the API reports IDLE and the next connection starts a wake of
-// Options.WakeDelay.
+// Suspend scales the endpoint to zero now, whatever sessions remain (with or
+// without Options.ScaleToZero): the API reports IDLE and the next connection starts
+// a wake of Options.WakeDelay, answered 57P03 meanwhile.
 func (s *Server) Suspend() {
 	s.mu.Lock()
 	s.suspended = true

@@ -176,6 +176,19 @@ type Options struct {
 	// CredentialExpiryFormat is how credential answers give their expiry: one of the
 	// Expiry* constants (default ExpiryRFC3339Nano).
 	CredentialExpiryFormat string
+	// DataDir keeps the emulator's state in a directory, so that a development
+	// database survives a restart and a connection string written once keeps
+	// working: PostgreSQL's data, the CA and the keys, the identities and their
+	// secrets, the roles, and the ports (used again unless HTTPPort, PGPort or
+	// PooledPort say otherwise). A missing or empty directory is made one. A
+	// directory another emulator holds is refused (ErrDataDirInUse), as is one of
+	// another version or a damaged one (ErrDataDir), which is left as it was.
+	// Close keeps the directory. "" (the default): everything is temporary.
+	DataDir string
+	// HTTPPort, PGPort and PooledPort fix the loopback ports of the workspace, the
+	// Postgres front door and the pooled host (0: a free port, or with DataDir the
+	// one used last time).
+	HTTPPort, PGPort, PooledPort int
 	// HTTPOnly starts only the workspace (OIDC and REST APIs): no PostgreSQL and no
 	// front door, so it starts in milliseconds on a machine without PostgreSQL. Tests
 	// of token work, login pages and callbacks use it; Port is 0 and the database
@@ -232,11 +245,20 @@ type Server struct {
 	wakeUntil  time.Time
 	wakes      int
 	suspended  bool
+	// restart and failover (under mu): the event under way, and the 57P03 message
+	down, downRefusal string
 
 	branchesMap map[string]*branch // branches made through the API, by name
 	operations  map[string]*lro    // long-running operations, by name: they outlive their resources
 	ownPG       bool
 	dir         string
+	data        *dataDir     // Options.DataDir, locked
+	reused      []string     // what the data directory gave back
+	saveMu      sync.Mutex   // serializes saveState
+	eventMu     sync.Mutex   // one compute event at a time
+	relayGate   sync.RWMutex // relays begin under RLock; a compute event's start takes Lock
+	closeOnce   sync.Once
+	closeErr    error
 	httpSrv     *http.Server
 	httpLn      net.Listener
 	fd          *frontDoor
@@ -358,13 +380,42 @@ func Start(tb testing.TB, opts ...Options) *Server {
 }
 
 func (s *Server) start(ctx context.Context) error {
-	var err error
-	if s.key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		return err
+	var (
+		err   error
+		saved *savedState
+	)
+	if s.opts.DataDir != "" {
+		if s.opts.HTTPOnly {
+			return errors.New("lakebasetest: DataDir keeps a database: it cannot be HTTPOnly")
+		}
+		if s.data, saved, err = openDataDir(s.opts.DataDir); err != nil {
+			return err
+		}
 	}
-	s.keyID = randHex(8)
-	if s.ca, err = testca.New("lakebase emulator CA"); err != nil {
-		return err
+	if saved != nil {
+		if saved.Database != s.Database {
+			return &dataDirError{dir: s.data.path, msg: fmt.Sprintf("holds database %q, not %q: give the same Database (-database), or another directory", saved.Database, s.Database)}
+		}
+		if err := s.restore(saved); err != nil {
+			return &dataDirError{dir: s.data.path, msg: "is damaged: " + err.Error() + "; it was left as it was"}
+		}
+		s.reused = []string{"postgres_data", "ca", "signing_key", "identities", "roles", "ports"}
+		for _, p := range []struct {
+			opt *int
+			was int
+		}{{&s.opts.HTTPPort, saved.HTTPPort}, {&s.opts.PGPort, saved.PGPort}, {&s.opts.PooledPort, saved.PooledPort}} {
+			if *p.opt == 0 {
+				*p.opt = p.was
+			}
+		}
+	} else {
+		if s.key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			return err
+		}
+		s.keyID = randHex(8)
+		if s.ca, err = testca.New("lakebase emulator CA"); err != nil {
+			return err
+		}
 	}
 	s.CACertPEM = s.ca.CertPEM
 	if s.tlsConf, err = s.ca.TLSConfig("localhost", "127.0.0.1", "::1"); err != nil {
@@ -375,6 +426,10 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	s.CAFile = filepath.Join(s.dir, "ca.crt")
+	if s.data != nil {
+		s.CAFile = s.data.file("ca.crt")
+		os.Remove(s.CAFile)
+	}
 	if err := os.WriteFile(s.CAFile, s.CACertPEM, 0o644); err != nil {
 		return err
 	}
@@ -382,10 +437,18 @@ func (s *Server) start(ctx context.Context) error {
 	if s.opts.HTTPOnly {
 		return s.startHTTP()
 	}
-	if s.pg, err = pgcluster.Start(ctx); err != nil {
+	if s.data != nil {
+		s.pg, err = pgcluster.StartIn(ctx, s.data.file("postgres"))
+	} else {
+		s.pg, err = pgcluster.Start(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	s.ownPG = true
+	if saved != nil {
+		return s.startListeners(ctx)
+	}
 	if err := s.pg.CreateDatabase(ctx, s.Database); err != nil {
 		return fmt.Errorf("creating database %s: %w", s.Database, err)
 	}
@@ -408,15 +471,31 @@ func (s *Server) start(ctx context.Context) error {
 		}
 	}
 
+	return s.startListeners(ctx)
+}
+
+// startListeners opens the workspace, the front door and the pooled host, and
+// with a data directory saves the state and keeps saving it.
+func (s *Server) startListeners(ctx context.Context) error {
 	if err := s.startHTTP(); err != nil {
 		return err
 	}
-	if s.fd, err = newFrontDoor(s, false); err != nil {
+	var err error
+	if s.fd, err = newFrontDoor(s, false, s.opts.PGPort); err != nil {
 		return err
 	}
 	s.Port = s.fd.port()
 	if s.opts.Pooler {
-		return s.startPooler(ctx)
+		if err := s.startPooler(ctx); err != nil {
+			return err
+		}
+	}
+	if s.data != nil {
+		s.data.ready = true
+		if err := s.saveState(); err != nil {
+			return fmt.Errorf("lakebasetest: saving to data directory %s: %w", s.data.path, err)
+		}
+		go s.keepSaving()
 	}
 	return nil
 }
@@ -447,7 +526,7 @@ func (s *Server) startPooler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.pfd, err = newFrontDoor(s, true); err != nil {
+	if s.pfd, err = newFrontDoor(s, true, s.opts.PooledPort); err != nil {
 		return err
 	}
 	s.PooledPort = s.pfd.port()
@@ -458,7 +537,7 @@ func (s *Server) startPooler(ctx context.Context) error {
 
 func (s *Server) startHTTP() error {
 	var err error
-	if s.httpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if s.httpLn, err = listenLoopback(s.opts.HTTPPort, "the workspace (HTTPPort, -port)"); err != nil {
 		return err
 	}
 	s.URL = "http://" + s.httpLn.Addr().String()
@@ -468,8 +547,14 @@ func (s *Server) startHTTP() error {
 }
 
 // Close stops the front door (closing every session), the HTTP server and
-// PostgreSQL, and removes the emulator's temporary files.
+// PostgreSQL, and removes the emulator's temporary files (with DataDir, it saves
+// the state there and keeps the directory). Calls after the first do nothing.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	var errs []error
 	if s.pfd != nil {
 		s.pfd.close()
@@ -498,8 +583,17 @@ func (s *Server) Close() error {
 	for _, pg := range branchPGs {
 		errs = append(errs, pg.Stop())
 	}
+	if s.data != nil {
+		close(s.data.done)
+		if err := s.saveState(); err != nil {
+			errs = append(errs, fmt.Errorf("lakebasetest: saving to data directory %s: %w", s.data.path, err))
+		}
+	}
 	if s.pg != nil && s.ownPG {
 		errs = append(errs, s.pg.Stop())
+	}
+	if s.data != nil {
+		s.data.unlock() // after PostgreSQL stopped: the next emulator may start it
 	}
 	if s.dir != "" {
 		errs = append(errs, os.RemoveAll(s.dir))
@@ -806,6 +900,18 @@ func (s *Server) PostgresPID() int {
 	}
 	return s.pg.Pid()
 }
+
+// DataDir returns the data directory's absolute path (Options.DataDir), or "".
+func (s *Server) DataDir() string {
+	if s.data == nil {
+		return ""
+	}
+	return s.data.path
+}
+
+// Reused names what the data directory gave back at start (postgres_data, ca,
+// signing_key, identities, roles, ports): nil when it was new, or without one.
+func (s *Server) Reused() []string { return append([]string(nil), s.reused...) }
 
 // TempDirs returns the temporary directories the emulator made (and Close removes).
 func (s *Server) TempDirs() []string {

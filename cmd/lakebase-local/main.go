@@ -4,9 +4,11 @@
 //
 // On start it prints one JSON object on a line of standard output with the
 // workspace URL, the Postgres address, the CA file and ready-made identities, then
-// serves until SIGINT or SIGTERM, when it stops PostgreSQL and removes its files.
+// serves until SIGINT or SIGTERM, when it stops PostgreSQL and removes its files —
+// or, with -data-dir, keeps them for the next start.
 //
 //	go run ./cmd/lakebase-local -credential-lifetime 5m
+//	go run ./cmd/lakebase-local -data-dir ./.lakebase -port 8080 -pg-port 5433
 package main
 
 import (
@@ -70,6 +72,14 @@ func main() {
 	flag.BoolVar(&opts.UnifiedHost, "unified-host", false, "be a unified host: OIDC at /oidc/accounts/<account_id> (as the host metadata says), workspace API calls without X-Databricks-Workspace-Id refused")
 	flag.BoolVar(&noRole, "sp-without-role", false, "add a service principal with no Postgres role (norole_client_id, norole_client_secret): its logins are refused as the service refuses them")
 	flag.BoolVar(&verbose, "v", false, "log events on stderr")
+	flag.IntVar(&opts.HTTPPort, "port", 0, "loopback port of the workspace (OIDC and REST APIs) (0: a free port, or with -data-dir the one used last time)")
+	flag.IntVar(&opts.PGPort, "pg-port", 0, "loopback port of the Postgres front door (0: as -port)")
+	flag.IntVar(&opts.PooledPort, "pooled-port", 0, "loopback port of the pooled host, with -pooler (0: as -port)")
+	flag.StringVar(&opts.DataDir, "data-dir", "", "keep the database and the workspace in this directory across restarts: PostgreSQL's data, the CA, the keys, "+
+		"the identities and their secrets, the roles and the ports, so a connection string written once keeps working (made when missing or empty; "+
+		"one instance per directory; a directory of another version or a damaged one is refused and left as it was). Unset: everything is temporary")
+	controlPort := flag.Int("control-port", 0, "loopback port of the control endpoint (POST /restart, /failover, /suspend with the control_token of the JSON line) (0: a free port)")
+	flag.Usage = usage
 	flag.Parse()
 	if opts.InvalidTokenStatus != 401 && opts.InvalidTokenStatus != 403 {
 		fmt.Fprintln(os.Stderr, "lakebase-local: -invalid-token-status must be 401 or 403")
@@ -140,6 +150,21 @@ func main() {
 		}
 		info["norole_client_id"], info["norole_client_secret"] = id, secret
 	}
+	ctl := &control{srv: srv, token: newControlToken()}
+	controlURL, stopControl, err := listenControl(ctl, *controlPort)
+	if err != nil {
+		fail(srv, err)
+	}
+	defer stopControl()
+	info["control_url"], info["control_token"] = controlURL, ctl.token
+	if dir := srv.DataDir(); dir != "" {
+		info["data_dir"] = dir
+		reused := srv.Reused()
+		if reused == nil {
+			reused = []string{} // a new data directory: nothing was reused
+		}
+		info["reused"] = reused
+	}
 	if srv.PooledPort != 0 {
 		info["pooled_port"] = srv.PooledPort
 		info["pooled_host"] = srv.PooledHost
@@ -154,6 +179,40 @@ func main() {
 		fmt.Fprintln(os.Stderr, "lakebase-local:", err)
 		os.Exit(1)
 	}
+}
+
+func usage() {
+	fmt.Fprint(flag.CommandLine.Output(), `Usage: lakebase-local [flags]
+
+Runs a local Lakebase: a Databricks workspace (OIDC, the credential, lookup,
+branch and role APIs) on a loopback port, and a TLS Postgres front door that takes
+database credentials and relays to a real PostgreSQL (and, with -pooler, a pooled
+host in front of a real PgBouncer). On start it prints one JSON line: the
+workspace URL, ports, CA file, identities and ready-made connection strings.
+
+As a development server:
+
+  lakebase-local -data-dir ~/.local/share/lakebase-local -port 8080 -pg-port 5433
+
+keeps PostgreSQL's data, the CA, the client secret and the ports in the
+directory, so a service configured once reconnects after the emulator restarts.
+The JSON line then has "data_dir" and "reused" (what the directory gave back:
+postgres_data, ca, signing_key, identities, roles, ports; empty for a new one).
+
+The compute's events, on purpose, through the control endpoint of the JSON line
+("control_url", "control_token"):
+
+  curl -X POST -H "Authorization: Bearer $TOKEN" "$CONTROL/restart?downtime=5s"
+  curl -X POST -H "Authorization: Bearer $TOKEN" "$CONTROL/failover?downtime=5s"
+  curl -X POST -H "Authorization: Bearer $TOKEN" "$CONTROL/suspend"
+
+A restart or failover ends every session with 57P01, answers logins 57P03 for
+the downtime (a failover also reports the instance FAILING_OVER) and keeps the
+data; it answers when the compute is back.
+
+Flags:
+`)
+	flag.PrintDefaults()
 }
 
 func randomSecret() string {

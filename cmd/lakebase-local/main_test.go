@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -39,6 +40,10 @@ type info struct {
 	WorkspaceID  string   `json:"workspace_id"`
 	NoRoleSecret string   `json:"norole_client_secret"`
 	PgBouncerPID int      `json:"pgbouncer_pid"`
+	DataDir      string   `json:"data_dir"`
+	Reused       []string `json:"reused"`
+	ControlURL   string   `json:"control_url"`
+	ControlToken string   `json:"control_token"`
 }
 
 // TestLakebaseLocal_PsqlThroughItThenCleanStop runs the command, mints a credential
@@ -297,5 +302,100 @@ func TestLakebaseLocal_KilledInstancesAreSweptAndSIGHUPStopsCleanly(t *testing.T
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left behind after SIGHUP (%v)", d, err)
 		}
+	}
+}
+
+// freePorts returns n loopback ports free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	var lns []net.Listener
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+// -data-dir with -port and -pg-port: the ports are the ones given; a second
+// instance on the directory is refused naming the first's process; killed (its
+// lock left behind) and started again without the port flags, it serves the same
+// workspace, port, CA file and client secret, says what it reused, and the data
+// written before is there.
+func TestLakebaseLocal_DataDirKeepsPortsSecretAndData(t *testing.T) {
+	testenv.NeedPostgres(t)
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatal("psql is needed (Debian: apt-get install -y postgresql-client)")
+	}
+	bin := buildLocal(t)
+	base, err := os.MkdirTemp("", "lakebase-local-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o711) // PostgreSQL's user passes through when the test runs as root
+	dir := filepath.Join(base, "data")
+	ports := freePorts(t, 2)
+	first, in, _ := startLocal(t, bin, "-data-dir", dir, "-port", strconv.Itoa(ports[0]), "-pg-port", strconv.Itoa(ports[1]))
+	if in.Port != ports[1] || in.Workspace != "http://127.0.0.1:"+strconv.Itoa(ports[0]) || in.DataDir != dir || in.Reused == nil || len(in.Reused) != 0 {
+		t.Fatalf("first start: %+v", in)
+	}
+	psqlAs := func(in info, sql string) string {
+		t.Helper()
+		conn := "host=" + in.Server + " port=" + strconv.Itoa(in.Port) + " dbname=" + in.Database +
+			" user=" + in.ClientID + " sslmode=verify-full sslrootcert=" + in.CAFile
+		ps := exec.Command(psql, conn, "-XAtc", sql)
+		ps.Env = append(os.Environ(), "PGPASSWORD="+mintCredential(t, in))
+		out, err := ps.CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql %q: %v: %s", sql, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	psqlAs(in, "CREATE TABLE notes (v text); INSERT INTO notes VALUES ('kept')")
+
+	out, err := exec.Command(bin, "-data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by process "+strconv.Itoa(first.Process.Pid)) {
+		t.Fatalf("a second instance on the data directory: %v: %s", err, out)
+	}
+
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	if in.PostgresPID != 0 { // its PostgreSQL dies with it (parent-death signal)
+		deadline := time.Now().Add(30 * time.Second)
+		for syscall.Kill(in.PostgresPID, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	again, next, stderr := startLocal(t, bin, "-data-dir", dir)
+	if next.Workspace != in.Workspace || next.Port != in.Port || next.CAFile != in.CAFile || next.ClientSecret != in.ClientSecret ||
+		!strings.Contains(strings.Join(next.Reused, ","), "postgres_data") {
+		t.Fatalf("after a restart: %+v\nbefore: %+v", next, in)
+	}
+	if got := psqlAs(next, "SELECT v FROM notes"); got != "kept" {
+		t.Fatalf("the data after a restart: %q", got)
+	}
+	// The compute restarted through the control endpoint of the JSON line keeps the data too.
+	req, _ := http.NewRequest("POST", next.ControlURL+"/restart?downtime=100ms", nil)
+	req.Header.Set("Authorization", "Bearer "+next.ControlToken)
+	var res map[string]string
+	mustDo(t, req, &res)
+	if got := psqlAs(next, "SELECT v FROM notes"); got != "kept" {
+		t.Fatalf("the data after a compute restart: %q", got)
+	}
+	again.Process.Signal(syscall.SIGTERM)
+	if err := again.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+		t.Fatalf("the data directory after a clean stop: %v", err)
 	}
 }

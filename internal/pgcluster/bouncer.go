@@ -120,6 +120,7 @@ pool_mode = transaction
 default_pool_size = %d
 max_client_conn = 10000
 query_wait_timeout = 120
+server_login_retry = 1
 ignore_startup_parameters = extra_float_digits
 logfile = %s
 pidfile = %s

@@ -52,9 +52,13 @@ type Cluster struct {
 	SocketDir string
 
 	admin    string // admin connection string
-	dir      string
-	caDir    string   // holds only ca.crt, readable by everyone
-	osUsers  []string // the OS users whose peer logins are mapped to roles: this process's and the server's
+	dir      string // removed by Stop: all of the cluster, or (persistent) its socket and CA
+	root     string // data, server key and log: dir, or the persistent directory StartIn was given
+	caDir    string // holds only ca.crt, readable by everyone
+	bin      string // the server binaries
+	cred     *credential
+	runMu    sync.Mutex // serializes Restart and Stop
+	osUsers  []string   // the OS users whose peer logins are mapped to roles: this process's and the server's
 	identMu  sync.Mutex
 	mapped   map[string]bool
 	cmd      *exec.Cmd
@@ -80,11 +84,37 @@ func Start(ctx context.Context) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{Host: "127.0.0.1", waitErr: make(chan error, 1)}
-	if err := c.start(ctx, bin); err != nil {
+	if err := c.start(ctx, bin, ""); err != nil {
 		c.Stop()
 		return nil, err
 	}
 	return c, nil
+}
+
+// StartIn starts a cluster whose data lives in root and survives Stop: the data
+// directory (root/data), the server's key and certificate and its log. A root that
+// holds a cluster already is started as it is (its roles can log in again); an
+// absent or empty one is made. The socket is in a fresh private temporary
+// directory (a socket's path is short), removed by Stop. When the server runs as
+// another user (this process is root), root's parent is given search permission
+// for that user (o+x, not read). EnvServer is not used.
+func StartIn(ctx context.Context, root string) (*Cluster, error) {
+	bin, err := FindBinDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Host: "127.0.0.1", waitErr: make(chan error, 1)}
+	if err := c.start(ctx, bin, root); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Initialized reports whether root holds a cluster made by StartIn.
+func Initialized(root string) bool {
+	_, err := os.Stat(filepath.Join(root, "data", "PG_VERSION"))
+	return err == nil
 }
 
 func external(raw string) (*Cluster, error) {
@@ -144,7 +174,7 @@ func versionOf(path string) int {
 	return 0
 }
 
-func (c *Cluster) start(ctx context.Context, bin string) error {
+func (c *Cluster) start(ctx context.Context, bin, root string) error {
 	// Directories of clusters whose process was killed (SIGKILL leaves them) go first.
 	tempdir.Sweep("lakebase-pg-")
 	dir, err := tempdir.Make("lakebase-pg-")
@@ -153,9 +183,24 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	}
 	c.dir = dir
 	c.SocketDir = dir
+	c.root = dir
 	cred, err := runAs()
 	if err != nil {
 		return err
+	}
+	c.bin, c.cred = bin, cred
+	reuse := false
+	if root != "" {
+		if cred != nil {
+			if err := allowSearch(filepath.Dir(root)); err != nil {
+				return err
+			}
+		}
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return err
+		}
+		c.root = root
+		reuse = Initialized(root)
 	}
 
 	ca, err := testca.New("lakebase test PostgreSQL CA")
@@ -181,18 +226,24 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	}
 	files := map[string][]byte{"server.crt": certPEM, "server.key": keyPEM}
 	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		p := filepath.Join(c.root, name)
+		os.Remove(p) // a new file is ours to write, whoever owned the old one
+		if err := os.WriteFile(p, data, 0o600); err != nil {
 			return err
 		}
 	}
-	if err := chownTree(dir, cred); err != nil {
-		return err
+	for _, d := range []string{dir, c.root} {
+		if err := chownTree(d, cred); err != nil {
+			return err
+		}
 	}
 	if err := tempdir.Mark(dir); err != nil { // the mark stays this user's
 		return err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return err
+	for _, d := range []string{dir, c.root} {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return err
+		}
 	}
 	me, err := osUserName()
 	if err != nil {
@@ -205,7 +256,10 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 		c.osUsers = append(c.osUsers, srv)
 	}
 
-	data := filepath.Join(dir, "data")
+	data := filepath.Join(c.root, "data")
+	if reuse {
+		return c.restart(ctx, data)
+	}
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
 		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	initdb.SysProcAttr = runAsAttr(cred)
@@ -228,6 +282,10 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 		return err
 	}
 
+	return c.launchOnFreePort(ctx, data)
+}
+
+func (c *Cluster) launchOnFreePort(ctx context.Context, data string) error {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort()
@@ -235,7 +293,7 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 			return err
 		}
 		c.Port = port
-		if lastErr = c.launch(ctx, bin, data, cred); lastErr == nil {
+		if lastErr = c.launch(ctx, c.bin, data, c.cred); lastErr == nil {
 			return nil
 		}
 		if !strings.Contains(lastErr.Error(), "in use") {
@@ -245,9 +303,71 @@ func (c *Cluster) start(ctx context.Context, bin string) error {
 	return lastErr
 }
 
+// restart starts a cluster that StartIn made before: the peer map is written anew
+// for this process's OS users (postgres first, then every login role the server
+// has), as a new cluster's is.
+func (c *Cluster) restart(ctx context.Context, data string) error {
+	c.mapped = map[string]bool{"postgres": true}
+	ident := filepath.Join(data, "pg_ident.conf")
+	os.Remove(ident)
+	if err := os.WriteFile(ident, []byte(c.identLines("postgres")), 0o600); err != nil {
+		return err
+	}
+	if err := chownTree(ident, c.cred); err != nil {
+		return err
+	}
+	if err := c.launchOnFreePort(ctx, data); err != nil {
+		return err
+	}
+	pc, err := pgconn.Connect(ctx, c.AdminConnString("postgres"))
+	if err != nil {
+		return err
+	}
+	res, err := pc.Exec(ctx, "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname <> 'postgres'").ReadAll()
+	pc.Close(context.Background())
+	if err != nil {
+		return err
+	}
+	var roles []string
+	for _, r := range res {
+		for _, row := range r.Rows {
+			roles = append(roles, string(row[0]))
+		}
+	}
+	return c.allowPeer(ctx, roles...)
+}
+
+// Restart stops the server (a fast shutdown: its sessions end with FATAL 57P01),
+// waits downtime, and starts it again on the same port with the same data, as a
+// compute restart does.
+func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
+	if c.dir == "" {
+		return errors.New("pgcluster: an external server cannot be restarted")
+	}
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
+	if c.cmd == nil {
+		return errors.New("pgcluster: the server is stopped")
+	}
+	stopProcess(c.cmd, c.waitErr, interrupt, 15*time.Second)
+	c.cmd = nil
+	if downtime > 0 {
+		t := time.NewTimer(downtime)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+	if err := c.launch(ctx, c.bin, filepath.Join(c.root, "data"), c.cred); err != nil {
+		return err
+	}
+	return nil
+}
+
 func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential, extra ...string) error {
-	logPath := filepath.Join(c.dir, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logPath := filepath.Join(c.root, "postgres.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -258,11 +378,16 @@ func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential
 	args := []string{"-D", data, "-p", strconv.Itoa(c.Port), "-k", c.dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "ssl=on",
-		"-c", "ssl_cert_file=" + filepath.Join(c.dir, "server.crt"),
-		"-c", "ssl_key_file=" + filepath.Join(c.dir, "server.key"),
-		"-c", "fsync=off", "-c", "full_page_writes=off",
+		"-c", "ssl_cert_file=" + filepath.Join(c.root, "server.crt"),
+		"-c", "ssl_key_file=" + filepath.Join(c.root, "server.key"),
 		"-c", "max_connections=300", "-c", "shared_buffers=32MB",
 		"-c", "password_encryption=scram-sha-256",
+	}
+	if c.root == c.dir {
+		// Throwaway data: speed over durability (synchronous_commit stays on, see
+		// above). Data kept across restarts (StartIn) keeps PostgreSQL's defaults,
+		// so a commit survives a killed emulator.
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
 	}
 	args = append(args, extra...) // a later -c wins
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
@@ -540,7 +665,7 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	if role == "" {
 		return nil
 	}
-	if err := appendFile(filepath.Join(c.dir, "data", "pg_ident.conf"), lines.String()); err != nil {
+	if err := appendFile(filepath.Join(c.root, "data", "pg_ident.conf"), lines.String()); err != nil {
 		return err
 	}
 	if err := c.Exec(ctx, "", "SELECT pg_reload_conf()"); err != nil {
@@ -636,7 +761,10 @@ func (c *Cluster) Stop() error {
 		if sb := c.standby.Swap(nil); sb != nil {
 			sb.Stop() // before its primary, whose directory holds it
 		}
+		c.runMu.Lock()
+		defer c.runMu.Unlock()
 		stopProcess(c.cmd, c.waitErr, interrupt, 15*time.Second)
+		c.cmd = nil
 		if c.dir != "" {
 			err = os.RemoveAll(c.dir)
 		}

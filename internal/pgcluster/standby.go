@@ -56,7 +56,7 @@ func (c *Cluster) Standby(ctx context.Context) (*Cluster, error) {
 		return nil, errors.New("pgcluster: the cluster is stopped")
 	}
 	dir, port, _ := c.StandbySocket()
-	sb := &Cluster{Host: "", Port: port, SocketDir: dir, dir: dir, osUsers: c.osUsers, primary: c, waitErr: make(chan error, 1)}
+	sb := &Cluster{Host: "", Port: port, SocketDir: dir, dir: dir, root: dir, osUsers: c.osUsers, primary: c, waitErr: make(chan error, 1)}
 	if err := c.startStandby(ctx, sb); err != nil {
 		stopProcess(sb.cmd, sb.waitErr, interrupt, 15*time.Second)
 		os.RemoveAll(dir)

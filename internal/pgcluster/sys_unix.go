@@ -79,3 +79,35 @@ func credUserName(cred *credential) string {
 	}
 	return u.Username
 }
+
+// allowSearch lets the server's user through dir (o+x, not read: it lists
+// nothing), and checks that it can reach dir at all: every directory above it must
+// let others through too, or the error names the one that does not.
+func allowSearch(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, fi.Mode().Perm()|0o001); err != nil {
+		return err
+	}
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("pgcluster: PostgreSQL runs as an unprivileged user, which cannot pass through %s (mode %v) to reach %s: give it search permission (chmod o+x %s) or use a directory elsewhere", d, fi.Mode().Perm(), dir, d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}

@@ -29,3 +29,6 @@ const localAuth = "trust"
 func osUserName() (string, error) { return "", nil }
 
 func credUserName(*credential) string { return "" }
+
+// allowSearch is not needed where the server runs as this user.
+func allowSearch(string) error { return nil }

@@ -1,0 +1,393 @@
+package lakebasetest
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
+	"github.com/lakebase-go/lakebase/internal/testca"
+)
+
+// A data directory (Options.DataDir) keeps what a development database needs to
+// survive a restart of the emulator:
+//
+//	VERSION          the layout's version; another version is refused, never changed
+//	lock             held (flock) by the running emulator, with its process id
+//	state.json       0600: ports, signing key, CA, identities and their secrets, roles
+//	ca.crt           the front door's CA certificate (the same across restarts)
+//	postgres/        PostgreSQL's data directory, server key and log
+//
+// The pooler (PgBouncer) keeps no state of its own: its configuration is written
+// anew at each start. Branches made through the API are not kept.
+
+// DataDirVersion is the first line of a data directory's VERSION file.
+const DataDirVersion = "lakebase-local data directory 1"
+
+// ErrDataDirInUse is matched by the error of NewServer when another emulator (of
+// this or another process) holds the data directory.
+var ErrDataDirInUse = errors.New("lakebasetest: the data directory is in use")
+
+// ErrDataDir is matched by the error of NewServer for a data directory it cannot
+// use: of another version, damaged, or not a data directory at all. It is left as
+// it was.
+var ErrDataDir = errors.New("lakebasetest: the data directory cannot be used")
+
+// dataDirError names the directory, what is wrong and what to do.
+type dataDirError struct {
+	dir, msg string
+	inUse    bool
+}
+
+func (e *dataDirError) Error() string {
+	return "lakebasetest: data directory " + e.dir + ": " + e.msg
+}
+
+func (e *dataDirError) Is(target error) bool {
+	return target == ErrDataDir && !e.inUse || target == ErrDataDirInUse && e.inUse
+}
+
+// savedState is state.json.
+type savedState struct {
+	Version          string            `json:"version"`
+	HTTPPort         int               `json:"http_port"`
+	PGPort           int               `json:"pg_port"`
+	PooledPort       int               `json:"pooled_port,omitempty"`
+	Database         string            `json:"database"`
+	WorkspaceID      string            `json:"workspace_id"`
+	AccountID        string            `json:"account_id"`
+	SigningKey       string            `json:"signing_key"` // PKCS#1 PEM
+	KeyID            string            `json:"key_id"`
+	CACert           string            `json:"ca_cert"`
+	CAKey            string            `json:"ca_key"`
+	ServicePrincipal ServicePrincipal  `json:"service_principal"`
+	UserEmail        string            `json:"user"`
+	Clients          map[string]string `json:"clients"`
+	Users            []string          `json:"users"`
+	Passwords        map[string]string `json:"passwords,omitempty"`
+	Roles            []string          `json:"roles,omitempty"`
+	RoleIDs          map[string]string `json:"role_ids,omitempty"`
+	RoleTypes        map[string]string `json:"role_types,omitempty"`
+	PGPasswords      []string          `json:"pg_password_roles,omitempty"`
+}
+
+// dataDir is an open, locked data directory.
+type dataDir struct {
+	path  string
+	lock  *flock.Flock
+	saved []byte // state.json as last written
+	done  chan struct{}
+	ready bool // the server started: its state is whole, and may be saved
+}
+
+func (d *dataDir) file(name string) string { return filepath.Join(d.path, name) }
+
+// openDataDir checks and locks dir. A missing or empty dir is made a data
+// directory (state nil); one of another version, damaged, or held by another
+// emulator is refused and left as it was.
+func openDataDir(dir string) (*dataDir, *savedState, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := &dataDir{path: abs, done: make(chan struct{})}
+	refuse := func(format string, args ...any) error {
+		return &dataDirError{dir: abs, msg: fmt.Sprintf(format, args...) + "; it was left as it was"}
+	}
+	fi, err := os.Lstat(abs)
+	fresh := false
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("lakebasetest: making data directory %s: %w", abs, err)
+		}
+		fresh = true
+	case err != nil:
+		return nil, nil, err
+	case !fi.IsDir():
+		return nil, nil, refuse("is not a directory (a symbolic link is not followed)")
+	default:
+		if !ownedByMe(fi) {
+			return nil, nil, refuse("belongs to another user")
+		}
+		entries, err := os.ReadDir(abs)
+		if err != nil {
+			return nil, nil, err
+		}
+		fresh = len(entries) == 0
+	}
+	if !fresh {
+		v, err := readPrivateFile(d.file("VERSION"), false)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, refuse("holds files but no VERSION: it is not a lakebase-local data directory (give an empty or new directory)")
+		}
+		if err != nil {
+			return nil, nil, refuse("VERSION: %v", err)
+		}
+		if got := strings.TrimSpace(string(v)); got != DataDirVersion {
+			return nil, nil, refuse("is of another version (%q; this emulator reads %q): use the lakebase-local that made it, or another directory", firstLine(got), DataDirVersion)
+		}
+	}
+	if err := d.takeLock(); err != nil {
+		d.unlock()
+		return nil, nil, err
+	}
+	if fresh {
+		if err := os.WriteFile(d.file("VERSION"), []byte(DataDirVersion+"\n"), 0o644); err != nil {
+			d.unlock()
+			return nil, nil, err
+		}
+		return d, nil, nil
+	}
+	st, err := d.load()
+	if err != nil {
+		d.unlock()
+		return nil, nil, refuse("is damaged: %v (move it away to start afresh)", err)
+	}
+	return d, st, nil
+}
+
+// takeLock holds the directory's lock, or says which process does. A lock whose
+// process died is free again (the kernel drops it): it is taken over.
+func (d *dataDir) takeLock() error {
+	path := d.file("lock")
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return &dataDirError{dir: d.path, msg: "its lock is not a regular file; it was left as it was"}
+	}
+	d.lock = flock.New(path, flock.SetPermissions(0o600))
+	ok, err := d.lock.TryLock()
+	if err != nil {
+		return fmt.Errorf("lakebasetest: locking data directory %s: %w", d.path, err)
+	}
+	if !ok {
+		holder := "another process"
+		if b, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				holder = "process " + strconv.Itoa(pid)
+				if pid == os.Getpid() {
+					holder = "another emulator of this process (" + strconv.Itoa(pid) + ")"
+				}
+			}
+		}
+		return &dataDirError{dir: d.path, inUse: true,
+			msg: "is in use by " + holder + ": stop that lakebase-local first, or give another -data-dir"}
+	}
+	// The holder's process id, for the message another emulator gives (the same
+	// inode: the lock holds).
+	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+}
+
+func (d *dataDir) unlock() {
+	if d.lock != nil {
+		d.lock.Unlock()
+		d.lock.Close()
+	}
+}
+
+// load reads state.json and checks that PostgreSQL's data is there.
+func (d *dataDir) load() (*savedState, error) {
+	b, err := readPrivateFile(d.file("state.json"), true)
+	if err != nil {
+		return nil, fmt.Errorf("state.json: %w", err)
+	}
+	var st savedState
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, errors.New("state.json is not a valid state document")
+	}
+	switch {
+	case st.Version != DataDirVersion:
+		return nil, errors.New("state.json is of another version")
+	case st.SigningKey == "" || st.CACert == "" || st.CAKey == "" || st.ServicePrincipal.ClientID == "" || st.HTTPPort <= 0 || st.PGPort <= 0 || st.Database == "":
+		return nil, errors.New("state.json lacks a field it must have")
+	case !pgcluster.Initialized(d.file("postgres")):
+		return nil, errors.New("postgres/ holds no PostgreSQL data directory")
+	}
+	d.saved = b
+	return &st, nil
+}
+
+// readPrivateFile reads a regular file (never through a symbolic link); private:
+// it must be this user's and closed to group and others.
+func readPrivateFile(path string, private bool) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if private && !ownedPrivately(fi) {
+		return nil, fmt.Errorf("must be this user's with mode 0600 (it is %v)", fi.Mode().Perm())
+	}
+	return os.ReadFile(path)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 60 {
+		s = s[:60] + "..."
+	}
+	return s
+}
+
+// save writes state.json (0600, through a temporary file and a rename) when it
+// changed since it was last written.
+func (d *dataDir) save(st *savedState) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(b, d.saved) {
+		return nil
+	}
+	tmp := d.file("state.json.tmp")
+	os.Remove(tmp)
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, d.file("state.json")); err != nil {
+		return err
+	}
+	d.saved = b
+	return nil
+}
+
+// state is what the server keeps in its data directory now.
+func (s *Server) state() *savedState {
+	caKey, _ := s.ca.KeyPEM()
+	st := &savedState{
+		Version:          DataDirVersion,
+		HTTPPort:         s.httpLn.Addr().(*net.TCPAddr).Port,
+		PGPort:           s.Port,
+		PooledPort:       s.PooledPort,
+		Database:         s.Database,
+		WorkspaceID:      s.WorkspaceID,
+		AccountID:        s.AccountID,
+		SigningKey:       string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(s.key)})),
+		KeyID:            s.keyID,
+		CACert:           string(s.ca.CertPEM),
+		CAKey:            string(caKey),
+		ServicePrincipal: s.ServicePrincipal,
+		UserEmail:        s.User.Email,
+		Clients:          map[string]string{},
+		Passwords:        map[string]string{},
+		RoleIDs:          map[string]string{},
+		RoleTypes:        map[string]string{},
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.clients {
+		st.Clients[k] = v
+	}
+	for u := range s.users {
+		st.Users = append(st.Users, u)
+	}
+	for k, v := range s.passwords {
+		st.Passwords[k] = v
+	}
+	for r := range s.roles {
+		st.Roles = append(st.Roles, r)
+	}
+	for k, v := range s.roleIDs {
+		st.RoleIDs[k] = v
+	}
+	for k, v := range s.roleTypes {
+		st.RoleTypes[k] = v
+	}
+	for r, ok := range s.pgPasswords {
+		if ok {
+			st.PGPasswords = append(st.PGPasswords, r)
+		}
+	}
+	sort.Strings(st.Users)
+	sort.Strings(st.Roles)
+	sort.Strings(st.PGPasswords)
+	return st
+}
+
+// saveState writes the state to the data directory, if there is one.
+func (s *Server) saveState() error {
+	if s.data == nil || !s.data.ready {
+		return nil // a server that did not start leaves the directory as it found it
+	}
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	return s.data.save(s.state())
+}
+
+// keepSaving saves the state every second until Close, so a killed emulator
+// loses at most a second of identities and roles.
+func (s *Server) keepSaving() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.data.done:
+			return
+		case <-t.C:
+			if err := s.saveState(); err != nil {
+				s.logf("data directory: saving: %v", err)
+			}
+		}
+	}
+}
+
+// restore takes the identities, keys and roles of st.
+func (s *Server) restore(st *savedState) error {
+	kb, _ := pem.Decode([]byte(st.SigningKey))
+	if kb == nil {
+		return errors.New("the signing key is not PEM")
+	}
+	key, err := x509.ParsePKCS1PrivateKey(kb.Bytes)
+	if err != nil {
+		return fmt.Errorf("the signing key: %w", err)
+	}
+	ca, err := testca.Load([]byte(st.CACert), []byte(st.CAKey))
+	if err != nil {
+		return err
+	}
+	s.key, s.keyID, s.ca = key, st.KeyID, ca
+	s.WorkspaceID, s.AccountID = st.WorkspaceID, st.AccountID
+	s.ServicePrincipal = st.ServicePrincipal
+	if st.UserEmail != "" {
+		s.User = User{Email: st.UserEmail}
+	}
+	s.clients = map[string]string{}
+	for k, v := range st.Clients {
+		s.clients[k] = v
+	}
+	s.users = map[string]bool{}
+	for _, u := range st.Users {
+		s.users[u] = true
+	}
+	for k, v := range st.Passwords {
+		s.passwords[k] = v
+	}
+	for _, r := range st.Roles {
+		s.roles[r] = true
+	}
+	for k, v := range st.RoleIDs {
+		s.roleIDs[k] = v
+	}
+	for k, v := range st.RoleTypes {
+		s.roleTypes[k] = v
+	}
+	for _, r := range st.PGPasswords {
+		s.pgPasswords[r] = true
+	}
+	return nil
+}

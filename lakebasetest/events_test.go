@@ -1,0 +1,227 @@
+package lakebasetest_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lakebase-go/lakebase/internal/testenv"
+	"github.com/lakebase-go/lakebase/lakebasetest"
+)
+
+// eventServer starts an emulator with a pooled host and a native password role
+// that owns a table holding one row.
+func eventServer(t *testing.T) *lakebasetest.Server {
+	t.Helper()
+	testenv.NeedPgBouncer(t)
+	s := lakebasetest.Start(t, lakebasetest.Options{Pooler: true})
+	if err := s.AddPasswordRole("ev_app", "ev-pw"); err != nil {
+		t.Fatal(err)
+	}
+	pc := connectTo(t, s, s.Port)
+	if _, err := pc.Exec(context.Background(), "CREATE TABLE ev (v int); INSERT INTO ev VALUES (1)").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	pc.Close(context.Background())
+	return s
+}
+
+func dialTo(s *lakebasetest.Server, port int) (*pgconn.PgConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=ev_app password=ev-pw sslmode=verify-full sslrootcert=%s",
+		s.Host, port, s.Database, s.CAFile))
+}
+
+func connectTo(t *testing.T, s *lakebasetest.Server, port int) *pgconn.PgConn {
+	t.Helper()
+	pc, err := dialTo(s, port)
+	if err != nil {
+		t.Fatalf("login on port %d: %v", port, err)
+	}
+	t.Cleanup(func() { pc.Close(context.Background()) })
+	return pc
+}
+
+// inFlight starts SELECT pg_sleep(60) on pc, and returns once PostgreSQL runs it
+// (pg_stat_activity, seen through watch), with the channel of its error.
+func inFlight(t *testing.T, pc, watch *pgconn.PgConn, tag string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := pc.Exec(context.Background(), "SELECT pg_sleep(60) /* "+tag+" */").ReadAll()
+		done <- err
+	}()
+	for i := 0; ; i++ {
+		res, err := watch.Exec(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%/* "+tag+" */%' AND pid <> pg_backend_pid()").ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(res[0].Rows[0][0]) == "1" {
+			return done
+		}
+		if i > 3000 {
+			t.Fatalf("the %s statement never ran", tag)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkEvent runs event (a restart or a failover) with the given downtime and
+// checks what a client sees on the direct and the pooled host: statements in
+// flight fail with FATAL 57P01; while the compute is down a login is answered
+// 57P03 (and during asserting, whatever runs); afterwards logins go through and the
+// data written before is there. during runs while the compute is down.
+func checkEvent(t *testing.T, s *lakebasetest.Server, event func(time.Duration) error, during func()) {
+	t.Helper()
+	watch := connectTo(t, s, s.Port)
+	direct, pooled := connectTo(t, s, s.Port), connectTo(t, s, s.PooledPort)
+	idle := connectTo(t, s, s.Port)
+	directErr := inFlight(t, direct, watch, "direct")
+	pooledErr := inFlight(t, pooled, watch, "pooled")
+
+	done := make(chan error, 1)
+	go func() { done <- event(3 * time.Second) }()
+	for !s.ComputeDown() {
+		select {
+		case err := <-done:
+			t.Fatalf("the event ended before the compute was seen down: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	for name, errc := range map[string]<-chan error{"direct": directErr, "pooled": pooledErr} {
+		if err := <-errc; sqlState(err) != "57P01" {
+			t.Errorf("a statement in flight on the %s host during the event: %v, want FATAL 57P01", name, err)
+		}
+	}
+	for name, port := range map[string]int{"direct": s.Port, "pooled": s.PooledPort} {
+		_, err := dialTo(s, port)
+		if !s.ComputeDown() {
+			t.Fatal("the downtime ended before the logins were tried (the machine is very slow?)")
+		}
+		if sqlState(err) != "57P03" {
+			t.Errorf("a login on the %s host while the compute is down: %v, want 57P03", name, err)
+		}
+	}
+	during()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Exec(context.Background(), "SELECT 1").ReadAll(); err == nil {
+		t.Error("an idle session outlived the event")
+	}
+	for name, port := range map[string]int{"direct": s.Port, "pooled": s.PooledPort} {
+		pc := connectTo(t, s, port)
+		res, err := pc.Exec(context.Background(), "SELECT count(*) FROM ev WHERE v = 1").ReadAll()
+		if err != nil || string(res[0].Rows[0][0]) != "1" {
+			t.Errorf("the data through the %s host after the event: %v", name, err)
+		}
+	}
+}
+
+// RestartCompute: sessions end with 57P01, logins are answered 57P03 while the
+// compute is down, the data is kept, on the direct and the pooled host.
+func TestRestartCompute_EndsSessionsRefusesLoginsWhileDownKeepsTheData(t *testing.T) {
+	s := eventServer(t)
+	pid := s.PostgresPID()
+	checkEvent(t, s, s.RestartCompute, func() {})
+	if s.PostgresPID() == pid {
+		t.Error("PostgreSQL was not restarted (the same process)")
+	}
+	if n := s.Count(lakebasetest.EPComputeRestart); n != 1 {
+		t.Errorf("%d restarts counted", n)
+	}
+	if n := s.Count(lakebasetest.EPSessionKilled); n < 4 {
+		t.Errorf("%d sessions ended by the restart, want at least 4", n)
+	}
+}
+
+// instanceState reads the Provisioned instance's state and host.
+func instanceState(t *testing.T, s *lakebasetest.Server) (state, host string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/oidc/v1/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"all-apis"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(s.ServicePrincipal.ClientID, s.ServicePrincipal.ClientSecret)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	getJSON(t, req, &tok)
+	req, _ = http.NewRequest("GET", s.URL+"/api/2.0/database/instances/"+s.Instance, nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	var inst struct {
+		State string `json:"state"`
+		DNS   string `json:"read_write_dns"`
+	}
+	getJSON(t, req, &inst)
+	return inst.State, inst.DNS
+}
+
+func getJSON(t *testing.T, req *http.Request, out any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %d", req.URL.Path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Failover: as a restart, and meanwhile the Provisioned instance reports
+// FAILING_OVER; its host name is the same before, during and after.
+func TestFailover_InstanceReportsFailingOverHostUnchanged(t *testing.T) {
+	s := eventServer(t)
+	state, host := instanceState(t, s)
+	if state != "AVAILABLE" {
+		t.Fatalf("state before: %s", state)
+	}
+	checkEvent(t, s, s.Failover, func() {
+		if st, h := instanceState(t, s); st != "FAILING_OVER" || h != host {
+			t.Errorf("during the failover: state %s, host %s (was %s)", st, h, host)
+		}
+	})
+	if st, h := instanceState(t, s); st != "AVAILABLE" || h != host {
+		t.Errorf("after the failover: state %s, host %s (was %s)", st, h, host)
+	}
+	if n := s.Count(lakebasetest.EPFailover); n != 1 {
+		t.Errorf("%d failovers counted", n)
+	}
+}
+
+// Suspend works without ScaleToZero too: the next login is answered 57P03 while
+// the endpoint wakes, then logins go through.
+func TestSuspend_WithoutScaleToZeroWakesOnConnect(t *testing.T) {
+	testenv.NeedPostgres(t)
+	s := lakebasetest.Start(t, lakebasetest.Options{WakeDelay: 300 * time.Millisecond})
+	if err := s.AddPasswordRole("ev_app", "ev-pw"); err != nil {
+		t.Fatal(err)
+	}
+	connectTo(t, s, s.Port)
+	s.Suspend()
+	if _, err := dialTo(s, s.Port); sqlState(err) != "57P03" {
+		t.Fatalf("a login to a suspended endpoint: %v, want 57P03", err)
+	}
+	var err error
+	for i := 0; i < 500; i++ {
+		var pc *pgconn.PgConn
+		if pc, err = dialTo(s, s.Port); err == nil {
+			pc.Close(context.Background())
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || s.Wakes() != 1 {
+		t.Fatalf("after the wake: %v, %d wakes", err, s.Wakes())
+	}
+}

@@ -1,0 +1,10 @@
+//go:build windows
+
+package lakebasetest
+
+import "os"
+
+// ownedByMe cannot tell on Windows; the directory's ACL is the user's to keep.
+func ownedByMe(os.FileInfo) bool { return true }
+
+func ownedPrivately(os.FileInfo) bool { return true }
