@@ -194,8 +194,11 @@ As a development server:
 
   lakebase-local -data-dir ~/.local/share/lakebase-local -port 8080 -pg-port 5433
 
-keeps PostgreSQL's data, the CA, the client secret and the ports in the
-directory, so a service configured once reconnects after the emulator restarts.
+keeps PostgreSQL's data, the CA, the client secret, the roles and the ports in
+the directory, so a service configured once reconnects after the emulator
+restarts (branches made through the API are not kept). One instance per
+directory; one of another version, or a damaged one, is refused and left as it
+was.
 The JSON line then has "data_dir" and "reused" (what the directory gave back:
 postgres_data, ca, signing_key, identities, roles, ports; empty for a new one).
 
