@@ -30,7 +30,7 @@ type Connector struct {
 	logger *slog.Logger
 	base   *pgx.ConnConfig
 	roots  *x509.CertPool
-	login  loginSource // where each session's login comes from
+	pipe   *tokenPipeline // the login of every token scheme; nil for AuthScheme=Password
 	// database asks the workspace about the logins' database (its state, the
 	// identity's role); nil for a native password, which has no workspace.
 	database workspaceDatabase
@@ -136,7 +136,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 		c.logger.Info("lakebase: ignoring an environment variable: the connection string names the database by Endpoint or Instance, whose host comes from the workspace",
 			slog.String("variable", env))
 	}
-	if c.login, c.steps, err = c.newLoginSource(); err != nil {
+	if c.pipe, c.steps, err = c.newLoginSource(); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (c *Connector) HTTPClient() *http.Client { return c.opts.httpClient }
 // by the first statement that needs the database, so the virtual OAuth procedures
 // work with no token and no reachable database.
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
-	if c == nil || c.login == nil {
+	if !c.opened() {
 		return nil, ErrConnectorNotOpened
 	}
 	if err := ctx.Err(); err != nil {
@@ -191,8 +191,8 @@ func (c *Connector) Driver() driver.Driver { return &Driver{} }
 // servers, the log file). Open connections are not closed. Close is idempotent.
 func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
-		if c.login != nil {
-			c.login.close()
+		if c.pipe != nil {
+			c.pipe.close()
 		}
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()

@@ -56,7 +56,7 @@ func (c *Connector) dial(ctx context.Context) (*stdlib.Conn, error) {
 }
 
 func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
-	li, err := c.login.login(ctx, "")
+	li, err := c.login(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -68,10 +68,8 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 		// A host read back from the settings store did not take the connection (its
 		// certificate did not verify, so no password was sent; or nothing listens
 		// there): the store may be stale or tampered with. Ask the workspace.
-		if f, ok := c.login.(interface {
-			forgetStoredHost(context.Context, error) bool
-		}); ok && f.forgetStoredHost(ctx, err) {
-			if li, err = c.login.login(ctx, ""); err != nil {
+		if c.pipe != nil && c.pipe.forgetStoredHost(ctx, err) {
+			if li, err = c.login(ctx, ""); err != nil {
 				return nil, err
 			}
 			if sc, err = c.connectWaking(ctx, li); err == nil {
@@ -97,7 +95,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 			deadline = deadline.Add(BranchLoginGrace)
 		}
 		for delay := 250 * time.Millisecond; ; delay = min(delay*2, 2*time.Second) {
-			if li, err = c.login.login(ctx, li.password); err != nil {
+			if li, err = c.login(ctx, li.password); err != nil {
 				return nil, err
 			}
 			if sc, err = c.connectWaking(ctx, li); err == nil {

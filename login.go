@@ -12,29 +12,6 @@ import (
 	"github.com/lakebase-go/lakebase/internal/cache"
 )
 
-// loginSource is where the login of a new Postgres session comes from: a fixed
-// password, or a token pipeline (workspace token → database credential). The
-// connector needs nothing else of it.
-type loginSource interface {
-	// login returns where and as whom to log in, and the password. refused, when
-	// set, is a password the server just refused: it must not be handed out again.
-	login(ctx context.Context, refused string) (loginInfo, error)
-	// forgetCredential drops a cached database credential.
-	forgetCredential()
-	// describe fills in what Status reports beyond the login itself.
-	describe(s *Status)
-	// logout drops cached tokens and removes stored ones.
-	logout(ctx context.Context) error
-	// hasStoredLogin reports whether a login is stored for this connection.
-	hasStoredLogin(ctx context.Context) (bool, error)
-	// settingsLocation is where tokens are stored ("" when nowhere).
-	settingsLocation() string
-	stats() TokenStats
-	// tokenSource is the workspace token, for other Go code.
-	tokenSource() oauth2.TokenSource
-	close()
-}
-
 // loginInfo is one login: where, as whom, with which password.
 type loginInfo struct {
 	host      string
@@ -67,46 +44,31 @@ func splitHostPort(host string, port int) (string, int) {
 	return h, n
 }
 
-// source is the connector's login, or one that refuses everything for a Connector
-// that was never opened.
-func (c *Connector) source() loginSource {
-	if c == nil || c.login == nil {
-		return unopenedLogin{}
+// opened reports whether c was made by NewConnector or NewConnectorFromConfig.
+func (c *Connector) opened() bool { return c != nil && c.cfg != nil }
+
+// login returns where and as whom the next session logs in, and the password: the
+// token pipeline's, or AuthScheme=Password's native one. refused, when set, is a
+// password the server just refused: it is not handed out again.
+func (c *Connector) login(ctx context.Context, refused string) (loginInfo, error) {
+	switch {
+	case !c.opened():
+		return loginInfo{}, ErrConnectorNotOpened
+	case c.pipe == nil:
+		cfg := c.cfg
+		return loginInfo{host: cfg.Server, port: cfg.Port, user: cfg.User, password: cfg.Password, pooled: cfg.Pooled}, nil
 	}
-	return c.login
+	return c.pipe.login(ctx, refused)
 }
 
-// unopenedLogin is the login of a zero Connector: every call fails clearly.
-type unopenedLogin struct{}
-
-func (unopenedLogin) login(context.Context, string) (loginInfo, error) {
-	return loginInfo{}, ErrConnectorNotOpened
+// pipeline is the connector's token pipeline: nil for AuthScheme=Password and for
+// a Connector that was never opened.
+func (c *Connector) pipeline() *tokenPipeline {
+	if !c.opened() {
+		return nil
+	}
+	return c.pipe
 }
-func (unopenedLogin) forgetCredential()            {}
-func (unopenedLogin) describe(*Status)             {}
-func (unopenedLogin) logout(context.Context) error { return ErrConnectorNotOpened }
-func (unopenedLogin) hasStoredLogin(context.Context) (bool, error) {
-	return false, ErrConnectorNotOpened
-}
-func (unopenedLogin) settingsLocation() string        { return "" }
-func (unopenedLogin) stats() TokenStats               { return TokenStats{} }
-func (unopenedLogin) tokenSource() oauth2.TokenSource { return noTokens{} }
-func (unopenedLogin) close()                          {}
-
-// passwordLogin is AuthScheme=Password: a native Postgres password.
-type passwordLogin struct{ cfg *Config }
-
-func (a *passwordLogin) login(context.Context, string) (loginInfo, error) {
-	return loginInfo{host: a.cfg.Server, port: a.cfg.Port, user: a.cfg.User, password: a.cfg.Password, pooled: a.cfg.Pooled}, nil
-}
-func (a *passwordLogin) forgetCredential()                            {}
-func (a *passwordLogin) describe(*Status)                             {}
-func (a *passwordLogin) logout(context.Context) error                 { return nil }
-func (a *passwordLogin) hasStoredLogin(context.Context) (bool, error) { return false, nil }
-func (a *passwordLogin) settingsLocation() string                     { return "" }
-func (a *passwordLogin) stats() TokenStats                            { return TokenStats{} }
-func (a *passwordLogin) tokenSource() oauth2.TokenSource              { return noTokens{} }
-func (a *passwordLogin) close()                                       {}
 
 // noTokens is the TokenSource of AuthScheme=Password.
 type noTokens struct{}
@@ -121,12 +83,21 @@ func (noTokens) Token() (*oauth2.Token, error) {
 // connector's cache: no extra token request is made while the token is fresh, and it
 // is refreshed ahead of expiry. Under AuthScheme=Password its Token returns
 // ErrNoToken. It also has TokenContext(ctx) for a bounded wait.
-func (c *Connector) TokenSource() oauth2.TokenSource { return c.source().tokenSource() }
+func (c *Connector) TokenSource() oauth2.TokenSource {
+	if p := c.pipeline(); p != nil {
+		return p.tokenSource()
+	}
+	return noTokens{}
+}
 
 // ForgetCredential drops the cached database credential, so the next connect mints a
 // fresh one. pgxpool users call it when a connect fails with SQLSTATE 28P01/28000;
 // database/sql users never need it (the driver retries by itself).
-func (c *Connector) ForgetCredential() { c.source().forgetCredential() }
+func (c *Connector) ForgetCredential() {
+	if p := c.pipeline(); p != nil {
+		p.forgetCredential()
+	}
+}
 
 // CacheStats counts what one of the connector's caches did: fetches, refreshes
 // ahead of expiry, callers that waited for a fetch, and stalls (waits after the
@@ -140,7 +111,12 @@ type TokenStats struct {
 }
 
 // TokenStats returns the token pipeline's counters (zero for AuthScheme=Password).
-func (c *Connector) TokenStats() TokenStats { return c.source().stats() }
+func (c *Connector) TokenStats() TokenStats {
+	if p := c.pipeline(); p != nil {
+		return p.stats()
+	}
+	return TokenStats{}
+}
 
 // Status describes the login the connector would make now. It holds no secret.
 type Status struct {
@@ -161,13 +137,15 @@ type Status struct {
 func (c *Connector) Status(ctx context.Context) (Status, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	li, err := c.source().login(ctx, "")
+	li, err := c.login(ctx, "")
 	if err != nil {
 		return Status{}, err
 	}
 	s := Status{AuthScheme: c.cfg.AuthScheme, Workspace: c.cfg.DatabricksInstance, User: li.user, Host: li.host,
 		Port: li.port, Database: c.cfg.Database}
-	c.source().describe(&s)
+	if p := c.pipeline(); p != nil {
+		p.describe(&s)
+	}
 	return s, nil
 }
 
@@ -199,7 +177,7 @@ func (l Login) Format(f fmt.State, _ rune) { fmt.Fprint(f, l.String()) }
 func (c *Connector) Login(ctx context.Context) (Login, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	li, err := c.source().login(ctx, "")
+	li, err := c.login(ctx, "")
 	if err != nil {
 		return Login{}, err
 	}
@@ -211,16 +189,35 @@ func (c *Connector) Login(ctx context.Context) (Login, error) {
 // host lookups kept with them), whatever InitiateOAuth says, and drops its cached
 // token and credential. Logging out when nothing is stored is not an error;
 // HasStoredLogin tells the two apart.
-func (c *Connector) Logout(ctx context.Context) error { return c.source().logout(ctx) }
+func (c *Connector) Logout(ctx context.Context) error {
+	if !c.opened() {
+		return ErrConnectorNotOpened
+	}
+	if c.pipe == nil {
+		return nil
+	}
+	return c.pipe.logout(ctx)
+}
 
 // HasStoredLogin reports whether OAuthSettingsLocation holds a login (tokens) for the
 // connector's workspace, client and scope. Schemes that store nothing report false.
 func (c *Connector) HasStoredLogin(ctx context.Context) (bool, error) {
-	return c.source().hasStoredLogin(ctx)
+	if !c.opened() {
+		return false, ErrConnectorNotOpened
+	}
+	if c.pipe == nil {
+		return false, nil
+	}
+	return c.pipe.hasStoredLogin(ctx)
 }
 
 // SettingsLocation returns where the connector stores tokens ("" when nowhere).
-func (c *Connector) SettingsLocation() string { return c.source().settingsLocation() }
+func (c *Connector) SettingsLocation() string {
+	if p := c.pipeline(); p != nil {
+		return p.settingsLocation()
+	}
+	return ""
+}
 
 type credentialError struct{ err error }
 

@@ -17,12 +17,9 @@ import (
 // connect: when a connect fails with SQLSTATE 28P01 or 28000, call ForgetCredential
 // and the pool's next connect mints a fresh credential.
 func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error {
-	if c == nil || c.login == nil {
-		return ErrConnectorNotOpened
-	}
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	li, err := c.login.login(ctx, "")
+	li, err := c.login(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -39,7 +36,7 @@ func (c *Connector) BeforeConnect(ctx context.Context, cc *pgx.ConnConfig) error
 // PoolMinSize MinConns (pgxpool opens them ahead), PoolIdleTimeout MaxConnIdleTime.
 // Close the pool before the connector.
 func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
-	if c == nil || c.login == nil {
+	if !c.opened() {
 		return nil, ErrConnectorNotOpened
 	}
 	pc, err := pgxpool.ParseConfig("")

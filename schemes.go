@@ -25,10 +25,10 @@ const AuthTokenSource AuthScheme = "TokenSource"
 // newLoginSource builds the login of the connector's AuthScheme: the fixed password,
 // or the token pipeline fed by the scheme's oauth2.TokenSource. It also returns the
 // person-login steps of the schemes that have a person to log in (nil otherwise).
-func (c *Connector) newLoginSource() (loginSource, *personLogin, error) {
+func (c *Connector) newLoginSource() (*tokenPipeline, *personLogin, error) {
 	cfg := c.cfg
 	if cfg.AuthScheme == AuthPassword {
-		return &passwordLogin{cfg: cfg}, nil, nil
+		return nil, nil, nil // a native password: Connector.login hands it out
 	}
 	hc := c.opts.httpClient
 	onRetry := func(op string, attempt int, wait time.Duration, err error) {

@@ -41,7 +41,7 @@ type ServerCertificate struct {
 func (c *Connector) CheckServerCertificate(ctx context.Context) (ServerCertificate, error) {
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	li, err := c.login.login(ctx, "")
+	li, err := c.login(ctx, "")
 	if err != nil {
 		return ServerCertificate{}, err
 	}

@@ -204,7 +204,7 @@ func (u *UserPools) pool(ctx context.Context, token string) (*userPool, error) {
 	if !tokenChars(token) {
 		return nil, fmt.Errorf("%w: not a token (it holds characters no OAuth access token has)", ErrUserToken)
 	}
-	if u.base == nil || u.base.login == nil {
+	if !u.base.opened() {
 		return nil, ErrConnectorNotOpened
 	}
 	u.mu.Lock()
