@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -74,9 +75,43 @@ func (s *Server) dropBranchData(b *branch) {
 	s.mu.Unlock()
 	if pg != nil {
 		pg.Stop()
+		if dir := s.branchDir(b); dir != "" {
+			os.RemoveAll(dir) // its data in the data directory
+		}
 		return
 	}
 	s.dropDatabase(b.database)
+}
+
+// branchDir is where a branch's PostgreSQL keeps its data in the data directory
+// (Options.DataDir), or "": <data dir>/branches/<branch id>. The id follows the
+// service's rule (resourceID), checked when the branch was made and when the
+// state was read back, so the path stays inside branches/.
+func (s *Server) branchDir(b *branch) string {
+	if s.data == nil {
+		return ""
+	}
+	id := b.name[strings.LastIndex(b.name, "/")+1:]
+	if !resourceID.MatchString(id) {
+		return ""
+	}
+	return filepath.Join(s.data.file("branches"), id)
+}
+
+// startBranchCluster starts a branch's PostgreSQL: in the data directory (new:
+// whatever a deleted branch of the same id left there is removed first), or
+// throwaway.
+func (s *Server) startBranchCluster(ctx context.Context, b *branch, fresh bool) (*pgcluster.Cluster, error) {
+	dir := s.branchDir(b)
+	if dir == "" {
+		return pgcluster.Start(ctx)
+	}
+	if fresh {
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+	}
+	return pgcluster.StartIn(ctx, dir)
 }
 
 // copyBranch fills b with a copy of the database src of cluster from (nil: the
@@ -90,7 +125,7 @@ func (s *Server) copyBranch(from *pgcluster.Cluster, src string, b *branch) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pg, err := pgcluster.Start(ctx)
+	pg, err := s.startBranchCluster(ctx, b, true)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package lakebasetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -29,9 +30,10 @@ import (
 //	state.json       0600: ports, signing key, CA, identities and their secrets, roles
 //	ca.crt           the front door's CA certificate (the same across restarts)
 //	postgres/        PostgreSQL's data directory, server key and log
+//	branches/<id>/   the same, of each branch made through the API (state.json lists them)
 //
 // The pooler (PgBouncer) keeps no state of its own: its configuration is written
-// anew at each start. Branches made through the API are not kept.
+// anew at each start.
 
 // DataDirVersion is the first line of a data directory's VERSION file.
 const DataDirVersion = "lakebase-local data directory 1"
@@ -81,6 +83,20 @@ type savedState struct {
 	RoleIDs          map[string]string `json:"role_ids,omitempty"`
 	RoleTypes        map[string]string `json:"role_types,omitempty"`
 	PGPasswords      []string          `json:"pg_password_roles,omitempty"`
+	Branches         []savedBranch     `json:"branches,omitempty"`
+}
+
+// savedBranch is a branch made through the API, with its own PostgreSQL in
+// branches/<id>.
+type savedBranch struct {
+	Name      string    `json:"name"`
+	Source    string    `json:"source"`
+	Database  string    `json:"database"`
+	Endpoint  string    `json:"endpoint"`
+	Protected bool      `json:"protected,omitempty"`
+	Created   time.Time `json:"created"`
+	Ready     time.Time `json:"ready"`
+	Expires   time.Time `json:"expires,omitempty"`
 }
 
 // dataDir is an open, locked data directory.
@@ -313,6 +329,13 @@ func (s *Server) state() *savedState {
 			st.PGPasswords = append(st.PGPasswords, r)
 		}
 	}
+	for _, b := range s.branchesMap {
+		if b.state == "READY" && b.pg != nil && s.branchDir(b) != "" {
+			st.Branches = append(st.Branches, savedBranch{Name: b.name, Source: b.source, Database: b.database, Endpoint: b.endpoint,
+				Protected: b.protected, Created: b.created, Ready: b.ready, Expires: b.expires})
+		}
+	}
+	sort.Slice(st.Branches, func(i, j int) bool { return st.Branches[i].Name < st.Branches[j].Name })
 	sort.Strings(st.Users)
 	sort.Strings(st.Roles)
 	sort.Strings(st.PGPasswords)
@@ -390,4 +413,40 @@ func (s *Server) restore(st *savedState) error {
 		s.pgPasswords[r] = true
 	}
 	return nil
+}
+
+// restoreBranches starts the PostgreSQL of every branch st kept (one past its
+// expiry is removed instead). A branch whose PostgreSQL does not start is left
+// out, its data left in place, and logged.
+func (s *Server) restoreBranches(ctx context.Context, st *savedState) int {
+	n := 0
+	project := strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") + "/branches/"
+	for _, sb := range st.Branches {
+		id := strings.TrimPrefix(sb.Name, project)
+		if !strings.HasPrefix(sb.Name, project) || !resourceID.MatchString(id) || sb.Endpoint != sb.Name+"/endpoints/primary" {
+			s.logf("data directory: branch %q is not one this emulator makes; left out", sb.Name)
+			continue
+		}
+		b := &branch{name: sb.Name, source: sb.Source, database: sb.Database, endpoint: sb.Endpoint, state: "READY",
+			protected: sb.Protected, created: sb.Created, ready: sb.Ready, expires: sb.Expires}
+		if !b.expires.IsZero() && time.Now().After(b.expires) {
+			os.RemoveAll(s.branchDir(b))
+			continue
+		}
+		if !pgcluster.Initialized(s.branchDir(b)) {
+			s.logf("data directory: branch %s has no data; left out", sb.Name)
+			continue
+		}
+		pg, err := s.startBranchCluster(ctx, b, false)
+		if err != nil {
+			s.logf("data directory: branch %s: %v; left out", sb.Name, err)
+			continue
+		}
+		b.pg = pg
+		s.mu.Lock()
+		s.branchesMap[b.name] = b
+		s.mu.Unlock()
+		n++
+	}
+	return n
 }

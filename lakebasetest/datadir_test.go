@@ -3,6 +3,7 @@ package lakebasetest_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -12,10 +13,11 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
 	"github.com/lakebase-go/lakebase/internal/testenv"
 	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/workspace"
 )
 
 // dataDirBase makes a directory for data directories that PostgreSQL's user can
@@ -81,7 +83,8 @@ func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
 
 // A service's connection string, written once against an emulator with a data
 // directory, keeps working after the emulator stops and starts again: same ports
-// (the pooled host's too), same CA, same client secret, same data. The open *sql.DB of the service recovers
+// (the pooled host's too), same CA, same client secret, same data, and the branch
+// made through the API with its own data. The open *sql.DB of the service recovers
 // too. A second emulator on the directory is refused while the first runs.
 func TestDataDir_ConnectionStringAndDataSurviveARestart(t *testing.T) {
 	testenv.NeedPostgres(t)
@@ -105,6 +108,24 @@ func TestDataDir_ConnectionStringAndDataSurviveARestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := db.ExecContext(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('written before the restart')"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A branch made through the API, with a row of its own.
+	conn, err := lakebase.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	op, err := conn.Workspace().CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/lakebase", BranchID: "feature-x"})
+	if err == nil {
+		_, err = op.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	branchDSN := dsn + ";Endpoint=;Project=lakebase;Branch=feature-x"
+	if _, err := mustOpen(t, branchDSN).ExecContext(ctx, "INSERT INTO kept VALUES ('only on the branch')"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -140,6 +161,14 @@ func TestDataDir_ConnectionStringAndDataSurviveARestart(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, "INSERT INTO kept VALUES ('after')"); err != nil {
 		t.Fatal(err)
+	}
+	// The branch is there, with its data.
+	if got := s2.Branches(); len(got) != 1 || got[0] != "projects/lakebase/branches/feature-x" {
+		t.Fatalf("branches after the restart: %v", got)
+	}
+	var n int
+	if err := mustOpen(t, branchDSN).QueryRowContext(ctx, "SELECT count(*) FROM kept WHERE v = 'only on the branch'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the branch's data after the restart: %d rows, %v", n, err)
 	}
 }
 
@@ -232,4 +261,54 @@ func TestDataDir_OtherVersionOrDamagedIsRefusedAndLeftAsItWas(t *testing.T) {
 		t.Fatalf("the restored directory: %v", err)
 	}
 	s.Close()
+}
+
+// The branches listed in the data directory's state decide what is started and,
+// past their expiry, removed: a forged entry whose name leaves branches/ (or is
+// not this project's) is left out, and nothing outside branches/ is removed.
+func TestDataDir_ForgedBranchEntriesRemoveNothingOutside(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	victim := filepath.Join(base, "victim")
+	if err := os.MkdirAll(filepath.Join(victim, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(victim, "data", "PG_VERSION"), []byte("15\n"), 0o600)
+	state := filepath.Join(dir, "state.json")
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	var forged []any
+	for _, name := range []string{"projects/lakebase/branches/../../victim", "projects/other/branches/victim", "projects/lakebase/branches/victim/../../../victim"} {
+		forged = append(forged, map[string]any{"name": name, "source": "projects/lakebase/branches/main", "database": "databricks_postgres",
+			"endpoint": name + "/endpoints/primary", "created": past, "ready": past, "expires": past})
+	}
+	doc["branches"] = forged
+	b, _ = json.Marshal(doc)
+	if err := os.WriteFile(state, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(filepath.Join(victim, "data", "PG_VERSION")); err != nil {
+		t.Fatalf("a forged branch entry removed %s: %v", victim, err)
+	}
+	if got := s.Branches(); len(got) != 0 {
+		t.Fatalf("forged branches were started: %v", got)
+	}
 }

@@ -179,8 +179,9 @@ type Options struct {
 	// DataDir keeps the emulator's state in a directory, so that a development
 	// database survives a restart and a connection string written once keeps
 	// working: PostgreSQL's data, the CA and the keys, the identities and their
-	// secrets, the roles, and the ports (used again unless HTTPPort, PGPort or
-	// PooledPort say otherwise). A missing or empty directory is made one. A
+	// secrets, the roles, the branches made through the API (each with its own
+	// PostgreSQL), and the ports (used again unless HTTPPort, PGPort or PooledPort
+	// say otherwise). A missing or empty directory is made one. A
 	// directory another emulator holds is refused (ErrDataDirInUse), as is one of
 	// another version or a damaged one (ErrDataDir), which is left as it was.
 	// Close keeps the directory. "" (the default): everything is temporary.
@@ -447,6 +448,9 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.ownPG = true
 	if saved != nil {
+		if s.restoreBranches(ctx, saved) > 0 {
+			s.reused = append(s.reused, "branches")
+		}
 		return s.startListeners(ctx)
 	}
 	if err := s.pg.CreateDatabase(ctx, s.Database); err != nil {
@@ -910,7 +914,8 @@ func (s *Server) DataDir() string {
 }
 
 // Reused names what the data directory gave back at start (postgres_data, ca,
-// signing_key, identities, roles, ports): nil when it was new, or without one.
+// signing_key, identities, roles, ports, and branches when there were any): nil
+// when it was new, or without one.
 func (s *Server) Reused() []string { return append([]string(nil), s.reused...) }
 
 // TempDirs returns the temporary directories the emulator made (and Close removes).

@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&opts.HTTPPort, "port", 0, "loopback port of the workspace (OIDC and REST APIs) (0: a free port, or with -data-dir the one used last time)")
 	flag.IntVar(&opts.PGPort, "pg-port", 0, "loopback port of the Postgres front door (0: as -port)")
 	flag.IntVar(&opts.PooledPort, "pooled-port", 0, "loopback port of the pooled host, with -pooler (0: as -port)")
-	flag.StringVar(&opts.DataDir, "data-dir", "", "keep the database and the workspace in this directory across restarts: PostgreSQL's data, the CA, the keys, "+
+	flag.StringVar(&opts.DataDir, "data-dir", "", "keep the database and the workspace in this directory across restarts: PostgreSQL's data (and the branches'), the CA, the keys, "+
 		"the identities and their secrets, the roles and the ports, so a connection string written once keeps working (made when missing or empty; "+
 		"one instance per directory; a directory of another version or a damaged one is refused and left as it was). Unset: everything is temporary")
 	controlPort := flag.Int("control-port", 0, "loopback port of the control endpoint (POST /restart, /failover, /suspend with the control_token of the JSON line) (0: a free port)")
@@ -194,13 +194,13 @@ As a development server:
 
   lakebase-local -data-dir ~/.local/share/lakebase-local -port 8080 -pg-port 5433
 
-keeps PostgreSQL's data, the CA, the client secret, the roles and the ports in
-the directory, so a service configured once reconnects after the emulator
-restarts (branches made through the API are not kept). One instance per
-directory; one of another version, or a damaged one, is refused and left as it
-was.
+keeps PostgreSQL's data, the CA, the client secret, the roles, the branches
+made through the API and the ports in the directory, so a service configured
+once reconnects after the emulator restarts. One instance per directory; one of
+another version, or a damaged one, is refused and left as it was.
 The JSON line then has "data_dir" and "reused" (what the directory gave back:
-postgres_data, ca, signing_key, identities, roles, ports; empty for a new one).
+postgres_data, ca, signing_key, identities, roles, ports, branches; empty for a
+new one).
 
 The compute's events, on purpose, through the control endpoint of the JSON line
 ("control_url", "control_token"):
