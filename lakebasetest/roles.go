@@ -304,6 +304,10 @@ func (s *Server) handleCreateRole(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "Field 'spec.postgres_role' is required.")
 		return
 	}
+	if hasControl(body.Spec.PostgresRole) {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "Field 'spec.postgres_role' must not hold control characters.")
+		return
+	}
 	id := r.URL.Query().Get("role_id")
 	if id != "" && !roleIDRule.MatchString(id) {
 		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", fmt.Sprintf("role_id %q must be 4-63 characters of lowercase letters, digits and hyphens (RFC 1123).", id))
@@ -497,6 +501,10 @@ func (s *Server) handleCreateInstanceRole(w http.ResponseWriter, r *http.Request
 		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "Field 'name' is required.")
 		return
 	}
+	if hasControl(body.Name) {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", "Field 'name' must not hold control characters.")
+		return
+	}
 	spec := roleSpecBody{PostgresRole: body.Name, IdentityType: body.IdentityType, Attributes: body.Attributes}
 	if body.MembershipRole != "" {
 		spec.MembershipRoles = []string{body.MembershipRole}
@@ -568,4 +576,11 @@ func (s *Server) handleDeleteInstanceRole(w http.ResponseWriter, r *http.Request
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// hasControl reports whether a role name holds a control character (a line
+// break, NUL): the emulator refuses such names rather than write them into its
+// server's configuration.
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }

@@ -127,6 +127,9 @@ func FindInstanceRole(roles []InstanceRole, name, where string) (InstanceRole, e
 // matchRole is the one rule of FindRole and FindInstanceRole: the index of the
 // one role whose Postgres name (pgName) is exactly name.
 func matchRole(n int, pgName, resource func(int) string, name, where string) (int, error) {
+	if name == "" { // a role the service lists with no name is no one's
+		return -1, &RoleMatchError{Name: name, Where: where}
+	}
 	var exact []int
 	var folded []string
 	for i := 0; i < n; i++ {
@@ -247,7 +250,9 @@ func instanceRolesPath(instance, role string) (string, error) {
 	}
 	p := "/api/2.0/database/instances/" + url.PathEscape(instance) + "/roles"
 	if role != "" {
-		if strings.ContainsAny(role, "/?#") || strings.TrimSpace(role) != role {
+		// A dot segment would name the instance itself once a proxy on the way
+		// normalises the path: DELETE .../roles/.. is DELETE .../instances/<name>.
+		if strings.ContainsAny(role, "/?#") || strings.TrimSpace(role) != role || role == "." || role == ".." {
 			return "", fmt.Errorf("%w: role name %q cannot be part of a path", ErrResourceName, role)
 		}
 		p += "/" + url.PathEscape(role)

@@ -1,11 +1,15 @@
 package workspace_test
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/lakebase-go/lakebase/workspace"
+	"golang.org/x/oauth2"
 )
 
 func role(id, pg string) workspace.Role {
@@ -76,5 +80,39 @@ func TestRoleIDFor_NeverLowersANameIntoAnotherRolesId(t *testing.T) {
 		if got := workspace.RoleIDFor(in); got != want {
 			t.Errorf("RoleIDFor(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// What an attacker controls here: role names in the workspace (Postgres allows
+// CREATE ROLE ".."). An empty name matches no role, even one the service lists
+// with no name; a dot segment is never put in an instance role's path, where a
+// proxy normalising the path would turn DELETE .../roles/.. into a delete of the
+// instance itself.
+func TestRoles_AnEmptyOrDotNameReachesNoRoleAndNoOtherResource(t *testing.T) {
+	nameless := workspace.Role{Name: "projects/p/branches/b/roles/x"}
+	if _, err := workspace.FindRole([]workspace.Role{nameless}, "", "branch x"); !errors.Is(err, workspace.ErrRoleNotFound) {
+		t.Fatalf("an empty name: %v, want ErrRoleNotFound", err)
+	}
+	if _, err := workspace.FindInstanceRole([]workspace.InstanceRole{{InstanceName: "i"}}, "", "instance i"); !errors.Is(err, workspace.ErrRoleNotFound) {
+		t.Fatalf("an empty instance role name: %v, want ErrRoleNotFound", err)
+	}
+	var hits []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits = append(hits, r.Method+" "+r.URL.Path)
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	c := workspace.New(srv.URL, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}), srv.Client(), workspace.Options{})
+	for _, name := range []string{".", ".."} {
+		err := c.DeleteInstanceRole(context.Background(), workspace.DeleteInstanceRoleRequest{Instance: "my-inst", Name: name})
+		if !errors.Is(err, workspace.ErrResourceName) {
+			t.Fatalf("deleting role %q: %v, want ErrResourceName", name, err)
+		}
+		if _, err := c.GetInstanceRole(context.Background(), workspace.GetInstanceRoleRequest{Instance: "my-inst", Name: name}); !errors.Is(err, workspace.ErrResourceName) {
+			t.Fatalf("getting role %q: %v, want ErrResourceName", name, err)
+		}
+	}
+	if len(hits) > 0 {
+		t.Fatalf("requests were sent: %v", hits)
 	}
 }

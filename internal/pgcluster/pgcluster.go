@@ -652,6 +652,11 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	if c.dir == "" || localAuth != "peer map=lakebase" {
 		return nil // an external server, or no peer logins on this OS
 	}
+	for _, r := range roles {
+		if strings.ContainsAny(r, "\r\n\x00") {
+			return fmt.Errorf("pgcluster: role name %q cannot be written to pg_ident.conf (it holds a line break or NUL)", r)
+		}
+	}
 	c.identMu.Lock()
 	defer c.identMu.Unlock()
 	var lines strings.Builder
