@@ -52,7 +52,7 @@ vet:
 	$(report_failed)
 
 unit:
-	@failed=""; for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && LAKEBASE_REQUIRE_BROWSER=1 LAKEBASE_REQUIRE_PGBOUNCER=1 LAKEBASE_REQUIRE_KEYRING=$$( [ "$$(uname -s)" = Linux ] && echo 1 ) $(GO) test -race -count=1 -timeout 10m ./...) || failed="$$failed $$m"; fi; done; \
+	@failed=""; for m in $(MODULES); do if [ -f $$m/go.mod ]; then (cd $$m && LAKEBASE_REQUIRE_BROWSER=1 LAKEBASE_REQUIRE_PGBOUNCER=1 LAKEBASE_REQUIRE_KEYRING=$$( [ "$$(uname -s)" = Linux ] && echo 1 ) $(GO) test -race -count=1 -timeout 20m ./...) || failed="$$failed $$m"; fi; done; \
 	$(report_failed)
 
 # Each fuzz target for a short, bounded time (make fuzz runs them long).

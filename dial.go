@@ -276,9 +276,15 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 			li.state = state
 		}
 	}
-	if !wakingState(li.state) {
+	if !wakingState(li.state) && !comingBack(err) {
 		return c.connectUp(ctx, li, err)
 	}
+	return c.waitAwake(ctx, li, err)
+}
+
+// waitAwake retries the connect of a waking (or restarting) database with jittered
+// backoff until ctx ends (Timeout); err is the connect's first error.
+func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *stdlib.Conn, wakeErr error) {
 	start, octx := time.Now(), ctx
 	c.opts.observers.emit(ctx, Event{Kind: EventRetry, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user, Cause: "wake", Start: start}, nil)
 	defer func() {
@@ -302,6 +308,7 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 		case <-t.C:
 		}
 		delay = min(delay*2, time.Second)
+		var sc *stdlib.Conn
 		sc, err = c.connectPgx(ctx, li)
 		if err == nil {
 			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))
@@ -350,7 +357,21 @@ func (c *Connector) connectUp(ctx context.Context, li loginInfo, err error) (*st
 		if err = cerr; !coldStartError(err) {
 			return nil, err
 		}
+		if comingBack(err) {
+			// The server itself says it is starting or restarting: wait for it.
+			return c.waitAwake(ctx, li, err)
+		}
 	}
+}
+
+// comingBack reports whether the server answered that it is starting up or
+// restarting (a compute restart or failover, whatever its state reads): 57P03,
+// 57P01 at login, or PgBouncer's "server login has been failing". Such a database
+// is waited for; a refused dial to an up database is not.
+func comingBack(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "57P03" || pe.Code == "57P01" ||
+		pe.Code == "08P01" && strings.Contains(pe.Message, "server login has been failing"))
 }
 
 // wakingState reports whether a database in state is on its way to taking
