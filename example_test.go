@@ -120,7 +120,8 @@ func ExampleConnector_Status() {
 	// Output: true projects/lakebase/branches/main/endpoints/primary true
 }
 
-// OpenDB applies the pool settings recommended for Lakebase.
+// OpenDB applies the pool settings recommended for Lakebase: a cap on open
+// sessions (DefaultPoolMaxSize unless PoolMaxSize says otherwise), kept idle up to it.
 func ExampleOpenDB() {
 	c, err := lakebase.NewConnector(emu.OAuthClientDSN())
 	if err != nil {
@@ -129,7 +130,7 @@ func ExampleOpenDB() {
 	}
 	db := lakebase.OpenDB(c)
 	defer db.Close() // closes the connector too
-	fmt.Println(db.Stats().MaxOpenConnections == 0)
+	fmt.Println(db.Stats().MaxOpenConnections == lakebase.DefaultPoolMaxSize())
 	// Output: true
 }
 

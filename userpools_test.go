@@ -269,6 +269,8 @@ func TestUserPools_AreBoundedAndCloseLeavesNothingRunning(t *testing.T) {
 			t.Errorf("a pool event names someone: %+v", e)
 		}
 	})))
+	// Other tests' connectors and *sql.DB left open are not this test's.
+	openersBefore, driverBefore := openers(), driverGoroutines()
 	u := lakebase.NewUserPools(base, lakebase.UserPoolOptions{MaxUsers: 100, IdleTimeout: time.Hour})
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
@@ -299,10 +301,27 @@ func TestUserPools_AreBoundedAndCloseLeavesNothingRunning(t *testing.T) {
 	// health checks) is gone, and database/sql's openers, which sql.DB.Close
 	// cancels without waiting for, end. (The HTTP transport's connection goroutines
 	// are the base connector's and the transport's.)
-	if left := poolGoroutines(); strings.Contains(left, "lakebase-go/lakebase.") || strings.Contains(left, "pgxpool.") {
-		t.Fatalf("goroutines of the pools outlive Close:\n%s", left)
+	if n := driverGoroutines(); n > driverBefore {
+		t.Fatalf("%d goroutines of the driver outlive Close (%d before the pools):\n%s", n, driverBefore, poolGoroutines())
 	}
-	waitFor(t, "database/sql's openers to end", func() bool { return poolGoroutines() == "" })
+	waitFor(t, "database/sql's openers to end", func() bool { return openers() <= openersBefore })
+}
+
+// driverGoroutines counts goroutines running the driver's code or pgxpool's.
+func driverGoroutines() int {
+	n := 0
+	for _, g := range strings.Split(poolGoroutines(), "\n\n") {
+		if strings.Contains(g, "lakebase-go/lakebase.") || strings.Contains(g, "pgxpool.") {
+			n++
+		}
+	}
+	return n
+}
+
+// openers counts database/sql's connection openers running (one per open *sql.DB).
+func openers() int {
+	buf := make([]byte, 8<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "database/sql.(*DB).connectionOpener(")
 }
 
 // poolGoroutines returns the stacks of goroutines running the driver's or the
