@@ -353,66 +353,20 @@ func (c *Config) checkPooled() error {
 }
 
 // checkPooledSQL refuses, on the pooled host, a statement that calls a session-level
-// advisory lock function (pg_advisory_lock, pg_try_advisory_lock, their _shared
-// forms and the unlocks; not the pg_advisory_xact_* ones), before anything is sent.
-// Only calls count: a name in a literal, a comment, a quoted alias or a column is not
-// one (internal/sqlscan reads the text as PostgreSQL does, U& names decoded). SQL
-// built inside the server (EXECUTE in PL/pgSQL, a function that takes the lock) is
-// out of its reach.
+// advisory lock function (sqlscan.SessionAdvisoryLock: calls only, as PostgreSQL
+// reads the text, U& names decoded), before anything is sent. SQL built inside the
+// server (EXECUTE in PL/pgSQL, a function that takes the lock) is out of its reach.
 func (c *Config) checkPooledSQL(query string) error {
-	// Every such call is written with "advisory" in it, in some case, or hidden in
-	// a U&"..." name: anything else is let through without a scan.
-	if !c.Pooled || (!containsFoldASCII(query, "advisory") && strings.IndexByte(query, '&') < 0) {
+	if !c.Pooled {
 		return nil
 	}
-	var name string
-	sqlscan.EachCall(query, func(call sqlscan.Call) bool {
-		if isSessionAdvisoryLock(call.Name) {
-			name = call.Name
-			return false
-		}
-		return true
-	})
+	name := sqlscan.SessionAdvisoryLock(query)
 	if name == "" {
 		return nil
 	}
 	return fmt.Errorf("%w (Pooled=true): the statement calls %q, a session-level advisory lock function, which through PgBouncer's transaction pooling "+
 		"neither holds past the transaction nor can be unlocked; run migrations and other session-locked work on the direct host (Pooled=false), "+
 		"or take pg_advisory_xact_lock inside a transaction", ErrPooledSessionLock, name)
-}
-
-// isSessionAdvisoryLock reports whether a function of that name (as PostgreSQL
-// resolves it) takes or releases a session-level advisory lock: pg_advisory_* and
-// pg_try_advisory_*, but for the transaction-level pg_advisory_xact_* and
-// pg_try_advisory_xact_*, which work through the pooler.
-func isSessionAdvisoryLock(name string) bool {
-	for _, prefix := range []string{"pg_advisory_", "pg_try_advisory_"} {
-		if rest, ok := strings.CutPrefix(name, prefix); ok {
-			return !strings.HasPrefix(rest, "xact_")
-		}
-	}
-	return false
-}
-
-// containsFoldASCII reports whether s contains the lower-case ASCII word sub, in
-// any case, without allocating.
-func containsFoldASCII(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		j := 0
-		for ; j < len(sub); j++ {
-			b := s[i+j]
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			if b != sub[j] {
-				break
-			}
-		}
-		if j == len(sub) {
-			return true
-		}
-	}
-	return false
 }
 
 // preparesOnServer reports whether database/sql's Prepare makes a server-side

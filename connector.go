@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/internal/pipeline"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/workspace"
 )
@@ -30,7 +31,7 @@ type Connector struct {
 	logger *slog.Logger
 	base   *pgx.ConnConfig
 	roots  *x509.CertPool
-	pipe   *tokenPipeline // the login of every token scheme; nil for AuthScheme=Password
+	pipe   *pipeline.Pipeline // the login of every token scheme; nil for AuthScheme=Password
 	// database asks the workspace about the logins' database (its state, the
 	// identity's role); nil for a native password, which has no workspace.
 	database workspaceDatabase
@@ -192,7 +193,7 @@ func (c *Connector) Driver() driver.Driver { return &Driver{} }
 func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
 		if c.pipe != nil {
-			c.pipe.close()
+			c.pipe.Close()
 		}
 		if c.ownTransport != nil {
 			c.ownTransport.CloseIdleConnections()

@@ -68,7 +68,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 		// A host read back from the settings store did not take the connection (its
 		// certificate did not verify, so no password was sent; or nothing listens
 		// there): the store may be stale or tampered with. Ask the workspace.
-		if c.pipe != nil && c.pipe.forgetStoredHost(ctx, err) {
+		if c.pipe != nil && c.pipe.ForgetStoredHost(ctx, err) {
 			if li, err = c.login(ctx, ""); err != nil {
 				return nil, err
 			}
@@ -268,7 +268,7 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 		return sc, err
 	}
 	if c.database != nil {
-		state, serr := c.database.databaseState(ctx)
+		state, serr := c.database.DatabaseState(ctx)
 		if serr != nil {
 			return nil, serr // a disabled endpoint does not wake: no retries
 		}

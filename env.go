@@ -1,12 +1,9 @@
 package lakebase
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
+
+	"github.com/lakebase-go/lakebase/internal/dbcfg"
 )
 
 // Environment conventions. When a connection string leaves a property out, ParseDSN
@@ -53,44 +50,6 @@ func environmentSources() (pg, databricks []envSource, profileKeys []profileSour
 	return pg, databricks, profileKeys
 }
 
-type profile struct {
-	name, file string
-	values     map[string]string
-}
-
-// readINI reads a .databrickscfg: [section] headers and key = value lines; ; and #
-// start comments.
-func readINI(path string) (map[string]map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]map[string]string{}
-	var cur map[string]string
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == ';' || line[0] == '#' {
-			continue
-		}
-		if line[0] == '[' && strings.HasSuffix(line, "]") {
-			name := strings.TrimSpace(line[1 : len(line)-1])
-			if out[name] == nil {
-				out[name] = map[string]string{}
-			}
-			cur = out[name]
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || cur == nil {
-			return nil, fmt.Errorf("line %d is not a [section] or key = value", n)
-		}
-		cur[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
-	}
-	return out, sc.Err()
-}
-
 // envValue is one property value the environment offers, with where it came from.
 type envValue struct{ prop, value, source string }
 
@@ -133,15 +92,15 @@ func fromEnvironment(c *Config, givenByString map[string]bool, getenv func(strin
 	}
 	// A personal access token stands in for OAuthClient only: a scheme the string
 	// chose for itself (a person's login, the CLI, federation) keeps its own way.
-	token := profile.values["token"]
-	pat := token != "" && !given["OAuthClientId"] && profile.values["client_id"] == "" &&
+	token := profile.Values["token"]
+	pat := token != "" && !given["OAuthClientId"] && profile.Values["client_id"] == "" &&
 		(c.AuthScheme == "" || c.AuthScheme == AuthOAuthClient)
-	source := "profile " + profile.name + " of " + profile.file
+	source := "profile " + profile.Name + " of " + profile.File
 	for _, k := range profileKeys {
 		if k.key == "token" && !pat {
 			continue
 		}
-		offer(k.prop, profile.values[k.key], source)
+		offer(k.prop, profile.Values[k.key], source)
 	}
 	if pat && (c.OAuthAccessToken != "" || !givenByString["OAuthAccessToken"]) && !given["InitiateOAuth"] && !given["OAuthExpiresIn"] {
 		// A personal access token does not expire and cannot be refreshed.
@@ -152,50 +111,11 @@ func fromEnvironment(c *Config, givenByString map[string]bool, getenv func(strin
 }
 
 // loadProfile reads the selected ~/.databrickscfg profile; nil when there is none.
-func loadProfile(c *Config, getenv func(string) string) (*profile, error) {
-	file := getenv("DATABRICKS_CONFIG_FILE")
-	if file == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, nil
-		}
-		file = filepath.Join(home, ".databrickscfg")
-	} else if strings.HasPrefix(file, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			file = filepath.Join(home, file[2:])
-		}
+func loadProfile(c *Config, getenv func(string) string) (*dbcfg.Profile, error) {
+	p, err := dbcfg.Select(c.Profile, getenv, c.AuthScheme == AuthDatabricksCLI) // the CLI resolves its own profiles
+	var pe *dbcfg.ProfileError
+	if errors.As(err, &pe) {
+		return nil, &ConfigError{Property: "Profile", Value: pe.Name, Err: pe.Err}
 	}
-	name, explicit := c.Profile, c.Profile != ""
-	if !explicit {
-		if name = getenv("DATABRICKS_CONFIG_PROFILE"); name != "" {
-			explicit = true
-		}
-	}
-	sections, err := readINI(file)
-	if errors.Is(err, os.ErrNotExist) {
-		if explicit && c.AuthScheme != AuthDatabricksCLI { // the CLI resolves its own profiles
-			return nil, &ConfigError{Property: "Profile", Value: name, Err: fmt.Errorf("cannot be used: %s does not exist", file)}
-		}
-		return nil, nil
-	}
-	if err != nil {
-		return nil, &ConfigError{Property: "Profile", Err: fmt.Errorf("cannot read %s: %w", file, err)}
-	}
-	if !explicit {
-		name = sections["__settings__"]["default_profile"]
-		if name == "" {
-			name = "DEFAULT"
-		}
-		if _, ok := sections[name]; !ok {
-			return nil, nil
-		}
-	}
-	vals, ok := sections[name]
-	if !ok && c.AuthScheme == AuthDatabricksCLI {
-		return nil, nil
-	}
-	if !ok || name == "__settings__" {
-		return nil, &ConfigError{Property: "Profile", Value: name, Err: fmt.Errorf("is not a profile of %s", file)}
-	}
-	return &profile{name: name, file: file, values: vals}, nil
+	return p, err
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lakebase-go/lakebase/internal/cache"
 	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/internal/pipeline"
+	"github.com/lakebase-go/lakebase/internal/usertoken"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/settings"
 	"github.com/lakebase-go/lakebase/workspace"
@@ -103,7 +105,7 @@ func (e *LoginError) Is(target error) bool {
 
 // ErrEndpointDisabled: the Autoscaling endpoint is disabled (spec.disabled). A
 // connect fails at once: a disabled endpoint does not wake.
-var ErrEndpointDisabled = errors.New("lakebase: the endpoint is disabled")
+var ErrEndpointDisabled = workspace.ErrEndpointDisabled
 
 // ErrNoRole is matched by a NoRoleError: errors.Is(err, lakebase.ErrNoRole).
 var ErrNoRole = errors.New("lakebase: the identity has no Postgres role")
@@ -162,7 +164,7 @@ var ErrPooledSessionLock = errors.New("lakebase: a session-level advisory lock c
 // refused (expired, revoked, or not a workspace token): errors.Is(err,
 // lakebase.ErrUserToken). The call fails; the person's pool is left as it was.
 // Permanent for that token: the person must sign in again.
-var ErrUserToken = errors.New("lakebase: the person's token was refused by the workspace")
+var ErrUserToken = usertoken.ErrUserToken
 
 // Errors the driver's sub-packages return, re-exported so callers need one import.
 var (
@@ -289,7 +291,7 @@ var ErrConnectorNotOpened = errors.New("lakebase: the Connector was not made by 
 
 // ErrCredential is matched by a failure to mint a database credential or to find
 // the database: errors.Is(err, lakebase.ErrCredential).
-var ErrCredential = errors.New("lakebase: database credential")
+var ErrCredential = pipeline.ErrCredential
 
 // ErrNoPersonLogin is returned by the login steps (and the EXEC procedures that adapt
 // them) under an AuthScheme that has no person to log in.

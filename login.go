@@ -3,13 +3,12 @@ package lakebase
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/lakebase-go/lakebase/internal/cache"
+	"github.com/lakebase-go/lakebase/internal/pipeline"
 )
 
 // loginInfo is one login: where, as whom, with which password.
@@ -30,20 +29,6 @@ type loginInfo struct {
 	storedHost bool
 }
 
-// splitHostPort splits a host the workspace reported with a port ("host:port", as
-// the emulator's pooled host is) into both; any other host keeps port.
-func splitHostPort(host string, port int) (string, int) {
-	h, p, err := net.SplitHostPort(host)
-	if err != nil {
-		return host, port
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 1 || n > 65535 {
-		return host, port
-	}
-	return h, n
-}
-
 // opened reports whether c was made by NewConnector or NewConnectorFromConfig.
 func (c *Connector) opened() bool { return c != nil && c.cfg != nil }
 
@@ -58,12 +43,14 @@ func (c *Connector) login(ctx context.Context, refused string) (loginInfo, error
 		cfg := c.cfg
 		return loginInfo{host: cfg.Server, port: cfg.Port, user: cfg.User, password: cfg.Password, pooled: cfg.Pooled}, nil
 	}
-	return c.pipe.login(ctx, refused)
+	pl, err := c.pipe.Login(ctx, refused)
+	return loginInfo{host: pl.Host, port: pl.Port, user: pl.User, password: pl.Password, expiry: pl.Expiry, retryable: true,
+		database: pl.Database, state: pl.State, pooled: c.cfg.Pooled, storedHost: pl.StoredHost}, err
 }
 
 // pipeline is the connector's token pipeline: nil for AuthScheme=Password and for
 // a Connector that was never opened.
-func (c *Connector) pipeline() *tokenPipeline {
+func (c *Connector) pipeline() *pipeline.Pipeline {
 	if !c.opened() {
 		return nil
 	}
@@ -85,7 +72,7 @@ func (noTokens) Token() (*oauth2.Token, error) {
 // ErrNoToken. It also has TokenContext(ctx) for a bounded wait.
 func (c *Connector) TokenSource() oauth2.TokenSource {
 	if p := c.pipeline(); p != nil {
-		return p.tokenSource()
+		return p.TokenSource()
 	}
 	return noTokens{}
 }
@@ -95,7 +82,7 @@ func (c *Connector) TokenSource() oauth2.TokenSource {
 // database/sql users never need it (the driver retries by itself).
 func (c *Connector) ForgetCredential() {
 	if p := c.pipeline(); p != nil {
-		p.forgetCredential()
+		p.ForgetCredential()
 	}
 }
 
@@ -113,7 +100,8 @@ type TokenStats struct {
 // TokenStats returns the token pipeline's counters (zero for AuthScheme=Password).
 func (c *Connector) TokenStats() TokenStats {
 	if p := c.pipeline(); p != nil {
-		return p.stats()
+		ws, cred := p.Stats()
+		return TokenStats{WorkspaceToken: ws, Credential: cred}
 	}
 	return TokenStats{}
 }
@@ -144,7 +132,7 @@ func (c *Connector) Status(ctx context.Context) (Status, error) {
 	s := Status{AuthScheme: c.cfg.AuthScheme, Workspace: c.cfg.DatabricksInstance, User: li.user, Host: li.host,
 		Port: li.port, Database: c.cfg.Database}
 	if p := c.pipeline(); p != nil {
-		p.describe(&s)
+		s.TokenExpiry, s.CredentialExpiry, s.Endpoint, s.Instance = p.Describe()
 	}
 	return s, nil
 }
@@ -196,7 +184,7 @@ func (c *Connector) Logout(ctx context.Context) error {
 	if c.pipe == nil {
 		return nil
 	}
-	return c.pipe.logout(ctx)
+	return c.pipe.Logout(ctx)
 }
 
 // HasStoredLogin reports whether OAuthSettingsLocation holds a login (tokens) for the
@@ -208,19 +196,13 @@ func (c *Connector) HasStoredLogin(ctx context.Context) (bool, error) {
 	if c.pipe == nil {
 		return false, nil
 	}
-	return c.pipe.hasStoredLogin(ctx)
+	return c.pipe.HasStoredLogin(ctx)
 }
 
 // SettingsLocation returns where the connector stores tokens ("" when nowhere).
 func (c *Connector) SettingsLocation() string {
 	if p := c.pipeline(); p != nil {
-		return p.settingsLocation()
+		return p.SettingsLocation()
 	}
 	return ""
 }
-
-type credentialError struct{ err error }
-
-func (e *credentialError) Error() string        { return e.err.Error() }
-func (e *credentialError) Unwrap() error        { return e.err }
-func (e *credentialError) Is(target error) bool { return target == ErrCredential }

@@ -3,12 +3,12 @@ package lakebase
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/lakebase-go/lakebase/internal/pipeline"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/workspace"
 )
@@ -114,6 +114,12 @@ func (os observers) emit(ctx context.Context, e Event, err error) {
 	}
 }
 
+// pipelineEvent tells the observers what the token pipeline did.
+func (c *Connector) pipelineEvent(ctx context.Context, e pipeline.Event, err error) {
+	c.opts.observers.emit(ctx, Event{Kind: EventKind(e.Kind), Scheme: c.cfg.AuthScheme, Database: e.Database, API: e.API,
+		Cause: e.Cause, Start: e.Start, Duration: e.Duration, Expiry: e.Expiry}, err)
+}
+
 // errorCode is the code of err, never its message.
 func errorCode(err error) string {
 	var pe *pgconn.PgError
@@ -134,15 +140,6 @@ func errorCode(err error) string {
 		return "canceled"
 	}
 	return "unknown"
-}
-
-// httpStatusCause is "401" or "403" for a refused workspace token.
-func httpStatusCause(err error) string {
-	var ae *workspace.APIError
-	if errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
-		return strconv.Itoa(ae.StatusCode)
-	}
-	return "403"
 }
 
 // ConnectorStats are the connector's sessions now, for pool metrics on demand.

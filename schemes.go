@@ -1,18 +1,17 @@
 package lakebase
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/lakebase-go/lakebase/internal/pipeline"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/settings"
 	"github.com/lakebase-go/lakebase/workspace"
@@ -25,7 +24,7 @@ const AuthTokenSource AuthScheme = "TokenSource"
 // newLoginSource builds the login of the connector's AuthScheme: the fixed password,
 // or the token pipeline fed by the scheme's oauth2.TokenSource. It also returns the
 // person-login steps of the schemes that have a person to log in (nil otherwise).
-func (c *Connector) newLoginSource() (*tokenPipeline, *personLogin, error) {
+func (c *Connector) newLoginSource() (*pipeline.Pipeline, *personLogin, error) {
 	cfg := c.cfg
 	if cfg.AuthScheme == AuthPassword {
 		return nil, nil, nil // a native password: Connector.login hands it out
@@ -38,30 +37,30 @@ func (c *Connector) newLoginSource() (*tokenPipeline, *personLogin, error) {
 	// Every token scheme's login is a token pipeline: it keeps the host's metadata
 	// in its store, tells the observers, and answers the connector's questions about
 	// the database.
-	pipe := func(src oauth2.TokenSource, stored *oauth.Source) *tokenPipeline {
-		p := newTokenPipeline(cfg, c.logger, hc, c.workspaceOptions(workspace.Options{OnRetry: onRetry}), src, stored)
-		p.hostMeta, p.obs = c.hostMeta, c.opts.observers
-		c.hostMeta.Load, c.hostMeta.Save, c.hostMeta.Drop = p.loadHostMetadata, p.saveHostMetadata, p.dropHostMetadata
+	pipe := func(src oauth2.TokenSource, stored *oauth.Source, userIsClientID bool) *pipeline.Pipeline {
+		p := pipeline.New(cfg.pipelineConfig(userIsClientID), pipeline.Options{Log: c.logger, HTTP: hc,
+			Workspace: c.workspaceOptions(workspace.Options{OnRetry: onRetry}), Source: src, Stored: stored, HostMeta: c.hostMeta,
+			Emit: c.pipelineEvent, PropertyError: func(e *workspace.PropertyError) error {
+				return &ConfigError{Property: e.Property, Value: e.Value, Err: e.Err}
+			}})
 		c.database = p
 		return p
 	}
 
 	switch cfg.AuthScheme {
 	case AuthTokenSource:
-		return pipe(c.opts.tokenSource, nil), nil, nil
+		return pipe(c.opts.tokenSource, nil, false), nil, nil
 	case AuthDatabricksCLI:
-		return pipe(&oauth.CLISource{Workspace: cfg.DatabricksInstance, Profile: cfg.Profile}, nil), nil, nil
+		return pipe(&oauth.CLISource{Workspace: cfg.DatabricksInstance, Profile: cfg.Profile}, nil, false), nil, nil
 	case AuthAzureAD:
-		p := pipe(&oauth.EntraSource{HTTP: hc, Authority: cfg.AzureAuthorityHost, Tenant: cfg.AzureTenant,
-			ClientID: cfg.OAuthClientID, ClientSecret: cfg.OAuthClientSecret, Resource: AzureDatabricksResource}, nil)
-		p.userIsClientID = true
-		return p, nil, nil
+		return pipe(&oauth.EntraSource{HTTP: hc, Authority: cfg.AzureAuthorityHost, Tenant: cfg.AzureTenant,
+			ClientID: cfg.OAuthClientID, ClientSecret: cfg.OAuthClientSecret, Resource: AzureDatabricksResource}, nil, true), nil, nil
 	case AuthAzureMSI:
 		return pipe(&oauth.ManagedIdentitySource{HTTP: hc, Endpoint: cfg.AzureMSIEndpoint, ClientID: cfg.OAuthClientID,
-			Resource: AzureDatabricksResource}, nil), nil, nil
+			Resource: AzureDatabricksResource}, nil, false), nil, nil
 	case AuthOIDCFederation:
 		return pipe(&oauth.FederationSource{Client: c.tokenClient(onRetry), File: cfg.OIDCTokenFile, Env: cfg.OIDCTokenEnv,
-			Scope: cfg.Scope}, nil), nil, nil
+			Scope: cfg.Scope}, nil, false), nil, nil
 	case AuthOAuthClient, AuthOAuthPKCE:
 	default:
 		return nil, nil, &ConfigError{Property: "AuthScheme", Value: string(cfg.AuthScheme), Err: errors.New("is not supported")}
@@ -87,7 +86,7 @@ func (c *Connector) newLoginSource() (*tokenPipeline, *personLogin, error) {
 				slog.String("workspace", cfg.DatabricksInstance), slog.String("client_id", cfg.OAuthClientID))
 		},
 	}
-	p := pipe(src, src)
+	p := pipe(src, src, cfg.AuthScheme == AuthOAuthClient)
 	// Both schemes can log a person in with the login steps: OAuthPKCE as a public
 	// client (its own way to log in), OAuthClient as a confidential one (an app's web
 	// login with its client secret; the person's tokens are returned, and stored with
@@ -101,13 +100,20 @@ func (c *Connector) newLoginSource() (*tokenPipeline, *personLogin, error) {
 		person.pending = store
 	}
 	if cfg.AuthScheme == AuthOAuthClient {
-		p.userIsClientID = true
 		person.scope = DefaultPKCEScope // Scope is the client credentials' scope
 		return p, person, nil
 	}
 	src.Scheme = oauth.SchemePKCE
 	src.Login = person.browserLogin
 	return p, person, nil
+}
+
+// pipelineConfig is what the token pipeline needs of the configuration.
+func (c *Config) pipelineConfig(userIsClientID bool) pipeline.Config {
+	return pipeline.Config{Workspace: c.DatabricksInstance, Endpoint: c.Endpoint, Instance: c.Instance, Project: c.Project,
+		Branch: c.Branch, Server: c.Server, Port: c.Port, User: c.User, ClientID: c.OAuthClientID, UserIsClientID: userIsClientID,
+		ReadOnly: c.ReadOnly, Pooled: c.Pooled, VerifyFull: c.SSLMode == SSLVerifyFull, NoStore: c.InitiateOAuth == InitiateOff,
+		Timeout: c.Timeout, CredentialLifetime: c.CredentialLifetime, Claims: c.CredentialClaims}
 }
 
 // tokenClient is the one place the OAuth client of the workspace's OIDC server is
@@ -149,44 +155,14 @@ func (c *Connector) openStore() (settings.Store, error) {
 		return nil, &ConfigError{Property: "OAuthSettingsLocation", Value: loc, Err: err}
 	}
 	if c.cfg.AuthScheme == AuthOAuthClient {
-		return &fallbackStore{Store: st, log: c.logger}, nil
+		// When its file cannot be written (a read-only file system, say), tokens stay
+		// in memory and a warning is logged.
+		return settings.WithMemoryFallback(st, func(se *settings.SettingsFileError) {
+			c.logger.Warn("lakebase: OAuthSettingsLocation cannot be written; keeping tokens in memory",
+				slog.String("location", st.Location()), slog.String("error", se.Error()))
+		}), nil
 	}
 	return st, nil
-}
-
-// fallbackStore is the OAuthClient store: when its file cannot be written (a
-// read-only file system, say), tokens stay in memory and a warning is logged.
-type fallbackStore struct {
-	settings.Store
-	log  *slog.Logger
-	once sync.Once
-	mem  settings.Store
-	mu   sync.Mutex
-}
-
-// Unwrap returns the store it falls back from (settings.Exclusive locks that one).
-func (f *fallbackStore) Unwrap() settings.Store { return f.Store }
-
-func (f *fallbackStore) Update(ctx context.Context, fn func(*settings.Settings) (bool, error)) error {
-	f.mu.Lock()
-	mem := f.mem
-	f.mu.Unlock()
-	if mem != nil {
-		return mem.Update(ctx, fn)
-	}
-	err := f.Store.Update(ctx, fn)
-	var se *settings.SettingsFileError
-	if errors.As(err, &se) && se.Unwritable && !errors.Is(err, settings.ErrNoKeyring) { // a keyring asked for is never swapped silently
-		f.once.Do(func() {
-			f.log.Warn("lakebase: OAuthSettingsLocation cannot be written; keeping tokens in memory",
-				slog.String("location", f.Store.Location()), slog.String("error", se.Error()))
-			f.mu.Lock()
-			f.mem = settings.NewPrivateMemoryStore()
-			f.mu.Unlock()
-		})
-		return f.mem.Update(ctx, fn)
-	}
-	return err
 }
 
 // userAgentName is the auth/ part of the User-Agent, in the Databricks SDKs' words

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/lakebase-go/lakebase/internal/pipeline"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/settings"
 )
@@ -73,7 +74,7 @@ type personLogin struct {
 	client      *oauth.TokenClient
 	pending     settings.Store // where pending PKCE verifiers live
 	stored      *oauth.Source
-	pipeline    *tokenPipeline
+	pipeline    *pipeline.Pipeline
 	openBrowser func(string) error
 	stderr      io.Writer
 	scope       string // of a person's login
@@ -234,7 +235,7 @@ func (p *personLogin) adopt(ctx context.Context, tok *oauth2.Token) error {
 	if err := p.stored.Save(ctx, tok); err != nil {
 		return err
 	}
-	p.pipeline.adopt(tok)
+	p.pipeline.Adopt(tok)
 	return nil
 }
 

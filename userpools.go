@@ -2,10 +2,7 @@ package lakebase
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,8 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 
+	"github.com/lakebase-go/lakebase/internal/usertoken"
 	"github.com/lakebase-go/lakebase/workspace"
 )
 
@@ -61,10 +58,9 @@ type UserPools struct {
 
 	mu     sync.Mutex
 	pools  map[string]*userPool // by the person's user name
-	who    map[string]identity  // by the token's digest
 	closed bool
 
-	lookups singleflight.Group
+	ids     *usertoken.Identities // who each token proves
 	stop    chan struct{}
 	swept   chan struct{}
 	closing sync.WaitGroup  // pools being closed after an eviction
@@ -72,15 +68,10 @@ type UserPools struct {
 	end     context.CancelFunc
 }
 
-type identity struct {
-	user    string
-	expires time.Time // when the token expires (the cache entry with it)
-}
-
 // userPool is one person's pool.
 type userPool struct {
 	user   string
-	tokens *freshestToken
+	tokens *usertoken.Freshest
 	conn   *Connector
 	db     *sql.DB
 
@@ -106,9 +97,9 @@ func NewUserPools(base *Connector, opts UserPoolOptions) *UserPools {
 	if opts.SessionsPerUser <= 0 {
 		opts.SessionsPerUser = DefaultSessionsPerUser
 	}
-	u := &UserPools{base: base, opts: opts, pools: map[string]*userPool{}, who: map[string]identity{},
-		stop: make(chan struct{}), swept: make(chan struct{})}
+	u := &UserPools{base: base, opts: opts, pools: map[string]*userPool{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	u.done, u.end = context.WithCancel(context.Background())
+	u.ids = &usertoken.Identities{Me: u.me, Max: 4 * opts.MaxUsers, Stop: u.stop, Closed: ErrClosed}
 	go u.sweep()
 	return u
 }
@@ -201,7 +192,7 @@ func (u *UserPools) pool(ctx context.Context, token string) (*userPool, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: no token (a Databricks App forwards it in X-Forwarded-Access-Token when user authorization is on)", ErrUserToken)
 	}
-	if !tokenChars(token) {
+	if !usertoken.ValidChars(token) {
 		return nil, fmt.Errorf("%w: not a token (it holds characters no OAuth access token has)", ErrUserToken)
 	}
 	if !u.base.opened() {
@@ -213,16 +204,16 @@ func (u *UserPools) pool(ctx context.Context, token string) (*userPool, error) {
 	if closed {
 		return nil, ErrClosed
 	}
-	id, checked, err := u.identify(ctx, token, false)
+	id, checked, err := u.ids.Identify(ctx, token, false)
 	if err != nil {
 		return nil, err
 	}
-	tok := &oauth2.Token{AccessToken: token, TokenType: "Bearer", Expiry: id.expires}
-	if !checked && u.wouldTake(id.user, tok) {
+	tok := &oauth2.Token{AccessToken: token, TokenType: "Bearer", Expiry: id.Expires}
+	if !checked && u.wouldTake(id.User, tok) {
 		// A token that would take over the person's mints is asked about again, not
 		// taken on a remembered answer: a token revoked since (and replayed) must not
 		// displace the person's valid one.
-		if id, _, err = u.identify(ctx, token, true); err != nil {
+		if id, _, err = u.ids.Identify(ctx, token, true); err != nil {
 			return nil, err
 		}
 	}
@@ -232,17 +223,17 @@ func (u *UserPools) pool(ctx context.Context, token string) (*userPool, error) {
 		return nil, ErrClosed
 	}
 	now := time.Now()
-	if p := u.pools[id.user]; p != nil {
+	if p := u.pools[id.User]; p != nil {
 		p.lastUsed = now
-		p.tokens.offer(tok)
+		p.tokens.Offer(tok)
 		return p, nil
 	}
-	p, err := u.open(id.user, tok)
+	p, err := u.open(id.User, tok)
 	if err != nil {
 		return nil, err
 	}
 	p.lastUsed = now
-	u.pools[id.user] = p
+	u.pools[id.User] = p
 	u.base.opts.observers.emit(ctx, Event{Kind: EventUserPoolOpen, Scheme: AuthTokenSource, Start: now, Outcome: OutcomeOK}, nil)
 	for len(u.pools) > u.opts.MaxUsers {
 		u.evictLocked(ctx, "max_users")
@@ -255,112 +246,26 @@ func (u *UserPools) wouldTake(user string, tok *oauth2.Token) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	p := u.pools[user]
-	return p != nil && p.tokens.wouldTake(tok)
+	return p != nil && p.tokens.WouldTake(tok)
 }
 
-// tokenChars reports whether token holds only the characters of an OAuth bearer
-// token (RFC 6750's b64token, and '.' of a JWT): nothing that could end a header.
-func tokenChars(token string) bool {
-	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
-			return false
-		}
+// me asks the workspace who token belongs to (SCIM Me with the token), within
+// base's Timeout; Close ends it.
+func (u *UserPools) me(ctx context.Context, token string) (string, error) {
+	ctx, cancel := u.base.bounded(ctx)
+	defer cancel()
+	defer context.AfterFunc(u.done, cancel)()
+	ws := workspace.New(u.base.cfg.DatabricksInstance, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}),
+		u.base.opts.httpClient, u.base.workspaceOptions(workspace.Options{}))
+	name, err := ws.Me(ctx)
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden):
+		return "", fmt.Errorf("%w (HTTP %d): the token is expired, revoked or not a token of this workspace", ErrUserToken, ae.StatusCode)
+	case err != nil:
+		return "", fmt.Errorf("lakebase: finding who the person's token belongs to (SCIM Me): %w", err)
 	}
-	return true
-}
-
-// identify returns the person a token proves, from the workspace (SCIM Me with the
-// token), cached by the token's digest until the token expires; checked reports
-// that the workspace was asked now. recheck asks even when the answer is cached.
-// The wait ends with ctx (the lookup goes on for other callers) or Close.
-func (u *UserPools) identify(ctx context.Context, token string, recheck bool) (id identity, checked bool, err error) {
-	sum := sha256.Sum256([]byte(token))
-	key := string(sum[:])
-	now := time.Now()
-	u.mu.Lock()
-	id, ok := u.who[key]
-	u.mu.Unlock()
-	if ok && now.Before(id.expires) && !recheck {
-		return id, false, nil
-	}
-	exp := tokenExpiry(token, now)
-	if !now.Before(exp) {
-		return identity{}, false, fmt.Errorf("%w: it expired at %s; the person must sign in again", ErrUserToken, exp.UTC().Format(time.RFC3339))
-	}
-	flight := key
-	if recheck {
-		flight += "!"
-	}
-	ch := u.lookups.DoChan(flight, func() (any, error) {
-		ctx, cancel := u.base.bounded(context.WithoutCancel(ctx)) // not one caller's: shared
-		defer cancel()
-		defer context.AfterFunc(u.done, cancel)() // Close ends it
-		ws := workspace.New(u.base.cfg.DatabricksInstance, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: token}),
-			u.base.opts.httpClient, u.base.workspaceOptions(workspace.Options{}))
-		name, err := ws.Me(ctx)
-		if err != nil {
-			var ae *APIError
-			if errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
-				return nil, fmt.Errorf("%w (HTTP %d): the token is expired, revoked or not a token of this workspace", ErrUserToken, ae.StatusCode)
-			}
-			return nil, fmt.Errorf("lakebase: finding who the person's token belongs to (SCIM Me): %w", err)
-		}
-		if name == "" {
-			return nil, fmt.Errorf("%w: the workspace named no user for it", ErrUserToken)
-		}
-		return identity{user: name, expires: exp}, nil
-	})
-	var r singleflight.Result
-	select {
-	case r = <-ch:
-	case <-ctx.Done():
-		return identity{}, false, fmt.Errorf("lakebase: finding who the person's token belongs to (SCIM Me): %w", ctx.Err())
-	case <-u.stop:
-		return identity{}, false, ErrClosed
-	}
-	if r.Err != nil {
-		if errors.Is(r.Err, ErrUserToken) {
-			u.mu.Lock()
-			delete(u.who, key) // a token refused now is not remembered as anyone
-			u.mu.Unlock()
-		}
-		return identity{}, false, r.Err
-	}
-	id = r.Val.(identity)
-	u.mu.Lock()
-	for k, e := range u.who { // keep the cache to live tokens
-		if !now.Before(e.expires) {
-			delete(u.who, k)
-		}
-	}
-	for k := range u.who { // and bounded: a dropped entry costs one more SCIM Me
-		if len(u.who) < 4*u.opts.MaxUsers {
-			break
-		}
-		delete(u.who, k)
-	}
-	u.who[key] = id
-	u.mu.Unlock()
-	return id, true, nil
-}
-
-// tokenExpiry reads the exp of a JWT access token. It is used only to know how
-// long the workspace's answer about the token may be kept (the workspace checked
-// the token itself); an opaque token is kept for 5 minutes.
-func tokenExpiry(token string, now time.Time) time.Time {
-	parts := strings.Split(token, ".")
-	if len(parts) == 3 {
-		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
-			var c struct {
-				Exp float64 `json:"exp"`
-			}
-			if json.Unmarshal(b, &c) == nil && c.Exp > 0 {
-				return time.Unix(int64(c.Exp), 0)
-			}
-		}
-	}
-	return now.Add(5 * time.Minute)
+	return name, nil
 }
 
 // open makes a person's pool: a connector for base's database whose login is the
@@ -378,7 +283,7 @@ func (u *UserPools) open(user string, tok *oauth2.Token) (*userPool, error) {
 	if cfg.PoolMinSize != nil && *cfg.PoolMinSize > u.opts.SessionsPerUser {
 		cfg.PoolMinSize = &u.opts.SessionsPerUser
 	}
-	tokens := newFreshestToken(tok)
+	tokens := usertoken.NewFreshest(tok)
 	o := u.base.opts
 	o.tokenSource = tokens
 	if len(o.observers) > 0 {
@@ -479,71 +384,4 @@ func (n nameless) OnEvent(ctx context.Context, e Event) {
 	for _, o := range n {
 		o.OnEvent(ctx, e)
 	}
-}
-
-// freshestToken is a person's login: the newest valid token they presented. It
-// keeps the few newest, so that when the workspace refuses the newest (revoked
-// since it was presented), the next mint falls back to the one before it rather
-// than failing the person's requests.
-type freshestToken struct {
-	mu     sync.Mutex
-	tokens []*oauth2.Token // newest expiry first; at most keptTokens
-}
-
-// keptTokens is how many of a person's tokens a pool keeps to fall back on.
-const keptTokens = 4
-
-func newFreshestToken(t *oauth2.Token) *freshestToken {
-	return &freshestToken{tokens: []*oauth2.Token{t}}
-}
-
-// offer takes t when it outlives the current token (a tie keeps the current one);
-// an older token is kept behind it to fall back on.
-func (f *freshestToken) offer(t *oauth2.Token) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, have := range f.tokens {
-		if have.AccessToken == t.AccessToken {
-			return
-		}
-	}
-	i := 0
-	for i < len(f.tokens) && !t.Expiry.After(f.tokens[i].Expiry) {
-		i++
-	}
-	f.tokens = append(f.tokens[:i], append([]*oauth2.Token{t}, f.tokens[i:]...)...)
-	if len(f.tokens) > keptTokens {
-		f.tokens = f.tokens[:keptTokens]
-	}
-}
-
-// wouldTake reports whether offer would make t the token minted with.
-func (f *freshestToken) wouldTake(t *oauth2.Token) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.tokens) == 0 || f.tokens[0].AccessToken != t.AccessToken && t.Expiry.After(f.tokens[0].Expiry)
-}
-
-// TokenRefused drops a token the workspace refused; the next Token is the one
-// before it. (The connector's pipeline calls it on a 401 or 403.)
-func (f *freshestToken) TokenRefused(refused string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i, t := range f.tokens {
-		if t.AccessToken == refused {
-			f.tokens = append(f.tokens[:i], f.tokens[i+1:]...)
-			return
-		}
-	}
-}
-
-// Token returns the freshest token.
-func (f *freshestToken) Token() (*oauth2.Token, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.tokens) == 0 || !time.Now().Before(f.tokens[0].Expiry) {
-		return nil, fmt.Errorf("%w: every token this person presented has expired or was refused; they must sign in again", ErrUserToken)
-	}
-	t := *f.tokens[0]
-	return &t, nil
 }
