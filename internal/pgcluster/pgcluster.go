@@ -260,11 +260,8 @@ func (c *Cluster) start(ctx context.Context, bin, root string) error {
 	if reuse {
 		return c.restart(ctx, data)
 	}
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
-		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
-	initdb.SysProcAttr = runAsAttr(cred)
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return fmt.Errorf("pgcluster: initdb: %v\n%s", err, out)
+	if err := initdb(ctx, bin, data, cred); err != nil {
+		return err
 	}
 	// Over the socket, only peer logins of this OS user, mapped to postgres and to
 	// the roles CreateRole makes (pg_ident.conf); over TCP, passwords.
@@ -283,6 +280,38 @@ func (c *Cluster) start(ctx context.Context, bin, root string) error {
 	}
 
 	return c.launchOnFreePort(ctx, data)
+}
+
+// initdbTimeout bounds one initdb: it takes a second or two even on a loaded
+// machine, and one that has not finished in this long is stuck (an initdb was once
+// seen waiting for minutes with nothing to show), so it is killed and run again.
+const initdbTimeout = 2 * time.Minute
+
+// initdb makes the data directory data, as cred, trying up to three times when an
+// initdb is stuck; a failure that is initdb's own is returned at once.
+func initdb(ctx context.Context, bin, data string, cred *credential) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, initdbTimeout)
+		cmd := exec.CommandContext(actx, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres",
+			"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+		cmd.SysProcAttr = runAsAttr(cred)
+		cmd.WaitDelay = 5 * time.Second // a child left holding the output ends the wait too
+		out, runErr := cmd.CombinedOutput()
+		stuck := actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if runErr == nil {
+			return nil
+		}
+		err = fmt.Errorf("pgcluster: initdb: %v\n%s", runErr, out)
+		if !stuck {
+			return err
+		}
+		if rerr := os.RemoveAll(data); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return fmt.Errorf("%w (did not finish in %v, three times)", err, initdbTimeout)
 }
 
 func (c *Cluster) launchOnFreePort(ctx context.Context, data string) error {
