@@ -3,7 +3,6 @@ package lakebase
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -260,7 +259,7 @@ func (c *Config) setDefaults() error {
 	}
 	c.Project = strings.TrimPrefix(c.Project, "projects/")
 	if c.DatabricksInstance != "" {
-		u, err := normalizeWorkspace(c.DatabricksInstance)
+		u, err := httpx.NormalizeWorkspace(c.DatabricksInstance)
 		if err != nil {
 			return &ConfigError{Property: "DatabricksInstance", Value: c.DatabricksInstance, Err: err}
 		}
@@ -418,15 +417,10 @@ func (c *Config) validate() error {
 		{"OAuthAuthorizationURL", c.OAuthAuthorizationURL},
 		{"OAuthAccessTokenURL", c.OAuthAccessTokenURL},
 	} {
-		if p.v == "" {
-			continue
-		}
-		u, err := url.Parse(p.v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return &ConfigError{Property: p.name, Value: p.v, Err: fmt.Errorf("must be an absolute http(s) URL")}
-		}
-		if p.name != "CallbackURL" && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-			return &ConfigError{Property: p.name, Value: p.v, Err: fmt.Errorf("must use https (http only for loopback hosts)")}
+		if p.v != "" {
+			if err := checkHTTPS(p.name, p.v, p.name == "CallbackURL", false); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -440,7 +434,7 @@ func (c *Config) validate() error {
 		}
 		switch c.SSLMode {
 		case SSLDisable, SSLAllow, SSLPrefer:
-			if !isLoopbackHost(c.Server) {
+			if !httpx.IsLoopbackHost(c.Server) {
 				return &ConfigError{Property: "SSLMode", Value: string(c.SSLMode), Err: fmt.Errorf("%s is allowed only for loopback servers; Lakebase accepts TLS connections only (use require, verify-ca or verify-full)", c.SSLMode)}
 			}
 		}
@@ -460,17 +454,15 @@ func (c *Config) validate() error {
 		if c.Branch != "" && c.Project == "" {
 			return &ConfigError{Property: "Branch", Err: fmt.Errorf("needs Project (or a full path projects/<p>/branches/<b>)")}
 		}
-		if !validResourceID(c.Project) || !validResourceID(c.Branch) {
-			prop, v := "Project", c.Project
-			if !validResourceID(c.Branch) {
-				prop, v = "Branch", c.Branch
+		for _, p := range []struct{ name, id string }{{"Branch", c.Branch}, {"Project", c.Project}} {
+			if p.id != "" && !workspace.ValidResourceID(p.id) {
+				return &ConfigError{Property: p.name, Value: p.id, Err: fmt.Errorf("must be an id (1-63 lowercase letters, digits and hyphens, starting with a letter) or a full resource path")}
 			}
-			return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an id (1-63 lowercase letters, digits and hyphens, starting with a letter) or a full resource path")}
 		}
 		if c.Instance != "" && !workspace.ValidInstanceName(c.Instance) {
 			return &ConfigError{Property: "Instance", Value: c.Instance, Err: fmt.Errorf("must be an instance name (letters, digits and hyphens)")}
 		}
-		if c.Endpoint != "" && !validEndpointPath(c.Endpoint) {
+		if _, err := workspace.ParseEndpoint(c.Endpoint); c.Endpoint != "" && err != nil {
 			return &ConfigError{Property: "Endpoint", Value: c.Endpoint, Err: fmt.Errorf("must look like projects/<project>/branches/<branch>/endpoints/<endpoint>, each id 1-63 lowercase letters, digits and hyphens starting with a letter")}
 		}
 	}
@@ -482,11 +474,11 @@ func (c *Config) validate() error {
 		if c.OAuthClientID == "" || c.OAuthClientSecret == "" {
 			return &ConfigError{Property: "OAuthClientSecret", Err: fmt.Errorf("and OAuthClientId are required with AuthScheme=AzureAD (the app registration's client id and secret)")}
 		}
-		if err := checkHTTPS("AzureAuthorityHost", c.AzureAuthorityHost, false); err != nil {
+		if err := checkHTTPS("AzureAuthorityHost", c.AzureAuthorityHost, false, false); err != nil {
 			return err
 		}
 	case AuthAzureMSI:
-		if err := checkHTTPS("AzureMSIEndpoint", c.AzureMSIEndpoint, true); err != nil {
+		if err := checkHTTPS("AzureMSIEndpoint", c.AzureMSIEndpoint, false, true); err != nil {
 			return err
 		}
 	case AuthOIDCFederation:
@@ -528,59 +520,15 @@ func (c *Config) refuseInsecureSSL() error {
 	return nil
 }
 
-// checkHTTPS accepts an https URL, or http for loopback hosts (and for the link-local
-// instance metadata address when imds is set).
-func checkHTTPS(prop, v string, imds bool) error {
-	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must be an absolute http(s) URL")}
-	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) && !(imds && u.Hostname() == "169.254.169.254") {
-		return &ConfigError{Property: prop, Value: v, Err: fmt.Errorf("must use https (http only for loopback hosts)")}
+// checkHTTPS refuses a URL property that is not https (httpx.CheckURL: http for
+// loopback hosts, for any host with anyHTTP, for the instance metadata address with
+// imds).
+func checkHTTPS(prop, v string, anyHTTP, imds bool) error {
+	if err := httpx.CheckURL(v, anyHTTP, imds); err != nil {
+		return &ConfigError{Property: prop, Value: v, Err: err}
 	}
 	return nil
 }
-
-// validResourceID accepts "" or a Lakebase resource id.
-// validResourceID reports whether id is empty or follows the service's rule for
-// project and branch ids (1-63 lowercase letters, digits and hyphens, starting
-// with a letter).
-func validResourceID(id string) bool { return id == "" || workspace.ValidResourceID(id) }
-
-// validEndpointPath reports whether p is projects/<p>/branches/<b>/endpoints/<e>
-// with every id following the service's rule.
-func validEndpointPath(p string) bool {
-	_, err := workspace.ParseEndpoint(p)
-	return err == nil
-}
-
-// normalizeWorkspace turns "dbc-1.cloud.databricks.com" or "https://dbc-1.cloud.databricks.com/"
-// into "https://dbc-1.cloud.databricks.com". http:// is allowed only for loopback hosts.
-func normalizeWorkspace(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if !strings.Contains(s, "://") {
-		s = "https://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("must be a workspace host or URL, e.g. dbc-1234.cloud.databricks.com")
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopbackHost(u.Hostname()) {
-			return "", fmt.Errorf("must use https (http:// is allowed only for loopback hosts)")
-		}
-	default:
-		return "", fmt.Errorf("must use https")
-	}
-	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
-		return "", fmt.Errorf("must be a bare workspace URL with no path, query or user")
-	}
-	return u.Scheme + "://" + strings.ToLower(u.Host), nil
-}
-
-func isLoopbackHost(h string) bool { return httpx.IsLoopbackHost(h) }
 
 func (c *Config) clone() *Config {
 	n := *c

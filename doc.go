@@ -46,10 +46,8 @@
 //
 // # Packages
 //
-// The root holds the driver; package workspace is the Databricks workspace REST
-// API, package oauth the OAuth token sources, package settings the settings store,
-// package storedproc the EXEC grammar, and package lakebasetest the emulator. The
-// import graph points one way: the root imports them; workspace, oauth, settings
-// and storedproc never import the root (CONTRIBUTING.md lists what each may not
-// import).
+// The root holds the driver and its wiring, internal/pipeline the token pipeline;
+// package workspace is the Databricks workspace REST API, oauth the token sources,
+// settings the settings store, storedproc the EXEC grammar, lakebasetest the
+// emulator. None of them imports the root (CONTRIBUTING.md lists the rooms).
 package lakebase

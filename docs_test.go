@@ -46,7 +46,7 @@ func docConnectionStrings(page string) []docDSN {
 	whole := true
 	add := func(s string) {
 		s = strings.TrimSpace(s)
-		if m := dsnStart.FindStringSubmatch(s); m != nil && propByKey[normalizeKey(m[1])] != nil && canonicalName(m[1]) == m[1] {
+		if m := dsnStart.FindStringSubmatch(s); m != nil && isProperty(m[1]) && canonicalName(m[1]) == m[1] {
 			found = append(found, docDSN{s, whole && strings.Contains(s, "AuthScheme=")})
 		}
 	}
@@ -198,4 +198,10 @@ func TestDocs_EveryLinkLeadsSomewhere(t *testing.T) {
 			}
 		}
 	}
+}
+
+// isProperty reports whether name is a property's name or alias.
+func isProperty(name string) bool {
+	_, ok := props.Lookup(name)
+	return ok
 }

@@ -15,11 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/lakebase-go/lakebase/internal/connstr"
-	"github.com/lakebase-go/lakebase/internal/textdist"
 )
 
 // ParseDSN parses a CData-style connection string ("Name=Value;Name=Value"), or the
@@ -111,8 +109,8 @@ func parseDSNNoValidate(dsn string) (c *Config, given map[string]bool, err error
 
 // canonicalName is the canonical spelling of a known property name.
 func canonicalName(name string) string {
-	if p, ok := propByKey[normalizeKey(name)]; ok {
-		return p.name
+	if p, ok := props.Lookup(name); ok {
+		return p.Name
 	}
 	return name
 }
@@ -140,17 +138,14 @@ func clearlyPropertyName(seg string) (string, bool) {
 			return "", false
 		}
 	}
-	key := normalizeKey(seg)
-	if p, ok := propByKey[key]; ok {
-		return p.name, true
+	if p, ok := props.Lookup(seg); ok {
+		return p.Name, true
 	}
-	if n, ok := ignoredByKey[key]; ok {
+	if n, ok := props.Ignored(seg); ok {
 		return n, true
 	}
-	for i := range properties {
-		if textdist.Levenshtein(key, normalizeKey(properties[i].name)) <= 2 {
-			return seg, true
-		}
+	if props.Near(seg) {
+		return seg, true
 	}
 	return "", false
 }
@@ -189,16 +184,8 @@ func (c Config) Format(f fmt.State, verb rune) {
 // LogValue implements slog.LogValuer: secrets are redacted.
 func (c Config) LogValue() slog.Value {
 	var attrs []slog.Attr
-	for i := range properties {
-		p := &properties[i]
-		v := p.get(&c)
-		if v == "" {
-			continue
-		}
-		if p.secret {
-			v = redacted
-		}
-		attrs = append(attrs, slog.String(p.name, v))
+	for _, p := range props.Pairs(&c, redacted, nil) {
+		attrs = append(attrs, slog.String(p.Name, p.Value))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -208,33 +195,9 @@ func (c Config) LogValue() slog.Value {
 func (c *Config) FormatDSN() string { return c.format(false) }
 
 func (c *Config) format(redact bool) string {
-	var b strings.Builder
-	for i := range properties {
-		p := &properties[i]
-		v := p.get(c)
-		if v == "" {
-			continue
-		}
-		if p.secret && redact {
-			v = redacted
-		}
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(p.name)
-		b.WriteByte('=')
-		b.WriteString(QuoteDSNValue(v))
+	mask := ""
+	if redact {
+		mask = redacted
 	}
-	names := make([]string, 0, len(c.Ignored))
-	for n := range c.Ignored {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(n + "=" + QuoteDSNValue(c.Ignored[n]))
-	}
-	return b.String()
+	return connstr.Format(props.Pairs(c, mask, c.Ignored))
 }

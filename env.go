@@ -28,7 +28,7 @@ import (
 // passed to NewConnectorFromConfig takes nothing from the environment.
 
 // The variables and profile keys of each property are in the property table
-// (property.pgEnv, env, profile); these lists are drawn from it, in its order.
+// (connstr.Prop PgEnv, Env, Profile); these lists are drawn from it, in its order.
 var pgEnv, databricksEnv, profileKeys = environmentSources()
 
 type envSource struct{ env, prop string }
@@ -37,14 +37,14 @@ type profileSource struct{ key, prop string }
 
 func environmentSources() (pg, databricks []envSource, profileKeys []profileSource) {
 	for _, p := range properties {
-		if p.pgEnv != "" {
-			pg = append(pg, envSource{p.pgEnv, p.name})
+		if p.PgEnv != "" {
+			pg = append(pg, envSource{p.PgEnv, p.Name})
 		}
-		if p.env != "" {
-			databricks = append(databricks, envSource{p.env, p.name})
+		if p.Env != "" {
+			databricks = append(databricks, envSource{p.Env, p.Name})
 		}
-		if p.profile != "" {
-			profileKeys = append(profileKeys, profileSource{p.profile, p.name})
+		if p.Profile != "" {
+			profileKeys = append(profileKeys, profileSource{p.Profile, p.Name})
 		}
 	}
 	return pg, databricks, profileKeys

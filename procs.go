@@ -1,6 +1,7 @@
 package lakebase
 
 import (
+	"cmp"
 	"context"
 	"database/sql/driver"
 	"errors"
@@ -75,7 +76,7 @@ func (c *Connector) runStep(ctx context.Context, p *storedproc.Procedure, in map
 	case storedproc.GetOAuthAccessToken:
 		var tok *oauth2.Token
 		var err error
-		switch mode := strings.ToUpper(orDefault(in["AuthMode"], "WEB")); mode {
+		switch mode := strings.ToUpper(cmp.Or(in["AuthMode"], "WEB")); mode {
 		case "APP":
 			tok, err = c.BrowserLogin(ctx)
 		case "WEB":

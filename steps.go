@@ -1,6 +1,7 @@
 package lakebase
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -99,9 +100,9 @@ func (c *Connector) AuthorizationURL(ctx context.Context, req AuthorizationReque
 	}
 	ctx, cancel := c.bounded(ctx)
 	defer cancel()
-	callback := orDefault(req.CallbackURL, orDefault(p.cfg.CallbackURL, DefaultCallbackURL))
-	scope := orDefault(req.Scope, p.scope)
-	state := orDefault(req.State, oauth.NewState())
+	callback := cmp.Or(req.CallbackURL, cmp.Or(p.cfg.CallbackURL, DefaultCallbackURL))
+	scope := cmp.Or(req.Scope, p.scope)
+	state := cmp.Or(req.State, oauth.NewState())
 	verifier := oauth.NewVerifier()
 	u, err := p.client.AuthCodeURL(ctx, callback, scope, state, verifier)
 	if err != nil {
@@ -153,9 +154,9 @@ func (c *Connector) ExchangeCode(ctx context.Context, ex CodeExchange) (*oauth2.
 			return nil, &InputError{Input: "State", Msg: fmt.Sprintf("names no pending authorization in %s: it is unknown, already used, or older than %v; start again with AuthorizationURL (EXEC GetOAuthAuthorizationURL)", p.pending.Location(), settings.PendingTTL)}
 		}
 		verifier = pend.Verifier
-		callback = orDefault(callback, pend.CallbackURL)
+		callback = cmp.Or(callback, pend.CallbackURL)
 	}
-	callback = orDefault(callback, orDefault(p.cfg.CallbackURL, DefaultCallbackURL))
+	callback = cmp.Or(callback, cmp.Or(p.cfg.CallbackURL, DefaultCallbackURL))
 	tok, err := p.client.Exchange(ctx, ex.Code, verifier, callback)
 	if err != nil {
 		return nil, err
@@ -237,11 +238,4 @@ func (p *personLogin) adopt(ctx context.Context, tok *oauth2.Token) error {
 	}
 	p.pipeline.Adopt(tok)
 	return nil
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

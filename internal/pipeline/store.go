@@ -36,13 +36,7 @@ func (p *Pipeline) exclusive(ctx context.Context, name string, fn func() error) 
 // recall reads the store (when the pipeline keeps things there); a store that
 // cannot be read only costs the requests it would have saved.
 func (p *Pipeline) recall(ctx context.Context, fn func(*settings.Settings)) {
-	if !p.stores() {
-		return
-	}
-	start := time.Now()
-	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return false, nil })
-	p.emit(ctx, Event{Kind: EventStoreRead, Start: start, Duration: time.Since(start)}, err)
-	if err != nil {
+	if err := p.update(ctx, false, fn); err != nil {
 		p.log.Debug("lakebase: the settings store could not be read for a warm start", slog.String("error", err.Error()))
 	}
 }
@@ -50,15 +44,24 @@ func (p *Pipeline) recall(ctx context.Context, fn func(*settings.Settings)) {
 // remember writes to the store (when the pipeline keeps things there); a failure is
 // logged, never fatal to the login.
 func (p *Pipeline) remember(ctx context.Context, fn func(*settings.Settings)) {
-	if !p.stores() {
-		return
-	}
-	start := time.Now()
-	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return true, nil })
-	p.emit(ctx, Event{Kind: EventStoreWrite, Start: start, Duration: time.Since(start)}, err)
-	if err != nil {
+	if err := p.update(ctx, true, fn); err != nil {
 		p.log.Warn("lakebase: could not keep the credential in the settings store", slog.String("error", err.Error()))
 	}
+}
+
+// update runs fn on the store, writing what it changed when write is set, and
+// tells the observers.
+func (p *Pipeline) update(ctx context.Context, write bool, fn func(*settings.Settings)) error {
+	if !p.stores() {
+		return nil
+	}
+	start, kind := time.Now(), EventStoreRead
+	if write {
+		kind = EventStoreWrite
+	}
+	err := p.stored.Store.Update(ctx, func(st *settings.Settings) (bool, error) { fn(st); return write, nil })
+	p.emit(ctx, Event{Kind: kind, Start: start, Duration: time.Since(start)}, err)
+	return err
 }
 
 // ofCurrentLogin reports whether something stored with login belongs to the login
