@@ -67,6 +67,9 @@ func discoveryConfig(dsn string) (*Config, error) {
 	if !oauth.SecureURL(c.LoginHost) {
 		return nil, &ConfigError{Property: "LoginHost", Value: c.LoginHost, Err: errors.New("must be an https URL (http only for loopback hosts)")}
 	}
+	if err := oauth.CheckLoginHost(c.LoginHost); err != nil {
+		return nil, &ConfigError{Property: "LoginHost", Value: c.LoginHost, Err: err}
+	}
 	c.personDefaults()
 	return c, nil
 }

@@ -354,6 +354,80 @@ func TestDiscoveryLogin_RefusesIssuerOutsideDatabricksDomains(t *testing.T) {
 	}
 }
 
+// The same attack on a private deployment whose LoginHost's parent is a public
+// suffix (co.uk, github.io: anyone may register a name under it): the callback's
+// iss names an attacker's host under that suffix. It is refused before any request
+// (desktop and headless), and a LoginHost that is itself a public suffix is refused
+// before a login starts, naming LoginHost. A workspace under the login host's own
+// name is where the code goes.
+func TestDiscoveryLogin_RefusesIssuerUnderAPublicSuffix(t *testing.T) {
+	for _, c := range []struct{ loginHost, iss string }{
+		{"https://login.co.uk", "https://attacker.co.uk/oidc"},
+		{"https://login.co.uk", "https://ws.attacker.co.uk/oidc"},
+		{"https://ws.github.io", "https://evil.github.io/oidc"},
+		{"https://login.co.uk", "https://ws.login.co.uk/oidc"}, // the control: this one is allowed
+	} {
+		for _, headless := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%s/headless=%v", c.loginHost, c.iss, headless), func(t *testing.T) {
+				store := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+				rec := &recordingTransport{}
+				opts := []lakebase.Option{lakebase.WithHTTPClient(&http.Client{Transport: rec}), lakebase.WithStderr(&strings.Builder{})}
+				dsn := fmt.Sprintf("LoginHost=%s;CallbackURL=%s;OAuthSettingsLocation=%s", c.loginHost, freeCallback(t), store)
+				var err error
+				if headless {
+					a, aerr := lakebase.NewDiscoveryAuthorization(dsn)
+					if aerr != nil {
+						t.Fatal(aerr)
+					}
+					final := a.CallbackURL + "?" + url.Values{"code": {"forged-code"}, "state": {a.State}, "iss": {c.iss}}.Encode()
+					_, err = lakebase.FinishDiscoveryLogin(context.Background(), dsn, a, final, opts...)
+				} else {
+					_, err = lakebase.DiscoveryLogin(context.Background(), dsn, append(opts, lakebase.WithBrowserOpener(func(u string) error {
+						go forgeCallback(t, u, c.iss)
+						return nil
+					}))...)
+				}
+				got := rec.requests()
+				if c.iss == "https://ws.login.co.uk/oidc" {
+					if err == nil || errors.Is(err, lakebase.ErrUntrustedIssuer) {
+						t.Fatalf("the allowed workspace: %v", err)
+					}
+					if len(got) != 1 || got[0] != "POST ws.login.co.uk/oidc/v1/token" {
+						t.Fatalf("the allowed workspace got %q", got)
+					}
+					return
+				}
+				refusedNamingTheIssuer(t, err, c.iss)
+				if lh := strings.TrimPrefix(c.loginHost, "https://"); !strings.Contains(err.Error(), lh) {
+					t.Fatalf("the refusal does not name LoginHost %s: %v", lh, err)
+				}
+				if len(got) != 0 {
+					t.Fatalf("requests were sent: %q", got)
+				}
+				noStoredLogin(t, store)
+			})
+		}
+	}
+	for _, lh := range []string{"https://co.uk", "https://github.io", "https://10.0.0.5"} {
+		dsn := "LoginHost=" + lh + ";CallbackURL=" + freeCallback(t)
+		_, err := lakebase.NewDiscoveryAuthorization(dsn)
+		var ce *lakebase.ConfigError
+		if !errors.As(err, &ce) || ce.Property != "LoginHost" || !strings.Contains(err.Error(), strings.TrimPrefix(lh, "https://")) {
+			t.Errorf("NewDiscoveryAuthorization with LoginHost %s: %v", lh, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err = lakebase.DiscoveryLogin(ctx, dsn, lakebase.WithStderr(&strings.Builder{}), lakebase.WithBrowserOpener(func(string) error {
+			t.Errorf("a login through LoginHost %s was started", lh)
+			cancel()
+			return nil
+		}))
+		cancel()
+		if !errors.As(err, &ce) || ce.Property != "LoginHost" {
+			t.Errorf("DiscoveryLogin with LoginHost %s: %v", lh, err)
+		}
+	}
+}
+
 // The person sees the workspace the login host named before any token is stored:
 // the login prints it, and WithConfirmWorkspace is asked before the code is
 // redeemed; a refusal there ends the login with nothing redeemed or stored

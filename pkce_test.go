@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,13 +287,25 @@ func TestOAuthPKCE_DesktopFlowInHeadlessChromium(t *testing.T) {
 	currentUser(t, db2)
 }
 
+// freshMemoryStore names a memory store no other test, and no other run of this
+// test (go test -count=N), has used: a memory:// store lives as long as the
+// process, so a fixed name would hand a later run the login of an earlier one.
+func freshMemoryStore(t *testing.T) string {
+	return fmt.Sprintf("memory://%s-%d", t.Name(), memoryStores.Add(1))
+}
+
+var memoryStores atomic.Int64
+
 // A forged callback (wrong state) is refused with an error page and does not end
-// the login: the real callback that follows completes it.
+// the login: the real callback that follows completes it. Each run starts with
+// empty stores, so the browser login runs every time (-count=N).
 func TestOAuthPKCE_DesktopFlowRefusesWrongStateAndTimesOut(t *testing.T) {
 	needServers(t)
 	callback := fmt.Sprintf("http://localhost:%d", freeLoopbackPort(t))
 	forged := make(chan int, 1)
+	var opened atomic.Bool
 	forgeThenApprove := func(u string) error {
+		opened.Store(true)
 		go func() {
 			resp, err := http.Get(callback + "/?code=forged&state=not-the-state")
 			if err != nil {
@@ -309,15 +322,18 @@ func TestOAuthPKCE_DesktopFlowRefusesWrongStateAndTimesOut(t *testing.T) {
 		}()
 		return nil
 	}
-	db, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation=memory://forged"),
+	db, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation="+freshMemoryStore(t)),
 		lakebase.WithBrowserOpener(forgeThenApprove), lakebase.WithStderr(&strings.Builder{}))
 	if err := db.Ping(); err != nil {
 		t.Fatalf("login after a forged callback: %v", err)
 	}
+	if !opened.Load() {
+		t.Fatal("the login needed no browser: its store already held a login")
+	}
 	if code := <-forged; code != http.StatusBadRequest {
 		t.Fatalf("the forged callback got HTTP %d, want 400", code)
 	}
-	db2, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation=memory://timeout", "Timeout=1"),
+	db2, _ := newDB(t, emu.OAuthPKCEDSN("InitiateOAuth=GETANDREFRESH", "CallbackURL="+callback, "OAuthSettingsLocation="+freshMemoryStore(t), "Timeout=1"),
 		lakebase.WithBrowserOpener(func(string) error { return nil }), lakebase.WithStderr(&strings.Builder{}))
 	start := time.Now()
 	if err := db2.Ping(); err == nil || !strings.Contains(err.Error(), "within Timeout=1s") {

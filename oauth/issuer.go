@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/lakebase-go/lakebase/internal/httpx"
+	"golang.org/x/net/publicsuffix"
 )
 
 // ErrUntrustedIssuer is matched (errors.Is) by an IssuerError: the callback of a
@@ -72,8 +73,13 @@ var databricksClouds = [][]string{
 //     sovereign cloud's login host (databricks.us, databricks.azure.us,
 //     databricks.azure.cn), and, for a login host outside the Databricks zones (a
 //     private deployment), under the login host's parent domain
-//     (login.example.com allows *.example.com), or the login host's own name when
-//     its parent is a top-level domain.
+//     (login.example.com allows *.example.com) when that parent is a registrable
+//     domain, or else under the login host's own name: a public suffix (a
+//     top-level domain, co.uk, github.io: the Public Suffix List's ICANN and
+//     private rules), under which anyone may register a name, is never a zone
+//     (login.co.uk allows login.co.uk and *.login.co.uk, never attacker.co.uk). A
+//     login host that is itself a public suffix, or an IP address, allows no
+//     issuer (CheckLoginHost says so before a login starts).
 //
 // A refusal is an *IssuerError (errors.Is ErrUntrustedIssuer).
 func CheckIssuer(loginHost, iss string) (string, error) {
@@ -121,31 +127,75 @@ func CheckIssuer(loginHost, iss string) (string, error) {
 	case !dnsName(host):
 		return refuse("is not a DNS name")
 	}
-	zones := issuerZones(lhost)
+	zones, why := issuerZones(lhost)
+	if zones == nil {
+		return refuse("cannot be checked: " + why)
+	}
 	for _, z := range zones {
 		if host == z || strings.HasSuffix(host, "."+z) {
 			return "https://" + host, nil
 		}
 	}
-	return refuse("is outside the login host's domains (" + strings.Join(zones, ", ") + ")")
+	return refuse("is outside the login host's domains (" + strings.Join(zones, ", ") + why + ")")
+}
+
+// CheckLoginHost reports whether a host-agnostic login may start at loginHost:
+// an https URL (http only for a loopback host) whose host is a loopback host or a
+// DNS name with a workspace zone, that is, not an IP address and not a public
+// suffix (co.uk, github.io), under which the workspaces of unrelated owners live.
+// The error is a sentence naming the login host and what to set, without the
+// "lakebase:" prefix, so that it can follow a property name.
+func CheckLoginHost(loginHost string) error {
+	lh, err := url.Parse(loginHost)
+	if err != nil || lh.Host == "" || !SecureURL(loginHost) {
+		return errors.New("LoginHost must be an https URL (http only for loopback hosts)")
+	}
+	host := strings.ToLower(lh.Hostname())
+	if httpx.IsLoopbackHost(host) {
+		return nil
+	}
+	if zones, why := issuerZones(host); zones == nil {
+		return errors.New(why + "; set LoginHost to the deployment's own login host (for example https://login.example.com)")
+	}
+	return nil
 }
 
 // issuerZones are the DNS zones an issuer of loginHost (a host name, not
-// loopback) must be in.
-func issuerZones(loginHost string) []string {
+// loopback) must be in. With none (nil), why says which LoginHost is refused and
+// why; otherwise why is "" or a note on a public-suffix parent for an error.
+func issuerZones(loginHost string) (zones []string, why string) {
 	for _, cloud := range databricksClouds {
 		for _, z := range cloud {
 			if loginHost == z || strings.HasSuffix(loginHost, "."+z) {
-				return cloud
+				return cloud, ""
 			}
 		}
 	}
-	// A private deployment: the login host's parent domain, unless that is a
-	// top-level domain.
-	if i := strings.IndexByte(loginHost, '.'); i > 0 && strings.Contains(loginHost[i+1:], ".") {
-		return []string{loginHost[i+1:]}
+	// A private deployment: the login host's parent domain when someone owns it
+	// (it is not a public suffix), else the login host's own name when someone
+	// owns that; never a public suffix, under which anyone may register a name.
+	if net.ParseIP(strings.Trim(loginHost, "[]")) != nil {
+		return nil, fmt.Sprintf("LoginHost %s is an IP address, which names no workspace domain", loginHost)
 	}
-	return []string{loginHost}
+	if i := strings.IndexByte(loginHost, '.'); i > 0 && registrable(loginHost[i+1:]) {
+		return []string{loginHost[i+1:]}, ""
+	}
+	if !registrable(loginHost) {
+		return nil, fmt.Sprintf("LoginHost %s is a public suffix (names under it belong to unrelated owners)", loginHost)
+	}
+	why = ""
+	if i := strings.IndexByte(loginHost, '.'); i > 0 {
+		why = "; " + loginHost[i+1:] + " is a public suffix, so LoginHost " + loginHost + " allows only itself and the names under it"
+	}
+	return []string{loginHost}, why
+}
+
+// registrable reports whether domain is a registrable domain or a name under
+// one: it is not a public suffix by the Public Suffix List's ICANN or private
+// rules (nor a bare top-level domain, which the list's default rule makes one).
+func registrable(domain string) bool {
+	_, err := publicsuffix.EffectiveTLDPlusOne(domain)
+	return err == nil
 }
 
 // issuerPath reports whether p is a workspace's OIDC path: /oidc, or the
@@ -205,7 +255,8 @@ func issuerHostOf(iss string) string {
 // in the DNS zones of the workspace's cloud, by the domain rule CheckIssuer
 // applies to issuers: under databricks.com or azuredatabricks.net for a workspace
 // under either, under the sovereign cloud's zone for a sovereign workspace, under
-// the workspace's parent domain for a private deployment; a loopback host only for
+// the workspace's parent domain for a private deployment (its own name when the
+// parent is a public suffix; none when the workspace is one); a loopback host only for
 // a loopback workspace (a local emulator). Lakebase's Postgres hosts are in their
 // workspace's cloud; the root package uses this to decide whether a host read back
 // from the settings store may be used with SSLMode=verify-full without asking the
@@ -226,7 +277,8 @@ func InWorkspaceCloud(workspace, host string) bool {
 	if net.ParseIP(host) != nil || httpx.IsLoopbackHost(host) || !dnsName(host) {
 		return false
 	}
-	for _, z := range issuerZones(wh) {
+	zones, _ := issuerZones(wh)
+	for _, z := range zones {
 		if host == z || strings.HasSuffix(host, "."+z) {
 			return true
 		}

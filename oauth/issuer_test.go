@@ -230,3 +230,89 @@ func TestSameOrigin_SchemeHostAndPort(t *testing.T) {
 		}
 	}
 }
+
+// A private deployment's login host whose parent domain is a public suffix (an
+// ICANN one such as co.uk, or a private one such as github.io, where anyone may
+// register a name) does not make every name under that suffix a workspace: a
+// callback naming an attacker's host under the suffix is refused (so the code and
+// the PKCE verifier go nowhere), and so is every issuer of a login host that is
+// itself a public suffix. The error names the login host.
+func TestCheckIssuer_PublicSuffixParentIsNoWorkspaceZone(t *testing.T) {
+	srv, hits := trap(t)
+	for _, c := range []struct {
+		loginHost, iss, want string // want "" = refused
+	}{
+		{"https://login.co.uk", "https://attacker.co.uk/oidc", ""},
+		{"https://login.co.uk", "https://ws.attacker.co.uk/oidc", ""},
+		{"https://login.co.uk", "https://co.uk/oidc", ""},
+		{"https://login.co.uk", "https://ws.login.co.uk/oidc", "https://ws.login.co.uk"},
+		{"https://login.co.uk", "https://login.co.uk/oidc", "https://login.co.uk"},
+		{"https://ws.github.io", "https://evil.github.io/oidc", ""},
+		{"https://ws.github.io", "https://github.io/oidc", ""},
+		{"https://ws.github.io", "https://a.ws.github.io/oidc", "https://a.ws.github.io"},
+		{"https://login.herokuapp.com", "https://evil.herokuapp.com/oidc", ""},
+		{"https://login.s3.amazonaws.com", "https://evil.s3.amazonaws.com/oidc", ""},
+		{"https://login.pvt.k12.ma.us", "https://evil.pvt.k12.ma.us/oidc", ""},
+		{"https://co.uk", "https://attacker.co.uk/oidc", ""},
+		{"https://co.uk", "https://co.uk/oidc", ""},
+		{"https://github.io", "https://evil.github.io/oidc", ""},
+		// A registrable parent still allows its names.
+		{"https://login.corp.co.uk", "https://ws.corp.co.uk/oidc", "https://ws.corp.co.uk"},
+		{"https://login.corp.co.uk", "https://attacker.co.uk/oidc", ""},
+		{"https://login.corp.example.com", "https://ws.corp.example.com/oidc", "https://ws.corp.example.com"},
+		{"https://login.corp.example.com", "https://ws.example.com/oidc", ""},
+	} {
+		got, err := CheckIssuer(c.loginHost, c.iss)
+		if got != c.want || (err == nil) != (c.want != "") {
+			t.Errorf("CheckIssuer(%q, %q) = %q, %v; want %q", c.loginHost, c.iss, got, err, c.want)
+			continue
+		}
+		if err != nil {
+			lh, _ := url.Parse(c.loginHost)
+			if !errors.Is(err, ErrUntrustedIssuer) || !strings.Contains(err.Error(), lh.Host) {
+				t.Errorf("CheckIssuer(%q, %q): %v does not name the login host", c.loginHost, c.iss, err)
+			}
+			// The exchange with the forged issuer sends nothing anywhere.
+			_, _, xerr := ExchangeAtIssuerFor(context.Background(), srv.Client(), c.loginHost, c.iss, "client", "CODE-SECRET", "VERIFIER-SECRET", "http://localhost:8020")
+			if !errors.Is(xerr, ErrUntrustedIssuer) || strings.Contains(xerr.Error(), "VERIFIER-SECRET") || strings.Contains(xerr.Error(), "CODE-SECRET") {
+				t.Errorf("ExchangeAtIssuerFor(%q, %q): %v", c.loginHost, c.iss, xerr)
+			}
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the forged issuers got %d requests", n)
+	}
+	// A login host that is itself a public suffix says so.
+	_, err := CheckIssuer("https://github.io", "https://evil.github.io/oidc")
+	if err == nil || !strings.Contains(err.Error(), "public suffix") || !strings.Contains(err.Error(), "LoginHost") {
+		t.Errorf("CheckIssuer(github.io): %v does not say the LoginHost is a public suffix", err)
+	}
+	if err := CheckLoginHost("https://github.io"); err == nil || !strings.Contains(err.Error(), "github.io") {
+		t.Errorf("CheckLoginHost(github.io) = %v", err)
+	}
+	for _, ok := range []string{"https://login.co.uk", "https://login.databricks.com", "https://login.corp.example", "http://127.0.0.1:5000"} {
+		if err := CheckLoginHost(ok); err != nil {
+			t.Errorf("CheckLoginHost(%q) = %v", ok, err)
+		}
+	}
+}
+
+// A host read back from the store is not the workspace's merely for sharing a
+// public suffix with it.
+func TestInWorkspaceCloud_PublicSuffixParentIsNoZone(t *testing.T) {
+	for _, c := range []struct {
+		workspace, host string
+		want            bool
+	}{
+		{"https://ws.github.io", "evil.github.io", false},
+		{"https://ws.github.io", "pg.ws.github.io", true},
+		{"https://ws.co.uk", "attacker.co.uk", false},
+		{"https://ws.co.uk", "pg.ws.co.uk", true},
+		{"https://ws.corp.co.uk", "pg.corp.co.uk", true},
+		{"https://co.uk", "attacker.co.uk", false},
+	} {
+		if got := InWorkspaceCloud(c.workspace, c.host); got != c.want {
+			t.Errorf("InWorkspaceCloud(%q, %q) = %v, want %v", c.workspace, c.host, got, c.want)
+		}
+	}
+}
