@@ -795,7 +795,8 @@ func median(v []float64) float64 {
 // lakebase's over pgx's), lb-cpu-ns/op and pgx-cpu-ns/op, ns/op (lakebase's wall
 // time) and pgx-ns/op, lb-B/op, pgx-B/op, lb-allocs/op and pgx-allocs/op. Where the
 // process's CPU time cannot be read (see processCPU) only wall time, bytes and
-// allocations are reported.
+// allocations are reported. With LAKEBASE_CPU_CONTROL set, both sides are plain
+// pgx (two sessions alike): the ratios are then the noise floor of the machine.
 //
 //	go test -run '^$' -bench ClientCPU -benchtime 20000x .
 func BenchmarkClientCPU(b *testing.B) {
@@ -817,6 +818,14 @@ func BenchmarkClientCPU(b *testing.B) {
 	}
 	cc.Password = li.Password
 	dbs := map[string]*sql.DB{"pgx": stdlib.OpenDB(*cc), "lakebase": lakebase.OpenDB(c)}
+	if os.Getenv("LAKEBASE_CPU_CONTROL") != "" {
+		// The control: a second plain pgx session in lakebase's place, so the ratios
+		// show how far two identical sessions differ on this machine (the floor
+		// under which a difference between the drivers cannot be told from noise).
+		dbs["lakebase"].Close()
+		dbs["lakebase"] = stdlib.OpenDB(*cc)
+		b.Log("LAKEBASE_CPU_CONTROL: plain pgx on both sides")
+	}
 	for _, db := range dbs {
 		// One session each, with the same pool settings (OpenDB's).
 		db.SetMaxOpenConns(1)

@@ -32,10 +32,12 @@ import (
 // (BenchmarkClientCPU measures the client's CPU per query beside pgx's). Per
 // statement the driver adds only storedproc.Parse's first-byte test (is it EXEC?),
 // the pooled host's advisory-lock check (a field test unless Pooled=true) and a
-// branch on the open session; per checkout, ResetSession. Rows, prepared
-// statements and transactions are pgx's own (the transaction behind a reused,
-// allocation-free wrapper). On a session reused within lookAfterIdle (100 ms), no
-// clock read, map lookup, allocation or system call of the driver's own happens per
+// branch on the open session; per checkout, ResetSession's flag test before pgx's
+// own; per return to the pool, IsValid. Rows and prepared statements are pgx's
+// own; a transaction is pgx's, begun on the *pgx.Conn and held by a reused
+// wrapper (one allocation fewer than through pgx's stdlib, whose wrapper is made
+// per transaction). On a session reused within lookAfterIdle (100 ms), no clock
+// read, map lookup, allocation or system call of the driver's own happens per
 // query, except that MaxRows, when set, wraps each result's rows (one allocation).
 type Conn struct {
 	connector *Connector
@@ -110,20 +112,60 @@ func (c *Conn) session(ctx context.Context) (session, error) {
 			c.expiry = time.AfterFunc(sessionExpiry(now, life).Sub(now), func() { c.expired.Store(true) })
 		}
 	}
-	if t := c.tx; t != nil && t.tx == nil {
+	if t := c.tx; t != nil && !t.begun() {
 		if t.beginErr != nil {
 			return nil, t.beginErr
 		}
-		tx, err := c.pg.BeginTx(t.ctx, t.opts)
-		if err != nil {
+		if err := c.begin(t); err != nil {
 			// No statement of this transaction may run outside it: every later one,
 			// and Commit, report that BEGIN failed.
 			t.beginErr = fmt.Errorf("lakebase: the transaction could not begin: %w", err)
 			return nil, t.beginErr
 		}
-		t.tx = tx
 	}
 	return c.pg, nil
+}
+
+// begin sends t's BEGIN on the open session, under the context t was begun with.
+//
+// On pgx's session it begins on the *pgx.Conn itself, doing what stdlib's BeginTx
+// does (driver.ErrBadConn for a session pgx has closed, so database/sql begins on
+// another; the same isolation and access mode) without stdlib's wrapTx, which costs
+// an allocation per transaction: t holds pgx's transaction and commits it under
+// t.ctx, as wrapTx would. Any other session (go-sqlmock's, in unit tests) is begun
+// through database/sql's interface.
+func (c *Conn) begin(t *lazyTx) error {
+	if c.px == nil {
+		tx, err := c.pg.BeginTx(t.ctx, t.opts)
+		if err != nil {
+			return err
+		}
+		t.tx = tx
+		return nil
+	}
+	if c.px.IsClosed() {
+		return driver.ErrBadConn
+	}
+	var o pgx.TxOptions
+	switch sql.IsolationLevel(t.opts.Isolation) {
+	case sql.LevelReadUncommitted:
+		o.IsoLevel = pgx.ReadUncommitted
+	case sql.LevelReadCommitted:
+		o.IsoLevel = pgx.ReadCommitted
+	case sql.LevelRepeatableRead, sql.LevelSnapshot:
+		o.IsoLevel = pgx.RepeatableRead
+	case sql.LevelSerializable:
+		o.IsoLevel = pgx.Serializable
+	}
+	if t.opts.ReadOnly {
+		o.AccessMode = pgx.ReadOnly
+	}
+	tx, err := c.px.BeginTx(t.ctx, o)
+	if err != nil {
+		return err
+	}
+	t.ptx = tx
+	return nil
 }
 
 // Conn returns the underlying *pgx.Conn, opening the session if needed (bounded by
@@ -243,6 +285,13 @@ func (c *Conn) Begin() (driver.Tx, error) {
 // BeginTx starts a transaction. When the session is not open yet, BEGIN is sent
 // with the first statement that needs the database; a transaction that only runs
 // virtual procedures never reaches Postgres.
+//
+// Per transaction it adds to pgx's own BeginTx only what the lazy session needs:
+// the check that no transaction is open (database/sql never begins twice on one
+// connection, but a caller of sql.Conn.Raw may), the isolation check (made here so
+// a deferred BEGIN fails at BeginTx, as pgx's would), and the reused transaction
+// object, which costs no allocation: pgx's own is begun without stdlib's wrapper
+// (see begin), so a transaction allocates less than through pgx's stdlib.
 func (c *Conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if c.tx != nil {
 		return nil, errors.New("lakebase: a transaction is already open on this connection")
@@ -256,11 +305,9 @@ func (c *Conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	c.txState = lazyTx{c: c, ctx: ctx, opts: opts}
 	t := &c.txState
 	if c.pg != nil {
-		tx, err := c.pg.BeginTx(ctx, opts)
-		if err != nil {
+		if err := c.begin(t); err != nil {
 			return nil, err
 		}
-		t.tx = tx
 	}
 	c.tx = t
 	return t, nil
@@ -302,7 +349,15 @@ func (c *Conn) ResetSession(ctx context.Context) error {
 	return c.pg.ResetSession(ctx)
 }
 
-// IsValid reports whether the connection may go back to the pool.
+// IsValid reports whether the connection may go back to the pool: database/sql
+// asks on every return. pgx's stdlib has no IsValid (a closed session goes back
+// and is dropped at its next checkout); here it is needed because a connection
+// whose session is not open yet is valid although it has no pgx connection, and
+// because database/sql keeps (rolls back and reuses) a connection whose
+// transaction's context was cancelled, rather than closing it, only when the
+// driver has both IsValid and ResetSession: a new session costs a login. A session
+// pgx closed (a statement cancelled mid-way, a lost connection) is refused here.
+// It reads two fields.
 func (c *Conn) IsValid() bool {
 	if c.closed {
 		return false
@@ -327,26 +382,42 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// lazyTx is a transaction whose BEGIN may wait for the session to open.
+// lazyTx is a transaction whose BEGIN may wait for the session to open. One per
+// connection is reused (Conn.txState); Commit and Rollback drop what it holds, so
+// no context or transaction outlives its transaction.
 type lazyTx struct {
 	c        *Conn
 	ctx      context.Context // BeginTx's: governs BEGIN, COMMIT and ROLLBACK, as in pgx
 	opts     driver.TxOptions
-	tx       driver.Tx // nil until BEGIN was sent
+	ptx      pgx.Tx    // pgx's transaction, once BEGIN was sent on pgx's session
+	tx       driver.Tx // the transaction of a session that is not pgx's (unit tests)
 	beginErr error     // the deferred BEGIN failed
 }
 
-func (t *lazyTx) Commit() error {
+// begun reports whether BEGIN was sent.
+func (t *lazyTx) begun() bool { return t.ptx != nil || t.tx != nil }
+
+// end forgets the transaction (the connection may begin another) and returns what
+// Commit or Rollback needs of it.
+func (t *lazyTx) end() (ctx context.Context, ptx pgx.Tx, tx driver.Tx, beginErr error) {
 	t.c.tx = nil
-	err, ctx := t.beginErr, t.ctx
-	t.ctx, t.beginErr = nil, nil
+	ctx, ptx, tx, beginErr = t.ctx, t.ptx, t.tx, t.beginErr
+	t.ctx, t.ptx, t.tx, t.beginErr = nil, nil, nil, nil
+	return ctx, ptx, tx, beginErr
+}
+
+func (t *lazyTx) Commit() error {
+	ctx, ptx, tx, err := t.end()
 	if err != nil {
 		return err
 	}
-	if t.tx == nil {
-		return nil
+	switch {
+	case ptx != nil:
+		err = ptx.Commit(ctx) // what stdlib's wrapTx.Commit does
+	case tx != nil:
+		err = tx.Commit()
 	}
-	if err := t.tx.Commit(); err != nil {
+	if err != nil {
 		// A COMMIT whose session ended: the transaction may or may not have committed.
 		return t.c.ended(ctx, err)
 	}
@@ -354,12 +425,14 @@ func (t *lazyTx) Commit() error {
 }
 
 func (t *lazyTx) Rollback() error {
-	t.c.tx = nil
-	t.ctx, t.beginErr = nil, nil
-	if t.tx == nil {
-		return nil
+	ctx, ptx, tx, _ := t.end()
+	switch {
+	case ptx != nil:
+		return ptx.Rollback(ctx) // what stdlib's wrapTx.Rollback does
+	case tx != nil:
+		return tx.Rollback()
 	}
-	return t.tx.Rollback()
+	return nil
 }
 
 // unpreparedStmt is a statement under AllowPreparedStatement=false: it runs its SQL

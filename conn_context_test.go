@@ -3,8 +3,10 @@ package lakebase_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,6 +205,81 @@ func TestTx_CancelledFirstStatementLeavesTransactionIntact(t *testing.T) {
 		_, insErr := tx.Exec("INSERT INTO " + table + " VALUES (1)")
 		commitErr := tx.Commit()
 		return fmt.Sprintf("first=%s insert=%s commit=%s rows=%d", errText(firstErr), errText(insErr), errText(commitErr), countRows(t, table))
+	})
+}
+
+// On a session already open, BEGIN goes out at BeginTx with every isolation level
+// and access mode database/sql names, as pgx's driver sends it.
+func TestTx_OptionsOnAnOpenSessionAsWithPgx(t *testing.T) {
+	needServers(t)
+	sideBySide(t, "default/false=read committed,off read-uncommitted/false=read uncommitted,off read-committed/false=read committed,off "+
+		"repeatable-read/false=repeatable read,off snapshot/false=repeatable read,off serializable/false=serializable,off "+
+		"default/true=read committed,on serializable/true=serializable,on linearizable=error",
+		func(t *testing.T, db *sql.DB, table string) string {
+			db.SetMaxOpenConns(1)
+			if err := db.Ping(); err != nil { // the session is open before the first BeginTx
+				t.Fatal(err)
+			}
+			var out []string
+			for _, o := range []sql.TxOptions{
+				{}, {Isolation: sql.LevelReadUncommitted}, {Isolation: sql.LevelReadCommitted},
+				{Isolation: sql.LevelRepeatableRead}, {Isolation: sql.LevelSnapshot}, {Isolation: sql.LevelSerializable},
+				{ReadOnly: true}, {Isolation: sql.LevelSerializable, ReadOnly: true},
+			} {
+				tx, err := db.BeginTx(context.Background(), &o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var iso, ro string
+				if err := tx.QueryRow("SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')").Scan(&iso, &ro); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				name := strings.ReplaceAll(strings.ToLower(o.Isolation.String()), " ", "-")
+				out = append(out, fmt.Sprintf("%s/%v=%s,%s", name, o.ReadOnly, iso, ro))
+			}
+			_, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelLinearizable})
+			return strings.Join(out, " ") + " linearizable=" + errText(err)
+		})
+}
+
+// BeginTx on a session pgx has closed (here through sql.Conn.Raw) fails with
+// driver.ErrBadConn, as pgx's driver fails, so that database/sql begins on another
+// session (a pooled *sql.DB) and the closed one is not used again.
+func TestTx_BeginOnASessionPgxClosedIsBadConn(t *testing.T) {
+	needServers(t)
+	sideBySide(t, "begin=bad conn valid-after=false pool=<nil>", func(t *testing.T, db *sql.DB, table string) string {
+		c, err := db.Conn(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.PingContext(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Raw(func(dc any) error {
+			return dc.(interface{ Conn() *pgx.Conn }).Conn().Close(context.Background())
+		}); err != nil {
+			t.Fatal(err)
+		}
+		_, beginErr := c.BeginTx(context.Background(), nil)
+		begin := errText(beginErr)
+		if errors.Is(beginErr, driver.ErrBadConn) {
+			begin = "bad conn"
+		}
+		// database/sql has dropped the connection: its next use says so.
+		valid := c.PingContext(context.Background()) == nil
+		c.Close()
+		// The pool begins on a new session.
+		tx, err := db.Begin()
+		if err == nil {
+			_, err = tx.Exec("INSERT INTO " + table + " VALUES (1)")
+			if cerr := tx.Commit(); err == nil {
+				err = cerr
+			}
+		}
+		return fmt.Sprintf("begin=%s valid-after=%v pool=%s", begin, valid, errText(err))
 	})
 }
 
