@@ -15,7 +15,9 @@ import (
 // and a suspend (scale to zero, Suspend). While the compute is down the front door
 // (direct and pooled host) answers each login SQLSTATE 57P03, as the service's
 // proxy does, and the data is kept: PostgreSQL is stopped and started again on the
-// same data directory.
+// same data directory. The pooled host's PgBouncer is the compute's own, as on the
+// service (the endpoint's pooler runs beside its PostgreSQL): it stops and starts
+// with PostgreSQL, so it comes back with no memory of the downtime.
 
 // Counters of the compute's events (Count).
 const (
@@ -28,7 +30,8 @@ const (
 // every session (direct and pooled host) ends with FATAL 57P01 "terminating
 // connection due to administrator command", PostgreSQL stops (a fast shutdown) and
 // stays down for downtime, during which new logins are answered 57P03 "the database
-// system is starting up"; then it starts on the same data and logins go through.
+// system is starting up"; then it starts on the same data, the pooled host's
+// PgBouncer (stopped with PostgreSQL) starts after it, and logins go through.
 // It returns when the compute is back. Only one event runs at a time.
 func (s *Server) RestartCompute(downtime time.Duration) error {
 	return s.computeEvent(EPComputeRestart, "the database system is starting up", downtime)
@@ -80,7 +83,17 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), downtime+2*time.Minute)
 	defer cancel()
-	if err := s.pg.Restart(ctx, downtime); err != nil {
+	restart := func() error { return s.pg.Restart(ctx, downtime) }
+	if s.pooler != nil {
+		// The pooler is the compute's own, as on the service (the endpoint's
+		// PgBouncer runs beside its PostgreSQL): it stops with PostgreSQL and starts
+		// after it, a new process with no memory of server logins that failed while
+		// PostgreSQL was away. (One that lived through the downtime would refuse
+		// clients for server_login_retry afterwards, which the service's does not.)
+		inner := restart
+		restart = func() error { return s.pooler.Restart(ctx, inner) }
+	}
+	if err := restart(); err != nil {
 		return fmt.Errorf("lakebasetest: %s: %w", kind, err)
 	}
 

@@ -225,3 +225,54 @@ func TestSuspend_WithoutScaleToZeroWakesOnConnect(t *testing.T) {
 		t.Fatalf("after the wake: %v, %d wakes", err, s.Wakes())
 	}
 }
+
+// The pooled host's PgBouncer is part of the compute, as on the service (the
+// endpoint's pooler runs beside its PostgreSQL and comes back with it): after a
+// restart or failover the first login through the pooled host runs its first
+// statement, even when a client was queued in the pooler for a server session as
+// the compute went down. (A pooler that lived through the downtime retried its
+// server logins for that client meanwhile, and after their failure refused every
+// client with "server login has been failing, try again later" until
+// server_login_retry had passed and a new server login had finished.)
+func TestComputeEvents_PooledHostTakesTheFirstLoginOnceTheComputeIsBack(t *testing.T) {
+	testenv.NeedPgBouncer(t)
+	s := lakebasetest.Start(t, lakebasetest.Options{Pooler: true, PoolerPoolSize: 1})
+	if err := s.AddPasswordRole("ev_app", "ev-pw"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []struct {
+		name string
+		do   func(time.Duration) error
+	}{{"restart", s.RestartCompute}, {"failover", s.Failover}} {
+		t.Run(ev.name, func(t *testing.T) {
+			watch := connectTo(t, s, s.Port)
+			// The pool's one server session is busy, so the next statement through
+			// the pooler waits in its queue.
+			busy := connectTo(t, s, s.PooledPort)
+			busyErr := inFlight(t, busy, watch, "busy-"+ev.name)
+			queued := connectTo(t, s, s.PooledPort)
+			queuedErr := make(chan error, 1)
+			go func() {
+				_, err := queued.Exec(context.Background(), "SELECT 1").ReadAll()
+				queuedErr <- err
+			}()
+			// Nothing outside PgBouncer shows its queue: give the statement time to
+			// reach it. (Had it not, the pooler would have nothing to retry and the
+			// check below would pass whatever the emulator did.)
+			time.Sleep(300 * time.Millisecond)
+			if err := ev.do(2 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			<-busyErr
+			<-queuedErr
+			pc, err := dialTo(s, s.PooledPort)
+			if err == nil {
+				defer pc.Close(context.Background())
+				_, err = pc.Exec(context.Background(), "SELECT 1").ReadAll()
+			}
+			if err != nil {
+				t.Errorf("the first login and statement through the pooled host after the %s: %v", ev.name, err)
+			}
+		})
+	}
+}

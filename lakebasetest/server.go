@@ -933,7 +933,8 @@ func (s *Server) TempDirs() []string {
 	return out
 }
 
-// PoolerPID returns the PgBouncer's process id (Options.Pooler), or 0.
+// PoolerPID returns the PgBouncer's process id (Options.Pooler), or 0. A restart or
+// failover of the compute starts a new PgBouncer (RestartCompute).
 func (s *Server) PoolerPID() int {
 	if s.pooler == nil {
 		return 0

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lakebase-go/lakebase/internal/tempdir"
@@ -57,8 +58,13 @@ type BouncerOptions struct {
 // Bouncer is a running PgBouncer in transaction mode, listening only on a Unix
 // socket in a directory private to the user running it.
 type Bouncer struct {
-	dir     string
-	port    int
+	dir  string
+	port int
+	bin  string
+	opts BouncerOptions
+
+	runMu   sync.Mutex // held by Restart and Stop
+	mu      sync.Mutex // guards cmd
 	cmd     *exec.Cmd
 	waitErr chan error
 }
@@ -78,15 +84,16 @@ func StartBouncer(ctx context.Context, opts BouncerOptions) (*Bouncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bouncer{dir: dir, port: 6432, waitErr: make(chan error, 1)}
-	if err := b.start(ctx, bin, opts); err != nil {
+	b := &Bouncer{dir: dir, port: 6432, bin: bin, opts: opts}
+	if err := b.start(ctx); err != nil {
 		b.Stop()
 		return nil, err
 	}
 	return b, nil
 }
 
-func (b *Bouncer) start(ctx context.Context, bin string, opts BouncerOptions) error {
+func (b *Bouncer) start(ctx context.Context) error {
+	bin, opts := b.bin, b.opts
 	cred, err := runAs()
 	if err != nil {
 		return err
@@ -150,15 +157,18 @@ pidfile = %s
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgcluster: starting pgbouncer: %w", err)
 	}
-	b.cmd = cmd
-	go func() { b.waitErr <- cmd.Wait() }()
+	waitErr := make(chan error, 1)
+	b.mu.Lock()
+	b.cmd, b.waitErr = cmd, waitErr
+	b.mu.Unlock()
+	go func() { waitErr <- cmd.Wait() }()
 	network, addr := b.Addr()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-b.waitErr:
-			b.waitErr <- err
-			b.cmd = nil
+		case err := <-waitErr:
+			waitErr <- err
+			b.setCmd(nil)
 			log, _ := os.ReadFile(filepath.Join(b.dir, "pgbouncer.log"))
 			return fmt.Errorf("pgcluster: pgbouncer exited (%v):\n%s", err, tail(log))
 		default:
@@ -195,12 +205,45 @@ func (b *Bouncer) Addr() (network, address string) {
 	return "unix", filepath.Join(b.dir, ".s.PGSQL."+strconv.Itoa(b.port))
 }
 
+func (b *Bouncer) setCmd(cmd *exec.Cmd) {
+	b.mu.Lock()
+	b.cmd = cmd
+	b.mu.Unlock()
+}
+
 // Pid returns the pooler's process id, or 0.
 func (b *Bouncer) Pid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.cmd == nil || b.cmd.Process == nil {
 		return 0
 	}
 	return b.cmd.Process.Pid
+}
+
+// Restart stops the pooler, runs while (the restart of the server behind it) and
+// starts the pooler again, on the same socket with the same configuration: a new
+// process that knows nothing of the server logins that failed while the server
+// was away. The pooler is started again even when while fails.
+func (b *Bouncer) Restart(ctx context.Context, while func() error) error {
+	b.runMu.Lock()
+	defer b.runMu.Unlock()
+	b.halt()
+	err := while()
+	if serr := b.start(ctx); serr != nil {
+		b.halt()
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+// halt stops the pooler's process.
+func (b *Bouncer) halt() {
+	b.mu.Lock()
+	cmd, waitErr := b.cmd, b.waitErr
+	b.mu.Unlock()
+	stopProcess(cmd, waitErr, terminate, 10*time.Second)
+	b.setCmd(nil)
 }
 
 // Dir returns the pooler's temporary directory.
@@ -208,7 +251,8 @@ func (b *Bouncer) Dir() string { return b.dir }
 
 // Stop shuts the pooler down (its server sessions close) and removes its directory.
 func (b *Bouncer) Stop() error {
-	stopProcess(b.cmd, b.waitErr, terminate, 10*time.Second)
-	b.cmd = nil
+	b.runMu.Lock()
+	defer b.runMu.Unlock()
+	b.halt()
 	return os.RemoveAll(b.dir)
 }
