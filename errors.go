@@ -202,6 +202,12 @@ var (
 	// differ from it only in case, and none has it exactly), so nothing was done;
 	// the error (a RoleMatchError) names them. Permanent: name the role exactly.
 	ErrAmbiguousRole = workspace.ErrAmbiguousRole
+	// ErrRoleExists: a role create was answered ALREADY_EXISTS after the answer
+	// of an earlier attempt (which may have made the role) was lost, and the role
+	// there is not the one asked for, or could not be read back; the error (a
+	// RoleExistsError) names the differences and the role was left as it is.
+	// Permanent: look at the role before creating it again.
+	ErrRoleExists = workspace.ErrRoleExists
 )
 
 type (
@@ -221,6 +227,9 @@ type (
 	// RoleMatchError reports a role name that does not match exactly one role
 	// (errors.Is ErrRoleNotFound or ErrAmbiguousRole); it names the candidates.
 	RoleMatchError = workspace.RoleMatchError
+	// RoleExistsError reports a retried role create answered ALREADY_EXISTS whose
+	// role is not the one asked for (errors.Is ErrRoleExists).
+	RoleExistsError = workspace.RoleExistsError
 )
 
 // ErrNotAwake is matched by a WakeError.

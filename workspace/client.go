@@ -136,17 +136,61 @@ func refusedToken(err error) bool {
 // call makes one API call with the workspace token (retrying transient failures),
 // and once more with a new token when the token was refused.
 func (c *Client) call(ctx context.Context, op, method, path string, in, out any) error {
+	return c.callTracked(ctx, op, method, path, in, out, nil)
+}
+
+// attempts is what the attempts of one call came to, for a call that is not
+// idempotent (a create): whether one of them may have been carried out although
+// its answer never came back.
+type attempts struct {
+	unanswered bool
+}
+
+// note records the outcome of one attempt.
+func (a *attempts) note(err error) {
+	if a != nil && mayHaveBeenApplied(err) {
+		a.unanswered = true
+	}
+}
+
+// mayHaveBeenApplied reports whether a failed attempt may have been carried out
+// by the service: its answer was lost after the request may have been sent (a
+// timeout, a connection dropped or reset once the request went out), or the
+// answer was a 5xx (a proxy's 502 or 504 in front of a service that went on).
+// A request refused before it reached the service (a failed dial or name
+// lookup, a TLS certificate that does not verify, a refused redirect), a 4xx
+// answer and a 503 with Retry-After (the service declined it) were not.
+func mayHaveBeenApplied(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	if ae.StatusCode >= 500 {
+		return ae.StatusCode != http.StatusServiceUnavailable || ae.wait <= 0
+	}
+	return ae.StatusCode == 0 && ae.Err != nil && !httpx.NotSent(ae.Err)
+}
+
+// alreadyExists reports whether err is the service's answer that the resource
+// exists (409, ALREADY_EXISTS or RESOURCE_ALREADY_EXISTS).
+func alreadyExists(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.StatusCode == http.StatusConflict || ae.ErrorCode == "ALREADY_EXISTS" || ae.ErrorCode == "RESOURCE_ALREADY_EXISTS")
+}
+
+// callTracked is call, recording the outcome of every attempt in at (when set).
+func (c *Client) callTracked(ctx context.Context, op, method, path string, in, out any, at *attempts) error {
 	tok, err := c.token(ctx)
 	if err != nil {
 		return err
 	}
 	sent := c.workspaceID()
-	err = c.withRetry(ctx, op, method, path, tok, in, out)
+	err = c.withRetry(ctx, op, method, path, tok, in, out, at)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && sent == "" && c.resolveWorkspaceID(ctx) != "" {
 		// A unified host refuses a call that does not say which workspace it is for.
 		sent = c.workspaceID()
-		err = c.withRetry(ctx, op, method, path, tok, in, out)
+		err = c.withRetry(ctx, op, method, path, tok, in, out, at)
 	}
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && sent != "" && sent != c.opts.WorkspaceID &&
 		c.opts.WorkspaceIDRefused != nil {
@@ -155,7 +199,7 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 			c.wsMu.Lock()
 			c.wsResolved, c.wsID = true, id
 			c.wsMu.Unlock()
-			err = c.withRetry(ctx, op, method, path, tok, in, out)
+			err = c.withRetry(ctx, op, method, path, tok, in, out, at)
 		}
 	}
 	if !refusedToken(err) || c.opts.OnTokenRefused == nil {
@@ -164,12 +208,14 @@ func (c *Client) call(ctx context.Context, op, method, path string, in, out any)
 	if tok, err = c.opts.OnTokenRefused(ctx, tok, err); err != nil {
 		return err
 	}
-	return c.withRetry(ctx, op, method, path, tok, in, out)
+	return c.withRetry(ctx, op, method, path, tok, in, out, at)
 }
 
-func (c *Client) withRetry(ctx context.Context, op, method, path, tok string, in, out any) error {
+func (c *Client) withRetry(ctx context.Context, op, method, path, tok string, in, out any, at *attempts) error {
 	return c.opts.Retry.Do(ctx, func(ctx context.Context) error {
-		return c.do(ctx, op, method, path, tok, in, out)
+		err := c.do(ctx, op, method, path, tok, in, out)
+		at.note(err)
+		return err
 	}, func(attempt int, wait time.Duration, err error) {
 		if c.opts.OnRetry != nil {
 			c.opts.OnRetry(op, attempt, wait, err)

@@ -188,3 +188,36 @@ func (e *RoleMatchError) Is(target error) bool {
 	}
 	return target == ErrRoleNotFound
 }
+
+// ErrRoleExists is matched by a RoleExistsError: a role create was answered
+// ALREADY_EXISTS after an earlier attempt's answer was lost, and the role of that
+// name is not the one asked for (someone else made it differently), or could not
+// be read back to tell. The role was left as it is.
+var ErrRoleExists = errors.New("lakebase: a role of that name exists and is not the one asked for")
+
+// RoleExistsError reports a role create whose retry was answered ALREADY_EXISTS
+// after the answer of an earlier attempt (which may have made the role) was lost,
+// when the role there is not the one asked for. It names the differences, or
+// wraps the failure to read the role back.
+type RoleExistsError struct {
+	Name        string   // the Postgres role name asked for
+	Where       string   // "branch projects/<p>/branches/<b>" or "instance <name>"
+	Differences []string // "identity_type GROUP, asked USER", ...
+	Err         error    // why the role could not be read back, when it could not
+}
+
+// Error names the role, where, and how it differs from the one asked for.
+func (e *RoleExistsError) Error() string {
+	msg := fmt.Sprintf("lakebase: create role %q on %s: the service says it exists, after the answer of an earlier attempt was lost", e.Name, e.Where)
+	if e.Err != nil {
+		return msg + ", and it cannot be read back to tell whether it is the one asked for: " + e.Err.Error() + "; check the role (lakebase role list) before creating it again"
+	}
+	return msg + "; the role there is not the one asked for (" + strings.Join(e.Differences, "; ") +
+		"): someone else made it; it was left as it is"
+}
+
+// Is makes errors.Is(err, ErrRoleExists) true.
+func (e *RoleExistsError) Is(target error) bool { return target == ErrRoleExists }
+
+// Unwrap returns the read-back failure, if any.
+func (e *RoleExistsError) Unwrap() error { return e.Err }

@@ -23,9 +23,18 @@ type operationState struct {
 type Operation[T any] struct {
 	c     *Client
 	state operationState
+	// made, when set, is the result known without the service's operation: the
+	// resource that a create whose answer was lost made, as read back.
+	made *T
 }
 
-// Name is the operation's resource name.
+// done is an operation that ended with v, known without asking the service.
+func done[T any](v T) *Operation[T] {
+	return &Operation[T]{state: operationState{Done: true}, made: &v}
+}
+
+// Name is the operation's resource name ("" for one whose answer was lost and
+// whose result was read back instead).
 func (o *Operation[T]) Name() string { return o.state.Name }
 
 // Done reports whether the operation had ended when last seen.
@@ -36,6 +45,9 @@ func (o *Operation[T]) Done() bool { return o.state.Done }
 // it is done or ctx ends, and returns its result or its failure.
 func (o *Operation[T]) Wait(ctx context.Context) (T, error) {
 	var zero T
+	if o.made != nil {
+		return *o.made, nil
+	}
 	delay := 250 * time.Millisecond
 	for first := true; ; first = false {
 		if !first {

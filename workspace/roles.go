@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -162,6 +163,17 @@ type CreateRoleRequest struct {
 
 // CreateRole starts making a role (POST .../roles?role_id=..., the role as the
 // body); the operation's Wait returns it.
+//
+// A create is not idempotent. Like any call it is retried after a transient
+// failure, but when an attempt's answer was lost after the service may have
+// carried it out (a timeout, a dropped connection, a 5xx) and a later attempt is
+// answered ALREADY_EXISTS, the role of that name is read back: when it is the
+// role asked for (exactly that Postgres name, the role id asked, the same
+// identity type, login method, memberships and attributes), the create succeeded
+// and the returned operation is done with it; otherwise the error is a
+// *RoleExistsError (errors.Is ErrRoleExists) naming the differences, and the
+// role is left as it is. An ALREADY_EXISTS with no answer lost before it is the
+// service's error: the role was there before.
 func (c *Client) CreateRole(ctx context.Context, req CreateRoleRequest) (*Operation[Role], error) {
 	path, err := ResourcePath(req.Branch, "branches")
 	if err != nil {
@@ -182,8 +194,126 @@ func (c *Client) CreateRole(ctx context.Context, req CreateRoleRequest) (*Operat
 	}
 	spec := req.Spec
 	op := &Operation[Role]{c: c}
-	err = c.call(ctx, "create role "+req.Spec.PostgresRole, http.MethodPost, path, Role{Spec: &spec}, &op.state)
-	return op, err
+	var at attempts
+	err = c.callTracked(ctx, "create role "+req.Spec.PostgresRole, http.MethodPost, path, Role{Spec: &spec}, &op.state, &at)
+	if err != nil && at.unanswered && alreadyExists(err) {
+		r, rerr := c.madeRole(ctx, req.Branch, id, spec)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return done(r), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+// madeRole reads back the role a create whose answer was lost may have made:
+// the role of branch named exactly spec.PostgresRole, when it is the one asked
+// for (id, when not "", is the role id asked); otherwise a *RoleExistsError.
+func (c *Client) madeRole(ctx context.Context, branch, id string, spec RoleSpec) (Role, error) {
+	where := "branch " + branch
+	fail := func(diffs []string, err error) (Role, error) {
+		return Role{}, &RoleExistsError{Name: spec.PostgresRole, Where: where, Differences: diffs, Err: err}
+	}
+	roles, err := c.ListRoles(ctx, ListRolesRequest{Branch: branch})
+	if err != nil {
+		return fail(nil, err)
+	}
+	r, err := FindRole(roles, spec.PostgresRole, where)
+	if err != nil {
+		return fail(nil, err)
+	}
+	got := r.Status
+	if got == nil && r.Spec != nil {
+		got = &RoleStatus{RoleSpec: *r.Spec}
+	}
+	if got == nil {
+		return fail([]string{"the service shows no state for it"}, nil)
+	}
+	var diffs differences
+	differ := diffs.add
+	if id != "" {
+		have := r.RoleID
+		if have == "" {
+			have = got.RoleID
+		}
+		if have == "" {
+			have = r.Name[strings.LastIndex(r.Name, "/")+1:]
+		}
+		differ("role_id", have, id)
+	}
+	differ("identity_type", identityOf(got.IdentityType), identityOf(spec.IdentityType))
+	auth := spec.AuthMethod
+	if auth == "" { // the service's default
+		auth = RoleAuthOAuth
+		if identityOf(spec.IdentityType) == "" {
+			auth = RoleAuthPassword
+		}
+	}
+	differ("auth_method", string(got.AuthMethod), string(auth))
+	differ("membership_roles", memberships(got.MembershipRoles), memberships(spec.MembershipRoles))
+	differ("attributes", attributes(got.Attributes), attributes(spec.Attributes))
+	if len(diffs) > 0 {
+		return fail(diffs, nil)
+	}
+	return r, nil
+}
+
+// differences are how a role read back differs from the one asked for.
+type differences []string
+
+// add notes what (a field) when the role has have and asked is another value.
+func (d *differences) add(what, have, asked string) {
+	if have == asked {
+		return
+	}
+	if have == "" {
+		have = "none"
+	}
+	if asked == "" {
+		asked = "none"
+	}
+	*d = append(*d, what+" "+have+", asked "+asked)
+}
+
+// identityOf is an identity type with PG_ONLY (no identity) as "".
+func identityOf(t RoleIdentityType) string {
+	if t == RoleIdentityPgOnly {
+		return ""
+	}
+	return string(t)
+}
+
+// memberships is a set of memberships as one sorted, comma-separated string.
+func memberships(ms []RoleMembership) string {
+	s := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m != "" && !slices.Contains(s, string(m)) {
+			s = append(s, string(m))
+		}
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
+
+// attributes are the attributes set, as one string ("" for none).
+func attributes(a *RoleAttributes) string {
+	if a == nil {
+		return ""
+	}
+	var s []string
+	if a.Bypassrls {
+		s = append(s, "bypassrls")
+	}
+	if a.Createdb {
+		s = append(s, "createdb")
+	}
+	if a.Createrole {
+		s = append(s, "createrole")
+	}
+	return strings.Join(s, ",")
 }
 
 // ListRolesRequest names the branch whose roles to list.
@@ -266,7 +396,11 @@ type CreateInstanceRoleRequest struct {
 	Role     InstanceRole
 }
 
-// CreateInstanceRole makes a role (POST .../roles, the role as the body).
+// CreateInstanceRole makes a role (POST .../roles, the role as the body). As
+// with CreateRole, an ALREADY_EXISTS after an attempt whose answer was lost is
+// checked against the role read back: the role asked for (exactly that name, the
+// same identity type, membership and attributes) is returned as made; another is
+// a *RoleExistsError (errors.Is ErrRoleExists), and it is left as it is.
 func (c *Client) CreateInstanceRole(ctx context.Context, req CreateInstanceRoleRequest) (InstanceRole, error) {
 	var out InstanceRole
 	path, err := instanceRolesPath(req.Instance, "")
@@ -276,8 +410,43 @@ func (c *Client) CreateInstanceRole(ctx context.Context, req CreateInstanceRoleR
 	if req.Role.Name == "" {
 		return out, fmt.Errorf("%w: a role needs its name", ErrResourceName)
 	}
-	err = c.call(ctx, "create role "+req.Role.Name, http.MethodPost, path, req.Role, &out)
+	var at attempts
+	err = c.callTracked(ctx, "create role "+req.Role.Name, http.MethodPost, path, req.Role, &out, &at)
+	if err != nil && at.unanswered && alreadyExists(err) {
+		return c.madeInstanceRole(ctx, req.Instance, req.Role)
+	}
 	return out, err
+}
+
+// madeInstanceRole reads back the role a create whose answer was lost may have
+// made: the instance's role named exactly asked.Name, when it is the one asked
+// for; otherwise a *RoleExistsError.
+func (c *Client) madeInstanceRole(ctx context.Context, instance string, asked InstanceRole) (InstanceRole, error) {
+	where := "instance " + instance
+	fail := func(diffs []string, err error) (InstanceRole, error) {
+		return InstanceRole{}, &RoleExistsError{Name: asked.Name, Where: where, Differences: diffs, Err: err}
+	}
+	roles, err := c.ListInstanceRoles(ctx, ListInstanceRolesRequest{Instance: instance})
+	if err != nil {
+		return fail(nil, err)
+	}
+	got, err := FindInstanceRole(roles, asked.Name, where)
+	if err != nil {
+		return fail(nil, err)
+	}
+	var diffs differences
+	differ := diffs.add
+	differ("identity_type", identityOf(got.IdentityType), identityOf(asked.IdentityType))
+	differ("membership_role", string(got.MembershipRole), string(asked.MembershipRole))
+	attrs := got.Attributes
+	if attrs == nil {
+		attrs = got.EffectiveAttributes
+	}
+	differ("attributes", attributes(attrs), attributes(asked.Attributes))
+	if len(diffs) > 0 {
+		return fail(diffs, nil)
+	}
+	return got, nil
 }
 
 // ListInstanceRolesRequest names the instance whose roles to list.

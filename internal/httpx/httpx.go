@@ -165,6 +165,29 @@ func TransportFailure(status int, err error) bool {
 	return status == 0 && err != nil && !errors.Is(err, ErrRedirect) && TransportHint(err) == ""
 }
 
+// NotSent reports whether a request that failed with err (no answer) provably
+// never reached the server: it failed while resolving the host or dialing it, in
+// the TLS handshake (a certificate that does not verify, a server that does not
+// speak TLS), or at a redirect the client refused (the server answered). Any
+// other failure (a timeout, a connection reset or closed once the request may
+// have gone out) may have left the request carried out.
+func NotSent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var oe *net.OpError
+	var de *net.DNSError
+	switch {
+	case errors.Is(err, ErrRedirect), TransportHint(err) != "":
+		return true
+	case errors.As(err, &de):
+		return true
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return true
+	}
+	return false
+}
+
 // orOtherHost names the properties besides DatabricksInstance that can name the
 // host of an OAuth or workspace request.
 const orOtherHost = " (or in OAuthAccessTokenURL, OAuthAuthorizationURL, LoginHost, AzureAuthorityHost or AzureMSIEndpoint when one of them names this host)"
