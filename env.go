@@ -2,8 +2,11 @@ package lakebase
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/lakebase-go/lakebase/internal/dbcfg"
+	"github.com/lakebase-go/lakebase/internal/httpx"
 )
 
 // Environment conventions. When a connection string leaves a property out, ParseDSN
@@ -21,7 +24,9 @@ import (
 //     Profile property or DATABRICKS_CONFIG_PROFILE, else [__settings__]
 //     default_profile, else DEFAULT when it exists. Its host, client_id and
 //     client_secret fill DatabricksInstance, OAuthClientId and OAuthClientSecret; a
-//     token (a personal access token) fills OAuthAccessToken, never expiring.
+//     token (a personal access token) fills OAuthAccessToken, never expiring. A
+//     profile whose host is not the workspace named by 1-3 gives nothing (one named
+//     by Profile or DATABRICKS_CONFIG_PROFILE is then an error).
 //
 // Only these variables are read; nothing else of the environment (PGPASSWORD,
 // PGOPTIONS, .pgpass, service files) changes a connection. A Config built by hand and
@@ -90,6 +95,17 @@ func fromEnvironment(c *Config, givenByString map[string]bool, getenv func(strin
 	if err != nil || profile == nil {
 		return vals, ignored, err
 	}
+	// A profile's credentials belong to its host: with a workspace named elsewhere
+	// (the string, DATABRICKS_HOST) that is another host, nothing of the profile is
+	// taken, so its client secret or token never goes to that workspace. A profile
+	// asked for by name is then an error; the default one is left out.
+	if ws, ph := givenWorkspace(c, givenByString, vals), profile.Values["host"]; ws != "" && ph != "" && !sameWorkspace(ws, ph) {
+		if c.Profile != "" || getenv("DATABRICKS_CONFIG_PROFILE") != "" {
+			return nil, nil, &ConfigError{Property: "Profile", Value: profile.Name, Err: fmt.Errorf(
+				"is a profile of %s, not of the workspace %s: a profile's credentials are used only with its own host (drop Profile, or name its host)", ph, ws)}
+		}
+		return vals, ignored, nil
+	}
 	// A personal access token stands in for OAuthClient only: a scheme the string
 	// chose for itself (a person's login, the CLI, federation) keeps its own way.
 	token := profile.Values["token"]
@@ -118,4 +134,29 @@ func loadProfile(c *Config, getenv func(string) string) (*dbcfg.Profile, error) 
 		return nil, &ConfigError{Property: "Profile", Value: pe.Name, Err: pe.Err}
 	}
 	return p, err
+}
+
+// givenWorkspace is the workspace named before the profile is read: by the string,
+// else by DATABRICKS_HOST ("" for none).
+func givenWorkspace(c *Config, givenByString map[string]bool, vals []envValue) string {
+	if givenByString["DatabricksInstance"] {
+		return c.DatabricksInstance
+	}
+	for _, v := range vals {
+		if v.prop == "DatabricksInstance" {
+			return v.value
+		}
+	}
+	return ""
+}
+
+// sameWorkspace reports whether two workspace hosts or URLs name the same workspace.
+func sameWorkspace(a, b string) bool {
+	norm := func(s string) string {
+		if u, err := httpx.NormalizeWorkspace(s); err == nil {
+			return u
+		}
+		return strings.ToLower(strings.TrimRight(strings.TrimSpace(s), "/"))
+	}
+	return norm(a) == norm(b)
 }
