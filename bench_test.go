@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -755,17 +756,26 @@ type cpuSample struct {
 }
 
 // measure runs op n times after a collection, and returns what it used. The
-// memory statistics are the process's: nothing else runs in a benchmark.
-func measure(n int, op func() error) (cpuSample, error) {
+// memory statistics are the process's: nothing else runs in a benchmark. The
+// queries run under the pprof label driver=name (inherited by the goroutines
+// database/sql starts for them), so a -cpuprofile of the interleaved run can be
+// split by side: go tool pprof -tagfocus driver=lakebase.
+func measure(name string, n int, op func() error) (cpuSample, error) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	c0, _ := processCPU()
 	t0 := time.Now()
-	for range n {
-		if err := op(); err != nil {
-			return cpuSample{}, err
+	var err error
+	pprof.Do(context.Background(), pprof.Labels("driver", name), func(context.Context) {
+		for range n {
+			if err = op(); err != nil {
+				return
+			}
 		}
+	})
+	if err != nil {
+		return cpuSample{}, err
 	}
 	wall := time.Since(t0)
 	c1, _ := processCPU()
@@ -914,7 +924,7 @@ func BenchmarkClientCPU(b *testing.B) {
 			rounds := cpuRounds()
 			per := max(1, b.N/rounds)
 			for i := range ops { // warm up: statement caches, buffers, the session's first reset
-				if _, err := measure(min(per, 100), ops[i]); err != nil {
+				if _, err := measure(names[i], min(per, 100), ops[i]); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -924,7 +934,7 @@ func BenchmarkClientCPU(b *testing.B) {
 				var got [2]cpuSample
 				for k := range 2 {
 					i := (r + k) % 2 // even rounds pgx first, odd rounds lakebase first
-					s, err := measure(per, ops[i])
+					s, err := measure(names[i], per, ops[i])
 					if err != nil {
 						b.Fatalf("%s: %v", names[i], err)
 					}
