@@ -86,8 +86,8 @@ func waitActive(t *testing.T, e *lakebasetest.Server, query string) {
 // eventFigures are the measures of one host through the compute's events.
 type eventFigures struct {
 	acked, failed, other int
-	badConn              int             // of failed: driver.ErrBadConn
-	firstOK              []time.Duration // per event: from the compute back to the first statement that succeeded
+	badConn              int      // of failed: driver.ErrBadConn
+	firstOK              []string // per event: from the compute back to the first statement that succeeded
 	otherErrs            []error
 }
 
@@ -196,7 +196,7 @@ func TestComputeEvents_ManyClientsLoseNoAcknowledgedWriteAndMintNothingMore(t *t
 		}
 		close(collected)
 	}()
-	var backs []time.Time
+	var starts, backs []time.Time
 	begin := time.Now().Add(500 * time.Millisecond)
 	events := []struct {
 		name string
@@ -204,6 +204,7 @@ func TestComputeEvents_ManyClientsLoseNoAcknowledgedWriteAndMintNothingMore(t *t
 	}{{"restart", e.RestartCompute}, {"restart", e.RestartCompute}, {"restart", e.RestartCompute}, {"failover", e.Failover}}
 	for _, ev := range events {
 		time.Sleep(500 * time.Millisecond)
+		starts = append(starts, time.Now())
 		if err := ev.do(2 * time.Second); err != nil {
 			t.Fatalf("%s: %v", ev.name, err)
 		}
@@ -212,6 +213,7 @@ func TestComputeEvents_ManyClientsLoseNoAcknowledgedWriteAndMintNothingMore(t *t
 		time.Sleep(time.Second)
 	}
 	time.Sleep(time.Second)
+	starts = append(starts, time.Now()) // the end of the last event's window
 	close(stop)
 	wg.Wait()
 	close(results)
@@ -240,15 +242,22 @@ func TestComputeEvents_ManyClientsLoseNoAcknowledgedWriteAndMintNothingMore(t *t
 			}
 		}
 	}
+	// Each event's window runs from the compute being back to the next event's
+	// start: a success after that is the next event's, not this one's.
 	for h := range hosts {
-		for _, back := range backs {
+		for i, back := range backs {
 			first := time.Duration(-1)
 			for _, r := range all {
-				if r.host == h && r.err == nil && r.finished.After(back) && (first < 0 || r.finished.Sub(back) < first) {
+				if r.host == h && r.err == nil && r.finished.After(back) && r.finished.Before(starts[i+1]) &&
+					(first < 0 || r.finished.Sub(back) < first) {
 					first = r.finished.Sub(back)
 				}
 			}
-			figs[h].firstOK = append(figs[h].firstOK, first)
+			fig := first.Round(time.Millisecond).String()
+			if first < 0 {
+				fig = "none within " + starts[i+1].Sub(back).Round(time.Millisecond).String()
+			}
+			figs[h].firstOK = append(figs[h].firstOK, fig)
 		}
 	}
 
