@@ -298,8 +298,7 @@ func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *
 	delay := 100 * time.Millisecond
 	for {
 		// Jittered (half to all of delay), so clients that met the same restart do
-		// not come back in step; at most 1 s apart, so a compute that is back is
-		// found within about a second.
+		// not come back in step.
 		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)))
 		select {
 		case <-ctx.Done():
@@ -307,7 +306,6 @@ func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *
 			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
 		case <-t.C:
 		}
-		delay = min(delay*2, time.Second)
 		var sc *stdlib.Conn
 		sc, err = c.connectPgx(ctx, li)
 		if err == nil {
@@ -317,8 +315,26 @@ func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *
 		if !coldStartError(err) {
 			return nil, err
 		}
+		delay = nextWakeDelay(delay, err)
 	}
 }
+
+// nextWakeDelay doubles the wait between the connects of waitAwake, up to
+// restartPoll while the server answers that it is starting or restarting
+// (comingBack: it is up again within seconds, so a client finds it back within
+// half a second of that), else up to a second (a host that cannot be reached yet).
+// The connects reuse the credential the wait began with: none is minted.
+func nextWakeDelay(delay time.Duration, err error) time.Duration {
+	limit := time.Second
+	if comingBack(err) {
+		limit = restartPoll
+	}
+	return min(delay*2, limit)
+}
+
+// restartPoll is the longest wait between connects to a server that answers it is
+// starting or restarting.
+const restartPoll = 500 * time.Millisecond
 
 // upTries is how many connects in all are made to a database whose state says it
 // is up (or does not say) before its refusal is the answer: a Lakebase proxy takes
