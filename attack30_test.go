@@ -2,20 +2,25 @@ package lakebase_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
 // secretRecorder is an HTTP server that answers like a workspace that knows nothing
@@ -163,5 +168,235 @@ func TestAttack30_AProfilesSecretsNeverGoToAnotherWorkspace(t *testing.T) {
 	c.Login(ctx)
 	if got := own.holding("profile-secret-7f3a9", "profile-sp"); len(got) == 0 {
 		t.Fatalf("the profile's own host never got its client secret (requests: %d): the check drops every profile", own.count())
+	}
+}
+
+// projectOf is the project id of an endpoint path.
+func projectOf(t *testing.T, endpoint string) string {
+	t.Helper()
+	parts := strings.Split(endpoint, "/")
+	if len(parts) < 2 || parts[0] != "projects" {
+		t.Fatalf("not an endpoint path: %q", endpoint)
+	}
+	return parts[1]
+}
+
+// onBranch reports whether db's session is on the branch that holds the table
+// attack30_marker (made on the branch only).
+func onBranch(t *testing.T, db *sql.DB) bool {
+	t.Helper()
+	var there bool
+	if err := db.QueryRow(`SELECT to_regclass('attack30_marker') IS NOT NULL`).Scan(&there); err != nil {
+		t.Fatal(err)
+	}
+	return there
+}
+
+// The database a connection string names by Project (and Branch) is the one used,
+// whatever else it says: with Server as well, the credential is minted for the
+// project's branch and its session is on that branch, not on whatever instance or
+// endpoint of the workspace happens to answer on that host.
+func TestAttack30_ServerWithProjectUsesTheProjectsBranch(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	project := projectOf(t, e.Endpoint)
+	parent := e.OAuthClientDSN("Endpoint=", "Project="+project)
+	branchDSN := lakebasetest.Branch(t, parent)
+	bdb, bc := newDB(t, branchDSN)
+	if _, err := bdb.Exec(`CREATE TABLE attack30_marker (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	bst, err := bc.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	branch := strings.Split(bst.Endpoint, "/")[3]
+
+	db, c := newDB(t, e.OAuthClientDSN("Endpoint=", "Project="+project, "Branch="+branch, "Server="+e.Host))
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Endpoint != bst.Endpoint || st.Instance != "" {
+		t.Fatalf("Project=%s;Branch=%s;Server=%s minted for endpoint %q instance %q, not the branch's endpoint %s",
+			project, branch, e.Host, st.Endpoint, st.Instance, bst.Endpoint)
+	}
+	if !onBranch(t, db) {
+		t.Fatal("the session is not on the branch the connection string names")
+	}
+}
+
+// A stored host lookup of a project's default branch (Project without Branch)
+// never moves a login to another branch of the project: the store is a file, and
+// which branch's database a credential is minted for and used on is the
+// workspace's answer, not the file's.
+func TestAttack30_AStoredLookupNeverMovesALoginToAnotherBranch(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	project := projectOf(t, e.Endpoint)
+	store := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+	dsn := e.OAuthClientDSN("Endpoint=", "Project="+project, "OAuthSettingsLocation="+store) // verify-full
+	branchDSN := lakebasetest.Branch(t, e.OAuthClientDSN("Endpoint=", "Project="+project))
+	bdb, bc := newDB(t, branchDSN)
+	if _, err := bdb.Exec(`CREATE TABLE attack30_marker (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	bst, err := bc.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first, _ := newDB(t, dsn)
+	if onBranch(t, first) {
+		t.Fatal("the default branch holds the marker: the test proves nothing")
+	}
+	first.Close()
+	n := 0
+	editStore(t, store, func(doc map[string]any) {
+		for _, l := range entries(doc, "lookups") {
+			if ep, _ := l["endpoint"].(string); ep != "" {
+				l["endpoint"] = bst.Endpoint
+				n++
+			}
+		}
+	})
+	if n == 0 {
+		t.Fatal("the store has no lookup of the project: the test proves nothing")
+	}
+	db, c := newDB(t, dsn)
+	if onBranch(t, db) {
+		st, _ := c.Status(context.Background())
+		t.Fatalf("after the store's lookup was changed, the login went to the other branch's endpoint %s", st.Endpoint)
+	}
+}
+
+// With SSLMode=verify-ca, or require with a trusted certificate (which checks the
+// chain but not the name), a host read back from the store is never connected to:
+// the workspace is asked first, for the endpoint and for the instance. The logs
+// (Verbosity=5, a Logfile and a WithLogger handler) and errors of it all hold none
+// of the secrets the emulator issued, nor the client secret.
+func TestAttack30_AStoredHostWithoutNameCheckGetsNoConnection(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug - 8}))
+	logfile := filepath.Join(t.TempDir(), "lakebase.log")
+	var errs []string
+	for _, mode := range []string{"SSLMode=verify-ca", "SSLMode=require"} {
+		for _, db := range []string{"Endpoint=" + e.Endpoint, "Instance=" + e.Instance} {
+			t.Run(mode+" "+strings.SplitN(db, "=", 2)[0], func(t *testing.T) {
+				evil := newFakePostgres(t)
+				store := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+				dsn := e.OAuthClientDSN("Endpoint=", db, mode, "OAuthSettingsLocation="+store, "Verbosity=5", "Logfile="+logfile)
+				first, _ := newDB(t, dsn, lakebase.WithLogger(logger))
+				if err := first.Ping(); err != nil {
+					t.Fatal(err)
+				}
+				first.Close()
+				for _, host := range []string{"localhost", "127.0.0.1"} {
+					n := 0
+					editStore(t, store, func(doc map[string]any) {
+						for _, l := range entries(doc, "lookups") {
+							l["host"] = host + ":" + strconv.Itoa(evil.port())
+							n++
+						}
+					})
+					if n == 0 {
+						t.Fatal("the store has no host lookup: the test proves nothing")
+					}
+					db, _ := newDB(t, dsn, lakebase.WithLogger(logger))
+					if err := db.Ping(); err != nil {
+						errs = append(errs, err.Error())
+						t.Fatalf("the login did not work after the store was tampered with: %v", err)
+					}
+					db.Close()
+					if conns, pws := evil.got(); conns != 0 || len(pws) != 0 {
+						t.Fatalf("the host named by the store got %d connections and %d passwords", conns, len(pws))
+					}
+				}
+			})
+		}
+	}
+	logs, _ := os.ReadFile(logfile)
+	all := string(logs) + buf.String() + strings.Join(errs, "\n")
+	if !strings.Contains(all, "stored_host") {
+		t.Fatal("no log line tells of the replaced store entry: the logs prove nothing")
+	}
+	for _, s := range append(e.IssuedSecrets(), e.ServicePrincipal.ClientSecret) {
+		if strings.Contains(all, s) {
+			t.Fatalf("a secret (%d characters) is in the logs or errors", len(s))
+		}
+	}
+}
+
+// A person's token and the credentials minted with it stay with the person's pool:
+// a base connector that keeps a settings file never writes them there, and forged
+// or expired tokens (an unsigned JWT naming the person, a real one expired) open no
+// pool and take nothing over.
+func TestAttack30_APersonsTokenNeverReachesTheBaseStore(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	store := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+	base, err := lakebase.NewConnector(e.OAuthClientDSN("OAuthSettingsLocation=" + store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	if _, err := base.Login(context.Background()); err != nil { // the base's own login is stored
+		t.Fatal(err)
+	}
+	u := lakebase.NewUserPools(base, lakebase.UserPoolOptions{})
+	defer u.Close()
+	ctx := context.Background()
+	tok, err := e.UserToken("carol@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := u.DB(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who string
+	if err := db.QueryRowContext(ctx, `SELECT current_user`).Scan(&who); err != nil || who != "carol@example.com" {
+		t.Fatalf("current_user %q: %v", who, err)
+	}
+	seg := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
+	exp := time.Now().Add(time.Hour).Unix()
+	forged := seg(`{"alg":"none","typ":"JWT"}`) + "." + seg(`{"sub":"carol@example.com","exp":`+strconv.FormatInt(exp, 10)+`}`) + "."
+	expired := seg(`{"alg":"RS256","typ":"JWT"}`) + "." + seg(`{"sub":"carol@example.com","exp":1}`) + ".c2ln"
+	for name, bad := range map[string]string{"forged": forged, "expired": expired} {
+		if _, err := u.DB(ctx, bad); !errors.Is(err, lakebase.ErrUserToken) {
+			t.Fatalf("a %s token: %v", name, err)
+		}
+	}
+	if u.Len() != 1 {
+		t.Fatalf("%d pools open", u.Len())
+	}
+	data, err := os.ReadFile(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), tok) || strings.Contains(string(data), "carol@example.com") {
+		t.Fatal("the base's settings file holds the person's token or name")
+	}
+	held := 0
+	for _, s := range e.IssuedSecrets() {
+		if strings.Contains(string(data), s) {
+			held++
+		}
+	}
+	if held == 0 {
+		t.Fatal("the settings file holds none of the base's secrets: the test proves nothing")
+	}
+	// The credential minted for Carol is not among the base's stored credentials:
+	// every stored credential is of the base's service principal.
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for k, c := range entries(doc, "credentials") {
+		if user, _ := c["user"].(string); user != "" && user != e.ServicePrincipal.ClientID {
+			t.Fatalf("credential %s of user %q in the base's store", k, user)
+		}
 	}
 }

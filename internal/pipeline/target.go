@@ -75,14 +75,22 @@ func (p *Pipeline) lookUpTarget(ctx context.Context) (*target, error) {
 	default:
 		req := workspace.LocateRequest{Endpoint: cfg.Endpoint, Instance: cfg.Instance, Project: cfg.Project, Branch: cfg.Branch,
 			ReadOnly: cfg.ReadOnly, Pooled: cfg.Pooled}
-		if cfg.Server != "" {
+		switch {
+		case cfg.Server != "" && cfg.Project == "":
 			req = workspace.LocateRequest{Server: cfg.Server} // a host to find among them all
+		case cfg.Server != "":
+			req.Pooled = false // Server is the host: which of the endpoint's it would be does not matter
 		}
 		loc, err := p.rest.Locate(ctx, req)
 		if err != nil {
 			return nil, &credentialError{p.driverError(err)}
 		}
 		t.Location = loc
+		if cfg.Server != "" {
+			// Project and Server: the branch's endpoint is minted for, and Server is
+			// where the session goes, as with Endpoint and Server.
+			t.Host = cfg.Server
+		}
 	}
 	p.log.Debug("lakebase: database resolved", slog.String("host", t.Host), slog.String("endpoint", t.Endpoint), slog.String("instance", t.Instance))
 	if storedHost != "" && !strings.EqualFold(storedHost, t.Host) {
@@ -121,18 +129,16 @@ func (p *Pipeline) setTarget(t *target) {
 // loopback for a loopback workspace): the certificate check then proves the server
 // is that name before any password is sent, and the name is one of the cloud that
 // minted the credential, not one an attacker can hold a certificate for. A stored
-// endpoint of Project must be of that project (and of Branch when it is named).
+// endpoint of Project must be of the Branch named; with no Branch (the project's
+// default branch) the store cannot say which branch that is (a stored endpoint of
+// any other branch would move the login there), so the workspace is asked.
 // Everything else is looked up again (one request) and the stored entry replaced.
 func (p *Pipeline) storedHostUsable(host, endpoint string) bool {
 	if !p.cfg.VerifyFull || host == "" || !oauth.InWorkspaceCloud(p.cfg.Workspace, host) {
 		return false
 	}
 	if p.cfg.Project != "" {
-		prefix := "projects/" + p.cfg.Project + "/branches/"
-		if p.cfg.Branch != "" {
-			prefix += p.cfg.Branch + "/endpoints/"
-		}
-		return strings.HasPrefix(endpoint, prefix)
+		return p.cfg.Branch != "" && strings.HasPrefix(endpoint, "projects/"+p.cfg.Project+"/branches/"+p.cfg.Branch+"/endpoints/")
 	}
 	return true
 }
