@@ -400,3 +400,41 @@ func TestAttack30_APersonsTokenNeverReachesTheBaseStore(t *testing.T) {
 		}
 	}
 }
+
+// Per-user pools log in as each person: a SessionRole of the base connector (a
+// role of the base's own identity) is not put on the person's sessions, where it
+// would make current_user a shared role and every person's row-level security the
+// same, even for a person who is a member of that role.
+func TestAttack30_APersonsSessionIsThePersonsEvenWithABaseSessionRole(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	tok, err := e.UserToken("carol@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{`CREATE ROLE attack30_group NOLOGIN`, `GRANT attack30_group TO "carol@example.com"`,
+		`GRANT attack30_group TO "` + e.ServicePrincipal.ClientID + `"`} {
+		if err := e.Exec(sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, err := lakebase.NewConnector(e.OAuthClientDSN("SessionRole=attack30_group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	u := lakebase.NewUserPools(base, lakebase.UserPoolOptions{})
+	defer u.Close()
+	ctx := context.Background()
+	db, err := u.DB(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur, sess string
+	if err := db.QueryRowContext(ctx, `SELECT current_user, session_user`).Scan(&cur, &sess); err != nil {
+		t.Fatal(err)
+	}
+	if cur != "carol@example.com" || sess != "carol@example.com" {
+		t.Fatalf("a person's session runs as current_user %q (session_user %q)", cur, sess)
+	}
+}

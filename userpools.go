@@ -274,6 +274,9 @@ func (u *UserPools) open(user string, tok *oauth2.Token) (*userPool, error) {
 	cfg := u.base.cfg.clone()
 	cfg.AuthScheme = AuthTokenSource
 	cfg.User = user
+	// The person's own role: a SessionRole is the base identity's, and on a person's
+	// session it would make current_user a role shared by everyone.
+	cfg.SessionRole = ""
 	cfg.OAuthClientID, cfg.OAuthClientSecret = "", ""
 	cfg.OAuthAccessToken, cfg.OAuthRefreshToken, cfg.OAuthVerifier = "", "", ""
 	cfg.OAuthSettingsLocation = ""
