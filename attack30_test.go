@@ -438,3 +438,41 @@ func TestAttack30_APersonsSessionIsThePersonsEvenWithABaseSessionRole(t *testing
 		t.Fatalf("a person's session runs as current_user %q (session_user %q)", cur, sess)
 	}
 }
+
+// A read-only login stays read-only whatever the settings store says: a stored host
+// lookup of a ReadOnly connector edited to name the primary's host (a name the
+// certificate proves, in the workspace's cloud) never lets it write. Which of a
+// database's hosts serves read-only sessions is the workspace's answer, not the
+// file's; the certificate proves a host's name, not its role.
+func TestAttack30_AStoredHostNeverTurnsAReadOnlyLoginIntoAWriter(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t)
+	store := filepath.Join(t.TempDir(), "OAuthSettings.txt")
+	dsn := e.OAuthClientDSN("ReadOnly=true", "OAuthSettingsLocation="+store) // verify-full
+	first, _ := newDB(t, dsn)
+	var standby bool
+	if err := first.QueryRow(`SELECT pg_is_in_recovery()`).Scan(&standby); err != nil || !standby {
+		t.Fatalf("the read-only host is no standby (%v, %v): the test proves nothing", standby, err)
+	}
+	first.Close()
+	n := 0
+	editStore(t, store, func(doc map[string]any) {
+		for _, l := range entries(doc, "lookups") {
+			l["host"] = e.Host // the primary's name
+			n++
+		}
+	})
+	if n == 0 {
+		t.Fatal("the store has no host lookup: the test proves nothing")
+	}
+	db, _ := newDB(t, dsn)
+	if err := db.QueryRow(`SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
+		t.Fatal(err)
+	}
+	if !standby {
+		t.Fatal("after the store's lookup was edited, the read-only login reached the primary")
+	}
+	if _, err := db.Exec(`CREATE TABLE attack30_ro_write (x int)`); err == nil {
+		t.Fatal("a read-only login wrote on the primary")
+	}
+}

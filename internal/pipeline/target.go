@@ -132,9 +132,12 @@ func (p *Pipeline) setTarget(t *target) {
 // endpoint of Project must be of the Branch named; with no Branch (the project's
 // default branch) the store cannot say which branch that is (a stored endpoint of
 // any other branch would move the login there), so the workspace is asked.
-// Everything else is looked up again (one request) and the stored entry replaced.
+// A ReadOnly login never uses a stored host as is: the certificate proves a host's
+// name, not its role, and a lookup edited to name the primary would let a read-only
+// login write. Everything else is looked up again (one request) and the stored
+// entry replaced.
 func (p *Pipeline) storedHostUsable(host, endpoint string) bool {
-	if !p.cfg.VerifyFull || host == "" || !oauth.InWorkspaceCloud(p.cfg.Workspace, host) {
+	if !p.cfg.VerifyFull || p.cfg.ReadOnly || host == "" || !oauth.InWorkspaceCloud(p.cfg.Workspace, host) {
 		return false
 	}
 	if p.cfg.Project != "" {
