@@ -175,7 +175,7 @@ func (c *Connector) connectPgx(ctx context.Context, li loginInfo) (*stdlib.Conn,
 	start := time.Now()
 	sc, err := c.connectPgxOnce(ctx, li)
 	c.opts.observers.emit(ctx, Event{Kind: EventLogin, Scheme: c.cfg.AuthScheme, Database: loginDatabase(li), User: li.user,
-		Start: start, Duration: time.Since(start)}, err)
+		Start: start, Duration: time.Since(start), Expiry: li.expiry}, err)
 	return sc, err
 }
 

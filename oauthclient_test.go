@@ -150,19 +150,19 @@ func TestOAuthClient_ShortCredentialsAreRefreshedAhead(t *testing.T) {
 	mints := emu.Count(lakebasetest.EPCredAutoscaling)
 	t.Logf("%d queries, %d credential mints (%d ahead of expiry), %d connects waited for the first credential, %d stalled later, refused logins %d",
 		queries, mints, s.AheadFetches, s.Waits-s.Stalls, s.Stalls, emu.Count(lakebasetest.EPLoginRefused))
-	late := int64(mintsSeen.late())
-	if s.Stalls != 0 && late == 0 {
-		t.Errorf("%d connects after the first credential waited for a new one though every refresh ahead came in time", s.Stalls)
-	} else if late > 0 {
-		t.Logf("%d refreshes ahead of expiry came after their credential stopped being handed out (the machine was that slow)", late)
+	slow := int64(mintsSeen.excused())
+	if s.Stalls != 0 && slow == 0 {
+		t.Errorf("%d connects after the first credential waited for a new one though every refresh ahead and login came in time", s.Stalls)
+	} else if slow > 0 {
+		t.Logf("%d late refreshes or logins outlived by their credential (the machine was that slow)", slow)
 	}
 	// Every mint after the first is ahead of expiry, but for one a connect started
-	// because the refresh ahead was late.
-	if mints < 1+s.AheadFetches || mints > 1+s.AheadFetches+late || s.AheadFetches+late < 4 {
-		t.Errorf("credential mints = %d, ahead-of-expiry refreshes = %d, late = %d: every mint after the first must be ahead of expiry", mints, s.AheadFetches, late)
+	// because the machine was too slow.
+	if mints < 1+s.AheadFetches || mints > 1+s.AheadFetches+slow || s.AheadFetches+slow < 4 {
+		t.Errorf("credential mints = %d, ahead-of-expiry refreshes = %d, slow = %d: every mint after the first must be ahead of expiry", mints, s.AheadFetches, slow)
 	}
-	if r := emu.Count(lakebasetest.EPLoginRefused); r != 0 {
-		t.Errorf("%d logins were refused", r)
+	if r, expired := emu.Count(lakebasetest.EPLoginRefused), int64(mintsSeen.excused())-int64(mintsSeen.late()); r > expired {
+		t.Errorf("%d logins were refused, %d of them outlived by their credential", r, expired)
 	}
 }
 

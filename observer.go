@@ -61,7 +61,8 @@ type Event struct {
 	Database, API, User string
 	Start               time.Time
 	Duration            time.Duration
-	// Expiry is the expiry of the token or credential obtained.
+	// Expiry is the expiry of the token or credential obtained (of a login: of the
+	// credential it logged in with; zero for a native password).
 	Expiry  time.Time
 	Outcome string // OutcomeOK or OutcomeError
 	// Cause is why a retry happens; ErrorCode the failure's code: a SQLSTATE, an

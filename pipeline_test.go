@@ -97,8 +97,10 @@ func TestPipeline_AbsorbsAFlakyIdPAndCredentialAPI(t *testing.T) {
 // TestPipeline_RecoversFromCredentialsRevokedMidRun: every credential is revoked, again and again,
 // while 16 goroutines open connections. The user sees no error: a refused login mints
 // a credential after the refusal and retries once. (Each revocation waits until the
-// driver has recovered from the previous one: two revocations inside one retry are a
-// double refusal, which the driver reports as a LoginError by design.)
+// connects under way when the driver minted the new credential have ended: two
+// revocations inside one retry are a double refusal, which the driver reports as a
+// LoginError by design. The wait is for those connects, not a time: a loaded machine
+// only makes it longer.)
 func TestPipeline_RecoversFromCredentialsRevokedMidRun(t *testing.T) {
 	needServers(t)
 	db, c := newDB(t, emu.OAuthClientDSN())
@@ -106,6 +108,7 @@ func TestPipeline_RecoversFromCredentialsRevokedMidRun(t *testing.T) {
 	stop := after(pick(4*time.Second, 20*time.Second))
 	revocations := 0
 	done := make(chan struct{})
+	var inFlight sync.RWMutex // connects hold it shared; the revoker takes it to wait for them
 	go func() {
 		defer close(done)
 		for {
@@ -124,11 +127,14 @@ func TestPipeline_RecoversFromCredentialsRevokedMidRun(t *testing.T) {
 				case <-time.After(10 * time.Millisecond):
 				}
 			}
-			time.Sleep(500 * time.Millisecond) // ...and the retries in flight finish
+			inFlight.Lock() // ...and the connects (and their retries) under way end
+			inFlight.Unlock()
 		}
 	}()
 	emu.ResetCounts()
 	calls, errs := load(16, stop, func(_, _ int) error {
+		inFlight.RLock()
+		defer inFlight.RUnlock()
 		var v int
 		return db.QueryRow("SELECT 1").Scan(&v)
 	})

@@ -130,10 +130,14 @@ func TestRealService_ConnectWakesAnIdleEndpoint(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// Too short a wait: a clear error naming the database and its state.
-	db.Close() // its open session would keep the endpoint awake
-	e.Suspend()
-	c2, _ := lakebase.NewConnector(e.OAuthClientDSN("Timeout=2"))
+	// Too short a wait: a clear error naming the database and its state. An endpoint
+	// that takes a minute to wake, so that a Timeout long enough for the token work
+	// and the first connects on a loaded machine still ends during the wake.
+	db.Close()
+	slow := lakebasetest.Start(t, lakebasetest.Options{ScaleToZero: time.Hour, WakeDelay: time.Minute})
+	slow.Suspend()
+	e = slow
+	c2, _ := lakebase.NewConnector(e.OAuthClientDSN("Timeout=8"))
 	db2 := lakebase.OpenDB(c2)
 	defer db2.Close()
 	err = db2.Ping()
