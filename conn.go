@@ -36,7 +36,7 @@ import (
 // own; per return to the pool, IsValid. Rows and prepared statements are pgx's
 // own; a transaction is pgx's, begun on the *pgx.Conn and held by a reused
 // wrapper (one allocation fewer than through pgx's stdlib, whose wrapper is made
-// per transaction). On a session reused within lookAfterIdle (100 ms), no clock
+// per transaction). On a session reused within pgsession.LookAfterIdle (100 ms), no clock
 // read, map lookup, allocation or system call of the driver's own happens per
 // query, except that MaxRows, when set, wraps each result's rows (one allocation).
 type Conn struct {
@@ -331,10 +331,10 @@ func (c *Conn) CheckNamedValue(nv *driver.NamedValue) error {
 // flag for the session's lifetime (set by a timer, not by a clock read here) and
 // hands over to pgx's ResetSession, which discards a session left in a transaction,
 // reads the clock once for the session's idle time (as it does for plain pgx) and
-// asks the connector's shouldPing whether to ping (see pingBeforeReuse): only a
-// session idle longer than lookAfterIdle is looked at, so that one the server ended
+// asks the connector's shouldPing whether to ping (see pgsession.PingBeforeReuse): only a
+// session idle longer than pgsession.LookAfterIdle is looked at, so that one the server ended
 // is discarded before a statement is sent on it, and one idle over a second is
-// pinged, as pgx does. A checkout of a session used within lookAfterIdle makes no
+// pinged, as pgx does. A checkout of a session used within pgsession.LookAfterIdle makes no
 // system call, map lookup or allocation beyond pgx's own.
 func (c *Conn) ResetSession(ctx context.Context) error {
 	if c.pg == nil {

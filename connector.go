@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/internal/pgsession"
 	"github.com/lakebase-go/lakebase/internal/pipeline"
 	"github.com/lakebase-go/lakebase/oauth"
 	"github.com/lakebase-go/lakebase/workspace"
@@ -56,7 +57,7 @@ type Connector struct {
 	// session leaves the pool at a jittered moment before it.
 	lifetime atomic.Int64
 	// lookAfter is how long a pooled session sits idle before it is looked at on its
-	// way out of the pool (lookAfterIdle; tests set it through an internal hook).
+	// way out of the pool (pgsession.LookAfterIdle; tests set it through an internal hook).
 	lookAfter    time.Duration
 	poolWarnOnce sync.Once
 	poolWaitOnce sync.Once
@@ -79,7 +80,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	if cfg == nil {
 		return nil, &ConfigError{Err: errors.New("nil Config")}
 	}
-	c := &Connector{cfg: cfg.clone(), lookAfter: lookAfterIdle}
+	c := &Connector{cfg: cfg.clone(), lookAfter: pgsession.LookAfterIdle}
 	c.open = c.dialSession
 	for _, o := range opts {
 		if o != nil { // a nil Option sets nothing

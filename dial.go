@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lakebase-go/lakebase/internal/pgsession"
 )
 
 // dialSession opens a pgx session.
@@ -64,7 +65,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 	if err == nil {
 		return sc, nil
 	}
-	if li.storedHost && authFailureState(err, li.pooled) == "" {
+	if li.storedHost && pgsession.AuthFailureState(err, li.pooled) == "" {
 		// A host read back from the settings store did not take the connection (its
 		// certificate did not verify, so no password was sent; or nothing listens
 		// there): the store may be stale or tampered with. Ask the workspace.
@@ -77,7 +78,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 			}
 		}
 	}
-	state := authFailureState(err, li.pooled)
+	state := pgsession.AuthFailureState(err, li.pooled)
 	if state == "" {
 		return nil, c.hint(err, li)
 	}
@@ -101,7 +102,7 @@ func (c *Connector) dialOnce(ctx context.Context) (*stdlib.Conn, error) {
 			if sc, err = c.connectWaking(ctx, li); err == nil {
 				return sc, nil
 			}
-			if state = authFailureState(err, li.pooled); state == "" {
+			if state = pgsession.AuthFailureState(err, li.pooled); state == "" {
 				return nil, c.hint(err, li)
 			}
 			if time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
@@ -223,9 +224,9 @@ func (c *Connector) applyLogin(cc *pgx.ConnConfig, li loginInfo) error {
 
 // shouldPing is pgx stdlib's ShouldPing for the connector's sessions: it runs in
 // pgx's ResetSession, on every database/sql checkout, with the idle time pgx has
-// already measured (see pingBeforeReuse).
+// already measured (see pgsession.PingBeforeReuse).
 func (c *Connector) shouldPing(_ context.Context, p stdlib.ShouldPingParams) bool {
-	return pingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
+	return pgsession.PingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
 }
 
 // needsAfterConnect reports whether new sessions need afterConnect.
@@ -257,13 +258,13 @@ func (c *Connector) sessionRoleError(pe *pgconn.PgError, user string) error {
 // connectWaking connects; when the database is a Lakebase endpoint or instance and
 // the connect fails as a waking compute does (dial errors, SQLSTATE class 08, 57P03
 // "the database system is starting up"), it asks the workspace for the database's
-// state. While that state says it is waking (wakingState), the connect is retried
+// state. While that state says it is waking (pgsession.WakingState), the connect is retried
 // with backoff until ctx ends (Timeout), as the Databricks CLI does for
 // scale-to-zero endpoints; otherwise (ACTIVE, AVAILABLE, or not known) it is tried
 // upTries times in all, and a host that still refuses is a HostRefusedError.
 func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.Conn, wakeErr error) {
 	sc, err := c.connectPgx(ctx, li)
-	if err == nil || li.database == "" || !coldStartError(err) || li.storedHost {
+	if err == nil || li.database == "" || !pgsession.ColdStartError(err) || li.storedHost {
 		// A host from the store is not waited for: it is looked up again first.
 		return sc, err
 	}
@@ -276,7 +277,7 @@ func (c *Connector) connectWaking(ctx context.Context, li loginInfo) (_ *stdlib.
 			li.state = state
 		}
 	}
-	if !wakingState(li.state) && !comingBack(err) {
+	if !pgsession.WakingState(li.state) && !pgsession.ComingBack(err) {
 		return c.connectUp(ctx, li, err)
 	}
 	return c.waitAwake(ctx, li, err)
@@ -293,7 +294,7 @@ func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *
 	}()
 	c.logger.Info("lakebase: the database is not taking connections yet (an idle endpoint wakes on connect); retrying until Timeout",
 		slog.String("database", li.database), slog.String("state", li.state), slog.String("error", err.Error()))
-	ctx, cancel := context.WithTimeout(ctx, maxWake)
+	ctx, cancel := context.WithTimeout(ctx, pgsession.MaxWake)
 	defer cancel()
 	delay := 100 * time.Millisecond
 	for {
@@ -312,29 +313,12 @@ func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *
 			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))
 			return sc, nil
 		}
-		if !coldStartError(err) {
+		if !pgsession.ColdStartError(err) {
 			return nil, err
 		}
-		delay = nextWakeDelay(delay, err)
+		delay = pgsession.NextWakeDelay(delay, err)
 	}
 }
-
-// nextWakeDelay doubles the wait between the connects of waitAwake, up to
-// restartPoll while the server answers that it is starting or restarting
-// (comingBack: it is up again within seconds, so a client finds it back within
-// half a second of that), else up to a second (a host that cannot be reached yet).
-// The connects reuse the credential the wait began with: none is minted.
-func nextWakeDelay(delay time.Duration, err error) time.Duration {
-	limit := time.Second
-	if comingBack(err) {
-		limit = restartPoll
-	}
-	return min(delay*2, limit)
-}
-
-// restartPoll is the longest wait between connects to a server that answers it is
-// starting or restarting.
-const restartPoll = 500 * time.Millisecond
 
 // upTries is how many connects in all are made to a database whose state says it
 // is up (or does not say) before its refusal is the answer: a Lakebase proxy takes
@@ -370,75 +354,12 @@ func (c *Connector) connectUp(ctx context.Context, li loginInfo, err error) (*st
 		if cerr == nil {
 			return sc, nil
 		}
-		if err = cerr; !coldStartError(err) {
+		if err = cerr; !pgsession.ColdStartError(err) {
 			return nil, err
 		}
-		if comingBack(err) {
+		if pgsession.ComingBack(err) {
 			// The server itself says it is starting or restarting: wait for it.
 			return c.waitAwake(ctx, li, err)
 		}
 	}
-}
-
-// comingBack reports whether the server answered that it is starting up or
-// restarting (a compute restart or failover, whatever its state reads): 57P03,
-// 57P01 at login, or PgBouncer's "server login has been failing". Such a database
-// is waited for; a refused dial to an up database is not.
-func comingBack(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "57P03" || pe.Code == "57P01" ||
-		pe.Code == "08P01" && strings.Contains(pe.Message, "server login has been failing"))
-}
-
-// wakingState reports whether a database in state is on its way to taking
-// connections: an endpoint scaled to zero (IDLE, SUSPENDED) or being made (INIT),
-// an instance STARTING, UPDATING or FAILING_OVER. ACTIVE and AVAILABLE are up.
-func wakingState(state string) bool {
-	switch strings.ToUpper(state) {
-	case "IDLE", "SUSPENDED", "INIT", "STARTING", "UPDATING", "FAILING_OVER":
-		return true
-	}
-	return false
-}
-
-// maxWake bounds the wait for a waking compute when Timeout sets no limit (the
-// Databricks CLI's budget).
-const maxWake = 120 * time.Second
-
-// coldStartError reports whether err is what a compute that is waking up (or
-// restarting, or failing over) answers.
-func coldStartError(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		// 08P01 (protocol violation) is a server that is up and refused what it was
-		// sent: PgBouncer answers every refusal of its own so.
-		// 57P01 at login: the server shut down while the session started (a restart
-		// or failover); it is coming back.
-		// PgBouncer's "server login has been failing, try again later" (08P01): its
-		// server is down for the moment.
-		return (strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01") || pe.Code == "57P03" || pe.Code == "57P01" ||
-			pe.Code == "08P01" && strings.Contains(pe.Message, "server login has been failing")
-	}
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
-}
-
-// authFailureState returns the SQLSTATE of a refused login, or "". Through a pooled
-// host it is also PgBouncer's own refusal of a password (08P01 "password
-// authentication failed", or "SASL authentication failed").
-func authFailureState(err error, pooled bool) string {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return ""
-	}
-	if pe.Code == "28P01" || pe.Code == "28000" {
-		return pe.Code
-	}
-	if pooled && pe.Code == "08P01" && strings.HasSuffix(pe.Message, "authentication failed") {
-		return pe.Code
-	}
-	return ""
 }

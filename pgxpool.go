@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lakebase-go/lakebase/internal/pgsession"
 )
 
 // BeforeConnect is a hook for pgx's BeforeConnect (pgxpool.Config.BeforeConnect,
@@ -57,10 +58,10 @@ func (c *Connector) PoolConfig() (*pgxpool.Config, error) {
 	pc.MaxConnLifetimeJitter = life / 10
 	pc.MaxConnLifetime = life - pc.MaxConnLifetimeJitter
 	// On every acquire: a session idle over a second is pinged (pgxpool's own rule);
-	// one idle over lookAfterIdle is looked at, and pinged (so discarded) when the
-	// server ended it; one used more recently costs nothing (see pingBeforeReuse).
+	// one idle over pgsession.LookAfterIdle is looked at, and pinged (so discarded) when the
+	// server ended it; one used more recently costs nothing (see pgsession.PingBeforeReuse).
 	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
-		return pingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
+		return pgsession.PingBeforeReuse(p.Conn.PgConn(), p.IdleDuration, c.lookAfter)
 	}
 	cfg := c.cfg
 	pc.MaxConns = int32(poolMaxSize(cfg))

@@ -1,6 +1,6 @@
 //go:build windows
 
-package lakebase
+package pgsession
 
 import "net"
 

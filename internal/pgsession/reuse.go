@@ -1,4 +1,8 @@
-package lakebase
+// Package pgsession holds what the driver knows of a PostgreSQL session beside pgx:
+// whether the server has ended an idle one (a look at its socket, no round trip),
+// and what a refused login says of the server (waking, restarting, refusing a
+// password).
+package pgsession
 
 import (
 	"crypto/tls"
@@ -7,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// lookAfterIdle is how long a pooled session sits idle before it is looked at (a
+// LookAfterIdle is how long a pooled session sits idle before it is looked at (a
 // recvfrom with MSG_PEEK, no round trip) on its way out of the pool. Sessions idle
-// over pgxPingIdle are pinged as well, as plain pgx pings them.
+// over PgxPingIdle are pinged as well, as plain pgx pings them.
 //
 // Why a threshold, and why this one: database/sql resets a session on every
 // checkout and pgxpool asks on every acquire, so a look on each costs a system call
@@ -27,30 +31,30 @@ import (
 // database/sql and pgxpool discard the closed session. Sessions idle longer are
 // discarded before any statement is sent, as before. A session used every 100 ms or more rarely pays one look per checkout:
 // at most ten system calls a second per session.
-const lookAfterIdle = 100 * time.Millisecond
+const LookAfterIdle = 100 * time.Millisecond
 
-// pgxPingIdle is pgx's own rule (stdlib and pgxpool): ping a session idle longer
+// PgxPingIdle is pgx's own rule (stdlib and pgxpool): ping a session idle longer
 // than a second before reusing it.
-const pgxPingIdle = time.Second
+const PgxPingIdle = time.Second
 
-// pingBeforeReuse decides, for database/sql (stdlib's ShouldPing) and pgxpool
+// PingBeforeReuse decides, for database/sql (stdlib's ShouldPing) and pgxpool
 // (pgxpool's ShouldPing), whether a session idle for idle is pinged before reuse:
 // pgx's rule (idle over a second), or, for a session idle over lookAfter, a look
 // that finds the server ended it (the ping then fails at once on the closed
 // connection and the pool discards the session). It reads no clock: idle is the
 // one pgx measured. Within lookAfter it does nothing at all.
-func pingBeforeReuse(pc *pgconn.PgConn, idle, lookAfter time.Duration) bool {
-	if idle > pgxPingIdle {
+func PingBeforeReuse(pc *pgconn.PgConn, idle, lookAfter time.Duration) bool {
+	if idle > PgxPingIdle {
 		return true // the ping finds an ended session too
 	}
-	return idle > lookAfter && serverEnded(pc)
+	return idle > lookAfter && ServerEnded(pc)
 }
 
-// serverEnded reports, without sending anything and without waiting, whether the
+// ServerEnded reports, without sending anything and without waiting, whether the
 // server has ended an idle session: its socket has data waiting (an idle session
 // is sent nothing but the error of its end, a notice or a notification, which
 // pgconn then reads) and pgconn finds it closed, or the socket is at its end.
-func serverEnded(pc *pgconn.PgConn) bool {
+func ServerEnded(pc *pgconn.PgConn) bool {
 	if pc == nil || pc.IsClosed() {
 		return pc != nil
 	}
