@@ -208,6 +208,13 @@ var (
 	// RoleExistsError) names the differences and the role was left as it is.
 	// Permanent: look at the role before creating it again.
 	ErrRoleExists = workspace.ErrRoleExists
+	// ErrBranchExists: a branch create was answered ALREADY_EXISTS after the answer
+	// of an earlier attempt (which may have made the branch) was lost, and the
+	// branch there is not the one asked for (another source, or made before the
+	// create began), or could not be read back; the error (a BranchExistsError)
+	// names the difference and the branch was left as it is. Permanent: look at
+	// the branch before creating it again.
+	ErrBranchExists = workspace.ErrBranchExists
 )
 
 type (
@@ -230,6 +237,9 @@ type (
 	// RoleExistsError reports a retried role create answered ALREADY_EXISTS whose
 	// role is not the one asked for (errors.Is ErrRoleExists).
 	RoleExistsError = workspace.RoleExistsError
+	// BranchExistsError reports a retried branch create answered ALREADY_EXISTS
+	// whose branch is not the one asked for (errors.Is ErrBranchExists).
+	BranchExistsError = workspace.BranchExistsError
 )
 
 // ErrNotAwake is matched by a WakeError.
@@ -392,7 +402,8 @@ func (e *SessionEndedError) Is(target error) bool { return target == ErrSessionE
 //   - cannot help: everything that needs a change first — configuration
 //     (ErrConfig, ErrResourceName), a refused login (ErrLoginRefused, ErrNoRole,
 //     ErrPooledOAuthRefused), a role name that matches no role or more than one
-//     (ErrRoleNotFound, ErrAmbiguousRole), a refused or missing token (ErrReloginRequired,
+//     (ErrRoleNotFound, ErrAmbiguousRole), a role or branch of the name asked that is
+//     not the one asked (ErrRoleExists, ErrBranchExists), a refused or missing token (ErrReloginRequired,
 //     ErrNoToken, an OAuth error code such as invalid_client), a disabled endpoint,
 //     a refused redirect, the settings store or keyring, a closed connector, a
 //     cancelled context, any other SQL error. The error's message says what to change.
@@ -410,7 +421,7 @@ func Retryable(err error) bool {
 	for _, permanent := range []error{ErrConfig, ErrResourceName, ErrLoginRefused, ErrNoRole, ErrReloginRequired,
 		ErrNoToken, ErrEndpointDisabled, ErrRedirect, ErrNoKeyring, ErrSettingsFile, ErrClosed,
 		ErrConnectorNotOpened, ErrNoPersonLogin, ErrHostRefused, ErrPooledSessionLock, ErrUntrustedIssuer, ErrUserToken,
-		ErrRoleNotFound, ErrAmbiguousRole} {
+		ErrRoleNotFound, ErrAmbiguousRole, ErrRoleExists, ErrBranchExists} {
 		if errors.Is(err, permanent) {
 			return false
 		}

@@ -252,8 +252,89 @@ func (c *Client) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Op
 		spec["ttl"] = fmt.Sprintf("%ds", int(req.TTL/time.Second))
 	}
 	op := &Operation[Branch]{c: c}
-	err = c.call(ctx, "create branch "+req.BranchID, http.MethodPost, path+"/branches?branch_id="+url.QueryEscape(req.BranchID), map[string]any{"spec": spec}, &op.state)
+	var at attempts
+	start := time.Now()
+	err = c.callTracked(ctx, "create branch "+req.BranchID, http.MethodPost, path+"/branches?branch_id="+url.QueryEscape(req.BranchID), map[string]any{"spec": spec}, &op.state, &at)
+	if err != nil && at.unanswered && alreadyExists(err) {
+		b, rerr := c.madeBranch(ctx, req, start)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return c.branchReady(b), nil
+	}
 	return op, err
+}
+
+// branchReady is an operation that ends when branch b, made by a create whose
+// answer was lost, is READY (or fails when it is not on its way there).
+func (c *Client) branchReady(b Branch) *Operation[Branch] {
+	op := &Operation[Branch]{c: c}
+	op.until = func(ctx context.Context) (Branch, bool, error) {
+		if b.Status.CurrentState != "READY" {
+			var err error
+			if b, err = c.GetBranch(ctx, GetBranchRequest{Name: b.Name}); err != nil {
+				return Branch{}, false, err
+			}
+		}
+		switch b.Status.CurrentState {
+		case "READY", "": // "": a service that does not say; nothing to wait for
+			op.state.Done = true
+			return b, true, nil
+		case "INIT", "IMPORTING", "RESETTING":
+			return Branch{}, false, nil
+		}
+		op.state.Done = true
+		return Branch{}, false, &APIError{Op: "create branch " + b.Name, StatusCode: 200, ErrorCode: "OPERATION_FAILED",
+			Message: "the branch is " + b.Status.CurrentState}
+	}
+	return op
+}
+
+// branchClockSkew is how much earlier than this process's clock says the create
+// began a branch made by a lost attempt may carry as its create_time.
+const branchClockSkew = time.Minute
+
+// madeBranch reads back the branch a create whose answer was lost may have made
+// (started at start): it is taken for the one asked when it was made from the
+// source asked (the project's default branch when none was) and not before the
+// create began; otherwise a *BranchExistsError.
+func (c *Client) madeBranch(ctx context.Context, req CreateBranchRequest, start time.Time) (Branch, error) {
+	name := req.Project + "/branches/" + req.BranchID
+	fail := func(diffs []string, err error) (Branch, error) {
+		return Branch{}, &BranchExistsError{Name: name, Differences: diffs, Err: err}
+	}
+	b, err := c.GetBranch(ctx, GetBranchRequest{Name: name})
+	if err != nil {
+		return fail(nil, err)
+	}
+	source := req.Source
+	if source == "" {
+		branches, err := c.ListBranches(ctx, ListBranchesRequest{Project: req.Project})
+		if err != nil {
+			return fail(nil, err)
+		}
+		for _, d := range branches {
+			if d.IsDefault() {
+				source = d.Name
+			}
+		}
+		if source == "" {
+			return fail(nil, fmt.Errorf("project %s shows no default branch", req.Project))
+		}
+	}
+	var diffs differences
+	diffs.add("source_branch", b.Source(), source)
+	made, err := time.Parse(time.RFC3339Nano, b.CreateTime)
+	switch {
+	case err != nil:
+		diffs = append(diffs, fmt.Sprintf("create_time %q cannot be read", b.CreateTime))
+	case made.Before(start.Add(-branchClockSkew)):
+		diffs = append(diffs, "made at "+made.UTC().Format(time.RFC3339)+", before this create began")
+	}
+	if len(diffs) > 0 {
+		return fail(diffs, nil)
+	}
+	return b, nil
 }
 
 // DeleteBranchRequest names the branch (projects/<p>/branches/<b>) to delete.

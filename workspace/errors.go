@@ -221,3 +221,35 @@ func (e *RoleExistsError) Is(target error) bool { return target == ErrRoleExists
 
 // Unwrap returns the read-back failure, if any.
 func (e *RoleExistsError) Unwrap() error { return e.Err }
+
+// ErrBranchExists is matched by a BranchExistsError: a branch create was answered
+// ALREADY_EXISTS after an earlier attempt's answer was lost, and the branch of that
+// name is not the one asked for (made from another source, or before the create
+// began), or could not be read back to tell. The branch was left as it is.
+var ErrBranchExists = errors.New("lakebase: a branch of that name exists and is not the one asked for")
+
+// BranchExistsError reports a branch create whose retry was answered
+// ALREADY_EXISTS after the answer of an earlier attempt (which may have made the
+// branch) was lost, when the branch there is not the one asked for. It names the
+// differences, or wraps the failure to read the branch back.
+type BranchExistsError struct {
+	Name        string   // projects/<p>/branches/<b>
+	Differences []string // "source_branch projects/p/branches/dev, asked projects/p/branches/main", ...
+	Err         error    // why the branch could not be read back, when it could not
+}
+
+// Error names the branch and how it differs from the one asked for.
+func (e *BranchExistsError) Error() string {
+	msg := "lakebase: create branch " + e.Name + ": the service says it exists, after the answer of an earlier attempt was lost"
+	if e.Err != nil {
+		return msg + ", and it cannot be read back to tell whether it is the one asked for: " + e.Err.Error() + "; check the branch (lakebase branch list) before creating it again"
+	}
+	return msg + "; the branch there is not the one asked for (" + strings.Join(e.Differences, "; ") +
+		"): someone else made it; it was left as it is"
+}
+
+// Is makes errors.Is(err, ErrBranchExists) true.
+func (e *BranchExistsError) Is(target error) bool { return target == ErrBranchExists }
+
+// Unwrap returns the read-back failure, if any.
+func (e *BranchExistsError) Unwrap() error { return e.Err }

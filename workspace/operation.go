@@ -26,6 +26,9 @@ type Operation[T any] struct {
 	// made, when set, is the result known without the service's operation: the
 	// resource that a create whose answer was lost made, as read back.
 	made *T
+	// until, when set, stands for the service's operation of a create whose answer
+	// was lost: it reads the resource back and reports whether it is ready.
+	until func(context.Context) (T, bool, error)
 }
 
 // done is an operation that ended with v, known without asking the service.
@@ -36,6 +39,26 @@ func done[T any](v T) *Operation[T] {
 // Name is the operation's resource name ("" for one whose answer was lost and
 // whose result was read back instead).
 func (o *Operation[T]) Name() string { return o.state.Name }
+
+// poll reads the resource of a create whose answer was lost back with backoff
+// from delay up to 5 s until it is ready, fails, or ctx ends.
+func (o *Operation[T]) poll(ctx context.Context, delay time.Duration) (T, error) {
+	for {
+		v, ready, err := o.until(ctx)
+		if err != nil || ready {
+			return v, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			var zero T
+			return zero, fmt.Errorf("waiting for the resource a create made: %w", ctx.Err())
+		case <-t.C:
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
 
 // Done reports whether the operation had ended when last seen.
 func (o *Operation[T]) Done() bool { return o.state.Done }
@@ -49,6 +72,9 @@ func (o *Operation[T]) Wait(ctx context.Context) (T, error) {
 		return *o.made, nil
 	}
 	delay := 250 * time.Millisecond
+	if o.until != nil {
+		return o.poll(ctx, delay)
+	}
 	for first := true; ; first = false {
 		if !first {
 			if o.state.Done {

@@ -23,7 +23,7 @@ import (
 )
 
 // loseAnswers stands between the client and the emulator and loses the answer of
-// the next role create: it lets the emulator apply the POST (or, with instead set,
+// the next role or branch create: it lets the emulator apply the POST (or, with instead set,
 // runs instead in its place: another client making its own role), then drops the
 // connection without a byte of answer, as a timeout or a proxy losing the
 // connection does. Every other request is relayed.
@@ -31,7 +31,7 @@ type loseAnswers struct {
 	mu      sync.Mutex
 	lose    bool                  // the next role create's answer is lost
 	instead func(r *http.Request) // runs in place of the lost create, when set
-	posts   []string              // role creates seen, in order
+	posts   []string              // role and branch creates seen, in order
 	applied int                   // status of the lost create's real answer
 }
 
@@ -50,7 +50,7 @@ func startLosingProxy(t *testing.T, target string) (*httptest.Server, *loseAnswe
 	rp := httputil.NewSingleHostReverseProxy(u)
 	l := &loseAnswers{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/roles") {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/roles") && !strings.HasSuffix(r.URL.Path, "/branches") {
 			rp.ServeHTTP(w, r)
 			return
 		}

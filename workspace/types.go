@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strconv"
@@ -141,6 +142,7 @@ func (e Endpoint) Type() EndpointType {
 // Branch is an Autoscaling branch.
 type Branch struct {
 	Name             string `json:"name"`
+	CreateTime       string `json:"create_time"` // RFC 3339
 	ExpireTime       string `json:"expire_time"`
 	Default          bool   `json:"default"`
 	EffectiveDefault bool   `json:"effective_default"`
@@ -148,11 +150,17 @@ type Branch struct {
 		Default      bool   `json:"default"`
 		CurrentState string `json:"current_state"`
 		IsProtected  bool   `json:"is_protected"`
+		SourceBranch string `json:"source_branch"`
 	} `json:"status"`
 	Spec struct {
-		IsProtected bool `json:"is_protected"`
+		IsProtected  bool   `json:"is_protected"`
+		SourceBranch string `json:"source_branch"`
 	} `json:"spec"`
 }
+
+// Source is the branch it was made from (projects/<p>/branches/<b>; status, else
+// spec), or "" for a project's root branch.
+func (b Branch) Source() string { return cmp.Or(b.Status.SourceBranch, b.Spec.SourceBranch) }
 
 // Protected reports whether the branch is protected from deletion
 // (status.is_protected, or spec.is_protected).

@@ -1,0 +1,180 @@
+package workspace_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lakebase-go/lakebase/internal/httpx"
+	"github.com/lakebase-go/lakebase/internal/testenv"
+	"github.com/lakebase-go/lakebase/lakebasetest"
+	"github.com/lakebase-go/lakebase/workspace"
+)
+
+// branchClients are a client through a proxy that loses answers (retrying) and
+// one straight to the emulator, with the project of e's endpoint.
+func branchClients(t *testing.T, e *lakebasetest.Server) (api, direct *workspace.Client, lose *loseAnswers, project string) {
+	t.Helper()
+	proxy, lose := startLosingProxy(t, e.URL)
+	tok, err := e.UserToken(e.User.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api = workspace.New(proxy.URL, static(tok), nil, workspace.Options{Retry: httpx.Retry{MaxAttempts: 3, Base: time.Millisecond}})
+	direct = workspace.New(e.URL, static(tok), nil, workspace.Options{})
+	return api, direct, lose, e.Endpoint[:strings.Index(e.Endpoint, "/branches/")]
+}
+
+// countBranches is how many branches of project are named name.
+func countBranches(t *testing.T, api *workspace.Client, project, name string) int {
+	t.Helper()
+	bs, err := api.ListBranches(context.Background(), workspace.ListBranchesRequest{Project: project})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, b := range bs {
+		if b.Name == name {
+			n++
+		}
+	}
+	return n
+}
+
+// A branch create whose answer is lost after the service made the branch is
+// retried; the retry's ALREADY_EXISTS is then checked against the branch read
+// back: made from the source asked (the project's default branch when none was)
+// and not before the create began, it is the branch asked for, and the returned
+// operation ends when it is READY. A caller never sees a failure for a branch that
+// was made, nor a second branch.
+func TestCreateBranch_ALostAnswerThenAlreadyExistsIsTheBranchMade(t *testing.T) {
+	testenv.NeedPostgres(t)
+	e := lakebasetest.Start(t)
+	api, direct, lose, project := branchClients(t, e)
+	ctx := context.Background()
+	main := e.Endpoint[:strings.Index(e.Endpoint, "/endpoints/")]
+
+	for _, source := range []string{"", main} {
+		id := "lost-default"
+		if source != "" {
+			id = "lost-main"
+		}
+		lose.loseNext(nil)
+		op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: project, BranchID: id, Source: source})
+		if err != nil {
+			t.Fatalf("create branch %s after a lost answer: %v", id, err)
+		}
+		b, err := op.Wait(ctx)
+		if err != nil || b.Name != project+"/branches/"+id || b.Status.CurrentState != "READY" || b.Source() != main {
+			t.Fatalf("the branch made: %+v, %v", b, err)
+		}
+		if n := countBranches(t, direct, project, b.Name); n != 1 {
+			t.Fatalf("%d branches named %s", n, b.Name)
+		}
+	}
+	if got := lose.creates(); len(got) != 4 || lose.applied != http.StatusOK {
+		t.Fatalf("branch creates sent: %q (the lost ones answered %d); want each lost one applied and retried once", got, lose.applied)
+	}
+
+	// With no answer lost, ALREADY_EXISTS stays what it is: the branch was there before.
+	_, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: project, BranchID: "lost-main", Source: main})
+	var ae *workspace.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict || errors.Is(err, workspace.ErrBranchExists) {
+		t.Fatalf("a create of a branch that was there: %v, want ALREADY_EXISTS", err)
+	}
+}
+
+// What an attacker (or another user) controls here: the branch of that name that
+// is in the project when a create's answer is lost. When someone else made it from
+// another source meanwhile, or it was there before the create began, the retried
+// create's ALREADY_EXISTS is a failure that says so (ErrBranchExists) and names the
+// difference: the caller never takes that branch (and its data) for the one asked,
+// and it is left as it was (not deleted, not changed).
+func TestCreateBranch_ALostAnswerNeverAdoptsABranchMadeDifferently(t *testing.T) {
+	testenv.NeedPostgres(t)
+	e := lakebasetest.Start(t)
+	api, direct, lose, project := branchClients(t, e)
+	ctx := context.Background()
+	main := e.Endpoint[:strings.Index(e.Endpoint, "/endpoints/")]
+
+	// Someone makes "dev" first, then "feature" from "dev" in place of the lost create.
+	made := func(id, source string) workspace.Branch {
+		op, err := direct.CreateBranch(ctx, workspace.CreateBranchRequest{Project: project, BranchID: id, Source: source})
+		if err != nil {
+			t.Fatalf("the other branch %s: %v", id, err)
+		}
+		b, err := op.Wait(ctx)
+		if err != nil {
+			t.Fatalf("the other branch %s: %v", id, err)
+		}
+		return b
+	}
+	dev := made("dev", main)
+	lose.loseNext(func(*http.Request) { made("feature", dev.Name) })
+	op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: project, BranchID: "feature", Source: main})
+	var be *workspace.BranchExistsError
+	if !errors.Is(err, workspace.ErrBranchExists) || !errors.As(err, &be) || op != nil {
+		t.Fatalf("create branch after a lost answer, with another branch there: %v, %v", op, err)
+	}
+	for _, m := range []string{project + "/branches/feature", "source_branch " + dev.Name, "asked " + main} {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("the error does not say %s: %v", m, err)
+		}
+	}
+	if got, err := direct.GetBranch(ctx, workspace.GetBranchRequest{Name: project + "/branches/feature"}); err != nil || got.Source() != dev.Name {
+		t.Fatalf("the other branch was changed: %+v, %v", got, err)
+	}
+}
+
+// A branch of the name and source asked that was made before the create began
+// (it was there all along; the lost attempt made nothing) is not taken for the one
+// asked: the service's clock may differ from this one by a minute, not an hour.
+func TestCreateBranch_ALostAnswerNeverAdoptsABranchMadeBefore(t *testing.T) {
+	const main = "projects/p/branches/main"
+	for _, c := range []struct {
+		made  time.Duration // before now
+		adopt bool
+	}{{time.Hour, false}, {10 * time.Second, true}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case r.Method == http.MethodPost:
+				w.WriteHeader(http.StatusConflict)
+				w.Write([]byte(`{"error_code":"ALREADY_EXISTS","message":"branch exists"}`))
+			case strings.HasSuffix(r.URL.Path, "/branches/feature"):
+				fmt.Fprintf(w, `{"name":"projects/p/branches/feature","create_time":%q,"status":{"current_state":"READY","source_branch":%q}}`,
+					time.Now().Add(-c.made).UTC().Format(time.RFC3339Nano), main)
+			default:
+				http.NotFound(w, r)
+			}
+		}))
+		first := true
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if first {
+				first = false
+				return nil, io.ErrUnexpectedEOF // the first attempt's connection dropped once sent
+			}
+			return http.DefaultTransport.RoundTrip(r)
+		})}
+		api := workspace.New(srv.URL, static("tok"), hc, workspace.Options{Retry: httpx.Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond}})
+		op, err := api.CreateBranch(context.Background(), workspace.CreateBranchRequest{Project: "projects/p", BranchID: "feature", Source: main})
+		srv.Close()
+		if !c.adopt {
+			if !errors.Is(err, workspace.ErrBranchExists) || !strings.Contains(err.Error(), "before this create began") {
+				t.Errorf("a branch made %v ago: %v, want ErrBranchExists naming when it was made", c.made, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("a branch made %v ago: %v", c.made, err)
+		}
+		if b, err := op.Wait(context.Background()); err != nil || b.Name != "projects/p/branches/feature" {
+			t.Errorf("a branch made %v ago: %+v, %v", c.made, b, err)
+		}
+	}
+}
