@@ -135,7 +135,7 @@ func NewConnectorFromConfig(cfg *Config, opts ...Option) (*Connector, error) {
 	}
 	c.logger.Debug("lakebase: connector created", slog.Any("config", *c.cfg))
 	for _, env := range c.cfg.envIgnored {
-		c.logger.Info("lakebase: ignoring an environment variable: the connection string names the database by Endpoint or Instance, whose host comes from the workspace",
+		c.logger.Info("lakebase: ignoring an environment variable: the connection string names the database by Endpoint, Project or Instance, whose host comes from the workspace",
 			slog.String("variable", env))
 	}
 	if c.pipe, c.steps, err = c.newLoginSource(); err != nil {
@@ -179,7 +179,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	if c.cfg.poolSettings() && !c.poolApplied.Load() {
 		c.poolWarnOnce.Do(func() {
-			c.logger.Warn("lakebase: the pool properties (UseConnectionPooling, PoolMaxSize, PoolMinSize, PoolIdleTimeout, PoolWaitTime) " +
+			c.logger.Warn("lakebase: the pool properties (UseConnectionPooling, PoolMaxSize, PoolMinSize, PoolIdleTimeout, PoolWaitTime, PoolMaxLifetime) " +
 				"are applied by lakebase.OpenDB and Connector.PoolConfig only; with sql.Open set them on the *sql.DB (SetMaxOpenConns, ...)")
 		})
 	}

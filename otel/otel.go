@@ -264,7 +264,7 @@ func (t *Telemetry) ObservePool(p *pgxpool.Pool) (metric.Registration, error) {
 func (t *Telemetry) observe(read func() (total, idle, waiting int64)) (metric.Registration, error) {
 	total, err1 := t.meter.Int64ObservableGauge("lakebase.pool.connections.total", metric.WithDescription("Total connections in the pool"))
 	idle, err2 := t.meter.Int64ObservableGauge("lakebase.pool.connections.idle", metric.WithDescription("Idle connections in the pool"))
-	waiting, err3 := t.meter.Int64ObservableGauge("lakebase.pool.connections.waiting", metric.WithDescription("Clients waiting for a connection"))
+	waiting, err3 := t.meter.Int64ObservableGauge("lakebase.pool.connections.waiting", metric.WithDescription("Connections being made that callers wait for"))
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
