@@ -106,6 +106,9 @@ type dataDir struct {
 	saved []byte // state.json as last written
 	done  chan struct{}
 	ready bool // the server started: its state is whole, and may be saved
+
+	madeLock bool // the lock file did not exist before this emulator locked it
+	claimed  bool // the directory is used: the lock file names this process
 }
 
 func (d *dataDir) file(name string) string { return filepath.Join(d.path, name) }
@@ -138,6 +141,11 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 		if !ownedByMe(fi) {
 			return nil, nil, refuse("belongs to another user")
 		}
+		if fi.Mode().Perm()&0o022 != 0 {
+			// Another user could swap its files for links between the checks
+			// below and the writes that follow them.
+			return nil, nil, refuse("may be written by other users (mode %v): chmod go-w it, or give another directory", fi.Mode().Perm())
+		}
 		entries, err := os.ReadDir(abs)
 		if err != nil {
 			return nil, nil, err
@@ -165,6 +173,10 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 			d.unlock()
 			return nil, nil, err
 		}
+		if err := d.claim(); err != nil {
+			d.unlock()
+			return nil, nil, err
+		}
 		return d, nil, nil
 	}
 	st, err := d.load()
@@ -176,12 +188,16 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 }
 
 // takeLock holds the directory's lock, or says which process does. A lock whose
-// process died is free again (the kernel drops it): it is taken over.
+// process died is free again (the kernel drops it): it is taken over. The lock
+// file names its holder only once the directory is accepted (claim): a refused
+// directory keeps the lock file it had, or none.
 func (d *dataDir) takeLock() error {
 	path := d.file("lock")
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+	fi, err := os.Lstat(path)
+	if err == nil && !fi.Mode().IsRegular() {
 		return &dataDirError{dir: d.path, msg: "its lock is not a regular file; it was left as it was"}
 	}
+	d.madeLock = errors.Is(err, os.ErrNotExist)
 	d.lock = flock.New(path, flock.SetPermissions(0o600))
 	ok, err := d.lock.TryLock()
 	if err != nil {
@@ -200,13 +216,23 @@ func (d *dataDir) takeLock() error {
 		return &dataDirError{dir: d.path, inUse: true,
 			msg: "is in use by " + holder + ": stop that lakebase-local first, or give another -data-dir"}
 	}
-	// The holder's process id, for the message another emulator gives (the same
-	// inode: the lock holds).
-	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	return nil
 }
 
+// claim writes this process's id to the lock file, for the message another
+// emulator gives (the same inode: the lock holds), once the directory is used.
+func (d *dataDir) claim() error {
+	d.claimed = true
+	return os.WriteFile(d.file("lock"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+}
+
+// unlock lets the directory go; a lock file this emulator made for a directory it
+// then refused is removed, leaving the directory as it was.
 func (d *dataDir) unlock() {
 	if d.lock != nil {
+		if d.madeLock && !d.claimed && d.lock.Locked() {
+			os.Remove(d.file("lock"))
+		}
 		d.lock.Unlock()
 		d.lock.Close()
 	}
@@ -232,8 +258,55 @@ func (d *dataDir) load() (*savedState, error) {
 	case !pgcluster.Initialized(d.file("postgres")):
 		return nil, errors.New("postgres/ holds no PostgreSQL data directory")
 	}
+	// What the emulator starts PostgreSQL in, writes to or removes must be the
+	// directory's own: a symbolic link is refused, never followed.
+	if err := d.ownTree("postgres", true); err != nil {
+		return nil, err
+	}
+	if err := d.ownEntry("branches", true, false); err != nil {
+		return nil, err
+	}
+	for _, sb := range st.Branches {
+		if id := sb.Name[strings.LastIndex(sb.Name, "/")+1:]; resourceID.MatchString(id) {
+			if err := d.ownTree("branches/"+id, false); err != nil {
+				return nil, err
+			}
+		}
+	}
 	d.saved = b
 	return &st, nil
+}
+
+// ownTree checks the root of a PostgreSQL kept in the data directory (postgres,
+// branches/<id>): it, its data and its log are what they seem, no symbolic link.
+func (d *dataDir) ownTree(root string, required bool) error {
+	if err := d.ownEntry(root, true, required); err != nil {
+		return err
+	}
+	if err := d.ownEntry(root+"/data", true, false); err != nil {
+		return err
+	}
+	return d.ownEntry(root+"/postgres.log", false, false)
+}
+
+// ownEntry checks that name (slash-separated, in the data directory) is a
+// directory (dir) or a regular file, not a symbolic link; absent is fine unless
+// required.
+func (d *dataDir) ownEntry(name string, dir, required bool) error {
+	fi, err := os.Lstat(d.file(filepath.FromSlash(name)))
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !required:
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link (one is not followed)", name)
+	case dir && !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", name)
+	case !dir && !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", name)
+	}
+	return nil
 }
 
 // readPrivateFile reads a regular file (never through a symbolic link); private:

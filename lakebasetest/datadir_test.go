@@ -312,3 +312,229 @@ func TestDataDir_ForgedBranchEntriesRemoveNothingOutside(t *testing.T) {
 		t.Fatalf("forged branches were started: %v", got)
 	}
 }
+
+// closeOrFail closes a server that should not have started.
+func closeOrFail(t *testing.T, what string, s *lakebasetest.Server, err error) {
+	t.Helper()
+	if err == nil {
+		s.Close()
+		t.Errorf("%s: the emulator started", what)
+	}
+}
+
+// A symbolic link where the data directory keeps PostgreSQL's data, its log or the
+// branches is refused, never followed: the emulator would otherwise start
+// PostgreSQL in, write its keys and log to, or remove an expired branch from
+// wherever the link points. The directory and the link's target are left exactly
+// as they were.
+func TestDataDir_SymbolicLinksInsideAreRefusedNotFollowed(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pg := filepath.Join(dir, "postgres")
+	aside := filepath.Join(base, "elsewhere")
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("not the emulator's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state.json")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A state listing an expired branch, with branches/ a link to a directory
+	// holding a directory of that branch's id.
+	var doc map[string]any
+	if err := json.Unmarshal(good, &doc); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	name := "projects/lakebase/branches/feature-x"
+	doc["branches"] = []any{map[string]any{"name": name, "source": "projects/lakebase/branches/main", "database": "databricks_postgres",
+		"endpoint": name + "/endpoints/primary", "created": past, "ready": past, "expires": past}}
+	withBranch, _ := json.Marshal(doc)
+
+	cases := []struct {
+		name            string
+		tamper, restore func() error
+	}{
+		{"postgres/ a link to PostgreSQL's data elsewhere",
+			func() error {
+				if err := os.Rename(pg, aside); err != nil {
+					return err
+				}
+				return os.Symlink(aside, pg)
+			},
+			func() error { os.Remove(pg); return os.Rename(aside, pg) }},
+		{"postgres/data a link to the data elsewhere",
+			func() error {
+				if err := os.Rename(filepath.Join(pg, "data"), aside); err != nil {
+					return err
+				}
+				return os.Symlink(aside, filepath.Join(pg, "data"))
+			},
+			func() error { os.Remove(filepath.Join(pg, "data")); return os.Rename(aside, filepath.Join(pg, "data")) }},
+		{"postgres/postgres.log a link to another file",
+			func() error {
+				os.Remove(filepath.Join(pg, "postgres.log"))
+				return os.Symlink(victim, filepath.Join(pg, "postgres.log"))
+			},
+			func() error { return os.Remove(filepath.Join(pg, "postgres.log")) }},
+		{"branches/ a link, with an expired branch listed",
+			func() error {
+				if err := os.MkdirAll(filepath.Join(aside, "feature-x"), 0o700); err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(aside, "feature-x", "precious"), []byte("keep me"), 0o600); err != nil {
+					return err
+				}
+				if err := os.WriteFile(state, withBranch, 0o600); err != nil {
+					return err
+				}
+				return os.Symlink(aside, filepath.Join(dir, "branches"))
+			},
+			func() error {
+				os.Remove(filepath.Join(dir, "branches"))
+				os.RemoveAll(aside)
+				return os.WriteFile(state, good, 0o600)
+			}},
+	}
+	for _, c := range cases {
+		if err := c.tamper(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+		closeOrFail(t, c.name, s, err)
+		if err != nil && (!errors.Is(err, lakebasetest.ErrDataDir) || !strings.Contains(err.Error(), "left as it was")) {
+			t.Errorf("%s: %v, want ErrDataDir saying it was left as it was", c.name, err)
+		}
+		sameSnapshot(t, c.name, before, snapshot(t, base))
+		if err := c.restore(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("the restored directory: %v", err)
+	}
+	s.Close()
+}
+
+// A data directory other users may write to is refused, new (empty) or used, and
+// left as it was: another user could otherwise swap its files for links between
+// the emulator's checks and its writes (the CA certificate, the state, the lock).
+func TestDataDir_WritableByOthersIsRefused(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(empty, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, base)
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: empty})
+	closeOrFail(t, "an empty directory of mode 0777", s, err)
+	if err != nil && !errors.Is(err, lakebasetest.ErrDataDir) {
+		t.Errorf("an empty directory of mode 0777: %v, want ErrDataDir", err)
+	}
+	sameSnapshot(t, "an empty directory of mode 0777", before, snapshot(t, base))
+
+	dir := filepath.Join(base, "data")
+	if s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o777, 0o770, 0o703} {
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+		what := "a data directory of mode " + mode.String()
+		closeOrFail(t, what, s, err)
+		if err != nil && (!errors.Is(err, lakebasetest.ErrDataDir) || !strings.Contains(err.Error(), "left as it was")) {
+			t.Errorf("%s: %v, want ErrDataDir saying it was left as it was", what, err)
+		}
+		sameSnapshot(t, what, before, snapshot(t, base))
+	}
+	if err := os.Chmod(dir, fi.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir}); err != nil {
+		t.Fatalf("the directory with its mode back: %v", err)
+	}
+	s.Close()
+}
+
+// A refused data directory keeps its lock file as it was: the process id of the
+// emulator that used it last (or no lock at all) is not replaced by that of one
+// that refused it.
+func TestDataDir_RefusedDirectoryKeepsItsLockFile(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state.json")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(dir, "lock")
+	for _, c := range []struct {
+		name   string
+		tamper func() error
+		opts   lakebasetest.Options
+	}{
+		{"a damaged state, the lock of another process", func() error {
+			if err := os.WriteFile(lock, []byte("4242\n"), 0o600); err != nil {
+				return err
+			}
+			return os.WriteFile(state, []byte("{not json"), 0o600)
+		}, lakebasetest.Options{DataDir: dir}},
+		{"a damaged state, no lock", func() error {
+			if err := os.Remove(lock); err != nil {
+				return err
+			}
+			return os.WriteFile(state, []byte("{not json"), 0o600)
+		}, lakebasetest.Options{DataDir: dir}},
+		{"another database, the lock of another process", func() error {
+			if err := os.WriteFile(lock, []byte("4242\n"), 0o600); err != nil {
+				return err
+			}
+			return os.WriteFile(state, good, 0o600)
+		}, lakebasetest.Options{DataDir: dir, Database: "other_db"}},
+	} {
+		if err := c.tamper(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(c.opts)
+		closeOrFail(t, c.name, s, err)
+		if err != nil && !errors.Is(err, lakebasetest.ErrDataDir) {
+			t.Errorf("%s: %v, want ErrDataDir", c.name, err)
+		}
+		sameSnapshot(t, c.name, before, snapshot(t, base))
+	}
+}

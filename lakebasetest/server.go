@@ -400,6 +400,9 @@ func (s *Server) start(ctx context.Context) error {
 		if err := s.restore(saved); err != nil {
 			return &dataDirError{dir: s.data.path, msg: "is damaged: " + err.Error() + "; it was left as it was"}
 		}
+		if err := s.data.claim(); err != nil { // accepted: the lock names this process
+			return err
+		}
 		s.reused = []string{"postgres_data", "ca", "signing_key", "identities", "roles", "ports"}
 		for _, p := range []struct {
 			opt *int
