@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -32,7 +33,8 @@ const (
 // stays down for downtime, during which new logins are answered 57P03 "the database
 // system is starting up"; then it starts on the same data, the pooled host's
 // PgBouncer (stopped with PostgreSQL) starts after it, and logins go through.
-// It returns when the compute is back. Only one event runs at a time.
+// It returns when the compute is back. Only one event runs at a time. Close
+// during the downtime ends it: the event returns an error (context.Canceled).
 func (s *Server) RestartCompute(downtime time.Duration) error {
 	return s.computeEvent(EPComputeRestart, "the database system is starting up", downtime)
 }
@@ -56,6 +58,9 @@ func (s *Server) ComputeDown() bool {
 func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) error {
 	if downtime < 0 {
 		return fmt.Errorf("lakebasetest: downtime %v: want 0 or more", downtime)
+	}
+	if s.closing.Err() != nil {
+		return errors.New("lakebasetest: the emulator is closed")
 	}
 	if s.pg == nil || !s.ownPG || !s.pg.Own() {
 		return errors.New("lakebasetest: the compute can be restarted only when the emulator runs its own PostgreSQL (not HTTPOnly, not " + "LAKEBASE_TEST_POSTGRES)")
@@ -81,7 +86,12 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	if s.pfd != nil {
 		s.pfd.endAll("restart")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), downtime+2*time.Minute)
+	// The downtime, and two minutes to start again; Close ends it (the largest
+	// downtimes have no deadline: theirs would overflow).
+	ctx, cancel := context.WithCancel(s.closing)
+	if downtime <= math.MaxInt64-2*time.Minute {
+		ctx, cancel = context.WithTimeout(s.closing, downtime+2*time.Minute)
+	}
 	defer cancel()
 	restart := func() error { return s.pg.Restart(ctx, downtime) }
 	if s.pooler != nil {

@@ -260,6 +260,8 @@ type Server struct {
 	relayGate   sync.RWMutex // relays begin under RLock; a compute event's start takes Lock
 	closeOnce   sync.Once
 	closeErr    error
+	closing     context.Context // done when Close begins: a compute event's downtime ends
+	endClosing  context.CancelFunc
 	httpSrv     *http.Server
 	httpLn      net.Listener
 	fd          *frontDoor
@@ -345,6 +347,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.tokenTTL = time.Hour
 	}
 	s.lastActive = time.Now()
+	s.closing, s.endClosing = context.WithCancel(context.Background())
 	s.branchesMap = map[string]*branch{}
 	s.operations = map[string]*lro{}
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
@@ -563,6 +566,7 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	var errs []error
+	s.endClosing() // a compute event under way stops waiting for its downtime
 	if s.pfd != nil {
 		s.pfd.close()
 	}

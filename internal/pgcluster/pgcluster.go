@@ -368,7 +368,8 @@ func (c *Cluster) restart(ctx context.Context, data string) error {
 
 // Restart stops the server (a fast shutdown: its sessions end with FATAL 57P01),
 // waits downtime, and starts it again on the same port with the same data, as a
-// compute restart does.
+// compute restart does. A ctx done before the downtime is over leaves the server
+// stopped (Stop still cleans up).
 func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 	if c.dir == "" {
 		return errors.New("pgcluster: an external server cannot be restarted")
@@ -387,6 +388,9 @@ func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 			t.Stop()
 		case <-t.C:
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pgcluster: the server was stopped and not started again: %w", err)
 	}
 	if err := c.launch(ctx, c.bin, filepath.Join(c.root, "data"), c.cred); err != nil {
 		return err
