@@ -226,9 +226,7 @@ func (c *Cluster) start(ctx context.Context, bin, root string) error {
 	}
 	files := map[string][]byte{"server.crt": certPEM, "server.key": keyPEM}
 	for name, data := range files {
-		p := filepath.Join(c.root, name)
-		os.Remove(p) // a new file is ours to write, whoever owned the old one
-		if err := os.WriteFile(p, data, 0o600); err != nil {
+		if err := writeNew(filepath.Join(c.root, name), data); err != nil {
 			return err
 		}
 	}
@@ -338,8 +336,7 @@ func (c *Cluster) launchOnFreePort(ctx context.Context, data string) error {
 func (c *Cluster) restart(ctx context.Context, data string) error {
 	c.mapped = map[string]bool{"postgres": true}
 	ident := filepath.Join(data, "pg_ident.conf")
-	os.Remove(ident)
-	if err := os.WriteFile(ident, []byte(c.identLines("postgres")), 0o600); err != nil {
+	if err := writeNew(ident, []byte(c.identLines("postgres"))); err != nil {
 		return err
 	}
 	if err := chownTree(ident, c.cred); err != nil {
@@ -400,7 +397,7 @@ func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 
 func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential, extra ...string) error {
 	logPath := filepath.Join(c.root, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|noFollow, 0o644)
 	if err != nil {
 		return err
 	}
@@ -730,8 +727,26 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	return nil
 }
 
+// writeNew writes path as a new 0600 file: whatever was there (whoever owned it)
+// is removed, and one that appears meanwhile, a link planted by the server's user
+// (the directory is that user's when this process is root), fails the write
+// rather than being written through.
+func writeNew(path string, data []byte) error {
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// appendFile appends to path, never through a symbolic link.
 func appendFile(path, text string) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|noFollow, 0)
 	if err != nil {
 		return err
 	}

@@ -242,3 +242,67 @@ func TestCluster_StandbyDiesWithItsOwner(t *testing.T) {
 		t.Fatalf("the killed owner's directory (with the standby's) after a sweep: %v", err)
 	}
 }
+
+// StartIn writes nothing through a symbolic link in the cluster's root, where the
+// server's user (the owner of that directory when this process is root) could
+// plant one: not the log, not the server key or certificate, not the peer map.
+// The files the links point to are left as they were.
+func TestStartIn_WritesNothingThroughALink(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	base, err := os.MkdirTemp("", "lakebase-startin-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o711); err != nil { // PostgreSQL's user passes through when this is root
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "pg")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := StartIn(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"postgres.log", "server.key", "server.crt", "data/pg_ident.conf"} {
+		t.Run(name, func(t *testing.T) {
+			victim := filepath.Join(base, "victim")
+			if err := os.WriteFile(victim, []byte("not the cluster's\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(root, filepath.FromSlash(name))
+			saved, err := os.ReadFile(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(link)
+			if err := os.Symlink(victim, link); err != nil {
+				t.Fatal(err)
+			}
+			// As one planted after the emulator's own checks: the write itself must
+			// not follow it.
+			c, err := StartIn(ctx, root)
+			if err == nil {
+				c.Stop()
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "not the cluster's\n" {
+				t.Errorf("%s: the link's target was written: %q", name, b)
+			}
+			if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+				return // replaced by a file of its own: fine
+			}
+			os.Remove(link)
+			if err := os.WriteFile(link, saved, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if cred, _ := runAs(); cred != nil {
+				os.Lchown(link, int(cred.Uid), int(cred.Gid))
+			}
+		})
+	}
+}
