@@ -109,6 +109,32 @@ type dataDir struct {
 
 	madeLock bool // the lock file did not exist before this emulator locked it
 	claimed  bool // the directory is used: the lock file names this process
+
+	fresh bool        // absent or empty when opened: all it holds is this emulator's
+	made  bool        // absent when opened: this emulator made it
+	mode  os.FileMode // its mode when opened (PostgreSQL's user may be given o+x)
+}
+
+// undo takes a fresh directory back to what it was (absent, or empty with its
+// mode) when the server that made it did not start: half made, with PostgreSQL's
+// data and no state, it would be refused as damaged at every start after.
+func (d *dataDir) undo() error {
+	if !d.fresh || d.ready {
+		return nil
+	}
+	if d.made {
+		return os.RemoveAll(d.path)
+	}
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(d.path, e.Name())))
+	}
+	errs = append(errs, os.Chmod(d.path, d.mode))
+	return errors.Join(errs...)
 }
 
 func (d *dataDir) file(name string) string { return filepath.Join(d.path, name) }
@@ -132,7 +158,7 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("lakebasetest: making data directory %s: %w", abs, err)
 		}
-		fresh = true
+		fresh, d.made = true, true
 	case err != nil:
 		return nil, nil, err
 	case !fi.IsDir():
@@ -151,7 +177,9 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 			return nil, nil, err
 		}
 		fresh = len(entries) == 0
+		d.mode = fi.Mode().Perm()
 	}
+	d.fresh = fresh
 	if !fresh {
 		v, err := readPrivateFile(d.file("VERSION"), false)
 		if errors.Is(err, os.ErrNotExist) {

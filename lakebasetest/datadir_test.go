@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -536,5 +537,42 @@ func TestDataDir_RefusedDirectoryKeepsItsLockFile(t *testing.T) {
 			t.Errorf("%s: %v, want ErrDataDir", c.name, err)
 		}
 		sameSnapshot(t, c.name, before, snapshot(t, base))
+	}
+}
+
+// A new data directory whose first start fails (a fixed port another program
+// holds) is left as it was found, absent or empty, not half made: a directory
+// with PostgreSQL's data and no state would be refused as damaged at every start
+// after. Started again with a free port, it works.
+func TestDataDir_NewDirectoryWhoseStartFailedIsNotLeftHalfMade(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	absent := filepath.Join(base, "absent")
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []lakebasetest.Options{
+		{DataDir: absent, HTTPPort: port},
+		{DataDir: empty, PGPort: port},
+	} {
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(o)
+		closeOrFail(t, "a port that is taken", s, err)
+		if err != nil && !strings.Contains(err.Error(), strconv.Itoa(port)) {
+			t.Errorf("the error does not name the port %d: %v", port, err)
+		}
+		sameSnapshot(t, "a new data directory whose start failed", before, snapshot(t, base))
+		o.HTTPPort, o.PGPort = 0, 0
+		if s, err = lakebasetest.NewServer(o); err != nil {
+			t.Fatalf("%s started again with free ports: %v", o.DataDir, err)
+		}
+		s.Close()
 	}
 }

@@ -604,7 +604,8 @@ func (s *Server) close() error {
 		errs = append(errs, s.pg.Stop())
 	}
 	if s.data != nil {
-		s.data.unlock() // after PostgreSQL stopped: the next emulator may start it
+		errs = append(errs, s.data.undo()) // a new directory whose server did not start
+		s.data.unlock()                    // after PostgreSQL stopped: the next emulator may start it
 	}
 	if s.dir != "" {
 		errs = append(errs, os.RemoveAll(s.dir))
