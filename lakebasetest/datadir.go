@@ -109,6 +109,8 @@ type dataDir struct {
 
 	madeLock bool // the lock file did not exist before this emulator locked it
 	claimed  bool // the directory is used: the lock file names this process
+	// releaseDir lets the lock on the directory itself go (lockDir).
+	releaseDir func()
 
 	fresh bool        // absent or empty when opened: all it holds is this emulator's
 	made  bool        // absent when opened: this emulator made it
@@ -221,15 +223,23 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 // directory keeps the lock file it had, or none.
 func (d *dataDir) takeLock() error {
 	path := d.file("lock")
-	fi, err := os.Lstat(path)
-	if err == nil && !fi.Mode().IsRegular() {
-		return &dataDirError{dir: d.path, msg: "its lock is not a regular file; it was left as it was"}
-	}
-	d.madeLock = errors.Is(err, os.ErrNotExist)
-	d.lock = flock.New(path, flock.SetPermissions(0o600))
-	ok, err := d.lock.TryLock()
+	// The directory itself is locked first: its lock holds even when the lock
+	// file was removed under a running emulator (as a stale pid file would be).
+	release, ok, err := lockDir(d.path)
 	if err != nil {
 		return fmt.Errorf("lakebasetest: locking data directory %s: %w", d.path, err)
+	}
+	d.releaseDir = release
+	if ok {
+		fi, err := os.Lstat(path)
+		if err == nil && !fi.Mode().IsRegular() {
+			return &dataDirError{dir: d.path, msg: "its lock is not a regular file; it was left as it was"}
+		}
+		d.madeLock = errors.Is(err, os.ErrNotExist)
+		d.lock = flock.New(path, flock.SetPermissions(0o600))
+		if ok, err = d.lock.TryLock(); err != nil {
+			return fmt.Errorf("lakebasetest: locking data directory %s: %w", d.path, err)
+		}
 	}
 	if !ok {
 		holder := "another process"
@@ -263,6 +273,9 @@ func (d *dataDir) unlock() {
 		}
 		d.lock.Unlock()
 		d.lock.Close()
+	}
+	if d.releaseDir != nil {
+		d.releaseDir()
 	}
 }
 

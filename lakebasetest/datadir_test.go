@@ -576,3 +576,35 @@ func TestDataDir_NewDirectoryWhoseStartFailedIsNotLeftHalfMade(t *testing.T) {
 		s.Close()
 	}
 }
+
+// One emulator per directory holds even when its lock file was removed while it
+// ran (as a stale pid file would be): a second one is refused before it touches
+// anything, and the first keeps serving its roles, old and new.
+func TestDataDir_SecondEmulatorRefusedEvenWithoutTheLockFile(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	if err := os.Remove(filepath.Join(dir, "lock")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	closeOrFail(t, "a second emulator after the lock file was removed", s2, err)
+	if err != nil && !errors.Is(err, lakebasetest.ErrDataDirInUse) {
+		t.Errorf("a second emulator after the lock file was removed: %v, want ErrDataDirInUse", err)
+	}
+	// The first one's roles still log in, a role made now too.
+	if err := s1.AddPasswordRole("after_second", "pw-after"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := mustOpen(t, s1.OAuthClientDSN())
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("the first emulator's service principal after a second emulator tried the directory: %v", err)
+	}
+}
