@@ -399,3 +399,48 @@ func TestLakebaseLocal_DataDirKeepsPortsSecretAndData(t *testing.T) {
 		t.Fatalf("the data directory after a clean stop: %v", err)
 	}
 }
+
+// Ctrl-C (or SIGTERM) while the first start on a new -data-dir is under way
+// (PostgreSQL's initdb takes seconds) stops it cleanly once it has started,
+// instead of killing it midway: a directory left with PostgreSQL's data and no
+// state would be refused as damaged at every start after.
+func TestLakebaseLocal_SignalDuringTheFirstStartLeavesAUsableDataDir(t *testing.T) {
+	testenv.NeedPostgres(t)
+	bin := buildLocal(t)
+	base, err := os.MkdirTemp("", "lakebase-local-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o711) // PostgreSQL's user passes through when the test runs as root
+	dir := filepath.Join(base, "data")
+	cmd := exec.Command(bin, "-data-dir", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	// The start is under way once the directory has its VERSION.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "VERSION")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the data directory got no VERSION; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("SIGINT during the first start: %v\n%s", err, stderr.String())
+	}
+	again, _, stderr2 := startLocal(t, bin, "-data-dir", dir)
+	again.Process.Signal(syscall.SIGTERM)
+	if err := again.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr2.String())
+	}
+}
