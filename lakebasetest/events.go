@@ -59,14 +59,14 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	if downtime < 0 {
 		return fmt.Errorf("lakebasetest: downtime %v: want 0 or more", downtime)
 	}
-	if s.closing.Err() != nil {
-		return errors.New("lakebasetest: the emulator is closed")
-	}
 	if s.pg == nil || !s.ownPG || !s.pg.Own() {
 		return errors.New("lakebasetest: the compute can be restarted only when the emulator runs its own PostgreSQL (not HTTPOnly, not " + "LAKEBASE_TEST_POSTGRES)")
 	}
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
+	if s.closing.Err() != nil { // (an event that waited for another may find it closed)
+		return errors.New("lakebasetest: the emulator is closed")
+	}
 	// Under the relay gate: a session whose relay began before is ended below, and
 	// none begins after (nothing reaches PostgreSQL or the pooler while it is down).
 	s.relayGate.Lock()
