@@ -449,6 +449,9 @@ func (s *Server) state() *savedState {
 				Protected: b.protected, Created: b.created, Ready: b.ready, Expires: b.expires})
 		}
 	}
+	for _, sb := range s.unstarted {
+		st.Branches = append(st.Branches, sb)
+	}
 	sort.Slice(st.Branches, func(i, j int) bool { return st.Branches[i].Name < st.Branches[j].Name })
 	sort.Strings(st.Users)
 	sort.Strings(st.Roles)
@@ -530,8 +533,9 @@ func (s *Server) restore(st *savedState) error {
 }
 
 // restoreBranches starts the PostgreSQL of every branch st kept (one past its
-// expiry is removed instead). A branch whose PostgreSQL does not start is left
-// out, its data left in place, and logged.
+// expiry is removed instead). A branch whose PostgreSQL does not start is not
+// served, logged, and kept in the state with its data for the next start (its id
+// cannot be made again meanwhile).
 func (s *Server) restoreBranches(ctx context.Context, st *savedState) int {
 	n := 0
 	project := strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") + "/branches/"
@@ -553,7 +557,13 @@ func (s *Server) restoreBranches(ctx context.Context, st *savedState) int {
 		}
 		pg, err := s.startBranchCluster(ctx, b, false)
 		if err != nil {
-			s.logf("data directory: branch %s: %v; left out", sb.Name, err)
+			// Kept in the state (and its id taken) for the next start: its data is
+			// there, and a start that failed once (out of time, another
+			// PostgreSQL version) may not fail the next time.
+			s.logf("data directory: branch %s: %v; not served, kept for the next start", sb.Name, err)
+			s.mu.Lock()
+			s.unstarted[sb.Name] = sb
+			s.mu.Unlock()
 			continue
 		}
 		b.pg = pg

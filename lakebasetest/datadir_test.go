@@ -608,3 +608,85 @@ func TestDataDir_SecondEmulatorRefusedEvenWithoutTheLockFile(t *testing.T) {
 		t.Fatalf("the first emulator's service principal after a second emulator tried the directory: %v", err)
 	}
 }
+
+// A kept branch whose PostgreSQL does not start at one start (here its data
+// claims another PostgreSQL version, as after an upgrade; a start that ran out of
+// time is the same) stays listed in the data directory: the next start that can
+// run it serves it again with its data, and meanwhile a new branch of the same id
+// is refused rather than made over its data.
+func TestDataDir_BranchThatDidNotStartIsKeptForTheNextStart(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s1.Close() }()
+	dsn := s1.OAuthClientDSN()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := lakebase.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	createBranch := func() error {
+		op, err := conn.Workspace().CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/lakebase", BranchID: "feature-y"})
+		if err == nil {
+			_, err = op.Wait(ctx)
+		}
+		return err
+	}
+	if err := createBranch(); err != nil {
+		t.Fatal(err)
+	}
+	branchDSN := dsn + ";Endpoint=;Project=lakebase;Branch=feature-y"
+	if _, err := mustOpen(t, branchDSN).ExecContext(ctx, "CREATE TABLE only_here (v text); INSERT INTO only_here VALUES ('branch data')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	pgVersion := filepath.Join(dir, "branches", "feature-y", "data", "PG_VERSION")
+	real, err := os.ReadFile(pgVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pgVersion, []byte("9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s2.Branches(); len(got) != 0 {
+		t.Fatalf("a branch whose PostgreSQL cannot start is served: %v", got)
+	}
+	conn.Close()
+	if conn, err = lakebase.NewConnector(s2.OAuthClientDSN()); err != nil {
+		t.Fatal(err)
+	}
+	if err := createBranch(); err == nil {
+		t.Error("a new branch of a kept branch's id was made over its data")
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(pgVersion, real, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if got := s3.Branches(); len(got) != 1 || got[0] != "projects/lakebase/branches/feature-y" {
+		t.Fatalf("branches once its PostgreSQL can start again: %v", got)
+	}
+	var v string
+	if err := mustOpen(t, s3.OAuthClientDSN()+";Endpoint=;Project=lakebase;Branch=feature-y").QueryRowContext(ctx, "SELECT v FROM only_here").Scan(&v); err != nil || v != "branch data" {
+		t.Fatalf("the branch's data: %q, %v", v, err)
+	}
+}

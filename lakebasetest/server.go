@@ -250,7 +250,10 @@ type Server struct {
 	down, downRefusal string
 
 	branchesMap map[string]*branch // branches made through the API, by name
-	operations  map[string]*lro    // long-running operations, by name: they outlive their resources
+	// unstarted are the data directory's branches whose PostgreSQL did not start
+	// at this start: kept in its state for the next, their ids taken.
+	unstarted   map[string]savedBranch
+	operations  map[string]*lro // long-running operations, by name: they outlive their resources
 	ownPG       bool
 	dir         string
 	data        *dataDir     // Options.DataDir, locked
@@ -349,6 +352,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.lastActive = time.Now()
 	s.closing, s.endClosing = context.WithCancel(context.Background())
 	s.branchesMap = map[string]*branch{}
+	s.unstarted = map[string]savedBranch{}
 	s.operations = map[string]*lro{}
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
 	s.WorkspaceID, s.AccountID = "1234567890123456", "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
