@@ -210,12 +210,23 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 		return d, nil, nil
 	}
 	st, err := d.load()
-	if err != nil {
+	var other otherPostgres
+	switch {
+	case errors.As(err, &other):
+		d.unlock()
+		return nil, nil, refuse("%s", other.msg)
+	case err != nil:
 		d.unlock()
 		return nil, nil, refuse("is damaged: %v (move it away to start afresh)", err)
 	}
 	return d, st, nil
 }
+
+// otherPostgres is load's error for data of another PostgreSQL major version:
+// not damaged, only not for the PostgreSQL found.
+type otherPostgres struct{ msg string }
+
+func (e otherPostgres) Error() string { return e.msg }
 
 // takeLock holds the directory's lock, or says which process does. A lock whose
 // process died is free again (the kernel drops it): it is taken over. The lock
@@ -303,6 +314,15 @@ func (d *dataDir) load() (*savedState, error) {
 	// directory's own: a symbolic link is refused, never followed.
 	if err := d.ownTree("postgres", true); err != nil {
 		return nil, err
+	}
+	// Data of another major version would not start (after an upgrade of the
+	// machine's PostgreSQL): refused before anything is written.
+	have, err := pgcluster.DataVersion(d.file("postgres"))
+	if err != nil {
+		return nil, fmt.Errorf("postgres/: %w", err)
+	}
+	if run, bin, err := pgcluster.ServerVersion(); err == nil && run != have {
+		return nil, otherPostgres{fmt.Sprintf("holds the data of PostgreSQL %d (postgres/), and the PostgreSQL found (%s) is %d: put PostgreSQL %d's binaries first on PATH, or upgrade the data with pg_upgrade", have, bin, run, have)}
 	}
 	if err := d.ownEntry("branches", true, false); err != nil {
 		return nil, err

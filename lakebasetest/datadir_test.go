@@ -690,3 +690,31 @@ func TestDataDir_BranchThatDidNotStartIsKeptForTheNextStart(t *testing.T) {
 		t.Fatalf("the branch's data: %q, %v", v, err)
 	}
 }
+
+// A data directory whose PostgreSQL data is of another major version than the
+// PostgreSQL found (as after an upgrade of the machine's PostgreSQL) is refused
+// with ErrDataDir naming both versions, before anything in it is written: not
+// its server key, its peer map or its log.
+func TestDataDir_DataOfAnotherPostgreSQLVersionIsRefusedAndLeftAsItWas(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pgVersion := filepath.Join(dir, "postgres", "data", "PG_VERSION")
+	if err := os.WriteFile(pgVersion, []byte("9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, base)
+	s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	closeOrFail(t, "data of PostgreSQL 9", s, err)
+	if err != nil && (!errors.Is(err, lakebasetest.ErrDataDir) || !strings.Contains(err.Error(), "PostgreSQL 9")) {
+		t.Errorf("data of PostgreSQL 9: %v, want ErrDataDir naming the version", err)
+	}
+	sameSnapshot(t, "data of PostgreSQL 9", before, snapshot(t, base))
+}

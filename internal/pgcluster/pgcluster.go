@@ -111,6 +111,53 @@ func StartIn(ctx context.Context, root string) (*Cluster, error) {
 	return c, nil
 }
 
+// DataVersion returns the PostgreSQL major version of the data StartIn made in
+// root (its PG_VERSION: 15, 16, ...; 9.6 reads as 9).
+func DataVersion(root string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(root, "data", "PG_VERSION"))
+	if err != nil {
+		return 0, err
+	}
+	v := strings.TrimSpace(string(b))
+	major, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("pgcluster: PG_VERSION %q is not a version", firstWord(v))
+	}
+	return n, nil
+}
+
+// ServerVersion returns the major version of the PostgreSQL that Start and
+// StartIn run (FindBinDir's), and where it is.
+func ServerVersion() (int, string, error) {
+	bin, err := FindBinDir()
+	if err != nil {
+		return 0, "", err
+	}
+	out, err := exec.Command(filepath.Join(bin, "postgres"), "-V").Output()
+	if err != nil {
+		return 0, bin, fmt.Errorf("pgcluster: %s -V: %w", filepath.Join(bin, "postgres"), err)
+	}
+	// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return 0, bin, fmt.Errorf("pgcluster: postgres -V said %q", firstWord(string(out)))
+	}
+	major, _, _ := strings.Cut(f[2], ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, bin, fmt.Errorf("pgcluster: postgres -V said %q", string(out))
+	}
+	return n, bin, nil
+}
+
+func firstWord(s string) string {
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return s
+}
+
 // Initialized reports whether root holds a cluster made by StartIn.
 func Initialized(root string) bool {
 	_, err := os.Stat(filepath.Join(root, "data", "PG_VERSION"))
