@@ -823,8 +823,16 @@ func (c *Cluster) awaitPeerLogin(ctx context.Context, role string) error {
 
 // CheckPassword reports whether PostgreSQL takes password for role (a SCRAM login
 // over loopback TCP).
+//
+// The password goes only to this cluster's own server: over TLS verified against
+// its CA, never in clear to whoever holds the port while the server is down (a
+// restart's downtime leaves it free to any local user).
 func (c *Cluster) CheckPassword(ctx context.Context, role, password string) bool {
-	cs := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres sslmode=disable", c.Host, c.Port, quoteKV(role), quoteKV(password))
+	tls := "sslmode=disable"
+	if c.dir != "" {
+		tls = "sslmode=verify-full sslrootcert=" + quoteKV(c.CAFile)
+	}
+	cs := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres %s", c.Host, c.Port, quoteKV(role), quoteKV(password), tls)
 	pc, err := pgconn.Connect(ctx, cs)
 	if err != nil {
 		return false

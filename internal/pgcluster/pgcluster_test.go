@@ -5,8 +5,11 @@ package pgcluster
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -304,5 +307,86 @@ func TestStartIn_WritesNothingThroughALink(t *testing.T) {
 				os.Lchown(link, int(cred.Uid), int(cred.Gid))
 			}
 		})
+	}
+}
+
+// CheckPassword gives a password only to the cluster's own server: whoever holds
+// its TCP port while the server is down (a compute restart's downtime leaves the
+// port free to any local user) and asks for the password in clear gets nothing.
+// Against the real server it still tells a right password from a wrong one.
+func TestCheckPassword_GivesThePasswordOnlyToTheClustersOwnServer(t *testing.T) {
+	if os.Getenv(EnvServer) != "" {
+		t.Skip("an external server is not this package's")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if err := c.CreateRole(ctx, "pw_role", "the-secret-pw", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !c.CheckPassword(ctx, "pw_role", "the-secret-pw") || c.CheckPassword(ctx, "pw_role", "wrong") {
+		t.Fatal("CheckPassword against the real server")
+	}
+
+	// A stand-in on the port that answers an SSL request "no" and asks for the
+	// password in clear.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- ""
+			return
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		readMsg := func(typed bool) []byte {
+			if typed {
+				if _, err := r.ReadByte(); err != nil {
+					return nil
+				}
+			}
+			var n [4]byte
+			if _, err := io.ReadFull(r, n[:]); err != nil {
+				return nil
+			}
+			body := make([]byte, int(binary.BigEndian.Uint32(n[:]))-4)
+			if _, err := io.ReadFull(r, body); err != nil {
+				return nil
+			}
+			return body
+		}
+		msg := readMsg(false)
+		if len(msg) >= 4 && binary.BigEndian.Uint32(msg) == 80877103 { // SSLRequest
+			conn.Write([]byte("N"))
+			msg = readMsg(false)
+		}
+		if msg == nil {
+			got <- ""
+			return
+		}
+		conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}) // AuthenticationCleartextPassword
+		got <- string(readMsg(true))
+	}()
+	realPort := c.Port
+	c.Port = ln.Addr().(*net.TCPAddr).Port
+	ok := c.CheckPassword(ctx, "pw_role", "the-secret-pw")
+	c.Port = realPort
+	if ok {
+		t.Error("CheckPassword took a stand-in's word")
+	}
+	if pw := <-got; strings.Contains(pw, "the-secret-pw") {
+		t.Error("CheckPassword sent the password to a stand-in on the server's port")
 	}
 }
