@@ -169,7 +169,7 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 		if !ownedByMe(fi) {
 			return nil, nil, refuse("belongs to another user")
 		}
-		if fi.Mode().Perm()&0o022 != 0 {
+		if writableByOthers(fi) {
 			// Another user could swap its files for links between the checks
 			// below and the writes that follow them.
 			return nil, nil, refuse("may be written by other users (mode %v): chmod go-w it, or give another directory", fi.Mode().Perm())

@@ -14,6 +14,9 @@ func ownedByMe(fi os.FileInfo) bool {
 	return ok && int(st.Uid) == os.Geteuid()
 }
 
+// writableByOthers reports whether group or others may write to fi.
+func writableByOthers(fi os.FileInfo) bool { return fi.Mode().Perm()&0o022 != 0 }
+
 // ownedPrivately reports whether fi is this user's and closed to group and others.
 func ownedPrivately(fi os.FileInfo) bool { return ownedByMe(fi) && fi.Mode().Perm()&0o077 == 0 }
 
