@@ -390,3 +390,53 @@ func TestCheckPassword_GivesThePasswordOnlyToTheClustersOwnServer(t *testing.T) 
 		t.Error("CheckPassword sent the password to a stand-in on the server's port")
 	}
 }
+
+// A pooler started again (a compute restart starts it again) writes its
+// configuration anew in its directory, which belongs to the server's user when
+// this process is root: a symbolic link that user left there in place of
+// pgbouncer.ini or users.txt is replaced, never written through.
+func TestBouncerRestart_WritesNothingThroughALink(t *testing.T) {
+	if os.Getenv(EnvServer) != "" {
+		t.Skip("an external server has no pooler here")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	if _, err := FindPgBouncer(); err != nil {
+		t.Skip("no pgbouncer")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	b, err := StartBouncer(ctx, BouncerOptions{Databases: []BouncerDatabase{{Name: "postgres", Cluster: c, DBName: "postgres"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	victimDir := t.TempDir()
+	for _, name := range []string{"pgbouncer.ini", "users.txt"} {
+		victim := filepath.Join(victimDir, name+".victim")
+		if err := os.WriteFile(victim, []byte("not the pooler's\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(b.Dir(), name)
+		os.Remove(link)
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+		err := b.Restart(ctx, func() error { return nil })
+		if got, _ := os.ReadFile(victim); string(got) != "not the pooler's\n" {
+			t.Errorf("%s: the link's target was written: %q", name, got)
+		}
+		if err != nil {
+			t.Fatalf("the pooler started again: %v", err)
+		}
+		if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s is not a file of the pooler's own after its start (%v)", name, err)
+		}
+	}
+}
