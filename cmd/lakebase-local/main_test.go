@@ -444,3 +444,57 @@ func TestLakebaseLocal_SignalDuringTheFirstStartLeavesAUsableDataDir(t *testing.
 		t.Fatalf("exit: %v\n%s", err, stderr2.String())
 	}
 }
+
+// SIGTERM while a restart asked through the control endpoint keeps the compute
+// down (here for the longest downtime it takes, 10 minutes) stops lakebase-local
+// at once, cleanly, rather than after the downtime; the control request is
+// answered with an error.
+func TestLakebaseLocal_SIGTERMDuringAControlRestartStopsIt(t *testing.T) {
+	testenv.NeedPostgres(t)
+	bin := buildLocal(t)
+	cmd, in, stderr := startLocal(t, bin)
+	if in.PostgresPID == 0 {
+		t.Fatal("no postgres_pid in the JSON line")
+	}
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", in.ControlURL+"/restart?downtime=10m", nil)
+		req.Header.Set("Authorization", "Bearer "+in.ControlToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	// The downtime has begun once the compute's PostgreSQL is gone.
+	deadline := time.Now().Add(90 * time.Second)
+	for syscall.Kill(in.PostgresPID, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the compute's PostgreSQL did not stop for the restart")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM during a restart: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(3 * time.Minute): // against a 10-minute downtime
+		t.Fatal("lakebase-local waited for the restart's downtime before stopping")
+	}
+	if code := <-answered; code == http.StatusOK {
+		t.Error("the restart cut short by SIGTERM was answered 200")
+	}
+	for _, d := range in.TempDirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind after SIGTERM during a restart (%v)", d, err)
+		}
+	}
+}
