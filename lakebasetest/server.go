@@ -183,7 +183,10 @@ type Options struct {
 	// PostgreSQL), and the ports (used again unless HTTPPort, PGPort or PooledPort
 	// say otherwise). A missing or empty directory is made one. A
 	// directory another emulator holds is refused (ErrDataDirInUse), as is one of
-	// another version or a damaged one (ErrDataDir), which is left as it was.
+	// another version or a damaged one (ErrDataDir), which is left as it was; so is
+	// one other users may write to, or one where PostgreSQL's data, its log or the
+	// branches are a symbolic link (never followed). A new directory whose server
+	// does not start is taken back to what it was (absent, or empty).
 	// Close keeps the directory. "" (the default): everything is temporary.
 	DataDir string
 	// HTTPPort, PGPort and PooledPort fix the loopback ports of the workspace, the
