@@ -88,9 +88,14 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	}
 	// The downtime, and two minutes to start again; Close ends it (the largest
 	// downtimes have no deadline: theirs would overflow).
-	ctx, cancel := context.WithCancel(s.closing)
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
 	if downtime <= math.MaxInt64-2*time.Minute {
 		ctx, cancel = context.WithTimeout(s.closing, downtime+2*time.Minute)
+	} else {
+		ctx, cancel = context.WithCancel(s.closing)
 	}
 	defer cancel()
 	restart := func() error { return s.pg.Restart(ctx, downtime) }

@@ -101,8 +101,7 @@ func main() {
 
 	// From before the start: a signal while it is under way (initdb takes seconds)
 	// stops the emulator once it has started, rather than killing it midway and
-	// leaving a new -data-dir half made.
-	// A second signal then stops it at once.
+	// leaving a new -data-dir half made. A second signal then stops it at once.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) // a closed terminal ends it cleanly too
 	stopping, started := make(chan os.Signal, 1), make(chan struct{})
