@@ -27,7 +27,7 @@ import (
 //
 //	VERSION          the layout's version; another version is refused, never changed
 //	lock             held (flock) by the running emulator, with its process id
-//	state.json       0600: ports, signing key, CA, identities and their secrets, roles
+//	state.json       0600: ports, signing key, CA, identities and their secrets, roles, revocations
 //	ca.crt           the front door's CA certificate (the same across restarts)
 //	postgres/        PostgreSQL's data directory, server key and log
 //	branches/<id>/   the same, of each branch made through the API (state.json lists them)
@@ -84,6 +84,10 @@ type savedState struct {
 	RoleTypes        map[string]string `json:"role_types,omitempty"`
 	PGPasswords      []string          `json:"pg_password_roles,omitempty"`
 	Branches         []savedBranch     `json:"branches,omitempty"`
+	// Revocations, kept with the signing key whose tokens they refuse: the ids of
+	// revoked tokens and credentials (Revoke), and RevokeAllCredentials's time.
+	Revoked     []string  `json:"revoked,omitempty"`
+	RevokeCreds time.Time `json:"revoke_creds,omitzero"`
 }
 
 // savedBranch is a branch made through the API, with its own PostgreSQL in
@@ -472,6 +476,11 @@ func (s *Server) state() *savedState {
 	for _, sb := range s.unstarted {
 		st.Branches = append(st.Branches, sb)
 	}
+	for id := range s.revoked {
+		st.Revoked = append(st.Revoked, id)
+	}
+	sort.Strings(st.Revoked)
+	st.RevokeCreds = s.revokeCreds
 	sort.Slice(st.Branches, func(i, j int) bool { return st.Branches[i].Name < st.Branches[j].Name })
 	sort.Strings(st.Users)
 	sort.Strings(st.Roles)
@@ -549,6 +558,10 @@ func (s *Server) restore(st *savedState) error {
 	for _, r := range st.PGPasswords {
 		s.pgPasswords[r] = true
 	}
+	for _, id := range st.Revoked {
+		s.revoked[id] = true
+	}
+	s.revokeCreds = st.RevokeCreds
 	return nil
 }
 

@@ -5,14 +5,18 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
@@ -717,4 +721,105 @@ func TestDataDir_DataOfAnotherPostgreSQLVersionIsRefusedAndLeftAsItWas(t *testin
 		t.Errorf("data of PostgreSQL 9: %v, want ErrDataDir naming the version", err)
 	}
 	sameSnapshot(t, "data of PostgreSQL 9", before, snapshot(t, base))
+}
+
+// Revocations are kept in the data directory with the signing key that makes the
+// tokens they revoke: a workspace token revoked with Revoke and the database
+// credentials of RevokeAllCredentials stay refused after the emulator restarts,
+// instead of coming back to life; a new token and credential work.
+func TestDataDir_RevocationsSurviveARestart(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s1.Close() }()
+	token := func(s *lakebasetest.Server) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL+"/oidc/v1/token", strings.NewReader("grant_type=client_credentials&scope=all-apis"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(s.ServicePrincipal.ClientID, s.ServicePrincipal.ClientSecret)
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		if code := doJSON(t, req, &out); code != 200 || out.AccessToken == "" {
+			t.Fatalf("client_credentials: %d", code)
+		}
+		return out.AccessToken
+	}
+	credential := func(s *lakebasetest.Server, tok string) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL+"/api/2.0/postgres/credentials", strings.NewReader(`{"endpoint":"`+s.Endpoint+`"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		var out struct {
+			Token string `json:"token"`
+		}
+		if code := doJSON(t, req, &out); code != 200 || out.Token == "" {
+			t.Fatalf("credential: %d", code)
+		}
+		return out.Token
+	}
+	me := func(s *lakebasetest.Server, tok string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+"/api/2.0/preview/scim/v2/Me", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return doJSON(t, req, nil)
+	}
+	login := func(s *lakebasetest.Server, cred string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=verify-full sslrootcert=%s",
+			s.Host, s.Port, s.Database, s.ServicePrincipal.ClientID, cred, s.CAFile))
+		if err == nil {
+			pc.Close(ctx)
+		}
+		return err
+	}
+	kept, revoked := token(s1), token(s1)
+	cred := credential(s1, kept)
+	if err := login(s1, cred); err != nil {
+		t.Fatal(err)
+	}
+	s1.Revoke(revoked)
+	s1.RevokeAllCredentials()
+	if me(s1, revoked) == 200 || login(s1, cred) == nil {
+		t.Fatal("the revocations do not hold before the restart")
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if code := me(s2, revoked); code == 200 {
+		t.Error("a revoked workspace token works again after the restart")
+	}
+	if err := login(s2, cred); err == nil {
+		t.Error("a database credential of RevokeAllCredentials logs in again after the restart")
+	}
+	if code := me(s2, kept); code != 200 {
+		t.Errorf("a token that was not revoked after the restart: %d", code)
+	}
+	if err := login(s2, credential(s2, kept)); err != nil {
+		t.Errorf("a new credential after the restart: %v", err)
+	}
+}
+
+func doJSON(t *testing.T, req *http.Request, out any) int {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
 }
