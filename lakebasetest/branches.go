@@ -294,6 +294,9 @@ func (s *Server) handleCreateBranch(w http.ResponseWriter, r *http.Request) {
 		srcDB, srcPG = pb.database, pb.pg
 	}
 	_, exists := s.branchesMap[name]
+	if _, kept := s.unstarted[name]; kept {
+		exists = true // its data is in the data directory, for the next start
+	}
 	if srcDB == "" || exists || name == s.mainBranch() {
 		s.mu.Unlock()
 		if exists || name == s.mainBranch() {

@@ -27,7 +27,7 @@ import (
 //
 //	VERSION          the layout's version; another version is refused, never changed
 //	lock             held (flock) by the running emulator, with its process id
-//	state.json       0600: ports, signing key, CA, identities and their secrets, roles
+//	state.json       0600: ports, signing key, CA, identities and their secrets, roles, revocations
 //	ca.crt           the front door's CA certificate (the same across restarts)
 //	postgres/        PostgreSQL's data directory, server key and log
 //	branches/<id>/   the same, of each branch made through the API (state.json lists them)
@@ -84,6 +84,10 @@ type savedState struct {
 	RoleTypes        map[string]string `json:"role_types,omitempty"`
 	PGPasswords      []string          `json:"pg_password_roles,omitempty"`
 	Branches         []savedBranch     `json:"branches,omitempty"`
+	// Revocations, kept with the signing key whose tokens they refuse: the ids of
+	// revoked tokens and credentials (Revoke), and RevokeAllCredentials's time.
+	Revoked     []string  `json:"revoked,omitempty"`
+	RevokeCreds time.Time `json:"revoke_creds,omitzero"`
 }
 
 // savedBranch is a branch made through the API, with its own PostgreSQL in
@@ -106,6 +110,37 @@ type dataDir struct {
 	saved []byte // state.json as last written
 	done  chan struct{}
 	ready bool // the server started: its state is whole, and may be saved
+
+	madeLock bool // the lock file did not exist before this emulator locked it
+	claimed  bool // the directory is used: the lock file names this process
+	// releaseDir lets the lock on the directory itself go (lockDir).
+	releaseDir func()
+
+	fresh bool        // absent or empty when opened: all it holds is this emulator's
+	made  bool        // absent when opened: this emulator made it
+	mode  os.FileMode // its mode when opened (PostgreSQL's user may be given o+x)
+}
+
+// undo takes a fresh directory back to what it was (absent, or empty with its
+// mode) when the server that made it did not start: half made, with PostgreSQL's
+// data and no state, it would be refused as damaged at every start after.
+func (d *dataDir) undo() error {
+	if !d.fresh || d.ready {
+		return nil
+	}
+	if d.made {
+		return os.RemoveAll(d.path)
+	}
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(d.path, e.Name())))
+	}
+	errs = append(errs, os.Chmod(d.path, d.mode))
+	return errors.Join(errs...)
 }
 
 func (d *dataDir) file(name string) string { return filepath.Join(d.path, name) }
@@ -129,7 +164,7 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 		if err := os.MkdirAll(abs, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("lakebasetest: making data directory %s: %w", abs, err)
 		}
-		fresh = true
+		fresh, d.made = true, true
 	case err != nil:
 		return nil, nil, err
 	case !fi.IsDir():
@@ -138,12 +173,19 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 		if !ownedByMe(fi) {
 			return nil, nil, refuse("belongs to another user")
 		}
+		if writableByOthers(fi) {
+			// Another user could swap its files for links between the checks
+			// below and the writes that follow them.
+			return nil, nil, refuse("may be written by other users (mode %v): chmod go-w it, or give another directory", fi.Mode().Perm())
+		}
 		entries, err := os.ReadDir(abs)
 		if err != nil {
 			return nil, nil, err
 		}
 		fresh = len(entries) == 0
+		d.mode = fi.Mode().Perm()
 	}
+	d.fresh = fresh
 	if !fresh {
 		v, err := readPrivateFile(d.file("VERSION"), false)
 		if errors.Is(err, os.ErrNotExist) {
@@ -165,27 +207,54 @@ func openDataDir(dir string) (*dataDir, *savedState, error) {
 			d.unlock()
 			return nil, nil, err
 		}
+		if err := d.claim(); err != nil {
+			d.unlock()
+			return nil, nil, err
+		}
 		return d, nil, nil
 	}
 	st, err := d.load()
-	if err != nil {
+	var other otherPostgres
+	switch {
+	case errors.As(err, &other):
+		d.unlock()
+		return nil, nil, refuse("%s", other.msg)
+	case err != nil:
 		d.unlock()
 		return nil, nil, refuse("is damaged: %v (move it away to start afresh)", err)
 	}
 	return d, st, nil
 }
 
+// otherPostgres is load's error for data of another PostgreSQL major version:
+// not damaged, only not for the PostgreSQL found.
+type otherPostgres struct{ msg string }
+
+func (e otherPostgres) Error() string { return e.msg }
+
 // takeLock holds the directory's lock, or says which process does. A lock whose
-// process died is free again (the kernel drops it): it is taken over.
+// process died is free again (the kernel drops it): it is taken over. The lock
+// file names its holder only once the directory is accepted (claim): a refused
+// directory keeps the lock file it had, or none.
 func (d *dataDir) takeLock() error {
 	path := d.file("lock")
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return &dataDirError{dir: d.path, msg: "its lock is not a regular file; it was left as it was"}
-	}
-	d.lock = flock.New(path, flock.SetPermissions(0o600))
-	ok, err := d.lock.TryLock()
+	// The directory itself is locked first: its lock holds even when the lock
+	// file was removed under a running emulator (as a stale pid file would be).
+	release, ok, err := lockDir(d.path)
 	if err != nil {
 		return fmt.Errorf("lakebasetest: locking data directory %s: %w", d.path, err)
+	}
+	d.releaseDir = release
+	if ok {
+		fi, err := os.Lstat(path)
+		if err == nil && !fi.Mode().IsRegular() {
+			return &dataDirError{dir: d.path, msg: "its lock is not a regular file; it was left as it was"}
+		}
+		d.madeLock = errors.Is(err, os.ErrNotExist)
+		d.lock = flock.New(path, flock.SetPermissions(0o600))
+		if ok, err = d.lock.TryLock(); err != nil {
+			return fmt.Errorf("lakebasetest: locking data directory %s: %w", d.path, err)
+		}
 	}
 	if !ok {
 		holder := "another process"
@@ -200,15 +269,28 @@ func (d *dataDir) takeLock() error {
 		return &dataDirError{dir: d.path, inUse: true,
 			msg: "is in use by " + holder + ": stop that lakebase-local first, or give another -data-dir"}
 	}
-	// The holder's process id, for the message another emulator gives (the same
-	// inode: the lock holds).
-	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	return nil
 }
 
+// claim writes this process's id to the lock file, for the message another
+// emulator gives (the same inode: the lock holds), once the directory is used.
+func (d *dataDir) claim() error {
+	d.claimed = true
+	return os.WriteFile(d.file("lock"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+}
+
+// unlock lets the directory go; a lock file this emulator made for a directory it
+// then refused is removed, leaving the directory as it was.
 func (d *dataDir) unlock() {
 	if d.lock != nil {
+		if d.madeLock && !d.claimed && d.lock.Locked() {
+			os.Remove(d.file("lock"))
+		}
 		d.lock.Unlock()
 		d.lock.Close()
+	}
+	if d.releaseDir != nil {
+		d.releaseDir()
 	}
 }
 
@@ -232,8 +314,64 @@ func (d *dataDir) load() (*savedState, error) {
 	case !pgcluster.Initialized(d.file("postgres")):
 		return nil, errors.New("postgres/ holds no PostgreSQL data directory")
 	}
+	// What the emulator starts PostgreSQL in, writes to or removes must be the
+	// directory's own: a symbolic link is refused, never followed.
+	if err := d.ownTree("postgres", true); err != nil {
+		return nil, err
+	}
+	// Data of another major version would not start (after an upgrade of the
+	// machine's PostgreSQL): refused before anything is written.
+	have, err := pgcluster.DataVersion(d.file("postgres"))
+	if err != nil {
+		return nil, fmt.Errorf("postgres/: %w", err)
+	}
+	if run, bin, err := pgcluster.ServerVersion(); err == nil && run != have {
+		return nil, otherPostgres{fmt.Sprintf("holds the data of PostgreSQL %d (postgres/), and the PostgreSQL found (%s) is %d: put PostgreSQL %d's binaries first on PATH, or upgrade the data with pg_upgrade", have, bin, run, have)}
+	}
+	if err := d.ownEntry("branches", true, false); err != nil {
+		return nil, err
+	}
+	for _, sb := range st.Branches {
+		if id := sb.Name[strings.LastIndex(sb.Name, "/")+1:]; resourceID.MatchString(id) {
+			if err := d.ownTree("branches/"+id, false); err != nil {
+				return nil, err
+			}
+		}
+	}
 	d.saved = b
 	return &st, nil
+}
+
+// ownTree checks the root of a PostgreSQL kept in the data directory (postgres,
+// branches/<id>): it, its data and its log are what they seem, no symbolic link.
+func (d *dataDir) ownTree(root string, required bool) error {
+	if err := d.ownEntry(root, true, required); err != nil {
+		return err
+	}
+	if err := d.ownEntry(root+"/data", true, false); err != nil {
+		return err
+	}
+	return d.ownEntry(root+"/postgres.log", false, false)
+}
+
+// ownEntry checks that name (slash-separated, in the data directory) is a
+// directory (dir) or a regular file, not a symbolic link; absent is fine unless
+// required.
+func (d *dataDir) ownEntry(name string, dir, required bool) error {
+	fi, err := os.Lstat(d.file(filepath.FromSlash(name)))
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !required:
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link (one is not followed)", name)
+	case dir && !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", name)
+	case !dir && !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", name)
+	}
+	return nil
 }
 
 // readPrivateFile reads a regular file (never through a symbolic link); private:
@@ -335,6 +473,14 @@ func (s *Server) state() *savedState {
 				Protected: b.protected, Created: b.created, Ready: b.ready, Expires: b.expires})
 		}
 	}
+	for _, sb := range s.unstarted {
+		st.Branches = append(st.Branches, sb)
+	}
+	for id := range s.revoked {
+		st.Revoked = append(st.Revoked, id)
+	}
+	sort.Strings(st.Revoked)
+	st.RevokeCreds = s.revokeCreds
 	sort.Slice(st.Branches, func(i, j int) bool { return st.Branches[i].Name < st.Branches[j].Name })
 	sort.Strings(st.Users)
 	sort.Strings(st.Roles)
@@ -412,12 +558,17 @@ func (s *Server) restore(st *savedState) error {
 	for _, r := range st.PGPasswords {
 		s.pgPasswords[r] = true
 	}
+	for _, id := range st.Revoked {
+		s.revoked[id] = true
+	}
+	s.revokeCreds = st.RevokeCreds
 	return nil
 }
 
 // restoreBranches starts the PostgreSQL of every branch st kept (one past its
-// expiry is removed instead). A branch whose PostgreSQL does not start is left
-// out, its data left in place, and logged.
+// expiry is removed instead). A branch whose PostgreSQL does not start is not
+// served, logged, and kept in the state with its data for the next start (its id
+// cannot be made again meanwhile).
 func (s *Server) restoreBranches(ctx context.Context, st *savedState) int {
 	n := 0
 	project := strings.Join(strings.Split(s.Endpoint, "/")[:2], "/") + "/branches/"
@@ -439,7 +590,13 @@ func (s *Server) restoreBranches(ctx context.Context, st *savedState) int {
 		}
 		pg, err := s.startBranchCluster(ctx, b, false)
 		if err != nil {
-			s.logf("data directory: branch %s: %v; left out", sb.Name, err)
+			// Kept in the state (and its id taken) for the next start: its data is
+			// there, and a start that failed once (out of time, another
+			// PostgreSQL version) may not fail the next time.
+			s.logf("data directory: branch %s: %v; not served, kept for the next start", sb.Name, err)
+			s.mu.Lock()
+			s.unstarted[sb.Name] = sb
+			s.mu.Unlock()
 			continue
 		}
 		b.pg = pg

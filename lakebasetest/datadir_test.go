@@ -5,13 +5,18 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/pgcluster"
@@ -311,4 +316,510 @@ func TestDataDir_ForgedBranchEntriesRemoveNothingOutside(t *testing.T) {
 	if got := s.Branches(); len(got) != 0 {
 		t.Fatalf("forged branches were started: %v", got)
 	}
+}
+
+// closeOrFail closes a server that should not have started.
+func closeOrFail(t *testing.T, what string, s *lakebasetest.Server, err error) {
+	t.Helper()
+	if err == nil {
+		s.Close()
+		t.Errorf("%s: the emulator started", what)
+	}
+}
+
+// A symbolic link where the data directory keeps PostgreSQL's data, its log or the
+// branches is refused, never followed: the emulator would otherwise start
+// PostgreSQL in, write its keys and log to, or remove an expired branch from
+// wherever the link points. The directory and the link's target are left exactly
+// as they were.
+func TestDataDir_SymbolicLinksInsideAreRefusedNotFollowed(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pg := filepath.Join(dir, "postgres")
+	aside := filepath.Join(base, "elsewhere")
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("not the emulator's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state.json")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A state listing an expired branch, with branches/ a link to a directory
+	// holding a directory of that branch's id.
+	var doc map[string]any
+	if err := json.Unmarshal(good, &doc); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	name := "projects/lakebase/branches/feature-x"
+	doc["branches"] = []any{map[string]any{"name": name, "source": "projects/lakebase/branches/main", "database": "databricks_postgres",
+		"endpoint": name + "/endpoints/primary", "created": past, "ready": past, "expires": past}}
+	withBranch, _ := json.Marshal(doc)
+
+	cases := []struct {
+		name            string
+		tamper, restore func() error
+	}{
+		{"postgres/ a link to PostgreSQL's data elsewhere",
+			func() error {
+				if err := os.Rename(pg, aside); err != nil {
+					return err
+				}
+				return os.Symlink(aside, pg)
+			},
+			func() error { os.Remove(pg); return os.Rename(aside, pg) }},
+		{"postgres/data a link to the data elsewhere",
+			func() error {
+				if err := os.Rename(filepath.Join(pg, "data"), aside); err != nil {
+					return err
+				}
+				return os.Symlink(aside, filepath.Join(pg, "data"))
+			},
+			func() error { os.Remove(filepath.Join(pg, "data")); return os.Rename(aside, filepath.Join(pg, "data")) }},
+		{"postgres/postgres.log a link to another file",
+			func() error {
+				os.Remove(filepath.Join(pg, "postgres.log"))
+				return os.Symlink(victim, filepath.Join(pg, "postgres.log"))
+			},
+			func() error { return os.Remove(filepath.Join(pg, "postgres.log")) }},
+		{"branches/ a link, with an expired branch listed",
+			func() error {
+				if err := os.MkdirAll(filepath.Join(aside, "feature-x"), 0o700); err != nil {
+					return err
+				}
+				if err := os.WriteFile(filepath.Join(aside, "feature-x", "precious"), []byte("keep me"), 0o600); err != nil {
+					return err
+				}
+				if err := os.WriteFile(state, withBranch, 0o600); err != nil {
+					return err
+				}
+				return os.Symlink(aside, filepath.Join(dir, "branches"))
+			},
+			func() error {
+				os.Remove(filepath.Join(dir, "branches"))
+				os.RemoveAll(aside)
+				return os.WriteFile(state, good, 0o600)
+			}},
+	}
+	for _, c := range cases {
+		if err := c.tamper(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+		closeOrFail(t, c.name, s, err)
+		if err != nil && (!errors.Is(err, lakebasetest.ErrDataDir) || !strings.Contains(err.Error(), "left as it was")) {
+			t.Errorf("%s: %v, want ErrDataDir saying it was left as it was", c.name, err)
+		}
+		sameSnapshot(t, c.name, before, snapshot(t, base))
+		if err := c.restore(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("the restored directory: %v", err)
+	}
+	s.Close()
+}
+
+// A data directory other users may write to is refused, new (empty) or used, and
+// left as it was: another user could otherwise swap its files for links between
+// the emulator's checks and its writes (the CA certificate, the state, the lock).
+func TestDataDir_WritableByOthersIsRefused(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(empty, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, base)
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: empty})
+	closeOrFail(t, "an empty directory of mode 0777", s, err)
+	if err != nil && !errors.Is(err, lakebasetest.ErrDataDir) {
+		t.Errorf("an empty directory of mode 0777: %v, want ErrDataDir", err)
+	}
+	sameSnapshot(t, "an empty directory of mode 0777", before, snapshot(t, base))
+
+	dir := filepath.Join(base, "data")
+	if s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o777, 0o770, 0o703} {
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+		what := "a data directory of mode " + mode.String()
+		closeOrFail(t, what, s, err)
+		if err != nil && (!errors.Is(err, lakebasetest.ErrDataDir) || !strings.Contains(err.Error(), "left as it was")) {
+			t.Errorf("%s: %v, want ErrDataDir saying it was left as it was", what, err)
+		}
+		sameSnapshot(t, what, before, snapshot(t, base))
+	}
+	if err := os.Chmod(dir, fi.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir}); err != nil {
+		t.Fatalf("the directory with its mode back: %v", err)
+	}
+	s.Close()
+}
+
+// A refused data directory keeps its lock file as it was: the process id of the
+// emulator that used it last (or no lock at all) is not replaced by that of one
+// that refused it.
+func TestDataDir_RefusedDirectoryKeepsItsLockFile(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state.json")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(dir, "lock")
+	for _, c := range []struct {
+		name   string
+		tamper func() error
+		opts   lakebasetest.Options
+	}{
+		{"a damaged state, the lock of another process", func() error {
+			if err := os.WriteFile(lock, []byte("4242\n"), 0o600); err != nil {
+				return err
+			}
+			return os.WriteFile(state, []byte("{not json"), 0o600)
+		}, lakebasetest.Options{DataDir: dir}},
+		{"a damaged state, no lock", func() error {
+			if err := os.Remove(lock); err != nil {
+				return err
+			}
+			return os.WriteFile(state, []byte("{not json"), 0o600)
+		}, lakebasetest.Options{DataDir: dir}},
+		{"another database, the lock of another process", func() error {
+			if err := os.WriteFile(lock, []byte("4242\n"), 0o600); err != nil {
+				return err
+			}
+			return os.WriteFile(state, good, 0o600)
+		}, lakebasetest.Options{DataDir: dir, Database: "other_db"}},
+	} {
+		if err := c.tamper(); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(c.opts)
+		closeOrFail(t, c.name, s, err)
+		if err != nil && !errors.Is(err, lakebasetest.ErrDataDir) {
+			t.Errorf("%s: %v, want ErrDataDir", c.name, err)
+		}
+		sameSnapshot(t, c.name, before, snapshot(t, base))
+	}
+}
+
+// A new data directory whose first start fails (a fixed port another program
+// holds) is left as it was found, absent or empty, not half made: a directory
+// with PostgreSQL's data and no state would be refused as damaged at every start
+// after. Started again with a free port, it works.
+func TestDataDir_NewDirectoryWhoseStartFailedIsNotLeftHalfMade(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	absent := filepath.Join(base, "absent")
+	empty := filepath.Join(base, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []lakebasetest.Options{
+		{DataDir: absent, HTTPPort: port},
+		{DataDir: empty, PGPort: port},
+	} {
+		before := snapshot(t, base)
+		s, err := lakebasetest.NewServer(o)
+		closeOrFail(t, "a port that is taken", s, err)
+		if err != nil && !strings.Contains(err.Error(), strconv.Itoa(port)) {
+			t.Errorf("the error does not name the port %d: %v", port, err)
+		}
+		sameSnapshot(t, "a new data directory whose start failed", before, snapshot(t, base))
+		o.HTTPPort, o.PGPort = 0, 0
+		if s, err = lakebasetest.NewServer(o); err != nil {
+			t.Fatalf("%s started again with free ports: %v", o.DataDir, err)
+		}
+		s.Close()
+	}
+}
+
+// One emulator per directory holds even when its lock file was removed while it
+// ran (as a stale pid file would be): a second one is refused before it touches
+// anything, and the first keeps serving its roles, old and new.
+func TestDataDir_SecondEmulatorRefusedEvenWithoutTheLockFile(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	if err := os.Remove(filepath.Join(dir, "lock")); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	closeOrFail(t, "a second emulator after the lock file was removed", s2, err)
+	if err != nil && !errors.Is(err, lakebasetest.ErrDataDirInUse) {
+		t.Errorf("a second emulator after the lock file was removed: %v, want ErrDataDirInUse", err)
+	}
+	// The first one's roles still log in, a role made now too.
+	if err := s1.AddPasswordRole("after_second", "pw-after"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := mustOpen(t, s1.OAuthClientDSN())
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("the first emulator's service principal after a second emulator tried the directory: %v", err)
+	}
+}
+
+// A kept branch whose PostgreSQL does not start at one start (here its data
+// claims another PostgreSQL version, as after an upgrade; a start that ran out of
+// time is the same) stays listed in the data directory: the next start that can
+// run it serves it again with its data, and meanwhile a new branch of the same id
+// is refused rather than made over its data.
+func TestDataDir_BranchThatDidNotStartIsKeptForTheNextStart(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s1.Close() }()
+	dsn := s1.OAuthClientDSN()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := lakebase.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	createBranch := func() error {
+		op, err := conn.Workspace().CreateBranch(ctx, workspace.CreateBranchRequest{Project: "projects/lakebase", BranchID: "feature-y"})
+		if err == nil {
+			_, err = op.Wait(ctx)
+		}
+		return err
+	}
+	if err := createBranch(); err != nil {
+		t.Fatal(err)
+	}
+	branchDSN := dsn + ";Endpoint=;Project=lakebase;Branch=feature-y"
+	if _, err := mustOpen(t, branchDSN).ExecContext(ctx, "CREATE TABLE only_here (v text); INSERT INTO only_here VALUES ('branch data')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	pgVersion := filepath.Join(dir, "branches", "feature-y", "data", "PG_VERSION")
+	real, err := os.ReadFile(pgVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pgVersion, []byte("9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s2.Branches(); len(got) != 0 {
+		t.Fatalf("a branch whose PostgreSQL cannot start is served: %v", got)
+	}
+	conn.Close()
+	if conn, err = lakebase.NewConnector(s2.OAuthClientDSN()); err != nil {
+		t.Fatal(err)
+	}
+	if err := createBranch(); err == nil {
+		t.Error("a new branch of a kept branch's id was made over its data")
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(pgVersion, real, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if got := s3.Branches(); len(got) != 1 || got[0] != "projects/lakebase/branches/feature-y" {
+		t.Fatalf("branches once its PostgreSQL can start again: %v", got)
+	}
+	var v string
+	if err := mustOpen(t, s3.OAuthClientDSN()+";Endpoint=;Project=lakebase;Branch=feature-y").QueryRowContext(ctx, "SELECT v FROM only_here").Scan(&v); err != nil || v != "branch data" {
+		t.Fatalf("the branch's data: %q, %v", v, err)
+	}
+}
+
+// A data directory whose PostgreSQL data is of another major version than the
+// PostgreSQL found (as after an upgrade of the machine's PostgreSQL) is refused
+// with ErrDataDir naming both versions, before anything in it is written: not
+// its server key, its peer map or its log.
+func TestDataDir_DataOfAnotherPostgreSQLVersionIsRefusedAndLeftAsItWas(t *testing.T) {
+	testenv.NeedPostgres(t)
+	base := dataDirBase(t)
+	dir := filepath.Join(base, "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pgVersion := filepath.Join(dir, "postgres", "data", "PG_VERSION")
+	if err := os.WriteFile(pgVersion, []byte("9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, base)
+	s, err = lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	closeOrFail(t, "data of PostgreSQL 9", s, err)
+	if err != nil && (!errors.Is(err, lakebasetest.ErrDataDir) || !strings.Contains(err.Error(), "PostgreSQL 9")) {
+		t.Errorf("data of PostgreSQL 9: %v, want ErrDataDir naming the version", err)
+	}
+	sameSnapshot(t, "data of PostgreSQL 9", before, snapshot(t, base))
+}
+
+// Revocations are kept in the data directory with the signing key that makes the
+// tokens they revoke: a workspace token revoked with Revoke and the database
+// credentials of RevokeAllCredentials stay refused after the emulator restarts,
+// instead of coming back to life; a new token and credential work.
+func TestDataDir_RevocationsSurviveARestart(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s1.Close() }()
+	token := func(s *lakebasetest.Server) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL+"/oidc/v1/token", strings.NewReader("grant_type=client_credentials&scope=all-apis"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(s.ServicePrincipal.ClientID, s.ServicePrincipal.ClientSecret)
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		if code := doJSON(t, req, &out); code != 200 || out.AccessToken == "" {
+			t.Fatalf("client_credentials: %d", code)
+		}
+		return out.AccessToken
+	}
+	credential := func(s *lakebasetest.Server, tok string) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL+"/api/2.0/postgres/credentials", strings.NewReader(`{"endpoint":"`+s.Endpoint+`"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		var out struct {
+			Token string `json:"token"`
+		}
+		if code := doJSON(t, req, &out); code != 200 || out.Token == "" {
+			t.Fatalf("credential: %d", code)
+		}
+		return out.Token
+	}
+	me := func(s *lakebasetest.Server, tok string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+"/api/2.0/preview/scim/v2/Me", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return doJSON(t, req, nil)
+	}
+	login := func(s *lakebasetest.Server, cred string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pc, err := pgconn.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=verify-full sslrootcert=%s",
+			s.Host, s.Port, s.Database, s.ServicePrincipal.ClientID, cred, s.CAFile))
+		if err == nil {
+			pc.Close(ctx)
+		}
+		return err
+	}
+	kept, revoked := token(s1), token(s1)
+	cred := credential(s1, kept)
+	if err := login(s1, cred); err != nil {
+		t.Fatal(err)
+	}
+	s1.Revoke(revoked)
+	s1.RevokeAllCredentials()
+	if me(s1, revoked) == 200 || login(s1, cred) == nil {
+		t.Fatal("the revocations do not hold before the restart")
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if code := me(s2, revoked); code == 200 {
+		t.Error("a revoked workspace token works again after the restart")
+	}
+	if err := login(s2, cred); err == nil {
+		t.Error("a database credential of RevokeAllCredentials logs in again after the restart")
+	}
+	if code := me(s2, kept); code != 200 {
+		t.Errorf("a token that was not revoked after the restart: %d", code)
+	}
+	if err := login(s2, credential(s2, kept)); err != nil {
+		t.Errorf("a new credential after the restart: %v", err)
+	}
+}
+
+func doJSON(t *testing.T, req *http.Request, out any) int {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
 }

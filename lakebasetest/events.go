@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -32,7 +33,8 @@ const (
 // stays down for downtime, during which new logins are answered 57P03 "the database
 // system is starting up"; then it starts on the same data, the pooled host's
 // PgBouncer (stopped with PostgreSQL) starts after it, and logins go through.
-// It returns when the compute is back. Only one event runs at a time.
+// It returns when the compute is back. Only one event runs at a time. Close
+// during the downtime ends it: the event returns an error (context.Canceled).
 func (s *Server) RestartCompute(downtime time.Duration) error {
 	return s.computeEvent(EPComputeRestart, "the database system is starting up", downtime)
 }
@@ -62,6 +64,9 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	}
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
+	if s.closing.Err() != nil { // (an event that waited for another may find it closed)
+		return errors.New("lakebasetest: the emulator is closed")
+	}
 	// Under the relay gate: a session whose relay began before is ended below, and
 	// none begins after (nothing reaches PostgreSQL or the pooler while it is down).
 	s.relayGate.Lock()
@@ -81,7 +86,17 @@ func (s *Server) computeEvent(kind, refusal string, downtime time.Duration) erro
 	if s.pfd != nil {
 		s.pfd.endAll("restart")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), downtime+2*time.Minute)
+	// The downtime, and two minutes to start again; Close ends it (the largest
+	// downtimes have no deadline: theirs would overflow).
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
+	if downtime <= math.MaxInt64-2*time.Minute {
+		ctx, cancel = context.WithTimeout(s.closing, downtime+2*time.Minute)
+	} else {
+		ctx, cancel = context.WithCancel(s.closing)
+	}
 	defer cancel()
 	restart := func() error { return s.pg.Restart(ctx, downtime) }
 	if s.pooler != nil {

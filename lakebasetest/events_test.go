@@ -3,15 +3,19 @@ package lakebasetest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/lakebase-go/lakebase/internal/pgcluster"
 	"github.com/lakebase-go/lakebase/internal/testenv"
 	"github.com/lakebase-go/lakebase/lakebasetest"
 )
@@ -272,6 +276,67 @@ func TestComputeEvents_PooledHostTakesTheFirstLoginOnceTheComputeIsBack(t *testi
 			}
 			if err != nil {
 				t.Errorf("the first login and statement through the pooled host after the %s: %v", ev.name, err)
+			}
+		})
+	}
+}
+
+// Close during a compute event's downtime ends the downtime instead of waiting it
+// out (lakebase-local stops on SIGTERM during `restart?downtime=10m`), whatever the
+// downtime, the largest Duration too (not an overflowed deadline that fails the
+// restart at once); the event then fails, a later one fails at once, and what was
+// committed before is in the data directory for the next emulator.
+func TestRestartCompute_CloseDuringTheDowntimeEndsIt(t *testing.T) {
+	testenv.NeedPostgres(t)
+	for _, downtime := range []time.Duration{time.Hour, time.Duration(math.MaxInt64)} {
+		t.Run(downtime.String(), func(t *testing.T) {
+			dir := filepath.Join(dataDirBase(t), "data")
+			_, noBouncer := pgcluster.FindPgBouncer()
+			s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir, Pooler: noBouncer == nil}) // the pooler stops too, where installed
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Exec("CREATE TABLE kept (v int); INSERT INTO kept VALUES (42); GRANT SELECT ON kept TO PUBLIC"); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.RestartCompute(downtime) }()
+			for !s.ComputeDown() {
+				select {
+				case err := <-done:
+					s.Close()
+					t.Fatalf("RestartCompute(%v) returned before Close: %v", downtime, err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			select {
+			case <-closed:
+			case <-time.After(2 * time.Minute): // against a downtime of an hour or more
+				t.Fatal("Close waited for the compute's downtime") // (the server is left to the end of the test process)
+			}
+			select {
+			case err := <-done:
+				// Cut short by Close (canceled), not failed by a deadline of its own.
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("a restart cut short by Close: %v, want an error of context.Canceled", err)
+				}
+			case <-time.After(2 * time.Minute):
+				t.Fatal("RestartCompute did not return after Close")
+			}
+			if err := s.RestartCompute(0); err == nil {
+				t.Error("RestartCompute after Close reported success")
+			}
+			s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+			if err != nil {
+				t.Fatalf("the data directory after Close: %v", err)
+			}
+			defer s2.Close()
+			db := mustOpen(t, s2.OAuthClientDSN())
+			var v int
+			if err := db.QueryRow("SELECT v FROM kept").Scan(&v); err != nil || v != 42 {
+				t.Fatalf("the committed row after Close during a restart: %d, %v", v, err)
 			}
 		})
 	}

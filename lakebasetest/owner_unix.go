@@ -3,6 +3,7 @@
 package lakebasetest
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -13,5 +14,26 @@ func ownedByMe(fi os.FileInfo) bool {
 	return ok && int(st.Uid) == os.Geteuid()
 }
 
+// writableByOthers reports whether group or others may write to fi.
+func writableByOthers(fi os.FileInfo) bool { return fi.Mode().Perm()&0o022 != 0 }
+
 // ownedPrivately reports whether fi is this user's and closed to group and others.
 func ownedPrivately(fi os.FileInfo) bool { return ownedByMe(fi) && fi.Mode().Perm()&0o077 == 0 }
+
+// lockDir holds an exclusive lock (flock) on the directory path itself, or says
+// that another holds it (ok false). The descriptor is closed on exec: PostgreSQL
+// and PgBouncer do not inherit the lock.
+func lockDir(path string) (release func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return func() { f.Close() }, true, nil
+}

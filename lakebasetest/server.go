@@ -183,7 +183,10 @@ type Options struct {
 	// PostgreSQL), and the ports (used again unless HTTPPort, PGPort or PooledPort
 	// say otherwise). A missing or empty directory is made one. A
 	// directory another emulator holds is refused (ErrDataDirInUse), as is one of
-	// another version or a damaged one (ErrDataDir), which is left as it was.
+	// another version or a damaged one (ErrDataDir), which is left as it was; so is
+	// one other users may write to, or one where PostgreSQL's data, its log or the
+	// branches are a symbolic link (never followed). A new directory whose server
+	// does not start is taken back to what it was (absent, or empty).
 	// Close keeps the directory. "" (the default): everything is temporary.
 	DataDir string
 	// HTTPPort, PGPort and PooledPort fix the loopback ports of the workspace, the
@@ -250,7 +253,10 @@ type Server struct {
 	down, downRefusal string
 
 	branchesMap map[string]*branch // branches made through the API, by name
-	operations  map[string]*lro    // long-running operations, by name: they outlive their resources
+	// unstarted are the data directory's branches whose PostgreSQL did not start
+	// at this start: kept in its state for the next, their ids taken.
+	unstarted   map[string]savedBranch
+	operations  map[string]*lro // long-running operations, by name: they outlive their resources
 	ownPG       bool
 	dir         string
 	data        *dataDir     // Options.DataDir, locked
@@ -260,6 +266,8 @@ type Server struct {
 	relayGate   sync.RWMutex // relays begin under RLock; a compute event's start takes Lock
 	closeOnce   sync.Once
 	closeErr    error
+	closing     context.Context // done when Close begins: a compute event's downtime ends
+	endClosing  context.CancelFunc
 	httpSrv     *http.Server
 	httpLn      net.Listener
 	fd          *frontDoor
@@ -345,7 +353,9 @@ func NewServer(opts Options) (*Server, error) {
 		s.tokenTTL = time.Hour
 	}
 	s.lastActive = time.Now()
+	s.closing, s.endClosing = context.WithCancel(context.Background())
 	s.branchesMap = map[string]*branch{}
+	s.unstarted = map[string]savedBranch{}
 	s.operations = map[string]*lro{}
 	s.AzureTenant = "9f4c1a2b-3d5e-4f60-8a7b-1c2d3e4f5a6b"
 	s.WorkspaceID, s.AccountID = "1234567890123456", "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
@@ -399,6 +409,9 @@ func (s *Server) start(ctx context.Context) error {
 		}
 		if err := s.restore(saved); err != nil {
 			return &dataDirError{dir: s.data.path, msg: "is damaged: " + err.Error() + "; it was left as it was"}
+		}
+		if err := s.data.claim(); err != nil { // accepted: the lock names this process
+			return err
 		}
 		s.reused = []string{"postgres_data", "ca", "signing_key", "identities", "roles", "ports"}
 		for _, p := range []struct {
@@ -560,6 +573,7 @@ func (s *Server) Close() error {
 
 func (s *Server) close() error {
 	var errs []error
+	s.endClosing() // a compute event under way stops waiting for its downtime
 	if s.pfd != nil {
 		s.pfd.close()
 	}
@@ -597,7 +611,8 @@ func (s *Server) close() error {
 		errs = append(errs, s.pg.Stop())
 	}
 	if s.data != nil {
-		s.data.unlock() // after PostgreSQL stopped: the next emulator may start it
+		errs = append(errs, s.data.undo()) // a new directory whose server did not start
+		s.data.unlock()                    // after PostgreSQL stopped: the next emulator may start it
 	}
 	if s.dir != "" {
 		errs = append(errs, os.RemoveAll(s.dir))

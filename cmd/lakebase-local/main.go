@@ -99,7 +99,29 @@ func main() {
 		opts.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "lakebase-local: "+f+"\n", a...) }
 	}
 
+	// From before the start: a signal while it is under way (initdb takes seconds)
+	// stops the emulator once it has started, rather than killing it midway and
+	// leaving a new -data-dir half made. A second signal then stops it at once.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) // a closed terminal ends it cleanly too
+	stopping, started := make(chan os.Signal, 1), make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case s := <-sig:
+				if n > 0 {
+					fmt.Fprintf(os.Stderr, "lakebase-local: %v again: stopping now\n", s)
+					os.Exit(1)
+				}
+				fmt.Fprintf(os.Stderr, "lakebase-local: %v: stopping once started (again to stop now)\n", s)
+				stopping <- s
+			case <-started:
+				return
+			}
+		}
+	}()
 	srv, err := lakebasetest.NewServer(opts)
+	close(started)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lakebase-local:", err)
 		os.Exit(1)
@@ -119,8 +141,6 @@ func main() {
 		srv.SetErrorRate(ep, r)
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) // a closed terminal ends it cleanly too
 	info := map[string]any{
 		"workspace":       srv.URL,
 		"server":          srv.Host,
@@ -173,8 +193,11 @@ func main() {
 	line, _ := json.Marshal(info)
 	fmt.Println(string(line))
 
-	s := <-sig
-	fmt.Fprintf(os.Stderr, "lakebase-local: %v: stopping\n", s)
+	select {
+	case <-stopping: // during the start
+	case s := <-sig:
+		fmt.Fprintf(os.Stderr, "lakebase-local: %v: stopping\n", s)
+	}
 	if err := srv.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "lakebase-local:", err)
 		os.Exit(1)

@@ -399,3 +399,102 @@ func TestLakebaseLocal_DataDirKeepsPortsSecretAndData(t *testing.T) {
 		t.Fatalf("the data directory after a clean stop: %v", err)
 	}
 }
+
+// Ctrl-C (or SIGTERM) while the first start on a new -data-dir is under way
+// (PostgreSQL's initdb takes seconds) stops it cleanly once it has started,
+// instead of killing it midway: a directory left with PostgreSQL's data and no
+// state would be refused as damaged at every start after.
+func TestLakebaseLocal_SignalDuringTheFirstStartLeavesAUsableDataDir(t *testing.T) {
+	testenv.NeedPostgres(t)
+	bin := buildLocal(t)
+	base, err := os.MkdirTemp("", "lakebase-local-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o711) // PostgreSQL's user passes through when the test runs as root
+	dir := filepath.Join(base, "data")
+	cmd := exec.Command(bin, "-data-dir", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	// The start is under way once the directory has its VERSION.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "VERSION")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the data directory got no VERSION; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("SIGINT during the first start: %v\n%s", err, stderr.String())
+	}
+	again, _, stderr2 := startLocal(t, bin, "-data-dir", dir)
+	again.Process.Signal(syscall.SIGTERM)
+	if err := again.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr2.String())
+	}
+}
+
+// SIGTERM while a restart asked through the control endpoint keeps the compute
+// down (here for the longest downtime it takes, 10 minutes) stops lakebase-local
+// at once, cleanly, rather than after the downtime; the control request is
+// answered with an error.
+func TestLakebaseLocal_SIGTERMDuringAControlRestartStopsIt(t *testing.T) {
+	testenv.NeedPostgres(t)
+	bin := buildLocal(t)
+	cmd, in, stderr := startLocal(t, bin)
+	if in.PostgresPID == 0 {
+		t.Fatal("no postgres_pid in the JSON line")
+	}
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", in.ControlURL+"/restart?downtime=10m", nil)
+		req.Header.Set("Authorization", "Bearer "+in.ControlToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	// The downtime has begun once the compute's PostgreSQL is gone.
+	deadline := time.Now().Add(90 * time.Second)
+	for syscall.Kill(in.PostgresPID, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the compute's PostgreSQL did not stop for the restart")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM during a restart: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(3 * time.Minute): // against a 10-minute downtime
+		t.Fatal("lakebase-local waited for the restart's downtime before stopping")
+	}
+	if code := <-answered; code == http.StatusOK {
+		t.Error("the restart cut short by SIGTERM was answered 200")
+	}
+	for _, d := range in.TempDirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind after SIGTERM during a restart (%v)", d, err)
+		}
+	}
+}

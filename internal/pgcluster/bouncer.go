@@ -139,7 +139,8 @@ pidfile = %s
 		"users.txt": `"postgres" ""` + "\n",
 	}
 	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(b.dir, name), []byte(data), 0o600); err != nil {
+		// Written anew: at a restart the directory is the server's user's.
+		if err := writeNew(filepath.Join(b.dir, name), []byte(data)); err != nil {
 			return err
 		}
 	}

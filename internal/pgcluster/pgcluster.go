@@ -111,6 +111,53 @@ func StartIn(ctx context.Context, root string) (*Cluster, error) {
 	return c, nil
 }
 
+// DataVersion returns the PostgreSQL major version of the data StartIn made in
+// root (its PG_VERSION: 15, 16, ...; 9.6 reads as 9).
+func DataVersion(root string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(root, "data", "PG_VERSION"))
+	if err != nil {
+		return 0, err
+	}
+	v := strings.TrimSpace(string(b))
+	major, _, _ := strings.Cut(v, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("pgcluster: PG_VERSION %q is not a version", firstWord(v))
+	}
+	return n, nil
+}
+
+// ServerVersion returns the major version of the PostgreSQL that Start and
+// StartIn run (FindBinDir's), and where it is.
+func ServerVersion() (int, string, error) {
+	bin, err := FindBinDir()
+	if err != nil {
+		return 0, "", err
+	}
+	out, err := exec.Command(filepath.Join(bin, "postgres"), "-V").Output()
+	if err != nil {
+		return 0, bin, fmt.Errorf("pgcluster: %s -V: %w", filepath.Join(bin, "postgres"), err)
+	}
+	// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return 0, bin, fmt.Errorf("pgcluster: postgres -V said %q", firstWord(string(out)))
+	}
+	major, _, _ := strings.Cut(f[2], ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, bin, fmt.Errorf("pgcluster: postgres -V said %q", string(out))
+	}
+	return n, bin, nil
+}
+
+func firstWord(s string) string {
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return s
+}
+
 // Initialized reports whether root holds a cluster made by StartIn.
 func Initialized(root string) bool {
 	_, err := os.Stat(filepath.Join(root, "data", "PG_VERSION"))
@@ -226,9 +273,7 @@ func (c *Cluster) start(ctx context.Context, bin, root string) error {
 	}
 	files := map[string][]byte{"server.crt": certPEM, "server.key": keyPEM}
 	for name, data := range files {
-		p := filepath.Join(c.root, name)
-		os.Remove(p) // a new file is ours to write, whoever owned the old one
-		if err := os.WriteFile(p, data, 0o600); err != nil {
+		if err := writeNew(filepath.Join(c.root, name), data); err != nil {
 			return err
 		}
 	}
@@ -338,8 +383,7 @@ func (c *Cluster) launchOnFreePort(ctx context.Context, data string) error {
 func (c *Cluster) restart(ctx context.Context, data string) error {
 	c.mapped = map[string]bool{"postgres": true}
 	ident := filepath.Join(data, "pg_ident.conf")
-	os.Remove(ident)
-	if err := os.WriteFile(ident, []byte(c.identLines("postgres")), 0o600); err != nil {
+	if err := writeNew(ident, []byte(c.identLines("postgres"))); err != nil {
 		return err
 	}
 	if err := chownTree(ident, c.cred); err != nil {
@@ -368,7 +412,8 @@ func (c *Cluster) restart(ctx context.Context, data string) error {
 
 // Restart stops the server (a fast shutdown: its sessions end with FATAL 57P01),
 // waits downtime, and starts it again on the same port with the same data, as a
-// compute restart does.
+// compute restart does. A ctx done before the downtime is over leaves the server
+// stopped (Stop still cleans up).
 func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 	if c.dir == "" {
 		return errors.New("pgcluster: an external server cannot be restarted")
@@ -388,6 +433,9 @@ func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 		case <-t.C:
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pgcluster: the server was stopped and not started again: %w", err)
+	}
 	if err := c.launch(ctx, c.bin, filepath.Join(c.root, "data"), c.cred); err != nil {
 		return err
 	}
@@ -396,7 +444,7 @@ func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 
 func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential, extra ...string) error {
 	logPath := filepath.Join(c.root, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|noFollow, 0o644)
 	if err != nil {
 		return err
 	}
@@ -726,8 +774,26 @@ func (c *Cluster) allowPeer(ctx context.Context, roles ...string) error {
 	return nil
 }
 
+// writeNew writes path as a new 0600 file: whatever was there (whoever owned it)
+// is removed, and one that appears meanwhile, a link planted by the server's user
+// (the directory is that user's when this process is root), fails the write
+// rather than being written through.
+func writeNew(path string, data []byte) error {
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// appendFile appends to path, never through a symbolic link.
 func appendFile(path, text string) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|noFollow, 0)
 	if err != nil {
 		return err
 	}
@@ -757,8 +823,16 @@ func (c *Cluster) awaitPeerLogin(ctx context.Context, role string) error {
 
 // CheckPassword reports whether PostgreSQL takes password for role (a SCRAM login
 // over loopback TCP).
+//
+// The password goes only to this cluster's own server: over TLS verified against
+// its CA, never in clear to whoever holds the port while the server is down (a
+// restart's downtime leaves it free to any local user).
 func (c *Cluster) CheckPassword(ctx context.Context, role, password string) bool {
-	cs := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres sslmode=disable", c.Host, c.Port, quoteKV(role), quoteKV(password))
+	tls := "sslmode=disable"
+	if c.dir != "" {
+		tls = "sslmode=verify-full sslrootcert=" + quoteKV(c.CAFile)
+	}
+	cs := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres %s", c.Host, c.Port, quoteKV(role), quoteKV(password), tls)
 	pc, err := pgconn.Connect(ctx, cs)
 	if err != nil {
 		return false

@@ -5,8 +5,11 @@ package pgcluster
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -240,5 +243,200 @@ func TestCluster_StandbyDiesWithItsOwner(t *testing.T) {
 	tempdir.Sweep("lakebase-pg-")
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the killed owner's directory (with the standby's) after a sweep: %v", err)
+	}
+}
+
+// StartIn writes nothing through a symbolic link in the cluster's root, where the
+// server's user (the owner of that directory when this process is root) could
+// plant one: not the log, not the server key or certificate, not the peer map.
+// The files the links point to are left as they were.
+func TestStartIn_WritesNothingThroughALink(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	base, err := os.MkdirTemp("", "lakebase-startin-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o711); err != nil { // PostgreSQL's user passes through when this is root
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "pg")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := StartIn(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"postgres.log", "server.key", "server.crt", "data/pg_ident.conf"} {
+		t.Run(name, func(t *testing.T) {
+			victim := filepath.Join(base, "victim")
+			if err := os.WriteFile(victim, []byte("not the cluster's\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(root, filepath.FromSlash(name))
+			saved, err := os.ReadFile(link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(link)
+			if err := os.Symlink(victim, link); err != nil {
+				t.Fatal(err)
+			}
+			// As one planted after the emulator's own checks: the write itself must
+			// not follow it.
+			c, err := StartIn(ctx, root)
+			if err == nil {
+				c.Stop()
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "not the cluster's\n" {
+				t.Errorf("%s: the link's target was written: %q", name, b)
+			}
+			if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+				return // replaced by a file of its own: fine
+			}
+			os.Remove(link)
+			if err := os.WriteFile(link, saved, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if cred, _ := runAs(); cred != nil {
+				os.Lchown(link, int(cred.Uid), int(cred.Gid))
+			}
+		})
+	}
+}
+
+// CheckPassword gives a password only to the cluster's own server: whoever holds
+// its TCP port while the server is down (a compute restart's downtime leaves the
+// port free to any local user) and asks for the password in clear gets nothing.
+// Against the real server it still tells a right password from a wrong one.
+func TestCheckPassword_GivesThePasswordOnlyToTheClustersOwnServer(t *testing.T) {
+	if os.Getenv(EnvServer) != "" {
+		t.Skip("an external server is not this package's")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if err := c.CreateRole(ctx, "pw_role", "the-secret-pw", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !c.CheckPassword(ctx, "pw_role", "the-secret-pw") || c.CheckPassword(ctx, "pw_role", "wrong") {
+		t.Fatal("CheckPassword against the real server")
+	}
+
+	// A stand-in on the port that answers an SSL request "no" and asks for the
+	// password in clear.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- ""
+			return
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		readMsg := func(typed bool) []byte {
+			if typed {
+				if _, err := r.ReadByte(); err != nil {
+					return nil
+				}
+			}
+			var n [4]byte
+			if _, err := io.ReadFull(r, n[:]); err != nil {
+				return nil
+			}
+			body := make([]byte, int(binary.BigEndian.Uint32(n[:]))-4)
+			if _, err := io.ReadFull(r, body); err != nil {
+				return nil
+			}
+			return body
+		}
+		msg := readMsg(false)
+		if len(msg) >= 4 && binary.BigEndian.Uint32(msg) == 80877103 { // SSLRequest
+			conn.Write([]byte("N"))
+			msg = readMsg(false)
+		}
+		if msg == nil {
+			got <- ""
+			return
+		}
+		conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}) // AuthenticationCleartextPassword
+		got <- string(readMsg(true))
+	}()
+	realPort := c.Port
+	c.Port = ln.Addr().(*net.TCPAddr).Port
+	ok := c.CheckPassword(ctx, "pw_role", "the-secret-pw")
+	c.Port = realPort
+	if ok {
+		t.Error("CheckPassword took a stand-in's word")
+	}
+	if pw := <-got; strings.Contains(pw, "the-secret-pw") {
+		t.Error("CheckPassword sent the password to a stand-in on the server's port")
+	}
+}
+
+// A pooler started again (a compute restart starts it again) writes its
+// configuration anew in its directory, which belongs to the server's user when
+// this process is root: a symbolic link that user left there in place of
+// pgbouncer.ini or users.txt is replaced, never written through.
+func TestBouncerRestart_WritesNothingThroughALink(t *testing.T) {
+	if os.Getenv(EnvServer) != "" {
+		t.Skip("an external server has no pooler here")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	if _, err := FindPgBouncer(); err != nil {
+		t.Skip("no pgbouncer")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	b, err := StartBouncer(ctx, BouncerOptions{Databases: []BouncerDatabase{{Name: "postgres", Cluster: c, DBName: "postgres"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	victimDir := t.TempDir()
+	for _, name := range []string{"pgbouncer.ini", "users.txt"} {
+		victim := filepath.Join(victimDir, name+".victim")
+		if err := os.WriteFile(victim, []byte("not the pooler's\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(b.Dir(), name)
+		os.Remove(link)
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+		err := b.Restart(ctx, func() error { return nil })
+		if got, _ := os.ReadFile(victim); string(got) != "not the pooler's\n" {
+			t.Errorf("%s: the link's target was written: %q", name, got)
+		}
+		if err != nil {
+			t.Fatalf("the pooler started again: %v", err)
+		}
+		if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s is not a file of the pooler's own after its start (%v)", name, err)
+		}
 	}
 }

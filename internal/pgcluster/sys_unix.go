@@ -12,6 +12,10 @@ import (
 	"syscall"
 )
 
+// noFollow makes an open fail on a symbolic link: the files the emulator writes
+// in the server's directory, which the server's user owns when this process is root.
+const noFollow = syscall.O_NOFOLLOW
+
 // credential is the user PostgreSQL runs as.
 type credential = syscall.Credential
 

@@ -11,6 +11,9 @@ import (
 // there too, but the tests run it as the current user.
 type credential struct{}
 
+// noFollow: the server's directory is this user's own on Windows.
+const noFollow = 0
+
 func runAs() (*credential, error)                  { return nil, nil }
 func chownTree(string, *credential) error          { return nil }
 func runAsAttr(*credential) *syscall.SysProcAttr   { return nil }

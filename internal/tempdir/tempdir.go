@@ -32,7 +32,17 @@ func Make(prefix string) (string, error) {
 func Mark(dir string) error {
 	mark := filepath.Join(dir, ownerFile)
 	os.Remove(mark) // a new file is this user's, whoever owned the old one
-	return os.WriteFile(mark, []byte(strconv.Itoa(os.Getpid())), 0o644)
+	// Made new, never through a link the directory's owner (PostgreSQL's user,
+	// when this process is root) could put there meanwhile.
+	f, err := os.OpenFile(mark, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Sweep removes the directories in the temporary directory whose names start with
