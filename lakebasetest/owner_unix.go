@@ -22,7 +22,9 @@ func ownedPrivately(fi os.FileInfo) bool { return ownedByMe(fi) && fi.Mode().Per
 
 // lockDir holds an exclusive lock (flock) on the directory path itself, or says
 // that another holds it (ok false). The descriptor is closed on exec: PostgreSQL
-// and PgBouncer do not inherit the lock.
+// and PgBouncer do not inherit the lock. Where a directory cannot be locked (NFS
+// emulates flock with fcntl locks, which want a descriptor open for writing), the
+// lock file alone keeps a second emulator out, as before.
 func lockDir(path string) (release func(), ok bool, err error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -33,7 +35,7 @@ func lockDir(path string) (release func(), ok bool, err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, false, nil
 		}
-		return nil, false, err
+		return nil, true, nil // not lockable here
 	}
 	return func() { f.Close() }, true, nil
 }

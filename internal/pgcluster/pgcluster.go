@@ -444,7 +444,7 @@ func (c *Cluster) Restart(ctx context.Context, downtime time.Duration) error {
 
 func (c *Cluster) launch(ctx context.Context, bin, data string, cred *credential, extra ...string) error {
 	logPath := filepath.Join(c.root, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|noFollow, 0o644)
+	logf, err := openLog(logPath)
 	if err != nil {
 		return err
 	}
@@ -791,11 +791,31 @@ func writeNew(path string, data []byte) error {
 	return err
 }
 
-// appendFile appends to path, never through a symbolic link.
+// openLog opens the server's log for appending, never through a symbolic link;
+// a log with other names (a hard link to some other file) is replaced by a new one.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|noFollow, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err == nil && hardLinked(fi) {
+		f.Close()
+		os.Remove(path)
+		return os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND|noFollow, 0o644)
+	}
+	return f, nil
+}
+
+// appendFile appends to path, never through a symbolic link or to a file with
+// other names.
 func appendFile(path, text string) error {
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|noFollow, 0)
 	if err != nil {
 		return err
+	}
+	if fi, err := f.Stat(); err == nil && hardLinked(fi) {
+		f.Close()
+		return fmt.Errorf("pgcluster: %s has other names (a hard link): not written", path)
 	}
 	_, err = f.WriteString(text)
 	if cerr := f.Close(); err == nil {

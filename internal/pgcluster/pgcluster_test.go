@@ -440,3 +440,45 @@ func TestBouncerRestart_WritesNothingThroughALink(t *testing.T) {
 		}
 	}
 }
+
+// Nor through a hard link: a log that is another name of some other file (the
+// server's user may make one of a file of its own, root may make one of anything)
+// is not appended to.
+func TestStartIn_WritesNoLogThroughAHardLink(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		t.Skip("no PostgreSQL server binaries")
+	}
+	base, err := os.MkdirTemp("", "lakebase-startin-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o711); err != nil { // PostgreSQL's user passes through when this is root
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "pg")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := StartIn(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("not the cluster's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(root, "postgres.log")
+	os.Remove(log)
+	if err := os.Link(victim, log); err != nil {
+		t.Skipf("no hard link here: %v", err)
+	}
+	if c, err := StartIn(ctx, root); err == nil {
+		c.Stop()
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "not the cluster's\n" {
+		t.Errorf("the log's other name was written: %q", b)
+	}
+}

@@ -16,6 +16,12 @@ import (
 // in the server's directory, which the server's user owns when this process is root.
 const noFollow = syscall.O_NOFOLLOW
 
+// hardLinked reports whether the file fi describes has other names.
+func hardLinked(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
+}
+
 // credential is the user PostgreSQL runs as.
 type credential = syscall.Credential
 

@@ -14,6 +14,8 @@ type credential struct{}
 // noFollow: the server's directory is this user's own on Windows.
 const noFollow = 0
 
+func hardLinked(os.FileInfo) bool { return false }
+
 func runAs() (*credential, error)                  { return nil, nil }
 func chownTree(string, *credential) error          { return nil }
 func runAsAttr(*credential) *syscall.SysProcAttr   { return nil }
