@@ -88,6 +88,19 @@ type savedState struct {
 	// revoked tokens and credentials (Revoke), and RevokeAllCredentials's time.
 	Revoked     []string  `json:"revoked,omitempty"`
 	RevokeCreds time.Time `json:"revoke_creds,omitzero"`
+	// A person's logins: the refresh tokens issued (used ones too, so a reuse
+	// after a restart is still caught) and the families revoked.
+	RefreshTokens   map[string]savedRefresh `json:"refresh_tokens,omitempty"`
+	RevokedFamilies []string                `json:"revoked_families,omitempty"`
+}
+
+// savedRefresh is a refresh token the workspace issued.
+type savedRefresh struct {
+	Family   string `json:"family"`
+	ClientID string `json:"client_id"`
+	Subject  string `json:"subject"`
+	Scope    string `json:"scope"`
+	Used     bool   `json:"used,omitempty"`
 }
 
 // savedBranch is a branch made through the API, with its own PostgreSQL in
@@ -481,6 +494,16 @@ func (s *Server) state() *savedState {
 	}
 	sort.Strings(st.Revoked)
 	st.RevokeCreds = s.revokeCreds
+	if len(s.refresh) > 0 {
+		st.RefreshTokens = make(map[string]savedRefresh, len(s.refresh))
+	}
+	for tok, rt := range s.refresh {
+		st.RefreshTokens[tok] = savedRefresh{Family: rt.family, ClientID: rt.clientID, Subject: rt.subject, Scope: rt.scope, Used: rt.used}
+	}
+	for f := range s.families {
+		st.RevokedFamilies = append(st.RevokedFamilies, f)
+	}
+	sort.Strings(st.RevokedFamilies)
 	sort.Slice(st.Branches, func(i, j int) bool { return st.Branches[i].Name < st.Branches[j].Name })
 	sort.Strings(st.Users)
 	sort.Strings(st.Roles)
@@ -562,6 +585,12 @@ func (s *Server) restore(st *savedState) error {
 		s.revoked[id] = true
 	}
 	s.revokeCreds = st.RevokeCreds
+	for tok, rt := range st.RefreshTokens {
+		s.refresh[tok] = &refreshToken{family: rt.Family, clientID: rt.ClientID, subject: rt.Subject, scope: rt.Scope, used: rt.Used}
+	}
+	for _, f := range st.RevokedFamilies {
+		s.families[f] = true
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -822,4 +824,69 @@ func doJSON(t *testing.T, req *http.Request, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// A person's login (OAuthPKCE) keeps working across a restart of the emulator on
+// its data directory: the workspace remembers the refresh tokens it issued, as the
+// service does, so a service holding a refresh token refreshes without a browser
+// after the restart (RefreshOAuthAccessToken here; a connector's stored login
+// likewise). A refresh token used once (rotated) stays used.
+func TestDataDir_APersonsLoginSurvivesARestart(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s1, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir, AutoApprove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s1.Close() }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	callback := "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	var stores atomic.Int64 // a memory store of its own for each connector
+	follow := lakebase.WithBrowserOpener(func(u string) error {
+		go func() {
+			if resp, err := http.Get(u); err == nil { // the browser: the consent is approved at once
+				resp.Body.Close()
+			}
+		}()
+		return nil
+	})
+	tokens := func(s *lakebasetest.Server, query string, opts ...lakebase.Option) (access, refresh string, err error) {
+		c, err := lakebase.NewConnector(s.OAuthPKCEDSN("InitiateOAuth=OFF", "CallbackURL="+callback, "OAuthSettingsLocation=memory://"+t.Name()+strconv.FormatInt(stores.Add(1), 10), "Timeout=60"),
+			append(opts, lakebase.WithStderr(io.Discard))...)
+		if err != nil {
+			return "", "", err
+		}
+		db := sql.OpenDB(c)
+		defer db.Close()
+		var exp any
+		err = db.QueryRow(query).Scan(&access, &refresh, &exp)
+		return access, refresh, err
+	}
+	_, rt1, err := tokens(s1, "EXEC GetOAuthAccessToken AuthMode='APP'", follow)
+	if err != nil || rt1 == "" {
+		t.Fatalf("the person's login: %v", err)
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	access, rt2, err := tokens(s2, "EXEC RefreshOAuthAccessToken OAuthRefreshToken='"+rt1+"'")
+	if err != nil || access == "" || rt2 == "" || rt2 == rt1 {
+		t.Fatalf("a refresh after the restart: new refresh token %t, %v", rt2 != "" && rt2 != rt1, err)
+	}
+	if _, _, err := tokens(s2, "EXEC RefreshOAuthAccessToken OAuthRefreshToken='"+rt2+"'"); err != nil {
+		t.Fatalf("a second refresh after the restart: %v", err)
+	}
+	if _, _, err := tokens(s2, "EXEC RefreshOAuthAccessToken OAuthRefreshToken='"+rt1+"'"); err == nil {
+		t.Fatal("a refresh token used before the restart worked again after it")
+	}
 }

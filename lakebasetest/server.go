@@ -179,7 +179,7 @@ type Options struct {
 	// DataDir keeps the emulator's state in a directory, so that a development
 	// database survives a restart and a connection string written once keeps
 	// working: PostgreSQL's data, the CA and the keys, the identities and their
-	// secrets, the roles, the branches made through the API (each with its own
+	// secrets, the refresh tokens issued to people, the roles, the branches made through the API (each with its own
 	// PostgreSQL), and the ports (used again unless HTTPPort, PGPort or PooledPort
 	// say otherwise). A missing or empty directory is made one. A
 	// directory another emulator holds is refused (ErrDataDirInUse), as is one of
