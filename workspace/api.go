@@ -266,15 +266,33 @@ func (c *Client) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Op
 }
 
 // branchReady is an operation that ends when branch b, made by a create whose
-// answer was lost, is READY (or fails when it is not on its way there).
+// answer was lost and read back as the one asked for, is READY (or fails when it
+// is not on its way there). Every read is checked to be that branch still: of its
+// name, made at the same time from the same source; a branch deleted and made
+// again meanwhile (by someone else, from whatever source) is a *BranchExistsError,
+// never the result. A failed read leaves the operation as it was, so a later Wait
+// polls the same branch again.
 func (c *Client) branchReady(b Branch) *Operation[Branch] {
 	op := &Operation[Branch]{c: c}
+	want := b
+	made, _ := time.Parse(time.RFC3339Nano, want.CreateTime) // madeBranch read it
 	op.until = func(ctx context.Context) (Branch, bool, error) {
 		if b.Status.CurrentState != "READY" {
-			var err error
-			if b, err = c.GetBranch(ctx, GetBranchRequest{Name: b.Name}); err != nil {
+			got, err := c.GetBranch(ctx, GetBranchRequest{Name: want.Name})
+			if err != nil {
 				return Branch{}, false, err
 			}
+			var diffs differences
+			diffs.add("name", got.Name, want.Name)
+			diffs.add("source_branch", got.Source(), want.Source())
+			if t, err := time.Parse(time.RFC3339Nano, got.CreateTime); err != nil || !t.Equal(made) {
+				diffs = append(diffs, fmt.Sprintf("create_time %q, the branch read back was made at %s", got.CreateTime, want.CreateTime))
+			}
+			if len(diffs) > 0 {
+				op.state.Done = true
+				return Branch{}, false, &BranchExistsError{Name: want.Name, Differences: append(diffs, "the branch was deleted and made again while waiting for it")}
+			}
+			b = got
 		}
 		switch b.Status.CurrentState {
 		case "READY", "": // "": a service that does not say; nothing to wait for

@@ -178,3 +178,108 @@ func TestCreateBranch_ALostAnswerNeverAdoptsABranchMadeBefore(t *testing.T) {
 		}
 	}
 }
+
+// lostCreateServer plays a service whose first branch create's answer is lost
+// (the branch was made) and whose retry is answered ALREADY_EXISTS; the branch's
+// reads are answered by get, called with the number of the read (0 first).
+func lostCreateServer(t *testing.T, get func(n int) string) *workspace.Client {
+	t.Helper()
+	var reads int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost:
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`{"error_code":"ALREADY_EXISTS","message":"branch exists"}`))
+		case strings.HasSuffix(r.URL.Path, "/branches/feature"):
+			body := get(reads)
+			reads++
+			if body == "" {
+				w.WriteHeader(http.StatusNotFound)
+				w.Write([]byte(`{"error_code":"NOT_FOUND","message":"no such branch"}`))
+				return
+			}
+			w.Write([]byte(body))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	first := true
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if first {
+			first = false
+			return nil, io.ErrUnexpectedEOF // the first attempt's connection dropped once sent
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	return workspace.New(srv.URL, static("tok"), hc, workspace.Options{Retry: httpx.Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond}})
+}
+
+func branchBody(name, state, source string, made time.Time) string {
+	return fmt.Sprintf(`{"name":%q,"create_time":%q,"status":{"current_state":%q,"source_branch":%q}}`,
+		name, made.UTC().Format(time.RFC3339Nano), state, source)
+}
+
+// What an attacker (or another user) controls here: the branch of the name while
+// the operation of a create whose answer was lost waits for it to be READY. The
+// branch read back and found to be the one asked for is the only one Wait returns:
+// when it is deleted and another branch of the name made (from another source, or
+// the same) while Wait polls, Wait fails with ErrBranchExists; it never returns the
+// other branch, nor a read that names another branch or none.
+func TestCreateBranch_WaitNeverReturnsABranchRemadeWhileItWaited(t *testing.T) {
+	const main, dev, name = "projects/p/branches/main", "projects/p/branches/dev", "projects/p/branches/feature"
+	made := time.Now()
+	for _, c := range []struct {
+		what  string
+		later string // the branch's reads after the first
+	}{
+		{"remade from another source", branchBody(name, "READY", dev, made.Add(2*time.Second))},
+		{"remade from the same source", branchBody(name, "READY", main, made.Add(2*time.Second))},
+		{"a read naming another branch", branchBody("projects/p/branches/other", "READY", main, made)},
+		{"a read naming no branch", `{}`},
+		{"a read with no status nor source", fmt.Sprintf(`{"name":%q,"create_time":%q}`, name, made.UTC().Format(time.RFC3339Nano))},
+	} {
+		api := lostCreateServer(t, func(n int) string {
+			if n == 0 {
+				return branchBody(name, "INIT", main, made)
+			}
+			return c.later
+		})
+		op, err := api.CreateBranch(context.Background(), workspace.CreateBranchRequest{Project: "projects/p", BranchID: "feature", Source: main})
+		if err != nil {
+			t.Fatalf("%s: create: %v", c.what, err)
+		}
+		b, err := op.Wait(context.Background())
+		if !errors.Is(err, workspace.ErrBranchExists) || b.Name != "" {
+			t.Errorf("%s: Wait: %+v, %v; want ErrBranchExists", c.what, b, err)
+		}
+	}
+}
+
+// A Wait that failed (its context ended, a read of the branch failed) leaves the
+// operation as it was: the next Wait polls the same branch again and returns it
+// once it is READY.
+func TestCreateBranch_WaitAfterAFailedWaitPollsTheSameBranch(t *testing.T) {
+	const main, name = "projects/p/branches/main", "projects/p/branches/feature"
+	made := time.Now()
+	api := lostCreateServer(t, func(n int) string {
+		switch n {
+		case 0:
+			return branchBody(name, "INIT", main, made)
+		case 1:
+			return `{"error_code":"INTERNAL_ERROR"` // a read cut short
+		}
+		return branchBody(name, "READY", main, made)
+	})
+	op, err := api.CreateBranch(context.Background(), workspace.CreateBranchRequest{Project: "projects/p", BranchID: "feature", Source: main})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Wait(context.Background()); err == nil {
+		t.Fatal("Wait: a read cut short did not fail it")
+	}
+	b, err := op.Wait(context.Background())
+	if err != nil || b.Name != name || b.Status.CurrentState != "READY" {
+		t.Fatalf("the second Wait: %+v, %v", b, err)
+	}
+}
