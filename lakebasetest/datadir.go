@@ -587,6 +587,7 @@ func (s *Server) restore(st *savedState) error {
 	s.revokeCreds = st.RevokeCreds
 	for tok, rt := range st.RefreshTokens {
 		s.refresh[tok] = &refreshToken{family: rt.Family, clientID: rt.ClientID, subject: rt.Subject, scope: rt.Scope, used: rt.Used}
+		s.issued = append(s.issued, tok) // IssuedSecrets names it, as before the restart
 	}
 	for _, f := range st.RevokedFamilies {
 		s.families[f] = true

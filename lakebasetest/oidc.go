@@ -432,6 +432,7 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, r *http.Request) {
 			s.counts["refresh.reuse_detected"]++
 			s.mu.Unlock()
 			s.logf("token: reuse of a rotated refresh token; family revoked")
+			s.saveRefresh()
 			oauthError(w, http.StatusBadRequest, "invalid_grant", "refresh token reuse detected; the session was revoked")
 			return
 		}
@@ -466,10 +467,20 @@ func (s *Server) writeTokens(w http.ResponseWriter, subject, scope, family, clie
 		s.mu.Lock()
 		s.refresh[rtok] = &refreshToken{family: family, clientID: clientID, subject: subject, scope: scope}
 		s.mu.Unlock()
+		s.saveRefresh() // the new token, and the one it replaces spent, before the answer
 		body["refresh_token"] = rtok
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, body)
+}
+
+// saveRefresh writes the refresh tokens to the data directory (if any) now, not
+// at the next second's save: a killed emulator keeps every token it answered
+// with, every token spent and every family revoked.
+func (s *Server) saveRefresh() {
+	if err := s.saveState(); err != nil {
+		s.logf("data directory: saving: %v", err)
+	}
 }
 
 func (s *Server) writeTokensKeepRefresh(w http.ResponseWriter, subject, scope, refresh string) {

@@ -830,14 +830,16 @@ func (s *Server) SetOutage(on bool) { s.outage.Store(on) }
 // database credential.
 func (s *Server) Revoke(token string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if rt, ok := s.refresh[token]; ok {
 		s.families[rt.family] = true
+		s.mu.Unlock()
+		s.saveRefresh() // on disk when Revoke returns, even if the emulator is killed next
 		return
 	}
 	if c, err := s.parseJWT(token); err == nil {
 		s.revoked[c.ID] = true
 	}
+	s.mu.Unlock()
 }
 
 // RevokeAllCredentials refuses every database credential issued until now.
