@@ -88,8 +88,10 @@ type savedState struct {
 	// revoked tokens and credentials (Revoke), and RevokeAllCredentials's time.
 	Revoked     []string  `json:"revoked,omitempty"`
 	RevokeCreds time.Time `json:"revoke_creds,omitzero"`
-	// A person's logins: the refresh tokens issued (used ones too, so a reuse
-	// after a restart is still caught) and the families revoked.
+	// A person's logins: the refresh tokens not spent yet, one a family (a spent
+	// token names its family itself, so a reuse after a restart is still caught;
+	// "used" entries are spent tokens as an older directory kept them), and the
+	// families revoked (whose tokens are not kept: every one of them is refused).
 	RefreshTokens   map[string]savedRefresh `json:"refresh_tokens,omitempty"`
 	RevokedFamilies []string                `json:"revoked_families,omitempty"`
 }
@@ -494,11 +496,23 @@ func (s *Server) state() *savedState {
 	}
 	sort.Strings(st.Revoked)
 	st.RevokeCreds = s.revokeCreds
-	if len(s.refresh) > 0 {
-		st.RefreshTokens = make(map[string]savedRefresh, len(s.refresh))
-	}
 	for tok, rt := range s.refresh {
-		st.RefreshTokens[tok] = savedRefresh{Family: rt.family, ClientID: rt.clientID, Subject: rt.subject, Scope: rt.scope, Used: rt.used}
+		if s.families[rt.family] {
+			continue
+		}
+		if st.RefreshTokens == nil {
+			st.RefreshTokens = map[string]savedRefresh{}
+		}
+		st.RefreshTokens[tok] = savedRefresh{Family: rt.family, ClientID: rt.clientID, Subject: rt.subject, Scope: rt.scope}
+	}
+	for tok, f := range s.spent {
+		if s.families[f] {
+			continue
+		}
+		if st.RefreshTokens == nil {
+			st.RefreshTokens = map[string]savedRefresh{}
+		}
+		st.RefreshTokens[tok] = savedRefresh{Family: f, Used: true}
 	}
 	for f := range s.families {
 		st.RevokedFamilies = append(st.RevokedFamilies, f)
@@ -586,8 +600,12 @@ func (s *Server) restore(st *savedState) error {
 	}
 	s.revokeCreds = st.RevokeCreds
 	for tok, rt := range st.RefreshTokens {
-		s.refresh[tok] = &refreshToken{family: rt.Family, clientID: rt.ClientID, subject: rt.Subject, scope: rt.Scope, used: rt.Used}
 		s.issued = append(s.issued, tok) // IssuedSecrets names it, as before the restart
+		if rt.Used {
+			s.spent[tok] = rt.Family
+			continue
+		}
+		s.refresh[tok] = &refreshToken{family: rt.Family, clientID: rt.ClientID, subject: rt.Subject, scope: rt.Scope}
 	}
 	for _, f := range st.RevokedFamilies {
 		s.families[f] = true

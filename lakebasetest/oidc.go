@@ -30,12 +30,53 @@ type authCode struct {
 	expires time.Time
 }
 
+// refreshToken is a refresh token not spent yet: with rotation, the one its
+// family's holder spends next. A spent token is not kept: its family is in the
+// token itself (newRefreshToken), so a reuse of any token a family ever had is
+// caught (the family is revoked) with one token kept per family, however many
+// times it was rotated.
 type refreshToken struct {
 	family   string
 	clientID string
 	subject  string
 	scope    string
-	used     bool
+}
+
+// refreshPrefix starts every refresh token the workspace issues.
+const refreshPrefix = "doau"
+
+// newRefreshToken is a new refresh token of family (16 hex digits): the family,
+// then 128 random bits. Knowing a family gives nothing a token of it does not:
+// the family is only ever seen in its tokens.
+func newRefreshToken(family string) string { return refreshPrefix + family + randHex(16) }
+
+// familyOf is the family of a refresh token the workspace issued, spent or not
+// (s.mu held), or "" for one it never issued a family of.
+func (s *Server) familyOf(tok string) string {
+	if rt := s.refresh[tok]; rt != nil {
+		return rt.family
+	}
+	if f, ok := s.spent[tok]; ok {
+		return f
+	}
+	if len(tok) != len(refreshPrefix)+16+32 || !strings.HasPrefix(tok, refreshPrefix) {
+		return ""
+	}
+	f := tok[len(refreshPrefix) : len(refreshPrefix)+16]
+	if s.families[f] || s.liveFamily(f) != nil {
+		return f
+	}
+	return ""
+}
+
+// liveFamily is the unspent token of family f (s.mu held), if any.
+func (s *Server) liveFamily(f string) *refreshToken {
+	for _, rt := range s.refresh {
+		if rt.family == f {
+			return rt
+		}
+	}
+	return nil
 }
 
 type tokenClaims struct {
@@ -410,25 +451,31 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, r *http.Request) {
 	tok := r.PostForm.Get("refresh_token")
 	s.mu.Lock()
 	want, known := s.clients[id]
-	rt := s.refresh[tok]
 	s.mu.Unlock()
 	if !known || (want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
 		return
 	}
-	if rt == nil || rt.clientID != id {
+	s.mu.Lock()
+	rt := s.refresh[tok]
+	family := s.familyOf(tok)
+	holder := rt
+	if holder == nil && family != "" {
+		holder = s.liveFamily(family)
+	}
+	if family == "" || (holder != nil && holder.clientID != id) {
+		s.mu.Unlock()
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid")
 		return
 	}
-	s.mu.Lock()
-	if s.families[rt.family] {
+	if s.families[family] {
 		s.mu.Unlock()
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was revoked")
 		return
 	}
-	if rt.used {
+	if rt == nil { // a token of the family, spent
 		if s.reuseDet.Load() {
-			s.families[rt.family] = true
+			s.families[family] = true
 			s.counts["refresh.reuse_detected"]++
 			s.mu.Unlock()
 			s.logf("token: reuse of a rotated refresh token; family revoked")
@@ -440,17 +487,19 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used")
 		return
 	}
-	rotate := s.rotation.Load()
-	if rotate {
-		rt.used = true
+	next := tok
+	if s.rotation.Load() {
+		// Spent and replaced in one step: a concurrent use of tok finds it spent.
+		delete(s.refresh, tok)
+		next = newRefreshToken(family)
+		s.refresh[next] = &refreshToken{family: family, clientID: rt.clientID, subject: rt.subject, scope: rt.scope}
 	}
-
 	s.mu.Unlock()
-	if rotate {
-		s.writeTokens(w, rt.subject, rt.scope, rt.family, id)
-		return
+	if next != tok {
+		s.remember(next)
+		s.saveRefresh() // the new token, and the one it replaces spent, before the answer
 	}
-	s.writeTokensKeepRefresh(w, rt.subject, rt.scope, tok)
+	s.writeTokensKeepRefresh(w, rt.subject, rt.scope, next)
 }
 
 // writeTokens issues an access token, plus a new refresh token of family when family is set.
@@ -462,12 +511,12 @@ func (s *Server) writeTokens(w http.ResponseWriter, subject, scope, family, clie
 	}
 	body := map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": int(ttl / time.Second), "scope": scope}
 	if family != "" {
-		rtok := "doau" + randHex(24)
+		rtok := newRefreshToken(family)
 		s.remember(rtok)
 		s.mu.Lock()
 		s.refresh[rtok] = &refreshToken{family: family, clientID: clientID, subject: subject, scope: scope}
 		s.mu.Unlock()
-		s.saveRefresh() // the new token, and the one it replaces spent, before the answer
+		s.saveRefresh() // before the answer
 		body["refresh_token"] = rtok
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -155,8 +155,9 @@ func TestDataDir_ARotationOrRevocationIsOnDiskBeforeItIsAnswered(t *testing.T) {
 		t.Fatalf("a refresh: %s", e)
 	}
 	tokens, _ := savedTokens(t, dir)
-	if !tokens[rt1].Used || tokens[rt2].Family == "" || tokens[rt2].Used {
-		t.Fatalf("on disk when the refresh was answered: the spent token used %t, the new one kept %t", tokens[rt1].Used, tokens[rt2].Family != "")
+	spent, kept := tokens[rt1]
+	if (kept && !spent.Used) || tokens[rt2].Family == "" || tokens[rt2].Used {
+		t.Fatalf("on disk when the refresh was answered: the spent token unspent %t, the new one kept %t", kept && !spent.Used, tokens[rt2].Family != "")
 	}
 	s.Revoke(rt2)
 	_, families := savedTokens(t, dir)
@@ -187,4 +188,49 @@ func TestDataDir_IssuedSecretsNameTheRefreshTokensKeptAcrossARestart(t *testing.
 		}
 	}
 	t.Fatal("IssuedSecrets after a restart does not name the refresh token kept")
+}
+
+// What an attacker controls here: how often a person's login is refreshed (each
+// refresh rotates the token). The data directory keeps one token a login, not
+// one a refresh, and still catches the reuse of the first token of a login
+// rotated many times, after a restart: the login's family is revoked.
+func TestDataDir_RefreshesDoNotGrowTheStateAndEveryReuseIsStillCaught(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir, AutoApprove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	first := personLogin(t, s)
+	rt, e := spendRefresh(t, s, first)
+	if rt == "" {
+		t.Fatalf("a refresh: %s", e)
+	}
+	stateSize := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, "state.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	size := stateSize()
+	for i := range 300 {
+		if rt, e = spendRefresh(t, s, rt); rt == "" {
+			t.Fatalf("refresh %d: %s", i, e)
+		}
+	}
+	if tokens, _ := savedTokens(t, dir); len(tokens) != 1 || stateSize() != size {
+		t.Fatalf("after 300 more refreshes: %d refresh tokens kept, state.json %d bytes (%d after the first)", len(tokens), stateSize(), size)
+	}
+	s = restartOn(t, s, dir)
+	if got, e := spendRefresh(t, s, first); got != "" || !strings.Contains(e, "reuse") {
+		t.Fatalf("the login's first token, replayed after 301 rotations and a restart: %t, %s; want reuse detected", got != "", e)
+	}
+	if got, e := spendRefresh(t, s, rt); got != "" || !strings.HasPrefix(e, "invalid_grant") {
+		t.Fatalf("the login's current token after the reuse: %t, %s; want refused", got != "", e)
+	}
+	if tokens, families := savedTokens(t, dir); len(tokens) != 0 || len(families) != 1 {
+		t.Fatalf("after the reuse: %d refresh tokens kept, %d families revoked; want none kept, one revoked", len(tokens), len(families))
+	}
 }

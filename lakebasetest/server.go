@@ -300,8 +300,9 @@ type Server struct {
 	revoked     map[string]bool // jti of access tokens and credentials, refresh tokens
 	codes       map[string]*authCode
 	pending     map[string]*authRequest
-	refresh     map[string]*refreshToken
-	families    map[string]bool // revoked families
+	refresh     map[string]*refreshToken // unspent
+	spent       map[string]string        // spent refresh token -> family, as an older data directory kept them
+	families    map[string]bool          // revoked families
 	passwords   map[string]string
 	roles       map[string]bool   // the main branch's login roles
 	roleIDs     map[string]string // branch|role -> the role id it was made with (roles API)
@@ -338,6 +339,7 @@ func NewServer(opts Options) (*Server, error) {
 		codes:        map[string]*authCode{},
 		pending:      map[string]*authRequest{},
 		refresh:      map[string]*refreshToken{},
+		spent:        map[string]string{},
 		families:     map[string]bool{},
 		passwords:    map[string]string{},
 		roles:        map[string]bool{},
@@ -830,8 +832,8 @@ func (s *Server) SetOutage(on bool) { s.outage.Store(on) }
 // database credential.
 func (s *Server) Revoke(token string) {
 	s.mu.Lock()
-	if rt, ok := s.refresh[token]; ok {
-		s.families[rt.family] = true
+	if f := s.familyOf(token); f != "" {
+		s.families[f] = true
 		s.mu.Unlock()
 		s.saveRefresh() // on disk when Revoke returns, even if the emulator is killed next
 		return
