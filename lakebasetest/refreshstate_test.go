@@ -234,3 +234,50 @@ func TestDataDir_RefreshesDoNotGrowTheStateAndEveryReuseIsStillCaught(t *testing
 		t.Fatalf("after the reuse: %d refresh tokens kept, %d families revoked; want none kept, one revoked", len(tokens), len(families))
 	}
 }
+
+// A data directory written before refresh tokens named their login kept every
+// spent token (used): the reuse of one of them after the upgrade still revokes
+// its login.
+func TestDataDir_ASpentTokenAnOlderDirectoryKeptIsStillCaught(t *testing.T) {
+	testenv.NeedPostgres(t)
+	dir := filepath.Join(dataDirBase(t), "data")
+	s, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir, AutoApprove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rt := personLogin(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "state.json")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	tokens := st["refresh_tokens"].(map[string]any)
+	live := tokens[rt].(map[string]any)
+	const old = "doau0123456789abcdef0123456789abcdef0123456789abcdef" // the older form: 48 hex digits
+	tokens[old] = map[string]any{"family": live["family"], "client_id": live["client_id"], "subject": live["subject"], "scope": live["scope"], "used": true}
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := lakebasetest.NewServer(lakebasetest.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	if got, e := spendRefresh(t, s2, old); got != "" || !strings.Contains(e, "reuse") {
+		t.Fatalf("a spent token of the older form: %t, %s; want reuse detected", got != "", e)
+	}
+	if got, e := spendRefresh(t, s2, rt); got != "" || !strings.HasPrefix(e, "invalid_grant") {
+		t.Fatalf("the login's current token after the reuse: %t, %s; want refused", got != "", e)
+	}
+}
