@@ -17,9 +17,9 @@ import (
 
 const branchUsage = `usage: lakebase branch <create|list|delete|gc> [flags]
 
-  create [-name ID] [-from BRANCH] [-ttl 24h] [-export]
+  create [-name ID] [-from BRANCH] [-ttl 24h] [-wait 10m] [-export]
         make a branch of the connection string's project (from its branch, or -from),
-        wait until it is ready, and print "Project=...;Branch=..." to add to the
+        wait until it is ready (up to -wait), and print "Project=...;Branch=..." to add to the
         connection string (-export: LAKEBASE_ENDPOINT=<its read-write endpoint>, for
         $GITHUB_ENV)
   list  the project's branches: name, state, expiry
@@ -56,6 +56,7 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 	name := fs.String("name", "", "create: the branch id (default: ci- and a random suffix)")
 	from := fs.String("from", "", "create: the source branch (id or path; default: the connection string's branch, else the project's default)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "create: how long the branch lives unless deleted (0: until deleted)")
+	wait := fs.Duration("wait", 10*time.Minute, "create: how long to wait for the branch to be made and ready")
 	export := fs.Bool("export", false, "create: print LAKEBASE_ENDPOINT=<endpoint> instead of Project/Branch")
 	prefix := fs.String("prefix", "", "gc: also delete branches whose id starts with this")
 	dry := fs.Bool("dry-run", false, "gc: only print what would be deleted")
@@ -117,12 +118,23 @@ func branchCmd(ctx context.Context, cfg *lakebase.Config, args []string, _ io.Re
 			}
 		}
 		full := workspace.BranchName{Project: project.ID, ID: id}.String()
-		op, err := api.CreateBranch(ctx, workspace.CreateBranchRequest{Project: projectPath, BranchID: id, Source: source, TTL: *ttl})
-		if err != nil {
+		if *wait <= 0 {
+			return fmt.Errorf("branch create: -wait %v: give how long to wait for the branch (such as 10m)", *wait)
+		}
+		made, cancel := context.WithTimeout(ctx, *wait)
+		defer cancel()
+		gaveUp := func(err error) error {
+			if made.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+				return fmt.Errorf("branch create %s: waited %v (-wait) for the branch to be made and ready: %w; it may have been made: check it (lakebase branch list) before creating it again", full, *wait, err)
+			}
 			return err
 		}
-		if _, err := op.Wait(ctx); err != nil {
-			return err
+		op, err := api.CreateBranch(made, workspace.CreateBranchRequest{Project: projectPath, BranchID: id, Source: source, TTL: *ttl})
+		if err != nil {
+			return gaveUp(err)
+		}
+		if _, err := op.Wait(made); err != nil {
+			return gaveUp(err)
 		}
 		if *export {
 			eps, err := api.ListEndpoints(ctx, workspace.ListEndpointsRequest{Branch: full})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lakebase-go/lakebase"
 	"github.com/lakebase-go/lakebase/internal/testenv"
@@ -90,4 +91,17 @@ func createProtected(t *testing.T, emu *lakebasetest.Server, id string) {
 	}
 	resp.Body.Close()
 	lakebaseCmd(t, emu.OAuthClientDSN(), nil, "branch", "list") // the copy finishes in the background
+}
+
+// What an attacker (or a broken service) controls here: how long the service
+// takes to answer a branch create and to make the branch READY. branch create
+// gives up after -wait (a CI job's step never hangs until the job's own timeout)
+// and says how long it waited.
+func TestBranch_CreateGivesUpAfterItsWait(t *testing.T) {
+	emu := lakebasetest.Start(t, lakebasetest.Options{HTTPOnly: true})
+	emu.SetLatency(lakebasetest.EPBranches, time.Hour) // a service that never answers
+	_, e, code := lakebaseCmd(t, emu.OAuthClientDSN(), nil, "branch", "create", "-name", "slow", "-wait", "1s")
+	if code == 0 || !strings.Contains(e, "waited 1s") {
+		t.Fatalf("branch create against a service that never answers: %d %s", code, e)
+	}
 }
