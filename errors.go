@@ -210,8 +210,9 @@ var (
 	ErrRoleExists = workspace.ErrRoleExists
 	// ErrBranchExists: a branch create was answered ALREADY_EXISTS after the answer
 	// of an earlier attempt (which may have made the branch) was lost, and the
-	// branch there is not the one asked for (another source, or made before the
-	// create began), or could not be read back; the error (a BranchExistsError)
+	// branch there is not the one asked for (another source, made before the
+	// create began, another lifetime, or deleted and made again while Wait polled
+	// it), or could not be read back; the error (a BranchExistsError)
 	// names the difference and the branch was left as it is. Permanent: look at
 	// the branch before creating it again.
 	ErrBranchExists = workspace.ErrBranchExists

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -348,11 +349,35 @@ func (c *Client) madeBranch(ctx context.Context, req CreateBranchRequest, start 
 		diffs = append(diffs, fmt.Sprintf("create_time %q cannot be read", b.CreateTime))
 	case made.Before(start.Add(-branchClockSkew)):
 		diffs = append(diffs, "made at "+made.UTC().Format(time.RFC3339)+", before this create began")
+	default:
+		diffs = append(diffs, lifetimeDiffers(b, made, req.TTL)...)
 	}
 	if len(diffs) > 0 {
 		return fail(diffs, nil)
 	}
 	return b, nil
+}
+
+// lifetimeDiffers names how the lifetime of branch b (made at made) differs from
+// the ttl asked (0: until deleted), when the branch shows its expiry: a branch that
+// expires when none was asked (it would vanish with its data), or lives on when a
+// ttl was asked, or for another ttl (a minute allowed), is not the one asked for.
+// A branch that shows no expiry when a ttl was asked cannot tell and is not refused.
+func lifetimeDiffers(b Branch, made time.Time, ttl time.Duration) []string {
+	shown := cmp.Or(b.ExpireTime, b.Status.ExpireTime)
+	if shown == "" {
+		return nil
+	}
+	expires, err := time.Parse(time.RFC3339Nano, shown)
+	switch {
+	case err != nil:
+		return []string{fmt.Sprintf("expire_time %q cannot be read", shown)}
+	case ttl <= 0:
+		return []string{"expires at " + expires.UTC().Format(time.RFC3339) + ", asked no ttl"}
+	case (expires.Sub(made) - ttl).Abs() > branchClockSkew:
+		return []string{fmt.Sprintf("ttl %v, asked %v", expires.Sub(made).Round(time.Second), ttl)}
+	}
+	return nil
 }
 
 // DeleteBranchRequest names the branch (projects/<p>/branches/<b>) to delete.

@@ -283,3 +283,46 @@ func TestCreateBranch_WaitAfterAFailedWaitPollsTheSameBranch(t *testing.T) {
 		t.Fatalf("the second Wait: %+v, %v", b, err)
 	}
 }
+
+// What an attacker (or another user) controls here: the lifetime of the branch of
+// the name when a create's answer is lost. A branch from the source asked, made
+// after the create began, is still not the one asked for when it shows another
+// lifetime: one that expires when none was asked (it would vanish with the
+// caller's data), one that lives on or for another ttl when a ttl was asked.
+func TestCreateBranch_ALostAnswerNeverAdoptsABranchOfAnotherLifetime(t *testing.T) {
+	const main, name = "projects/p/branches/main", "projects/p/branches/feature"
+	made := time.Now()
+	at := func(d time.Duration) string { return made.Add(d).UTC().Format(time.RFC3339Nano) }
+	for _, c := range []struct {
+		what    string
+		ttl     time.Duration
+		expires string // the branch's expire_time; "" for none shown
+		adopt   bool
+	}{
+		{"a day's branch, asked an hour", time.Hour, at(24 * time.Hour), false},
+		{"an hour's branch, asked none", 0, at(time.Hour), false},
+		{"an unreadable expiry", time.Hour, "soon", false},
+		{"an hour's branch, asked an hour", time.Hour, at(time.Hour + 2*time.Second), true},
+		{"no expiry shown, asked an hour", time.Hour, "", true},
+		{"no expiry, asked none", 0, "", true},
+	} {
+		api := lostCreateServer(t, func(int) string {
+			return fmt.Sprintf(`{"name":%q,"create_time":%q,"expire_time":%q,"status":{"current_state":"READY","source_branch":%q}}`,
+				name, at(0), c.expires, main)
+		})
+		op, err := api.CreateBranch(context.Background(), workspace.CreateBranchRequest{Project: "projects/p", BranchID: "feature", Source: main, TTL: c.ttl})
+		if !c.adopt {
+			if !errors.Is(err, workspace.ErrBranchExists) || op != nil {
+				t.Errorf("%s: %v, %v; want ErrBranchExists", c.what, op, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.what, err)
+			continue
+		}
+		if b, err := op.Wait(context.Background()); err != nil || b.Name != name {
+			t.Errorf("%s: %+v, %v", c.what, b, err)
+		}
+	}
+}

@@ -151,6 +151,7 @@ type Branch struct {
 		CurrentState string `json:"current_state"`
 		IsProtected  bool   `json:"is_protected"`
 		SourceBranch string `json:"source_branch"`
+		ExpireTime   string `json:"expire_time"` // RFC 3339; "" for a branch that lives until deleted
 	} `json:"status"`
 	Spec struct {
 		IsProtected  bool   `json:"is_protected"`
