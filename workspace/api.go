@@ -342,6 +342,7 @@ func (c *Client) madeBranch(ctx context.Context, req CreateBranchRequest, start 
 		}
 	}
 	var diffs differences
+	diffs.add("name", b.Name, name) // a read answered with another branch, or none
 	diffs.add("source_branch", b.Source(), source)
 	made, err := time.Parse(time.RFC3339Nano, b.CreateTime)
 	switch {

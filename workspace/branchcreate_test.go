@@ -326,3 +326,24 @@ func TestCreateBranch_ALostAnswerNeverAdoptsABranchOfAnotherLifetime(t *testing.
 		}
 	}
 }
+
+// A read-back answered with another branch (or with none: an empty answer) is not
+// the branch asked for, whatever its source and age: the caller never gets a
+// branch of another name, nor an empty one, from a create.
+func TestCreateBranch_ALostAnswerNeverAdoptsAReadOfAnotherName(t *testing.T) {
+	const main = "projects/p/branches/main"
+	for _, body := range []string{
+		branchBody("projects/p/branches/other", "READY", main, time.Now()),
+		branchBody("", "READY", main, time.Now()),
+	} {
+		api := lostCreateServer(t, func(int) string { return body })
+		op, err := api.CreateBranch(context.Background(), workspace.CreateBranchRequest{Project: "projects/p", BranchID: "feature", Source: main})
+		if !errors.Is(err, workspace.ErrBranchExists) || op != nil {
+			var b workspace.Branch
+			if op != nil {
+				b, _ = op.Wait(context.Background())
+			}
+			t.Errorf("a read-back of %s: the branch %q, %v; want ErrBranchExists", body, b.Name, err)
+		}
+	}
+}

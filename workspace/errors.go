@@ -224,8 +224,9 @@ func (e *RoleExistsError) Unwrap() error { return e.Err }
 
 // ErrBranchExists is matched by a BranchExistsError: a branch create was answered
 // ALREADY_EXISTS after an earlier attempt's answer was lost, and the branch of that
-// name is not the one asked for (made from another source, or before the create
-// began), or could not be read back to tell. The branch was left as it is.
+// name is not the one asked for (made from another source, before the create
+// began or with another lifetime, or deleted and made again while Wait polled it),
+// or could not be read back to tell. The branch was left as it is.
 var ErrBranchExists = errors.New("lakebase: a branch of that name exists and is not the one asked for")
 
 // BranchExistsError reports a branch create whose retry was answered
