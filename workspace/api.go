@@ -3,6 +3,7 @@ package workspace
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -258,6 +259,11 @@ func (c *Client) CreateBranch(ctx context.Context, req CreateBranchRequest) (*Op
 	err = c.callTracked(ctx, "create branch "+req.BranchID, http.MethodPost, path+"/branches?branch_id="+url.QueryEscape(req.BranchID), map[string]any{"spec": spec}, &op.state, &at)
 	if err != nil && at.unanswered && alreadyExists(err) {
 		b, rerr := c.madeBranch(ctx, req, start)
+		if rerr == errNoBranch {
+			// No branch of the name: the lost attempt made none, and the 409 was
+			// about something else (or the branch is gone); the service's answer stands.
+			return nil, err
+		}
 		if rerr != nil {
 			return nil, rerr
 		}
@@ -309,6 +315,9 @@ func (c *Client) branchReady(b Branch) *Operation[Branch] {
 	return op
 }
 
+// errNoBranch is madeBranch's answer when there is no branch of the name.
+var errNoBranch = errors.New("no branch of the name")
+
 // branchClockSkew is how much earlier than this process's clock says the create
 // began a branch made by a lost attempt may carry as its create_time.
 const branchClockSkew = time.Minute
@@ -323,6 +332,10 @@ func (c *Client) madeBranch(ctx context.Context, req CreateBranchRequest, start 
 		return Branch{}, &BranchExistsError{Name: name, Differences: diffs, Err: err}
 	}
 	b, err := c.GetBranch(ctx, GetBranchRequest{Name: name})
+	var ae *APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		return Branch{}, errNoBranch
+	}
 	if err != nil {
 		return fail(nil, err)
 	}

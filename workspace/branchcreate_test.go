@@ -347,3 +347,34 @@ func TestCreateBranch_ALostAnswerNeverAdoptsAReadOfAnotherName(t *testing.T) {
 		}
 	}
 }
+
+// A retried create answered 409 for something else than the branch (a conflict
+// of the project, say), when the read-back finds no branch of the name, is the
+// service's answer as it is: not ErrBranchExists (no branch exists; the error is
+// not permanent on its account).
+func TestCreateBranch_ALostAnswerThenAConflictWithNoBranchIsTheServicesError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`{"error_code":"RESOURCE_CONFLICT","message":"the project is being updated"}`))
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error_code":"NOT_FOUND","message":"no such branch"}`))
+	}))
+	defer srv.Close()
+	first := true
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if first {
+			first = false
+			return nil, io.ErrUnexpectedEOF
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	api := workspace.New(srv.URL, static("tok"), hc, workspace.Options{Retry: httpx.Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond}})
+	_, err := api.CreateBranch(context.Background(), workspace.CreateBranchRequest{Project: "projects/p", BranchID: "feature", Source: "projects/p/branches/main"})
+	var ae *workspace.APIError
+	if errors.Is(err, workspace.ErrBranchExists) || !errors.As(err, &ae) || ae.ErrorCode != "RESOURCE_CONFLICT" {
+		t.Fatalf("a conflict with no branch made: %v; want the service's RESOURCE_CONFLICT", err)
+	}
+}
