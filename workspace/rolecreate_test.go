@@ -302,3 +302,44 @@ func TestCreateRole_OnlyALostAnswerThatMayHaveReachedTheServiceIsReadBack(t *tes
 		})
 	}
 }
+
+// What the service controls here: the 409 answering the retry of a role create
+// whose first answer was lost. When no role has the name (the lost attempt made
+// none; the conflict was about something else, such as a role id another name
+// took), the service's answer is returned as it is, not a RoleExistsError saying
+// a role exists that does not. Both APIs.
+func TestCreateRole_ALostAnswerThenAConflictWithNoRoleIsTheServicesError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`{"error_code":"ALREADY_EXISTS","message":"role id analysts is taken"}`))
+			return
+		}
+		w.Write([]byte(`{"roles":[{"name":"projects/p/branches/b/roles/x","status":{"postgres_role":"Analysts"}}],"database_instance_roles":[{"name":"Analysts"}]}`))
+	}))
+	defer srv.Close()
+	client := func() *workspace.Client {
+		first := true
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if first {
+				first = false
+				return nil, io.ErrUnexpectedEOF // the first attempt's connection dropped once sent
+			}
+			return http.DefaultTransport.RoundTrip(r)
+		})}
+		return workspace.New(srv.URL, static("tok"), hc, workspace.Options{Retry: httpx.Retry{MaxAttempts: 3, Base: time.Millisecond, Max: time.Millisecond}})
+	}
+	check := func(what string, err error) {
+		t.Helper()
+		var ae *workspace.APIError
+		if errors.Is(err, workspace.ErrRoleExists) || !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+			t.Errorf("%s: %v, want the service's 409", what, err)
+		}
+	}
+	_, err := client().CreateRole(context.Background(), workspace.CreateRoleRequest{Branch: "projects/p/branches/b",
+		Spec: workspace.RoleSpec{PostgresRole: "analysts", IdentityType: workspace.RoleIdentityGroup}})
+	check("a branch role", err)
+	_, err = client().CreateInstanceRole(context.Background(), workspace.CreateInstanceRoleRequest{Instance: "inst",
+		Role: workspace.InstanceRole{Name: "analysts", IdentityType: workspace.RoleIdentityGroup}})
+	check("an instance role", err)
+}

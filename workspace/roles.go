@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -198,6 +199,11 @@ func (c *Client) CreateRole(ctx context.Context, req CreateRoleRequest) (*Operat
 	err = c.callTracked(ctx, "create role "+req.Spec.PostgresRole, http.MethodPost, path, Role{Spec: &spec}, &op.state, &at)
 	if err != nil && at.unanswered && alreadyExists(err) {
 		r, rerr := c.madeRole(ctx, req.Branch, id, spec)
+		if rerr == errNoRole {
+			// No role of the name: the lost attempt made none, and the 409 was about
+			// something else (or the role is gone); the service's answer stands.
+			return nil, err
+		}
 		if rerr != nil {
 			return nil, rerr
 		}
@@ -208,6 +214,9 @@ func (c *Client) CreateRole(ctx context.Context, req CreateRoleRequest) (*Operat
 	}
 	return op, nil
 }
+
+// errNoRole is madeRole's and madeInstanceRole's answer when no role has the name.
+var errNoRole = errors.New("no role of the name")
 
 // madeRole reads back the role a create whose answer was lost may have made:
 // the role of branch named exactly spec.PostgresRole, when it is the one asked
@@ -222,6 +231,9 @@ func (c *Client) madeRole(ctx context.Context, branch, id string, spec RoleSpec)
 		return fail(nil, err)
 	}
 	r, err := FindRole(roles, spec.PostgresRole, where)
+	if errors.Is(err, ErrRoleNotFound) {
+		return Role{}, errNoRole
+	}
 	if err != nil {
 		return fail(nil, err)
 	}
@@ -413,7 +425,11 @@ func (c *Client) CreateInstanceRole(ctx context.Context, req CreateInstanceRoleR
 	var at attempts
 	err = c.callTracked(ctx, "create role "+req.Role.Name, http.MethodPost, path, req.Role, &out, &at)
 	if err != nil && at.unanswered && alreadyExists(err) {
-		return c.madeInstanceRole(ctx, req.Instance, req.Role)
+		r, rerr := c.madeInstanceRole(ctx, req.Instance, req.Role)
+		if rerr == errNoRole {
+			return out, err // the service's answer stands, as for a branch's role
+		}
+		return r, rerr
 	}
 	return out, err
 }
@@ -431,6 +447,9 @@ func (c *Client) madeInstanceRole(ctx context.Context, instance string, asked In
 		return fail(nil, err)
 	}
 	got, err := FindInstanceRole(roles, asked.Name, where)
+	if errors.Is(err, ErrRoleNotFound) {
+		return InstanceRole{}, errNoRole
+	}
 	if err != nil {
 		return fail(nil, err)
 	}
