@@ -307,13 +307,18 @@ func (c *Connector) waitAwake(ctx context.Context, li loginInfo, err error) (_ *
 			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
 		case <-t.C:
 		}
-		var sc *stdlib.Conn
-		sc, err = c.connectPgx(ctx, li)
-		if err == nil {
+		sc, cerr := c.connectPgx(ctx, li)
+		if cerr == nil {
 			c.logger.Info("lakebase: the database woke up", slog.String("database", li.database), slog.Duration("after", time.Since(start)))
 			return sc, nil
 		}
-		if !pgsession.ColdStartError(err) {
+		if ctx.Err() != nil {
+			// The wait ended during a connect (on a slow machine a connect is much of
+			// the wait): the same WakeError as between connects, with the compute's
+			// last answer, not the dial the deadline cut short.
+			return nil, &WakeError{Database: li.database, State: li.state, Waited: time.Since(start).Round(time.Millisecond), Err: err}
+		}
+		if err = cerr; !pgsession.ColdStartError(err) {
 			return nil, err
 		}
 		delay = pgsession.NextWakeDelay(delay, err)

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lakebase-go/lakebase"
+	"github.com/lakebase-go/lakebase/lakebasetest"
 )
 
 // closedPort returns a loopback port nothing listens on.
@@ -71,5 +73,36 @@ func TestDial_RefusedHostOfAnActiveDatabaseFailsAfterFewTries(t *testing.T) {
 				t.Fatalf("the observer was not told of the few tries, or was told of a wake: %+v", evs)
 			}
 		})
+	}
+}
+
+// A Timeout that ends while a connect of the wake wait is under way (on a loaded
+// machine a connect is much of the wait) is the same WakeError as one that ends
+// between connects: it names the database and its state and wraps the compute's
+// last answer (57P03), not the dial the deadline cut short. Here every connect
+// after the first (answered 57P03 by the waking endpoint) hangs until the deadline.
+func TestDial_ATimeoutEndingDuringAConnectOfTheWakeIsAWakeError(t *testing.T) {
+	needServers(t)
+	e := lakebasetest.Start(t, lakebasetest.Options{ScaleToZero: time.Hour, WakeDelay: time.Hour})
+	e.Suspend()
+	var dials atomic.Int64
+	hang := lakebase.WithPgxConfig(func(cc *pgx.ConnConfig) {
+		dial := cc.DialFunc
+		cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if dials.Add(1) == 1 {
+				return dial(ctx, network, addr)
+			}
+			<-ctx.Done()
+			return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+		}
+	})
+	db, _ := newDB(t, e.OAuthClientDSN("Timeout=5"), hang)
+	err := db.Ping()
+	var we *lakebase.WakeError
+	if !errors.As(err, &we) || !errors.Is(err, lakebase.ErrNotAwake) || we.State != "IDLE" || !strings.Contains(err.Error(), "57P03") {
+		t.Fatalf("a Timeout that ended during a connect of the wake: %v", err)
+	}
+	if dials.Load() < 2 {
+		t.Fatalf("%d dials: the wait never connected again", dials.Load())
 	}
 }
